@@ -1,0 +1,199 @@
+//! Incoming calls while `parley online` runs: ring, answer (automatically with
+//! `--auto-answer`, else by asking), and run the call. A second call while one is in
+//! progress gets "busy".
+
+use super::media::{self, MediaParams};
+use super::paths::{establish, PathSetup};
+use super::CallOptions;
+use crate::output::Printer;
+use crate::session::IncomingCall;
+use anyhow::{Context, Result};
+use parley_net::clock::now;
+use parley_net::{read_frame, send_frame};
+use parley_proto::call::media::MediaCrypto;
+use parley_proto::call::session::{CallEvent, CalleeSession};
+use parley_proto::call::signal::CallSignal;
+use parley_proto::presence::CandidateAddr;
+use parley_proto::{Identity, PeerId};
+use quinn::{Connection, Endpoint};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+
+/// What answering needs from the session.
+pub struct Answerer {
+    pub identity: Identity,
+    pub endpoint: Endpoint,
+    pub opts: CallOptions,
+    pub auto_answer: bool,
+    pub out: Printer,
+}
+
+/// `heard.wav` for the first call, `heard-2.wav` for the second, and so on.
+pub fn numbered_output(base: Option<&PathBuf>, n: u32) -> Option<PathBuf> {
+    let base = base?;
+    if n <= 1 {
+        return Some(base.clone());
+    }
+    let stem = base
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = base
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    Some(base.with_file_name(format!("{stem}-{n}{ext}")))
+}
+
+/// Tells a second caller we are busy.
+pub async fn refuse_busy(mut call: IncomingCall) {
+    let _ = send_frame(&mut call.send, &CallSignal::Busy).await;
+    let _ = call.send.finish();
+}
+
+impl Answerer {
+    /// Handles one incoming call to its end.
+    pub async fn handle(
+        &self,
+        call: IncomingCall,
+        call_number: u32,
+        candidates: Vec<CandidateAddr>,
+        direct_in: mpsc::Receiver<(PeerId, Connection)>,
+    ) -> Result<()> {
+        let arrived = Instant::now();
+        let IncomingCall {
+            mut send,
+            mut recv,
+            signal,
+        } = call;
+        let CallSignal::Incoming { offer, relay } = signal else {
+            return Ok(());
+        };
+        let mut session = match CalleeSession::incoming(&self.identity, &offer, relay, now()) {
+            Ok(s) => s,
+            Err(why) => {
+                self.out.event(
+                    "call_refused",
+                    json!({"reason": why}),
+                    format!("refused an incoming call: {why}"),
+                );
+                let _ = send_frame(&mut send, &CallSignal::Reject).await;
+                let _ = send.finish();
+                return Ok(());
+            }
+        };
+        let (caller, name) = session.caller();
+        let name = name.to_string();
+        self.out.event(
+            "incoming",
+            json!({"caller": caller.to_string(), "name": name}),
+            format!(
+                "incoming call from {} ({caller})",
+                if name.is_empty() { "someone" } else { &name }
+            ),
+        );
+        while let Some(s) = session.poll_signal() {
+            send_frame(&mut send, &s).await?;
+        }
+        // Audio before answering: with no device and no file, decline with a clear error.
+        let output = numbered_output(self.opts.output.as_ref(), call_number);
+        let audio = self.opts.open_audio(output);
+        if let Err(e) = &audio {
+            eprintln!("error: cannot answer: {e}");
+        }
+        let accept = audio.is_ok()
+            && if self.auto_answer {
+                true
+            } else {
+                eprint!("answer? [y/N] ");
+                let mut line = String::new();
+                let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+                tokio::select! {
+                    r = stdin.read_line(&mut line) => r.is_ok() && line.trim().eq_ignore_ascii_case("y"),
+                    // The caller may give up while we think.
+                    _ = read_frame::<CallSignal>(&mut recv) => false,
+                }
+            };
+        let (source, sink) = match audio {
+            Ok(pair) if accept => pair,
+            _ => {
+                session.reject();
+                while let Some(s) = session.poll_signal() {
+                    send_frame(&mut send, &s).await?;
+                }
+                let _ = send.finish();
+                self.out.event(
+                    "call_ended",
+                    json!({"reason": "declined"}),
+                    "declined the call",
+                );
+                return Ok(());
+            }
+        };
+        session.accept(&self.identity, candidates);
+        while let Some(s) = session.poll_signal() {
+            send_frame(&mut send, &s).await?;
+        }
+        let _ = send.finish();
+        let safety_code = match session.poll_event() {
+            Some(CallEvent::Connected {
+                safety_code,
+                peer_candidates,
+                relay,
+            }) => (safety_code, peer_candidates, relay),
+            Some(CallEvent::Ended(reason)) => {
+                self.out.event(
+                    "call_ended",
+                    json!({"reason": reason.to_string()}),
+                    format!("call ended: {reason}"),
+                );
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        let (code, peer_candidates, relay) = safety_code;
+        let keys = session.take_keys().context("accepted without keys")?;
+        self.out.event(
+            "connected",
+            json!({"safety_code": code}),
+            format!("connected. Safety code: {code}"),
+        );
+        let (events_tx, events) = mpsc::channel(8);
+        establish(
+            PathSetup {
+                endpoint: self.endpoint.clone(),
+                identity: self.identity.clone(),
+                peer: caller,
+                peer_candidates,
+                relay,
+                policy: self.opts.paths,
+                caller: false,
+                out: self.out,
+            },
+            Some(direct_in),
+            events_tx,
+        );
+        let stats = media::run(
+            MediaParams {
+                crypto: MediaCrypto::new(keys),
+                source,
+                sink,
+                bitrate: self.opts.bitrate,
+                duration: self.opts.duration,
+                dialed_at: arrived,
+                out: self.out,
+            },
+            events,
+        )
+        .await?;
+        self.out.event(
+            "call_end",
+            stats.to_json(),
+            format!("call ended ({}): {}", stats.ended_by, stats.status_line()),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! The media loop of a connected call: every 20 ms capture, encode, seal and send one
+//! frame, and play one frame out of the jitter buffer; in between, open what arrives.
+//! It does not know which path a datagram took: [`MediaPaths`] chooses.
+
+use super::paths::{read_datagrams, MediaPaths, PathEvent, PathKind};
+use super::stats::CallStats;
+use crate::output::Printer;
+use anyhow::Result;
+use parley_audio::{Decoder, Encoder, FrameSink, FrameSource};
+use parley_net::clock::now;
+use parley_proto::call::media::{MediaCrypto, MediaError, MediaFrame};
+use parley_proto::media::{JitterBuffer, JitterConfig};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+const FRAME: Duration = Duration::from_millis(20);
+/// A call that hears nothing at all for this long has lost its peer.
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Byes are sent a few times: they are datagrams and may be lost.
+const BYE_COPIES: usize = 3;
+const PING_EVERY_TICKS: u64 = 50;
+/// After the input ends, how long to keep going so the last frames are played out there.
+const INPUT_TAIL: Duration = Duration::from_millis(400);
+
+/// What the loop needs besides its inputs.
+pub struct MediaParams {
+    pub crypto: MediaCrypto,
+    pub source: Box<dyn FrameSource>,
+    pub sink: Box<dyn FrameSink>,
+    pub bitrate: i32,
+    pub duration: Option<Duration>,
+    /// When the user dialed (or the call arrived): setup time is measured from here.
+    pub dialed_at: Instant,
+    pub out: Printer,
+}
+
+/// Runs the call until someone hangs up, then returns its statistics.
+pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> Result<CallStats> {
+    let MediaParams {
+        mut crypto,
+        mut source,
+        mut sink,
+        bitrate,
+        duration,
+        dialed_at,
+        out,
+    } = p;
+    let mut encoder = Encoder::new(bitrate)?;
+    let mut decoder = Decoder::new()?;
+    let mut jitter = JitterBuffer::new(JitterConfig::default());
+    let mut paths = MediaPaths::default();
+    let (dgram_tx, mut dgram_rx) = mpsc::channel::<(PathKind, bytes::Bytes)>(512);
+    let mut stats = CallStats {
+        bitrate_bps: bitrate,
+        ..CallStats::default()
+    };
+    let started = Instant::now();
+    let mut last_heard = Instant::now();
+    let mut tick = tokio::time::interval(FRAME);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut ticks: u64 = 0;
+    let mut frame_no: u64 = 0;
+    let mut input_done = false;
+    let mut input_done_at: Option<Instant> = None;
+    let mut stop = std::pin::pin!(parley_net::shutdown_signal());
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let sleep_until_deadline = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut sleep_until_deadline = std::pin::pin!(sleep_until_deadline);
+
+    let ended_by = loop {
+        tokio::select! {
+            _ = &mut stop => break "local hang-up",
+            _ = &mut sleep_until_deadline => break "duration reached",
+            Some(event) = path_events.recv() => match event {
+                PathEvent::Up(kind, conn) => {
+                    read_datagrams(kind, conn.clone(), dgram_tx.clone());
+                    paths.add(kind, conn);
+                    let now_on = paths.current().map(|(k, _)| k);
+                    out.event("path", json!({"path": kind.name(), "sending_on": now_on.map(PathKind::name)}),
+                        format!("{} path up; sending on {}", kind.name(), now_on.map(PathKind::name).unwrap_or("none")));
+                    last_heard = Instant::now();
+                }
+                PathEvent::Failed(kind, why) => out.event("path_failed", json!({"path": kind.name(), "error": why}),
+                    format!("{} path failed: {why}", kind.name())),
+            },
+            Some((kind, datagram)) = dgram_rx.recv() => {
+                last_heard = Instant::now();
+                match crypto.open(&datagram) {
+                    Ok((_, MediaFrame::Audio { frame, opus })) => {
+                        match kind {
+                            PathKind::Direct => stats.frames_received_direct += 1,
+                            PathKind::Relay => stats.frames_received_relay += 1,
+                        }
+                        jitter.insert(now(), frame, opus);
+                    }
+                    Ok((_, MediaFrame::Bye)) => break "peer hung up",
+                    Ok((_, MediaFrame::Ping(t))) => {
+                        paths.send(crypto.seal(&MediaFrame::Pong(t)));
+                    }
+                    Ok((_, MediaFrame::Pong(t))) => {
+                        stats.rtt = Some(Duration::from_millis(now().as_millis().saturating_sub(t)));
+                    }
+                    Ok((_, MediaFrame::Report { .. })) => {}
+                    Err(MediaError::Forged) => stats.forged += 1,
+                    Err(MediaError::Replayed) => stats.replayed += 1,
+                    Err(MediaError::Malformed) => stats.malformed += 1,
+                }
+            }
+            _ = tick.tick() => {
+                ticks += 1;
+                if !input_done {
+                    match source.next_frame() {
+                        Some(pcm) => {
+                            let opus = encoder.encode(&pcm)?;
+                            stats.bytes_sent += opus.len() as u64;
+                            let sealed = crypto.seal(&MediaFrame::Audio { frame: frame_no, opus });
+                            frame_no += 1;
+                            if paths.send(sealed) {
+                                stats.frames_sent += 1;
+                            }
+                        }
+                        None => {
+                            input_done = true;
+                            input_done_at = Some(Instant::now());
+                        }
+                    }
+                }
+                if let Some(playout) = jitter.pop(now()) {
+                    let pcm = decoder.play(&playout)?;
+                    sink.play(&pcm)?;
+                    if stats.setup.is_none() {
+                        stats.setup = Some(dialed_at.elapsed());
+                    }
+                } else if stats.setup.is_some() {
+                    // Keep the output's timeline: silence while nothing is playable.
+                    sink.play(&[0.0; parley_audio::FRAME_SAMPLES])?;
+                }
+                if ticks % PING_EVERY_TICKS == 0 {
+                    paths.send(crypto.seal(&MediaFrame::Ping(now().as_millis())));
+                    stats.duration = started.elapsed();
+                    stats.jitter = jitter.stats();
+                    if out.json {
+                        out.event("stats", stats.to_json(), "");
+                    } else {
+                        eprintln!("{}", stats.status_line());
+                    }
+                }
+                let on = paths.current().map(|(k, _)| k);
+                if on.is_some() && on != stats.path {
+                    if stats.path.is_some() {
+                        stats.path_switches += 1;
+                        out.event("path_switch", json!({"path": on.map(PathKind::name)}),
+                            format!("now sending on the {} path", on.map(PathKind::name).unwrap_or("none")));
+                    }
+                    stats.path = on;
+                }
+                // The last frames need a moment to reach the peer before we say Bye.
+                if input_done_at.is_some_and(|t| t.elapsed() >= INPUT_TAIL) {
+                    break "input ended";
+                }
+                if last_heard.elapsed() >= MEDIA_TIMEOUT {
+                    break "connection lost";
+                }
+            }
+        }
+    };
+    if ended_by != "peer hung up" {
+        for _ in 0..BYE_COPIES {
+            paths.send(crypto.seal(&MediaFrame::Bye));
+        }
+    }
+    // Give the Byes a moment to leave before the connections close.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    paths.close_all(b"call ended");
+    sink.finish()?;
+    stats.duration = started.elapsed();
+    stats.jitter = jitter.stats();
+    stats.path = stats.path.or(paths.current().map(|(k, _)| k));
+    stats.ended_by = ended_by.to_string();
+    if stats.rtt.is_none() {
+        stats.rtt = paths.transport_rtt();
+    }
+    Ok(stats)
+}

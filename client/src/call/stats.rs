@@ -1,0 +1,89 @@
+//! Call statistics: the live status line and the summary printed at hang-up.
+
+use super::paths::PathKind;
+use parley_proto::media::JitterStats;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Counters of one call, as the media loop keeps them.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    pub path: Option<PathKind>,
+    pub path_switches: u32,
+    pub setup: Option<Duration>,
+    pub frames_sent: u64,
+    pub bytes_sent: u64,
+    pub frames_received_direct: u64,
+    pub frames_received_relay: u64,
+    pub forged: u64,
+    pub replayed: u64,
+    pub malformed: u64,
+    pub rtt: Option<Duration>,
+    pub bitrate_bps: i32,
+    pub duration: Duration,
+    pub jitter: JitterStats,
+    pub ended_by: String,
+}
+
+impl CallStats {
+    fn path_name(&self) -> &'static str {
+        self.path.map(PathKind::name).unwrap_or("none")
+    }
+
+    fn loss_percent(&self) -> f64 {
+        let expected = self
+            .jitter
+            .received
+            .saturating_sub(self.jitter.duplicates + self.jitter.late)
+            + self.jitter.lost;
+        if expected == 0 {
+            0.0
+        } else {
+            100.0 * self.jitter.lost as f64 / expected as f64
+        }
+    }
+
+    /// The one-line live view.
+    pub fn status_line(&self) -> String {
+        format!(
+            "[{:>5.1}s] path {} | rtt {} | loss {:.1}% | jitter {:.1} ms | {} kbit/s | sent {} recv {}",
+            self.duration.as_secs_f64(),
+            self.path_name(),
+            self.rtt.map(|r| format!("{} ms", r.as_millis())).unwrap_or_else(|| "-".into()),
+            self.loss_percent(),
+            self.jitter.jitter_ms,
+            self.bitrate_bps / 1000,
+            self.frames_sent,
+            self.frames_received_direct + self.frames_received_relay,
+        )
+    }
+
+    /// The machine-readable form: the live `stats` lines and the final `call_end` line.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "path": self.path_name(),
+            "path_switches": self.path_switches,
+            "setup_ms": self.setup.map(|d| d.as_millis() as u64),
+            "frames_sent": self.frames_sent,
+            "bytes_sent": self.bytes_sent,
+            "frames_received": self.frames_received_direct + self.frames_received_relay,
+            "frames_received_direct": self.frames_received_direct,
+            "frames_received_relay": self.frames_received_relay,
+            "frames_lost": self.jitter.lost,
+            "frames_concealed": self.jitter.concealed,
+            "frames_fec_recovered": self.jitter.fec_recovered,
+            "frames_late": self.jitter.late,
+            "frames_duplicate": self.jitter.duplicates,
+            "datagrams_forged": self.forged,
+            "datagrams_replayed": self.replayed,
+            "datagrams_malformed": self.malformed,
+            "loss_percent": (self.loss_percent() * 100.0).round() / 100.0,
+            "rtt_ms": self.rtt.map(|r| r.as_secs_f64() * 1000.0),
+            "jitter_ms": self.jitter.jitter_ms,
+            "jitter_buffer_ms": self.jitter.target_delay_ms,
+            "bitrate_bps": self.bitrate_bps,
+            "duration_s": (self.duration.as_secs_f64() * 100.0).round() / 100.0,
+            "ended_by": self.ended_by,
+        })
+    }
+}

@@ -1,0 +1,130 @@
+//! The client's home directory: identity key, profile and host cache.
+//!
+//! `--home DIR`, else `$PARLEY_HOME`, else the platform config dir (for example
+//! `~/.config/parley` on Linux).
+
+use anyhow::{Context, Result};
+use parley_proto::presence::Contact;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Paths inside one home directory.
+#[derive(Clone, Debug)]
+pub struct Home {
+    dir: PathBuf,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Profile {
+    display_name: String,
+}
+
+impl Home {
+    /// Resolves the home directory from the flag (clap already applied `PARLEY_HOME`).
+    pub fn resolve(flag: Option<PathBuf>) -> Result<Home> {
+        let dir = match flag {
+            Some(dir) => dir,
+            None => directories::ProjectDirs::from("", "", "parley")
+                .map(|d| d.config_dir().to_path_buf())
+                .context("no home directory: pass --home DIR or set PARLEY_HOME")?,
+        };
+        Ok(Home { dir })
+    }
+
+    /// The identity key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join("identity.key")
+    }
+
+    fn profile_path(&self) -> PathBuf {
+        self.dir.join("profile.json")
+    }
+
+    fn hosts_path(&self) -> PathBuf {
+        self.dir.join("hosts.json")
+    }
+
+    /// The display name chosen at `id new`, or empty.
+    pub fn display_name(&self) -> String {
+        std::fs::read_to_string(self.profile_path())
+            .ok()
+            .and_then(|t| serde_json::from_str::<Profile>(&t).ok())
+            .map(|p| p.display_name)
+            .unwrap_or_default()
+    }
+
+    /// Stores the display name.
+    pub fn set_display_name(&self, name: &str) -> Result<()> {
+        let text = serde_json::to_string_pretty(&Profile {
+            display_name: name.to_string(),
+        })?;
+        std::fs::create_dir_all(&self.dir)?;
+        std::fs::write(self.profile_path(), text)
+            .with_context(|| format!("cannot write {}", self.profile_path().display()))
+    }
+
+    /// Supernodes that answered before; a missing or corrupt cache is just empty.
+    pub fn host_cache(&self) -> Vec<Contact> {
+        let Ok(text) = std::fs::read_to_string(self.hosts_path()) else {
+            return Vec::new();
+        };
+        match serde_json::from_str::<Vec<CachedHost>>(&text) {
+            Ok(hosts) => hosts
+                .into_iter()
+                .filter_map(|h| {
+                    Some(Contact {
+                        id: h.id.parse().ok()?,
+                        addr: h.addr.parse().ok()?,
+                    })
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a corrupt host cache");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Replaces the host cache, atomically (write then rename).
+    pub fn save_host_cache(&self, hosts: &[Contact]) -> Result<()> {
+        let list: Vec<CachedHost> = hosts
+            .iter()
+            .map(|c| CachedHost {
+                id: c.id.to_string(),
+                addr: c.addr.to_string(),
+            })
+            .collect();
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join("hosts.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&list)?)?;
+        std::fs::rename(&tmp, self.hosts_path())?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedHost {
+    id: String,
+    addr: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parley_proto::Identity;
+
+    #[test]
+    fn host_cache_round_trips_and_tolerates_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::resolve(Some(dir.path().to_path_buf())).unwrap();
+        assert!(home.host_cache().is_empty());
+        let c = Contact {
+            id: Identity::generate().peer_id(),
+            addr: "127.0.0.1:4000".parse().unwrap(),
+        };
+        home.save_host_cache(&[c]).unwrap();
+        assert_eq!(home.host_cache(), vec![c]);
+        std::fs::write(dir.path().join("hosts.json"), "{not json").unwrap();
+        assert!(home.host_cache().is_empty());
+    }
+}

@@ -1,0 +1,348 @@
+//! A client's life online: the async shell around the [`Attachment`] machine, run as a
+//! background task. It keeps two supernodes attached and the presence record fresh, and
+//! hands the rest of the client what arrives unasked: incoming calls (streams the
+//! supernodes open) and direct media connections from peers.
+
+use crate::home::Home;
+use crate::output::Printer;
+use crate::supernode_link::{local_ip_towards, resolve_all, SupernodeLink};
+use anyhow::{bail, Context, Result};
+use parley_net::clock::{now, until};
+use parley_proto::attach::{AttachAction, AttachConfig, Attachment};
+use parley_proto::call::signal::CallSignal;
+use parley_proto::messages::{ClientToSupernode, SupernodeToClient};
+use parley_proto::presence::{AddressKind, CandidateAddr, Contact};
+use parley_proto::{Identity, PeerId};
+use quinn::{Connection, Endpoint};
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// A call offer delivered over one of our attachments.
+pub struct IncomingCall {
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+    pub signal: CallSignal,
+}
+
+/// A handle on the running session.
+pub struct ClientSession {
+    pub identity: Identity,
+    pub endpoint: Endpoint,
+    links: watch::Receiver<Vec<SupernodeLink>>,
+    pub incoming: mpsc::Receiver<IncomingCall>,
+    pub direct: mpsc::Receiver<(PeerId, Connection)>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the tasks report back to the loop.
+enum Report {
+    Dialed(SocketAddr, Option<SupernodeLink>),
+    Lost(SocketAddr),
+    Published(Contact, Result<u16, String>),
+    Learned(Vec<Contact>),
+}
+
+impl ClientSession {
+    /// Goes online in the background.
+    pub async fn start(
+        home: &Home,
+        identity: Identity,
+        endpoint: Endpoint,
+        targets: &[String],
+        out: Printer,
+    ) -> Result<ClientSession> {
+        let bootstrap = resolve_all(targets).await?;
+        let cache = home.host_cache();
+        if bootstrap.is_empty() && cache.is_empty() {
+            bail!(
+                "no supernode to attach to: pass --supernode HOST:PORT (the host cache is empty)"
+            );
+        }
+        let (links_tx, links) = watch::channel(Vec::new());
+        let (incoming_tx, incoming) = mpsc::channel(16);
+        let (direct_tx, direct) = mpsc::channel(16);
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(accept_direct(endpoint.clone(), direct_tx));
+        let shell = Shell {
+            home: home.clone(),
+            identity: identity.clone(),
+            endpoint: endpoint.clone(),
+            out,
+            links: links_tx,
+            incoming: incoming_tx,
+        };
+        let task = tokio::spawn(async move {
+            if let Err(e) = shell.run(bootstrap, cache, stop_rx).await {
+                tracing::error!("{e:#}");
+            }
+        });
+        Ok(ClientSession {
+            identity,
+            endpoint,
+            links,
+            incoming,
+            direct,
+            stop,
+            task,
+        })
+    }
+
+    /// The first attachment, once there is one.
+    pub async fn attached(&mut self, timeout: Duration) -> Result<SupernodeLink> {
+        let wait = self.links.wait_for(|l| !l.is_empty());
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(links)) => links.first().cloned().context("no attachment"),
+            _ => bail!(
+                "could not attach to any supernode within {} s",
+                timeout.as_secs()
+            ),
+        }
+    }
+
+    /// Our candidate addresses for direct connections: local and observed.
+    pub fn candidates(&self) -> Vec<CandidateAddr> {
+        let port = self.endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
+        let mut out: Vec<CandidateAddr> = Vec::new();
+        for link in self.links.borrow().iter() {
+            let local = local_ip_towards(link.addr).map(|ip| SocketAddr::new(ip, port));
+            for c in local
+                .map(|addr| CandidateAddr {
+                    kind: AddressKind::Local,
+                    addr,
+                })
+                .into_iter()
+                .chain([CandidateAddr {
+                    kind: AddressKind::Observed,
+                    addr: link.observed,
+                }])
+            {
+                if !out.iter().any(|o| o.addr == c.addr) {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+
+    /// Goes offline: closes attachments and saves the host cache.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        self.endpoint.close(0u32.into(), b"going offline");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Hands incoming direct call connections (ALPN `parley-call/1`) to the call code.
+async fn accept_direct(endpoint: Endpoint, tx: mpsc::Sender<(PeerId, Connection)>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            match parley_net::peer_id_of(&conn) {
+                Ok(peer) => {
+                    let _ = tx.send((peer, conn)).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "direct connection without identity"),
+            }
+        });
+    }
+}
+
+struct Shell {
+    home: Home,
+    identity: Identity,
+    endpoint: Endpoint,
+    out: Printer,
+    links: watch::Sender<Vec<SupernodeLink>>,
+    incoming: mpsc::Sender<IncomingCall>,
+}
+
+impl Shell {
+    async fn run(
+        self,
+        bootstrap: Vec<SocketAddr>,
+        cache: Vec<Contact>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let Shell {
+            home,
+            identity,
+            endpoint,
+            out,
+            links: links_tx,
+            incoming,
+        } = self;
+        let home = &home;
+        let port = endpoint.local_addr()?.port();
+        let first = bootstrap.first().copied().or(cache.first().map(|c| c.addr));
+        let local: Vec<SocketAddr> = first
+            .and_then(local_ip_towards)
+            .map(|ip| vec![SocketAddr::new(ip, port)])
+            .unwrap_or_default();
+        let me = identity.peer_id();
+        out.event(
+        "online",
+        json!({"id": me.to_string(), "name": home.display_name(), "local": local.iter().map(|a| a.to_string()).collect::<Vec<_>>()}),
+        format!("online as {me}"),
+    );
+        let mut machine = Attachment::new(
+            identity.clone(),
+            home.display_name(),
+            AttachConfig::default(),
+            &bootstrap,
+            &cache,
+            local,
+            now(),
+        );
+        let (tx, mut rx) = mpsc::channel::<Report>(256);
+        let mut links: HashMap<SocketAddr, SupernodeLink> = HashMap::new();
+        loop {
+            while let Some(action) = machine.poll_action() {
+                perform(action, &endpoint, &identity, &links, &tx, &out);
+            }
+            let sleep = machine
+                .poll_timeout()
+                .map(until)
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = tokio::time::sleep(sleep) => machine.handle_timeout(now()),
+                Some(report) = rx.recv() => match report {
+                    Report::Dialed(addr, link) => {
+                        let outcome = link.as_ref().map(|l| (l.id, l.observed));
+                        if let Some(link) = link {
+                            watch(link.clone(), tx.clone());
+                            tokio::spawn(serve_supernode_streams(link.clone(), incoming.clone()));
+                            links.insert(addr, link);
+                            links_tx.send_replace(links.values().cloned().collect());
+                        }
+                        machine.handle_dialed(now(), addr, outcome);
+                        save_cache(home, &machine);
+                    }
+                    Report::Lost(addr) => {
+                        links.remove(&addr);
+                        links_tx.send_replace(links.values().cloned().collect());
+                        machine.handle_lost(now(), addr);
+                    }
+                    Report::Published(to, result) => {
+                        match &result {
+                            Ok(replicas) => out.event("published", json!({"supernode": to.addr.to_string(), "replicas": replicas}),
+                                format!("presence published via {} ({replicas} replicas)", to.addr)),
+                            Err(why) => out.event("publish_failed", json!({"supernode": to.addr.to_string(), "error": why}),
+                                format!("publishing via {} failed: {why}", to.addr)),
+                        }
+                        machine.handle_published(now(), to, result.is_ok());
+                    }
+                    Report::Learned(contacts) => {
+                        machine.learn_supernodes(now(), &contacts);
+                        save_cache(home, &machine);
+                    }
+                }
+            }
+        }
+        save_cache(home, &machine);
+        for link in links.values() {
+            link.conn.close(0u32.into(), b"going offline");
+        }
+        out.event("offline", json!({}), "offline");
+        Ok(())
+    }
+}
+
+/// Streams a supernode opens on our attachment carry incoming calls.
+async fn serve_supernode_streams(link: SupernodeLink, tx: mpsc::Sender<IncomingCall>) {
+    while let Ok((send, mut recv)) = link.conn.accept_bi().await {
+        match parley_net::read_frame::<CallSignal>(&mut recv).await {
+            Ok(signal) => {
+                if tx.send(IncomingCall { send, recv, signal }).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(supernode = %link.addr, error = %e, "bad call signalling frame")
+            }
+        }
+    }
+}
+
+fn save_cache(home: &Home, machine: &Attachment) {
+    if let Err(e) = home.save_host_cache(&machine.host_cache()) {
+        tracing::warn!(error = %e, "cannot save the host cache");
+    }
+}
+
+fn perform(
+    action: AttachAction,
+    endpoint: &Endpoint,
+    identity: &Identity,
+    links: &HashMap<SocketAddr, SupernodeLink>,
+    tx: &mpsc::Sender<Report>,
+    out: &Printer,
+) {
+    match action {
+        AttachAction::Dial { addr, expected } => {
+            let (endpoint, identity, tx) = (endpoint.clone(), identity.clone(), tx.clone());
+            tokio::spawn(async move {
+                let link = match SupernodeLink::connect(&endpoint, &identity, addr, expected).await
+                {
+                    Ok(link) => Some(link),
+                    Err(e) => {
+                        tracing::warn!("{e:#}");
+                        None
+                    }
+                };
+                if let Some(link) = &link {
+                    if let Ok(SupernodeToClient::Supernodes(list)) =
+                        link.ask(&ClientToSupernode::Supernodes).await
+                    {
+                        let _ = tx.send(Report::Learned(list)).await;
+                    }
+                }
+                let _ = tx.send(Report::Dialed(addr, link)).await;
+            });
+        }
+        AttachAction::Publish { to, record } => {
+            let Some(link) = links.get(&to.addr).cloned() else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let result = match link.ask(&ClientToSupernode::Publish(record)).await {
+                    Ok(SupernodeToClient::Published { replicas }) => Ok(replicas),
+                    Ok(SupernodeToClient::Refused(r)) => Err(r.message),
+                    Ok(other) => Err(format!("unexpected reply {other:?}")),
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                let _ = tx.send(Report::Published(to, result)).await;
+            });
+        }
+        AttachAction::Attached(c) => out.event(
+            "attached",
+            json!({"supernode": c.addr.to_string(), "supernode_id": c.id.to_string()}),
+            format!("attached to supernode {} ({})", c.addr, c.id.short()),
+        ),
+        AttachAction::Detached(c) => out.event(
+            "detached",
+            json!({"supernode": c.addr.to_string(), "supernode_id": c.id.to_string()}),
+            format!(
+                "lost supernode {} ({}); finding another",
+                c.addr,
+                c.id.short()
+            ),
+        ),
+    }
+}
+
+/// Reports when the attachment's connection dies.
+fn watch(link: SupernodeLink, tx: mpsc::Sender<Report>) {
+    tokio::spawn(async move {
+        let reason = link.conn.closed().await;
+        tracing::info!(supernode = %link.addr, %reason, "attachment closed");
+        let _ = tx.send(Report::Lost(link.addr)).await;
+    });
+}

@@ -1,0 +1,129 @@
+//! One quinn endpoint per process: it accepts connections and dials out from the same
+//! UDP socket, so the address a server observes is the address others can reach.
+
+use crate::tls::{client_tls, peer_id_from_spki, server_tls, SERVER_NAME};
+use crate::NetError;
+use parley_proto::{Identity, PeerId};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, Endpoint, TransportConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Keep-alives keep NAT mappings open; they must beat common 30 s UDP timeouts.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// A connection that hears nothing for this long is dead.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn transport() -> Arc<TransportConfig> {
+    let mut t = TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    // IDLE_TIMEOUT is far below QUIC's varint limit, so this conversion cannot fail.
+    t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok());
+    Arc::new(t)
+}
+
+/// Binds `bind` and serves `alpns` as `identity`; the endpoint can also dial.
+pub fn make_endpoint(
+    bind: SocketAddr,
+    identity: &Identity,
+    alpns: &[&[u8]],
+) -> Result<Endpoint, NetError> {
+    let tls = server_tls(identity, alpns)?;
+    let quic = QuicServerConfig::try_from(tls)
+        .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    server.transport_config(transport());
+    Endpoint::server(server, bind).map_err(|source| NetError::Bind { addr: bind, source })
+}
+
+/// Dials `addr` speaking `alpn`; with `expected`, only that key is accepted.
+pub async fn dial(
+    endpoint: &Endpoint,
+    identity: &Identity,
+    addr: SocketAddr,
+    alpn: &[u8],
+    expected: Option<PeerId>,
+    timeout: Duration,
+) -> Result<(Connection, PeerId), NetError> {
+    let tls = client_tls(identity, alpn, expected)?;
+    let quic = QuicClientConfig::try_from(tls)
+        .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport());
+    let connecting = endpoint.connect_with(config, addr, SERVER_NAME)?;
+    let conn = tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| NetError::Timeout(timeout))??;
+    let peer = peer_id_of(&conn)?;
+    Ok((conn, peer))
+}
+
+/// The identity the peer of `conn` proved in the handshake.
+pub fn peer_id_of(conn: &Connection) -> Result<PeerId, NetError> {
+    let identity = conn.peer_identity().ok_or(NetError::NoPeerIdentity)?;
+    let certs = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .map_err(|_| NetError::NoPeerIdentity)?;
+    certs
+        .first()
+        .and_then(|c| peer_id_from_spki(c.as_ref()))
+        .ok_or(NetError::NoPeerIdentity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALPN: &[u8] = b"test/1";
+
+    #[tokio::test]
+    async fn both_sides_learn_each_others_identity() {
+        let server_id = Identity::generate();
+        let client_id = Identity::generate();
+        let server = make_endpoint("127.0.0.1:0".parse().unwrap(), &server_id, &[ALPN]).unwrap();
+        let client = make_endpoint("127.0.0.1:0".parse().unwrap(), &client_id, &[ALPN]).unwrap();
+        let addr = server.local_addr().unwrap();
+        let accept = tokio::spawn(async move {
+            let conn = server.accept().await.unwrap().await.unwrap();
+            peer_id_of(&conn).unwrap()
+        });
+        let (_conn, seen) = dial(
+            &client,
+            &client_id,
+            addr,
+            ALPN,
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(seen, server_id.peer_id());
+        assert_eq!(accept.await.unwrap(), client_id.peer_id());
+    }
+
+    #[tokio::test]
+    async fn a_pinned_key_refuses_an_impostor() {
+        let server_id = Identity::generate();
+        let client_id = Identity::generate();
+        let server = make_endpoint("127.0.0.1:0".parse().unwrap(), &server_id, &[ALPN]).unwrap();
+        let client = make_endpoint("127.0.0.1:0".parse().unwrap(), &client_id, &[ALPN]).unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Some(incoming) = server.accept().await {
+                let _ = incoming.await;
+            }
+        });
+        let other = Identity::generate().peer_id();
+        let result = dial(
+            &client,
+            &client_id,
+            addr,
+            ALPN,
+            Some(other),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(result.is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! Parley's QUIC plumbing, shared by the supernode, relay and client shells.
+//!
+//! - [`tls`]: QUIC's TLS 1.3 bound to ed25519 identities with raw public keys
+//!   (RFC 7250), so both ends of every connection learn the other's [`PeerId`].
+//! - [`endpoint`]: one quinn endpoint per process, serving and dialing on one socket.
+//! - [`framing`]: one request frame and one reply frame per bidirectional stream.
+//!
+//! [`PeerId`]: parley_proto::PeerId
+
+pub mod clock;
+pub mod endpoint;
+pub mod error;
+pub mod framing;
+pub mod signal;
+pub mod tls;
+
+pub use endpoint::{dial, make_endpoint, peer_id_of};
+pub use error::NetError;
+pub use framing::{envelope_kind, read_frame, read_raw_frame, request, send_frame, write_frame};
+pub use signal::shutdown_signal;

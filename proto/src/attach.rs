@@ -1,0 +1,511 @@
+//! A client's attachment to supernodes, as a sans-IO state machine.
+//!
+//! The client keeps [`AttachConfig::target`] supernodes attached at once (two, for
+//! redundancy), chosen from its host cache and the bootstrap list; a dead address is
+//! retried with exponential backoff while others are tried. Each time the set of
+//! attached supernodes changes, and every republish interval, it signs a new presence
+//! record with a higher sequence number and publishes it through every attachment.
+//!
+//! Driving: call [`Attachment::handle_timeout`] at [`Attachment::poll_timeout`], report
+//! dial and publish outcomes with the `handle_*` methods, and drain
+//! [`Attachment::poll_action`] after every call.
+
+use crate::identity::{Identity, PeerId};
+use crate::presence::{
+    AddressKind, CandidateAddr, Contact, NatType, PresenceRecord, SignedPresence, MAX_ADDRESSES,
+    MAX_SUPERNODES,
+};
+use crate::time::Timestamp;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Most supernodes remembered in the host cache.
+pub const HOST_CACHE_SIZE: usize = 64;
+
+/// Tunables of the attachment machine.
+#[derive(Clone, Debug)]
+pub struct AttachConfig {
+    /// How many supernodes to stay attached to.
+    pub target: usize,
+    /// First retry delay after a failed dial; doubles per failure.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// How often the record is re-signed and republished.
+    pub republish_interval: Duration,
+    /// How long a published record lives.
+    pub record_ttl: Duration,
+}
+
+impl Default for AttachConfig {
+    fn default() -> Self {
+        AttachConfig {
+            target: 2,
+            retry_min: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            republish_interval: Duration::from_secs(60),
+            record_ttl: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// What the shell must do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttachAction {
+    /// Dial this supernode, say `Hello`, and report with `handle_dialed`.
+    Dial {
+        /// Where.
+        addr: SocketAddr,
+        /// The key it should hold, when known (pin it).
+        expected: Option<PeerId>,
+    },
+    /// Send this record on the attachment to `to`, and report with `handle_published`.
+    Publish {
+        /// The attached supernode.
+        to: Contact,
+        /// The freshly signed record.
+        record: SignedPresence,
+    },
+    /// Tell the user: attached to a supernode.
+    Attached(Contact),
+    /// Tell the user: an attachment was lost.
+    Detached(Contact),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Idle,
+    Dialing,
+    Attached,
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    addr: SocketAddr,
+    id: Option<PeerId>,
+    state: State,
+    failures: u32,
+    next_try: Timestamp,
+    /// When it last answered; never-seen bootstrap entries sort after known-good ones.
+    last_ok: Option<Timestamp>,
+}
+
+/// The attachment state of one client.
+pub struct Attachment {
+    identity: Identity,
+    display_name: String,
+    config: AttachConfig,
+    candidates: Vec<Candidate>,
+    local_addrs: Vec<SocketAddr>,
+    observed: Vec<SocketAddr>,
+    seq: u64,
+    next_republish: Option<Timestamp>,
+    actions: VecDeque<AttachAction>,
+}
+
+impl Attachment {
+    /// A new machine. `cache` (known-good supernodes from disk) is tried before `bootstrap`.
+    pub fn new(
+        identity: Identity,
+        display_name: String,
+        config: AttachConfig,
+        bootstrap: &[SocketAddr],
+        cache: &[Contact],
+        local_addrs: Vec<SocketAddr>,
+        now: Timestamp,
+    ) -> Attachment {
+        let mut a = Attachment {
+            identity,
+            display_name,
+            config,
+            candidates: Vec::new(),
+            local_addrs,
+            observed: Vec::new(),
+            seq: 0,
+            next_republish: None,
+            actions: VecDeque::new(),
+        };
+        for contact in cache {
+            a.learn(contact.addr, Some(contact.id), Some(now));
+        }
+        for addr in bootstrap {
+            a.learn(*addr, None, None);
+        }
+        a.fill(now);
+        a
+    }
+
+    fn learn(&mut self, addr: SocketAddr, id: Option<PeerId>, last_ok: Option<Timestamp>) {
+        if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == addr) {
+            if c.id.is_none() {
+                c.id = id;
+            }
+            return;
+        }
+        if self.candidates.len() >= HOST_CACHE_SIZE * 2 {
+            return;
+        }
+        self.candidates.push(Candidate {
+            addr,
+            id,
+            state: State::Idle,
+            failures: 0,
+            next_try: Timestamp(0),
+            last_ok,
+        });
+    }
+
+    /// Supernodes learned from the overlay (e.g. a `Supernodes` reply).
+    pub fn learn_supernodes(&mut self, now: Timestamp, contacts: &[Contact]) {
+        for c in contacts {
+            self.learn(c.addr, Some(c.id), None);
+        }
+        self.fill(now);
+    }
+
+    fn attached_count(&self) -> usize {
+        self.candidates
+            .iter()
+            .filter(|c| c.state != State::Idle)
+            .count()
+    }
+
+    /// Starts dials until `target` attachments are attached or under way.
+    fn fill(&mut self, now: Timestamp) {
+        while self.attached_count() < self.config.target {
+            let attached_ids: Vec<PeerId> = self
+                .candidates
+                .iter()
+                .filter(|c| c.state != State::Idle)
+                .filter_map(|c| c.id)
+                .collect();
+            let pick = self
+                .candidates
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.state == State::Idle && c.next_try <= now)
+                .filter(|(_, c)| c.id.is_none_or(|id| !attached_ids.contains(&id)))
+                // Fewest failures first, then the most recently good, then list order.
+                .min_by_key(|(i, c)| (c.failures, std::cmp::Reverse(c.last_ok), *i))
+                .map(|(i, _)| i);
+            let Some(i) = pick else { break };
+            let c = &mut self.candidates[i];
+            c.state = State::Dialing;
+            self.actions.push_back(AttachAction::Dial {
+                addr: c.addr,
+                expected: c.id,
+            });
+        }
+    }
+
+    /// The outcome of a `Dial`: the supernode's proven key and the address it saw us at,
+    /// or `None` if the dial or the hello failed.
+    pub fn handle_dialed(
+        &mut self,
+        now: Timestamp,
+        addr: SocketAddr,
+        outcome: Option<(PeerId, SocketAddr)>,
+    ) {
+        let Some(i) = self.candidates.iter().position(|c| c.addr == addr) else {
+            return;
+        };
+        match outcome {
+            Some((id, observed)) => {
+                let c = &mut self.candidates[i];
+                c.state = State::Attached;
+                c.id = Some(id);
+                c.failures = 0;
+                c.last_ok = Some(now);
+                if !self.observed.contains(&observed) {
+                    self.observed.push(observed);
+                }
+                self.actions
+                    .push_back(AttachAction::Attached(Contact { id, addr }));
+                self.republish(now);
+            }
+            None => self.fail(now, i),
+        }
+        self.fill(now);
+    }
+
+    fn fail(&mut self, now: Timestamp, i: usize) {
+        let (min, max) = (self.config.retry_min, self.config.retry_max);
+        let c = &mut self.candidates[i];
+        c.state = State::Idle;
+        c.failures = c.failures.saturating_add(1);
+        let backoff = min.saturating_mul(1 << c.failures.min(16)).min(max);
+        c.next_try = now + backoff;
+    }
+
+    /// An attachment's connection was lost.
+    pub fn handle_lost(&mut self, now: Timestamp, addr: SocketAddr) {
+        let Some(i) = self
+            .candidates
+            .iter()
+            .position(|c| c.addr == addr && c.state == State::Attached)
+        else {
+            return;
+        };
+        if let Some(id) = self.candidates[i].id {
+            self.actions
+                .push_back(AttachAction::Detached(Contact { id, addr }));
+        }
+        self.fail(now, i);
+        self.fill(now);
+        self.republish(now);
+    }
+
+    /// The outcome of a `Publish`; a refusal is treated like a lost attachment.
+    pub fn handle_published(&mut self, now: Timestamp, to: Contact, ok: bool) {
+        if !ok {
+            self.handle_lost(now, to.addr);
+        }
+    }
+
+    /// Timers: retries that came due, and the periodic republish.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.fill(now);
+        if self.next_republish.is_some_and(|t| t <= now) {
+            self.republish(now);
+        }
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let retry = if self.attached_count() < self.config.target {
+            self.candidates
+                .iter()
+                .filter(|c| c.state == State::Idle)
+                .map(|c| c.next_try)
+                .min()
+        } else {
+            None
+        };
+        [retry, self.next_republish].into_iter().flatten().min()
+    }
+
+    /// The next thing to do.
+    pub fn poll_action(&mut self) -> Option<AttachAction> {
+        self.actions.pop_front()
+    }
+
+    /// The supernodes attached right now.
+    pub fn attached(&self) -> Vec<Contact> {
+        self.candidates
+            .iter()
+            .filter(|c| c.state == State::Attached)
+            .filter_map(|c| c.id.map(|id| Contact { id, addr: c.addr }))
+            .collect()
+    }
+
+    /// Supernodes worth remembering on disk: those that answered, most recent first.
+    pub fn host_cache(&self) -> Vec<Contact> {
+        let mut good: Vec<&Candidate> = self
+            .candidates
+            .iter()
+            .filter(|c| c.last_ok.is_some() || c.state == State::Attached)
+            .collect();
+        good.sort_by_key(|c| std::cmp::Reverse(c.last_ok));
+        let mut out: Vec<Contact> = good
+            .into_iter()
+            .filter_map(|c| c.id.map(|id| Contact { id, addr: c.addr }))
+            .collect();
+        // Learned-but-untried supernodes still beat nothing if every known one dies.
+        out.extend(
+            self.candidates
+                .iter()
+                .filter(|c| c.last_ok.is_none() && c.state != State::Attached)
+                .filter_map(|c| c.id.map(|id| Contact { id, addr: c.addr })),
+        );
+        out.truncate(HOST_CACHE_SIZE);
+        out
+    }
+
+    /// The record as it would be signed now (what `Publish` actions carry).
+    pub fn current_record(&mut self, now: Timestamp) -> SignedPresence {
+        // Milliseconds since the epoch keep sequence numbers rising across restarts.
+        self.seq = self.seq.saturating_add(1).max(now.as_millis());
+        let mut supernodes = self.attached();
+        supernodes.truncate(MAX_SUPERNODES);
+        let mut addresses: Vec<CandidateAddr> = self
+            .local_addrs
+            .iter()
+            .map(|&addr| CandidateAddr {
+                kind: AddressKind::Local,
+                addr,
+            })
+            .chain(self.observed.iter().map(|&addr| CandidateAddr {
+                kind: AddressKind::Observed,
+                addr,
+            }))
+            .collect();
+        addresses.truncate(MAX_ADDRESSES);
+        PresenceRecord {
+            id: self.identity.peer_id(),
+            display_name: self.display_name.clone(),
+            supernodes,
+            addresses,
+            nat: NatType::Unknown,
+            seq: self.seq,
+            expires_at: now + self.config.record_ttl,
+        }
+        .sign(&self.identity)
+    }
+
+    fn republish(&mut self, now: Timestamp) {
+        let attached = self.attached();
+        if attached.is_empty() {
+            self.next_republish = None;
+            return;
+        }
+        let record = self.current_record(now);
+        for to in attached {
+            self.actions.push_back(AttachAction::Publish {
+                to,
+                record: record.clone(),
+            });
+        }
+        self.next_republish = Some(now + self.config.republish_interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn drain(a: &mut Attachment) -> Vec<AttachAction> {
+        std::iter::from_fn(|| a.poll_action()).collect()
+    }
+
+    fn dials(actions: &[AttachAction]) -> Vec<SocketAddr> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                AttachAction::Dial { addr, .. } => Some(*addr),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn machine(bootstrap: &[SocketAddr], cache: &[Contact]) -> Attachment {
+        Attachment::new(
+            Identity::generate(),
+            "alice".into(),
+            AttachConfig::default(),
+            bootstrap,
+            cache,
+            vec![addr(9)],
+            Timestamp(1_000),
+        )
+    }
+
+    #[test]
+    fn dials_two_and_publishes_on_attach() {
+        let mut a = machine(&[addr(1), addr(2), addr(3)], &[]);
+        assert_eq!(dials(&drain(&mut a)), vec![addr(1), addr(2)]);
+        let sn = Identity::generate().peer_id();
+        a.handle_dialed(Timestamp(1_100), addr(1), Some((sn, addr(50))));
+        let actions = drain(&mut a);
+        assert!(actions.contains(&AttachAction::Attached(Contact {
+            id: sn,
+            addr: addr(1)
+        })));
+        let published: Vec<&SignedPresence> = actions
+            .iter()
+            .filter_map(|a| match a {
+                AttachAction::Publish { record, .. } => Some(record),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(published.len(), 1);
+        let record = published[0].verify(Timestamp(1_100)).unwrap();
+        assert_eq!(record.supernodes.len(), 1);
+        assert!(record
+            .addresses
+            .iter()
+            .any(|c| c.kind == AddressKind::Observed && c.addr == addr(50)));
+    }
+
+    #[test]
+    fn a_dead_bootstrap_address_is_skipped_and_retried_later() {
+        let mut a = machine(&[addr(1), addr(2), addr(3)], &[]);
+        drain(&mut a);
+        a.handle_dialed(Timestamp(1_100), addr(1), None);
+        assert_eq!(dials(&drain(&mut a)), vec![addr(3)]);
+        // With every address tried and two failed, a retry is scheduled after a backoff.
+        a.handle_dialed(Timestamp(1_200), addr(3), None);
+        let retry_at = a.poll_timeout().unwrap();
+        assert!(retry_at > Timestamp(1_200));
+        a.handle_timeout(retry_at);
+        assert_eq!(dials(&drain(&mut a)), vec![addr(1)]);
+    }
+
+    #[test]
+    fn the_host_cache_is_tried_first_and_pinned() {
+        let known = Contact {
+            id: Identity::generate().peer_id(),
+            addr: addr(7),
+        };
+        let mut a = machine(&[addr(1)], &[known]);
+        let actions = drain(&mut a);
+        assert_eq!(
+            actions[0],
+            AttachAction::Dial {
+                addr: addr(7),
+                expected: Some(known.id)
+            }
+        );
+    }
+
+    #[test]
+    fn losing_an_attachment_reattaches_and_republishes_with_a_higher_seq() {
+        let mut a = machine(&[addr(1), addr(2), addr(3)], &[]);
+        drain(&mut a);
+        let (s1, s2) = (
+            Identity::generate().peer_id(),
+            Identity::generate().peer_id(),
+        );
+        a.handle_dialed(Timestamp(2_000), addr(1), Some((s1, addr(50))));
+        a.handle_dialed(Timestamp(2_000), addr(2), Some((s2, addr(50))));
+        let before = a.current_record(Timestamp(2_000)).record.seq;
+        drain(&mut a);
+        a.handle_lost(Timestamp(3_000), addr(1));
+        let actions = drain(&mut a);
+        assert!(actions.contains(&AttachAction::Detached(Contact {
+            id: s1,
+            addr: addr(1)
+        })));
+        assert_eq!(dials(&actions), vec![addr(3)]);
+        let seqs: Vec<u64> = actions
+            .iter()
+            .filter_map(|a| match a {
+                AttachAction::Publish { record, .. } => Some(record.record.seq),
+                _ => None,
+            })
+            .collect();
+        assert!(!seqs.is_empty() && seqs.iter().all(|&s| s > before));
+    }
+
+    #[test]
+    fn republishes_every_interval() {
+        let mut a = machine(&[addr(1)], &[]);
+        drain(&mut a);
+        a.handle_dialed(
+            Timestamp(1_000),
+            addr(1),
+            Some((Identity::generate().peer_id(), addr(50))),
+        );
+        drain(&mut a);
+        let due = a.poll_timeout().unwrap();
+        assert_eq!(due, Timestamp(61_000));
+        a.handle_timeout(due);
+        assert!(drain(&mut a)
+            .iter()
+            .any(|x| matches!(x, AttachAction::Publish { .. })));
+    }
+}

@@ -1,0 +1,140 @@
+//! Every control message between clients and supernodes and among supernodes.
+//!
+//! Each QUIC bidirectional stream carries exactly one request frame and one reply frame
+//! (see [`crate::codec`]). The connection's ALPN says which pair of types it speaks:
+//! [`ALPN_CLIENT`] for a client attached to a supernode, [`ALPN_OVERLAY`] between
+//! supernodes. Direction is in the type name.
+
+use crate::codec::WireMessage;
+use crate::identity::{NodeId, PeerId};
+use crate::presence::{Contact, SignedPresence};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// ALPN of a client's attachment to a supernode.
+pub const ALPN_CLIENT: &[u8] = b"parley-client/1";
+/// ALPN of a supernode-to-supernode connection.
+pub const ALPN_OVERLAY: &[u8] = b"parley-overlay/1";
+
+/// Most contacts in one reply.
+pub const MAX_CONTACTS: usize = 32;
+
+/// A request from a client to the supernode it is attached to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientToSupernode {
+    /// First message on an attachment; answered with [`SupernodeToClient::Welcome`].
+    Hello,
+    /// Store the client's own presence record in the overlay.
+    Publish(SignedPresence),
+    /// Find the presence record of an identity.
+    Lookup(PeerId),
+    /// List supernodes this one knows, for the client's host cache.
+    Supernodes,
+}
+
+/// A supernode's reply to a [`ClientToSupernode`] request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SupernodeToClient {
+    /// Reply to `Hello`.
+    Welcome {
+        /// The supernode's identity.
+        supernode: PeerId,
+        /// The client's address as the supernode sees it (server-reflexive).
+        observed: SocketAddr,
+    },
+    /// The record was stored on this many supernodes.
+    Published {
+        /// Number of replicas that accepted it.
+        replicas: u16,
+    },
+    /// The record asked for.
+    Found(SignedPresence),
+    /// Nobody holds a live record for that identity.
+    NotFound,
+    /// Supernodes this one knows.
+    Supernodes(Vec<Contact>),
+    /// The request was refused.
+    Refused(Refusal),
+}
+
+/// A DHT request from one supernode to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SupernodeToSupernode {
+    /// Liveness check; also introduces the sender.
+    Ping,
+    /// The closest supernodes the receiver knows to a key.
+    FindNode(NodeId),
+    /// The record stored under a key, or else the closest supernodes.
+    FindValue(NodeId),
+    /// Store a presence record (replication or publication).
+    Store(SignedPresence),
+}
+
+/// A reply to a [`SupernodeToSupernode`] request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SupernodeReply {
+    /// Reply to `Ping`.
+    Pong,
+    /// Closest contacts known to the replier.
+    Nodes(Vec<Contact>),
+    /// The record asked for.
+    Value(SignedPresence),
+    /// The record was stored.
+    Stored,
+    /// The request was refused.
+    Refused(Refusal),
+}
+
+/// Why a request was refused, for the requester to act on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// A machine-readable reason.
+    pub code: RefusalCode,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// Machine-readable refusal reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalCode {
+    /// Bad signature or a field over its limit.
+    BadRecord,
+    /// Older than (or conflicting with) the record held.
+    Stale,
+    /// Expired, or expiring too far in the future.
+    Expired,
+    /// A client tried to publish a record that is not its own.
+    NotYours,
+    /// The request could not be decoded.
+    Malformed,
+    /// The supernode is shedding load; try another.
+    Overloaded,
+}
+
+impl WireMessage for ClientToSupernode {
+    const KIND: u8 = 0x01;
+}
+impl WireMessage for SupernodeToClient {
+    const KIND: u8 = 0x02;
+}
+impl WireMessage for SupernodeToSupernode {
+    const KIND: u8 = 0x03;
+}
+impl WireMessage for SupernodeReply {
+    const KIND: u8 = 0x04;
+}
+
+impl From<&crate::presence::RecordError> for Refusal {
+    fn from(e: &crate::presence::RecordError) -> Refusal {
+        use crate::presence::RecordError as E;
+        let code = match e {
+            E::BadSignature | E::FieldTooLarge(_) => RefusalCode::BadRecord,
+            E::Stale { .. } => RefusalCode::Stale,
+            E::Expired { .. } | E::ExpiryTooFar => RefusalCode::Expired,
+        };
+        Refusal {
+            code,
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! One iterative Kademlia lookup, as a pure state machine over candidate supernodes.
+//!
+//! The lookup knows nothing of RPC ids or time: its owner asks [`Lookup::next_queries`]
+//! whom to ask next, and reports each answer or failure back.
+//!
+//! Termination: the lookup keeps every candidate it has heard of sorted by distance
+//! to the target. Failed candidates are skipped; the `k` closest of the rest are the
+//! "frontier". It queries the closest not-yet-queried frontier candidates, with at
+//! most `alpha` frontier queries in flight, and is done when every frontier candidate
+//! has answered. A query whose candidate was pushed out of the frontier by closer
+//! discoveries no longer holds the lookup up. A value lookup is also done as soon as
+//! one verified record arrives.
+//!
+//! Depth: seeds (from our own routing table) are depth 1; a candidate first named by
+//! a depth-`d` candidate is depth `d + 1`. The depth of the candidate that answered
+//! is the lookup's hop count.
+
+use crate::identity::{NodeId, PeerId};
+use crate::presence::{Contact, SignedPresence};
+use std::collections::{BTreeMap, HashMap};
+
+/// Not-yet-queried candidates beyond this many times `k` are dropped, farthest first,
+/// so a flood of contacts in replies cannot grow a lookup without bound.
+const CANDIDATES_PER_K: usize = 4;
+
+/// What a lookup asks each supernode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupKind {
+    /// `FIND_NODE`: find the `k` closest supernodes to the target.
+    FindNode,
+    /// `FIND_VALUE`: find the record stored under the target.
+    FindValue,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Waiting,
+    InFlight,
+    Answered,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    /// XOR distance to the target: the candidate's key in the map.
+    key: [u8; 32],
+    contact: Contact,
+    depth: usize,
+    state: State,
+}
+
+/// An iterative lookup of one key.
+#[derive(Clone, Debug)]
+pub struct Lookup {
+    target: NodeId,
+    kind: LookupKind,
+    local: NodeId,
+    k: usize,
+    alpha: usize,
+    /// Keyed by XOR distance to the target, which is unique per node id.
+    candidates: BTreeMap<[u8; 32], Candidate>,
+    /// Each candidate's key by identity. Replies name the same nodes over and over,
+    /// and this spares hashing each one into its node id every time.
+    keys: HashMap<PeerId, [u8; 32]>,
+    found: Option<(SignedPresence, usize)>,
+}
+
+impl Lookup {
+    /// A lookup of `target` run by the supernode at `local` (never queried), starting
+    /// from `seeds`. `k` and `alpha` are raised to at least 1.
+    pub fn new(
+        target: NodeId,
+        kind: LookupKind,
+        local: NodeId,
+        k: usize,
+        alpha: usize,
+        seeds: impl IntoIterator<Item = Contact>,
+    ) -> Lookup {
+        let mut lookup = Lookup {
+            target,
+            kind,
+            local,
+            k: k.max(1),
+            alpha: alpha.max(1),
+            candidates: BTreeMap::new(),
+            keys: HashMap::new(),
+            found: None,
+        };
+        for seed in seeds {
+            lookup.add(seed, 1);
+        }
+        lookup.trim();
+        lookup
+    }
+
+    /// The key looked up.
+    pub fn target(&self) -> NodeId {
+        self.target
+    }
+
+    /// What is asked.
+    pub fn kind(&self) -> LookupKind {
+        self.kind
+    }
+
+    fn add(&mut self, contact: Contact, depth: usize) {
+        if let Some(key) = self.keys.get(&contact.id) {
+            // Known already: only a shorter path to a node not yet asked matters.
+            if let Some(held) = self.candidates.get_mut(key) {
+                if held.state == State::Waiting && depth < held.depth {
+                    held.depth = depth;
+                }
+            }
+            return;
+        }
+        let id = contact.id.node_id();
+        if id == self.local {
+            return;
+        }
+        let key = id.distance(&self.target);
+        self.keys.insert(contact.id, key);
+        self.candidates.insert(
+            key,
+            Candidate {
+                key,
+                contact,
+                depth,
+                state: State::Waiting,
+            },
+        );
+    }
+
+    /// Queried candidates stay, so a failed or answered node is never asked twice.
+    fn trim(&mut self) {
+        let cap = self.k.saturating_mul(CANDIDATES_PER_K);
+        let excess = self.candidates.len().saturating_sub(cap);
+        if excess == 0 {
+            return;
+        }
+        let victims: Vec<[u8; 32]> = self
+            .candidates
+            .iter()
+            .rev()
+            .filter(|(_, c)| c.state == State::Waiting)
+            .map(|(key, _)| *key)
+            .take(excess)
+            .collect();
+        for key in victims {
+            if let Some(c) = self.candidates.remove(&key) {
+                self.keys.remove(&c.contact.id);
+            }
+        }
+    }
+
+    fn frontier(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates
+            .values()
+            .filter(|c| c.state != State::Failed)
+            .take(self.k)
+    }
+
+    /// The supernodes to ask now; each is marked in flight. Empty when the lookup
+    /// is done or waiting for answers.
+    pub fn next_queries(&mut self) -> Vec<Contact> {
+        if self.found.is_some() {
+            return Vec::new();
+        }
+        let mut in_flight = 0;
+        let mut waiting = Vec::new();
+        for c in self.frontier() {
+            match c.state {
+                State::InFlight => in_flight += 1,
+                State::Waiting => waiting.push(c.key),
+                State::Answered | State::Failed => {}
+            }
+        }
+        let mut out = Vec::new();
+        for key in waiting
+            .into_iter()
+            .take(self.alpha.saturating_sub(in_flight))
+        {
+            if let Some(c) = self.candidates.get_mut(&key) {
+                c.state = State::InFlight;
+                out.push(c.contact);
+            }
+        }
+        out
+    }
+
+    /// Whether the lookup has finished (see the module docs).
+    pub fn is_done(&self) -> bool {
+        self.found.is_some() || self.frontier().all(|c| c.state == State::Answered)
+    }
+
+    fn in_flight(&mut self, from: &PeerId) -> Option<&mut Candidate> {
+        let key = self.keys.get(from)?;
+        self.candidates
+            .get_mut(key)
+            .filter(|c| c.state == State::InFlight && c.contact.id == *from)
+    }
+
+    /// `from` answered with the supernodes it knows closest to the target. The
+    /// caller has already refused lists longer than the protocol allows.
+    pub fn on_nodes(&mut self, from: &PeerId, contacts: &[Contact]) {
+        let Some(c) = self.in_flight(from) else {
+            return;
+        };
+        c.state = State::Answered;
+        let depth = c.depth.saturating_add(1);
+        for contact in contacts {
+            self.add(*contact, depth);
+        }
+        self.trim();
+    }
+
+    /// `from` answered with a record the caller has verified and matched to the
+    /// target. The highest sequence number wins if several arrive.
+    pub fn on_value(&mut self, from: &PeerId, record: SignedPresence) {
+        let Some(c) = self.in_flight(from) else {
+            return;
+        };
+        c.state = State::Answered;
+        let depth = c.depth;
+        let better = self
+            .found
+            .as_ref()
+            .is_none_or(|(held, _)| record.record.seq > held.record.seq);
+        if better {
+            self.found = Some((record, depth));
+        }
+    }
+
+    /// The query to `from` failed, timed out, or was answered uselessly.
+    pub fn on_failure(&mut self, from: &PeerId) {
+        if let Some(c) = self.in_flight(from) {
+            c.state = State::Failed;
+        }
+    }
+
+    /// The record found, if any.
+    pub fn found(&self) -> Option<&SignedPresence> {
+        self.found.as_ref().map(|(record, _)| record)
+    }
+
+    /// Takes the record found, if any.
+    pub fn take_found(&mut self) -> Option<SignedPresence> {
+        self.found.take().map(|(record, _)| record)
+    }
+
+    /// The hop count (see the module docs): the depth of the supernode that returned
+    /// the record, else of the deepest one that answered.
+    pub fn hops(&self) -> usize {
+        match &self.found {
+            Some((_, depth)) => *depth,
+            None => self
+                .candidates
+                .values()
+                .filter(|c| c.state == State::Answered)
+                .map(|c| c.depth)
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Up to `n` supernodes that answered, closest to the target first.
+    pub fn closest_answered(&self, n: usize) -> Vec<Contact> {
+        self.candidates
+            .values()
+            .filter(|c| c.state == State::Answered)
+            .take(n)
+            .map(|c| c.contact)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Identity;
+
+    fn contacts(n: u64) -> Vec<Contact> {
+        (1..=n)
+            .map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..8].copy_from_slice(&i.to_le_bytes());
+                Contact {
+                    id: Identity::from_seed(&seed).peer_id(),
+                    addr: format!("10.0.1.1:{}", 1000 + i).parse().unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    fn sorted_by_distance(all: &[Contact], target: &NodeId) -> Vec<Contact> {
+        let mut v = all.to_vec();
+        v.sort_by_key(|c| c.id.node_id().distance(target));
+        v
+    }
+
+    /// Runs `lookup` against an all-knowing network in which every node answers with
+    /// the nodes closest to the target; `dead` nodes fail. Returns the queries made.
+    fn run(lookup: &mut Lookup, all: &[Contact], dead: &[Contact], k: usize) -> usize {
+        let target = lookup.target();
+        let answers: HashMap<PeerId, Vec<Contact>> = all
+            .iter()
+            .map(|c| {
+                let mut known = sorted_by_distance(all, &target);
+                known.retain(|x| x != c);
+                // Twice k, so that live nodes are named even when dead ones crowd
+                // the closest places, as they would in real tables.
+                known.truncate(2 * k);
+                (c.id, known)
+            })
+            .collect();
+        let mut queries = 0;
+        loop {
+            let batch = lookup.next_queries();
+            if batch.is_empty() {
+                break;
+            }
+            assert!(batch.len() <= 3, "alpha respected");
+            for c in batch {
+                queries += 1;
+                if dead.contains(&c) {
+                    lookup.on_failure(&c.id);
+                } else {
+                    lookup.on_nodes(&c.id, &answers[&c.id]);
+                }
+            }
+        }
+        queries
+    }
+
+    #[test]
+    fn finds_exactly_the_k_closest_and_terminates() {
+        let all = contacts(300);
+        let target = NodeId([0x5a; 32]);
+        let local = NodeId([0; 32]);
+        let far = sorted_by_distance(&all, &target).split_off(200);
+        let mut lookup = Lookup::new(target, LookupKind::FindNode, local, 10, 3, far.clone());
+        let queries = run(&mut lookup, &all, &[], 10);
+        assert!(lookup.is_done());
+        let mut expect = sorted_by_distance(&all, &target);
+        expect.truncate(10);
+        assert_eq!(lookup.closest_answered(10), expect);
+        assert!(queries < 60, "{queries} queries");
+    }
+
+    #[test]
+    fn failed_nodes_are_skipped_and_do_not_block_termination() {
+        let all = contacts(200);
+        let target = NodeId([0xc3; 32]);
+        let sorted = sorted_by_distance(&all, &target);
+        let dead: Vec<Contact> = sorted.iter().step_by(3).copied().collect();
+        let mut lookup = Lookup::new(
+            target,
+            LookupKind::FindNode,
+            NodeId([0; 32]),
+            8,
+            3,
+            sorted[150..].to_vec(),
+        );
+        run(&mut lookup, &all, &dead, 8);
+        assert!(lookup.is_done());
+        let mut expect: Vec<Contact> = sorted.into_iter().filter(|c| !dead.contains(c)).collect();
+        expect.truncate(8);
+        assert_eq!(lookup.closest_answered(8), expect);
+    }
+
+    #[test]
+    fn at_most_alpha_in_flight_and_an_empty_lookup_is_done() {
+        let all = contacts(10);
+        let mut lookup = Lookup::new(
+            NodeId([1; 32]),
+            LookupKind::FindNode,
+            NodeId([0; 32]),
+            20,
+            2,
+            all,
+        );
+        assert_eq!(lookup.next_queries().len(), 2);
+        assert!(lookup.next_queries().is_empty());
+        assert!(!lookup.is_done());
+        let empty = Lookup::new(
+            NodeId([1; 32]),
+            LookupKind::FindNode,
+            NodeId([0; 32]),
+            20,
+            2,
+            vec![],
+        );
+        assert!(empty.is_done());
+        assert_eq!(empty.hops(), 0);
+    }
+
+    #[test]
+    fn the_local_node_is_never_a_candidate() {
+        let all = contacts(3);
+        let local = all[0].id.node_id();
+        let mut lookup = Lookup::new(
+            NodeId([1; 32]),
+            LookupKind::FindNode,
+            local,
+            20,
+            3,
+            all.clone(),
+        );
+        let asked = lookup.next_queries();
+        assert_eq!(asked.len(), 2);
+        assert!(!asked.contains(&all[0]));
+    }
+
+    #[test]
+    fn a_value_ends_the_lookup_with_its_depth() {
+        let all = contacts(5);
+        let owner = Identity::from_seed(&[9; 32]);
+        let record = crate::presence::PresenceRecord {
+            id: owner.peer_id(),
+            display_name: String::new(),
+            supernodes: vec![],
+            addresses: vec![],
+            nat: Default::default(),
+            seq: 1,
+            expires_at: crate::Timestamp(10_000),
+        }
+        .sign(&owner);
+        let target = owner.peer_id().node_id();
+        let mut lookup = Lookup::new(
+            target,
+            LookupKind::FindValue,
+            NodeId([0; 32]),
+            20,
+            1,
+            vec![all[0]],
+        );
+        let first = lookup.next_queries();
+        assert_eq!(first, vec![all[0]]);
+        lookup.on_nodes(&all[0].id, &all[1..]);
+        let second = lookup.next_queries();
+        assert_eq!(second.len(), 1);
+        lookup.on_value(&second[0].id, record.clone());
+        assert!(lookup.is_done());
+        assert!(lookup.next_queries().is_empty());
+        assert_eq!(lookup.hops(), 2);
+        assert_eq!(lookup.take_found(), Some(record));
+    }
+
+    #[test]
+    fn answers_from_nodes_not_asked_are_ignored() {
+        let all = contacts(4);
+        let mut lookup = Lookup::new(
+            NodeId([1; 32]),
+            LookupKind::FindNode,
+            NodeId([0; 32]),
+            20,
+            1,
+            vec![all[0]],
+        );
+        lookup.on_nodes(&all[0].id, &all[1..]);
+        assert!(lookup.closest_answered(5).is_empty());
+        lookup.on_failure(&all[0].id);
+        assert_eq!(lookup.next_queries(), vec![all[0]]);
+    }
+
+    #[test]
+    fn a_flood_of_contacts_is_capped() {
+        let all = contacts(120);
+        let mut lookup = Lookup::new(
+            NodeId([1; 32]),
+            LookupKind::FindNode,
+            NodeId([0; 32]),
+            5,
+            1,
+            vec![all[0]],
+        );
+        lookup.next_queries();
+        lookup.on_nodes(&all[0].id, &all[1..]);
+        assert!(lookup.candidates.len() <= 5 * CANDIDATES_PER_K + 1);
+    }
+}

@@ -1,0 +1,130 @@
+//! The supernode overlay: a Kademlia-style DHT over supernodes, as sans-IO state machines.
+//!
+//! Every supernode runs one [`Overlay`]. It keeps a [`routing::RoutingTable`] of other
+//! supernodes, a [`store::RecordStore`] of signed presence records, and drives
+//! iterative [`lookup::Lookup`]s. It never touches a socket or a clock: the shell
+//! feeds it requests, replies and the time, and carries out the [`OutgoingRpc`]s it
+//! hands back from [`Overlay::poll_transmit`]. RPC deadlines live inside the machine,
+//! so a lost message needs no special handling by the shell (or by a simulation).
+//!
+//! Key facts the rest of the system relies on:
+//! - A supernode's position is `contact.id.node_id()`; a record's key is
+//!   `record.id.node_id()`.
+//! - A record is stored on the publishing supernode and on the `k` closest
+//!   supernodes an iterative `FIND_NODE` finds. Within every `republish_interval`
+//!   the holders that count themselves among the `k` closest push it again to the
+//!   `k` closest they can find, closest holder first; a holder that receives the same
+//!   record from another meanwhile skips its turn. So replicas lost with dead
+//!   supernodes are replaced, at about one republication per record per interval.
+//! - Every record accepted from the network is verified (signature, limits, expiry)
+//!   and must supersede the one held, so replaying an old record cannot roll a user
+//!   back. A supernode holds at most [`store::MAX_RECORDS`] records; beyond that,
+//!   `Store`s of new keys are refused as `Overloaded`.
+
+pub mod lookup;
+mod node;
+pub mod routing;
+pub mod store;
+#[cfg(test)]
+mod tests;
+
+pub use node::Overlay;
+
+use crate::messages::SupernodeToSupernode;
+use crate::presence::{Contact, RecordError, SignedPresence};
+use std::time::Duration;
+
+/// Tunables of the overlay. The defaults suit a public network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverlayConfig {
+    /// Bucket size and replication factor: how many contacts a bucket holds, how
+    /// many supernodes store each record, and how many closest nodes a lookup must
+    /// hear from before it ends. Values below 1 are treated as 1.
+    pub k: usize,
+    /// How many RPCs one lookup keeps in flight at once. Values below 1 are treated as 1.
+    pub alpha: usize,
+    /// How long an RPC may go unanswered before it counts as failed.
+    pub rpc_timeout: Duration,
+    /// How often a holder pushes each record it holds back out to the `k` closest
+    /// supernodes, so replicas lost to churn are replaced.
+    pub republish_interval: Duration,
+    /// A bucket that saw no lookup for this long is refreshed by a lookup of a
+    /// random id in its range.
+    pub refresh_interval: Duration,
+}
+
+impl Default for OverlayConfig {
+    fn default() -> OverlayConfig {
+        OverlayConfig {
+            k: 20,
+            alpha: 3,
+            rpc_timeout: Duration::from_secs(2),
+            republish_interval: Duration::from_secs(60),
+            refresh_interval: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Names one RPC handed out by [`Overlay::poll_transmit`], to match its reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RpcId(pub u64);
+
+/// Names one publish or lookup started by the caller, to match its completion event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpId(pub u64);
+
+/// Why an RPC produced no reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RpcFailure {
+    /// No reply in time.
+    Timeout,
+    /// The shell could not connect, or the stream failed.
+    Unreachable,
+}
+
+/// An RPC for the shell to send: open a stream to `to`, send `request`, and report
+/// the reply (or the failure) with [`Overlay::handle_reply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingRpc {
+    /// Pass back to [`Overlay::handle_reply`].
+    pub id: RpcId,
+    /// The supernode to ask.
+    pub to: Contact,
+    /// What to ask.
+    pub request: SupernodeToSupernode,
+}
+
+/// Something the overlay reports to its shell.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OverlayEvent {
+    /// A [`Overlay::publish`] finished.
+    Published {
+        /// The operation.
+        op: OpId,
+        /// Supernodes that hold the record now: every `Stored` reply, plus 1 for the
+        /// local copy.
+        replicas: usize,
+    },
+    /// A [`Overlay::lookup`] finished.
+    LookupDone {
+        /// The operation.
+        op: OpId,
+        /// The record, if a live, correctly signed one was found.
+        record: Option<SignedPresence>,
+        /// How deep the answer came from: 0 when the local store had it; otherwise
+        /// the depth of the supernode that returned the record, where supernodes
+        /// from our own routing table are depth 1 and a supernode first named in a
+        /// reply from a depth-`d` supernode is depth `d + 1`. It counts sequential
+        /// round trips, not messages. For a lookup that found nothing, the deepest
+        /// supernode that answered.
+        hops: usize,
+    },
+    /// A record from the network failed verification or was older than the one
+    /// held. For logging; the overlay has already refused it.
+    RecordRefused {
+        /// The supernode that sent it, if known.
+        from: Option<Contact>,
+        /// What was wrong with it.
+        error: RecordError,
+    },
+}

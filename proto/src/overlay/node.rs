@@ -1,0 +1,334 @@
+//! The [`Overlay`] machine: one supernode's part of the DHT. This module holds the
+//! machine's state, its public interface, request handling and timers; the
+//! operations it runs (lookups, publication, republication) are in `operations`.
+
+use super::lookup::LookupKind;
+use super::routing::RoutingTable;
+use super::store::RecordStore;
+use super::{OpId, OutgoingRpc, OverlayConfig, OverlayEvent, RpcFailure, RpcId};
+use crate::identity::{NodeId, PeerId};
+use crate::messages::{Refusal, RefusalCode, SupernodeReply, SupernodeToSupernode, MAX_CONTACTS};
+use crate::presence::{Contact, RecordError, SignedPresence};
+use crate::time::Timestamp;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+mod operations;
+
+use operations::{Goal, Operation};
+
+/// Refresh timers never fire more often than this, whatever the configuration says.
+const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
+
+enum Purpose {
+    Lookup(OpId),
+    Store(OpId),
+    /// Is a full bucket's least-recently-seen entry still there?
+    Liveness,
+}
+
+struct Pending {
+    to: Contact,
+    deadline: Timestamp,
+    purpose: Purpose,
+}
+
+/// One supernode's DHT: routing table, record store and the operations in progress.
+pub struct Overlay {
+    me: Contact,
+    my_id: NodeId,
+    config: OverlayConfig,
+    rng: StdRng,
+    table: RoutingTable,
+    store: RecordStore,
+    ops: HashMap<OpId, Operation>,
+    rpcs: HashMap<RpcId, Pending>,
+    deadlines: BTreeSet<(Timestamp, RpcId)>,
+    transmit: VecDeque<OutgoingRpc>,
+    events: VecDeque<OverlayEvent>,
+    next_rpc: u64,
+    next_op: u64,
+    next_refresh: Timestamp,
+}
+
+impl Overlay {
+    /// The overlay of the supernode `me`. `seed` drives every random choice
+    /// (republication jitter, refresh targets), so equal inputs give equal runs.
+    pub fn new(me: Contact, config: OverlayConfig, now: Timestamp, seed: u64) -> Overlay {
+        let config = OverlayConfig {
+            k: config.k.max(1),
+            alpha: config.alpha.max(1),
+            ..config
+        };
+        let my_id = me.id.node_id();
+        Overlay {
+            me,
+            my_id,
+            table: RoutingTable::new(my_id, config.k, now),
+            next_refresh: now + config.refresh_interval.max(MIN_REFRESH_GAP),
+            config,
+            rng: StdRng::seed_from_u64(seed),
+            store: RecordStore::new(),
+            ops: HashMap::new(),
+            rpcs: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            next_rpc: 0,
+            next_op: 0,
+        }
+    }
+
+    /// A supernode we were told to join through (the shell already connected and
+    /// learned its key). Adds it and starts a self-lookup to fill the table; when
+    /// that ends, every bucket beyond our closest neighbour is refreshed.
+    pub fn join(&mut self, now: Timestamp, contact: Contact) {
+        self.saw(now, contact);
+        self.start_lookup(now, self.my_id, LookupKind::FindNode, Goal::Join);
+    }
+
+    /// An incoming DHT request from the authenticated supernode `from`; returns the
+    /// reply at once. Also adds `from` to the routing table.
+    pub fn handle_request(
+        &mut self,
+        now: Timestamp,
+        from: Contact,
+        request: SupernodeToSupernode,
+    ) -> SupernodeReply {
+        self.saw(now, from);
+        match request {
+            SupernodeToSupernode::Ping => SupernodeReply::Pong,
+            SupernodeToSupernode::FindNode(target) => {
+                SupernodeReply::Nodes(self.closest_for(&target, &from))
+            }
+            SupernodeToSupernode::FindValue(key) => match self.store.get(now, &key) {
+                Some(record) => SupernodeReply::Value(record.clone()),
+                None => SupernodeReply::Nodes(self.closest_for(&key, &from)),
+            },
+            SupernodeToSupernode::Store(record) => {
+                let key = record.record.id.node_id();
+                if self.store.is_full() && !self.store.contains(&key) {
+                    return SupernodeReply::Refused(Refusal {
+                        code: RefusalCode::Overloaded,
+                        message: "record store full".into(),
+                    });
+                }
+                let at = self.republish_at(now, &key);
+                match self.store.offer(now, record, at) {
+                    Ok(_) => SupernodeReply::Stored,
+                    Err(error) => {
+                        let refusal = Refusal::from(&error);
+                        self.refused(Some(from), error);
+                        SupernodeReply::Refused(refusal)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The reply (or failure) for an RPC that [`Overlay::poll_transmit`] handed out.
+    /// Unknown and late ids are ignored.
+    pub fn handle_reply(
+        &mut self,
+        now: Timestamp,
+        id: RpcId,
+        reply: Result<SupernodeReply, RpcFailure>,
+    ) {
+        let Some(pending) = self.rpcs.remove(&id) else {
+            return;
+        };
+        self.deadlines.remove(&(pending.deadline, id));
+        self.complete(now, pending, reply);
+    }
+
+    /// Runs every timer due at `now`: RPC deadlines, record expiry, republication
+    /// and bucket refresh.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(pending) = self.rpcs.remove(&id) {
+                self.complete(now, pending, Err(RpcFailure::Timeout));
+            }
+        }
+        self.store.expire(now);
+        // A record with less than half an interval left would barely outlive the
+        // lookup that re-replicates it; its owner will have published a new one.
+        let min_life = self.config.republish_interval / 2;
+        for record in self.store.take_due(now, min_life) {
+            let key = record.record.id.node_id();
+            let at = self.republish_at(now, &key);
+            self.store.schedule_republish(&key, Some(at));
+            // With k supernodes we know of closer to the key than us, the replicas
+            // are theirs to maintain; we keep our copy only to answer lookups.
+            if self.table.closer_than_me(&key, self.config.k) < self.config.k {
+                self.start_lookup(now, key, LookupKind::FindNode, Goal::Republish(record));
+            }
+        }
+        if now >= self.next_refresh {
+            self.refresh(now, self.config.refresh_interval);
+        }
+    }
+
+    /// When [`Overlay::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let rpc = self.deadlines.first().map(|(at, _)| *at);
+        [rpc, self.store.next_deadline(), Some(self.next_refresh)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The next RPC for the shell to send.
+    pub fn poll_transmit(&mut self) -> Option<OutgoingRpc> {
+        self.transmit.pop_front()
+    }
+
+    /// The next event for the shell.
+    pub fn poll_event(&mut self) -> Option<OverlayEvent> {
+        self.events.pop_front()
+    }
+
+    /// A client attached to this supernode publishes its record. A record that does
+    /// not verify or does not supersede the one held is refused at once. Otherwise
+    /// it is stored locally and replicated with `Store` to the `k` closest supernodes
+    /// an iterative `FIND_NODE` finds; completes with [`OverlayEvent::Published`].
+    pub fn publish(&mut self, now: Timestamp, record: SignedPresence) -> Result<OpId, RecordError> {
+        let key = record.record.id.node_id();
+        let at = self.republish_at(now, &key);
+        self.store.offer(now, record.clone(), at)?;
+        Ok(self.start_lookup(now, key, LookupKind::FindNode, Goal::Publish(record)))
+    }
+
+    /// Finds the record of `id`: from the local store if held (still reported by an
+    /// event, with 0 hops), else by an iterative `FIND_VALUE`. Completes with
+    /// [`OverlayEvent::LookupDone`].
+    pub fn lookup(&mut self, now: Timestamp, id: PeerId) -> OpId {
+        let key = id.node_id();
+        if let Some(record) = self.store.get(now, &key).cloned() {
+            let op = self.new_op();
+            self.events.push_back(OverlayEvent::LookupDone {
+                op,
+                record: Some(record),
+                hops: 0,
+            });
+            return op;
+        }
+        self.start_lookup(now, key, LookupKind::FindValue, Goal::Find)
+    }
+
+    /// Up to `n` known live supernodes (for clients' host caches), excluding me,
+    /// most recently heard from first.
+    pub fn known_supernodes(&self, n: usize) -> Vec<Contact> {
+        self.table.live(n)
+    }
+
+    /// Supernodes in the routing table.
+    pub fn routing_table_len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Records held.
+    pub fn stored_records(&self) -> usize {
+        self.store.len()
+    }
+
+    /// This supernode.
+    pub fn me(&self) -> Contact {
+        self.me
+    }
+
+    /// RPCs handed out and not yet answered or timed out.
+    pub fn rpcs_in_flight(&self) -> usize {
+        self.rpcs.len()
+    }
+
+    /// Operations (the caller's and the machine's own) still running.
+    pub fn operations_in_progress(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The contacts to name in a reply to `asker`: never the asker itself, and not
+    /// entries whose last RPC failed. Those are probably dead, and right after a crash
+    /// naming them would crowd live nodes out of everyone's `k` closest.
+    fn closest_for(&self, target: &NodeId, asker: &Contact) -> Vec<Contact> {
+        let n = self.config.k.min(MAX_CONTACTS);
+        self.table
+            .closest(target, n, |e| e.failures == 0 && e.contact.id != asker.id)
+    }
+
+    fn new_op(&mut self) -> OpId {
+        self.next_op += 1;
+        OpId(self.next_op)
+    }
+
+    /// When to republish the record under `key`, in the last quarter of the
+    /// interval, ordered by our rank among its holders (how many supernodes we know
+    /// closer to the key). The closest holder goes first; its `Store` reaches the
+    /// others before their turn and postpones them, so one republication per
+    /// interval usually suffices. A random offset within the rank's slot breaks ties
+    /// between holders that count alike.
+    fn republish_at(&mut self, now: Timestamp, key: &NodeId) -> Timestamp {
+        let k = self.config.k;
+        let interval =
+            u64::try_from(self.config.republish_interval.as_millis()).unwrap_or(u64::MAX);
+        let slot = interval / 4 / u64::try_from(k).unwrap_or(u64::MAX).max(1);
+        let rank = u64::try_from(self.table.closer_than_me(key, k.saturating_sub(1))).unwrap_or(0);
+        let jitter = self.rng.gen_range(0..=slot);
+        let delay = (interval - interval / 4)
+            .saturating_add(rank.saturating_mul(slot))
+            .saturating_add(jitter);
+        now + Duration::from_millis(delay)
+    }
+
+    fn refused(&mut self, from: Option<Contact>, error: RecordError) {
+        self.events
+            .push_back(OverlayEvent::RecordRefused { from, error });
+    }
+
+    /// `contact` talked to us directly.
+    fn saw(&mut self, now: Timestamp, contact: Contact) {
+        if contact.id == self.me.id {
+            return;
+        }
+        if let Some(quiet) = self.table.seen(now, contact) {
+            self.send(now, quiet, SupernodeToSupernode::Ping, Purpose::Liveness);
+        }
+    }
+
+    fn send(
+        &mut self,
+        now: Timestamp,
+        to: Contact,
+        request: SupernodeToSupernode,
+        purpose: Purpose,
+    ) {
+        self.next_rpc += 1;
+        let id = RpcId(self.next_rpc);
+        let deadline = now + self.config.rpc_timeout;
+        self.rpcs.insert(
+            id,
+            Pending {
+                to,
+                deadline,
+                purpose,
+            },
+        );
+        self.deadlines.insert((deadline, id));
+        self.transmit.push_back(OutgoingRpc { id, to, request });
+    }
+
+    fn refresh(&mut self, now: Timestamp, max_age: Duration) {
+        for index in self.table.stale_buckets(now, max_age) {
+            let target = self.table.random_id_in_bucket(index, &mut self.rng);
+            self.start_lookup(now, target, LookupKind::FindNode, Goal::Refresh);
+        }
+        let interval = self.config.refresh_interval;
+        let next = self.table.next_refresh(interval).unwrap_or(now + interval);
+        self.next_refresh = next.max(now + MIN_REFRESH_GAP);
+    }
+}

@@ -1,0 +1,232 @@
+//! The operations an [`Overlay`] runs: a caller's publish or lookup, or the
+//! machine's own join, bucket refresh and republication.
+//!
+//! Each runs an iterative [`Lookup`]; a publish or republication then sends `Store`
+//! to the `k` closest supernodes that answered. A republication also stores to the
+//! `k` closest in our own table at once, before its lookup: the other holders sit
+//! there, and reaching them within one round trip postpones their own
+//! republication of the same record (see `Overlay::republish_at`). Each RPC carries
+//! the operation it belongs to, so its reply, or its deadline passing, moves the
+//! right operation along.
+
+use super::{Overlay, Pending, Purpose};
+use crate::identity::{NodeId, PeerId};
+use crate::messages::{RefusalCode, SupernodeReply, SupernodeToSupernode, MAX_CONTACTS};
+use crate::overlay::lookup::{Lookup, LookupKind};
+use crate::overlay::{OpId, OverlayEvent, RpcFailure};
+use crate::presence::{Contact, SignedPresence};
+use crate::time::Timestamp;
+use std::time::Duration;
+
+pub(super) enum Goal {
+    /// A caller's lookup; reports `LookupDone`.
+    Find,
+    /// A caller's publish; reports `Published`.
+    Publish(SignedPresence),
+    /// Our periodic re-replication of a held record; silent.
+    Republish(SignedPresence),
+    /// The self-lookup after joining; refreshes every bucket when done.
+    Join,
+    /// Keeps a bucket populated; silent.
+    Refresh,
+}
+
+pub(super) struct Operation {
+    goal: Goal,
+    /// Running until the lookup is done.
+    lookup: Option<Lookup>,
+    /// `Store` RPCs sent and not yet answered or failed.
+    outstanding: usize,
+    /// `Stored` replies.
+    stored: usize,
+    /// Everyone a `Store` went to, so no one gets it twice.
+    stored_to: Vec<PeerId>,
+}
+
+impl Overlay {
+    pub(super) fn start_lookup(
+        &mut self,
+        now: Timestamp,
+        target: NodeId,
+        kind: LookupKind,
+        goal: Goal,
+    ) -> OpId {
+        let op = self.new_op();
+        self.table.touch(&target, now);
+        let seeds = self.table.closest(&target, self.config.k, |_| true);
+        let early = match &goal {
+            Goal::Republish(record) => Some((record.clone(), seeds.clone())),
+            _ => None,
+        };
+        let lookup = Lookup::new(
+            target,
+            kind,
+            self.my_id,
+            self.config.k,
+            self.config.alpha,
+            seeds,
+        );
+        let operation = Operation {
+            goal,
+            lookup: Some(lookup),
+            outstanding: 0,
+            stored: 0,
+            stored_to: Vec::new(),
+        };
+        self.ops.insert(op, operation);
+        if let Some((record, targets)) = early {
+            self.store_to(now, op, &record, &targets);
+        }
+        self.advance(now, op);
+        op
+    }
+
+    /// Sends `record` to each of `targets` not yet sent it, on behalf of `op`.
+    fn store_to(&mut self, now: Timestamp, op: OpId, record: &SignedPresence, targets: &[Contact]) {
+        let Some(operation) = self.ops.get_mut(&op) else {
+            return;
+        };
+        let fresh: Vec<Contact> = targets
+            .iter()
+            .filter(|c| !operation.stored_to.contains(&c.id))
+            .copied()
+            .collect();
+        operation.stored_to.extend(fresh.iter().map(|c| c.id));
+        operation.outstanding += fresh.len();
+        for to in fresh {
+            let request = SupernodeToSupernode::Store(record.clone());
+            self.send(now, to, request, Purpose::Store(op));
+        }
+    }
+
+    /// Sends the queries `op`'s lookup wants, and moves on once it is done.
+    fn advance(&mut self, now: Timestamp, op: OpId) {
+        let Some(lookup) = self.ops.get_mut(&op).and_then(|o| o.lookup.as_mut()) else {
+            return;
+        };
+        let queries = lookup.next_queries();
+        let target = lookup.target();
+        let request = match lookup.kind() {
+            LookupKind::FindNode => SupernodeToSupernode::FindNode(target),
+            LookupKind::FindValue => SupernodeToSupernode::FindValue(target),
+        };
+        let done = lookup.is_done();
+        for to in queries {
+            self.send(now, to, request.clone(), Purpose::Lookup(op));
+        }
+        if done {
+            self.finish_search(now, op);
+        }
+    }
+
+    fn finish_search(&mut self, now: Timestamp, op: OpId) {
+        let Some(mut lookup) = self.ops.get_mut(&op).and_then(|o| o.lookup.take()) else {
+            return;
+        };
+        let Some(operation) = self.ops.get(&op) else {
+            return;
+        };
+        match &operation.goal {
+            Goal::Find => {
+                let hops = lookup.hops();
+                let record = lookup.take_found();
+                self.events
+                    .push_back(OverlayEvent::LookupDone { op, record, hops });
+            }
+            Goal::Join => self.refresh(now, Duration::ZERO),
+            Goal::Refresh => {}
+            Goal::Publish(record) | Goal::Republish(record) => {
+                let record = record.clone();
+                let targets = lookup.closest_answered(self.config.k);
+                self.store_to(now, op, &record, &targets);
+            }
+        }
+        self.finish_if_done(op);
+    }
+
+    fn finish_if_done(&mut self, op: OpId) {
+        let Some(operation) = self.ops.get(&op) else {
+            return;
+        };
+        if operation.lookup.is_some() || operation.outstanding > 0 {
+            return;
+        }
+        if let Goal::Publish(_) = operation.goal {
+            let replicas = operation.stored.saturating_add(1);
+            self.events
+                .push_back(OverlayEvent::Published { op, replicas });
+        }
+        self.ops.remove(&op);
+    }
+
+    /// An RPC ended, with a reply or a failure.
+    pub(super) fn complete(
+        &mut self,
+        now: Timestamp,
+        pending: Pending,
+        reply: Result<SupernodeReply, RpcFailure>,
+    ) {
+        match reply {
+            Ok(_) => self.saw(now, pending.to),
+            Err(_) => self.table.failed(&pending.to.id),
+        }
+        match pending.purpose {
+            Purpose::Lookup(op) => self.on_lookup_reply(now, op, pending.to, reply),
+            Purpose::Store(op) => self.on_store_reply(op, reply),
+            Purpose::Liveness => {}
+        }
+    }
+
+    fn on_lookup_reply(
+        &mut self,
+        now: Timestamp,
+        op: OpId,
+        from: Contact,
+        reply: Result<SupernodeReply, RpcFailure>,
+    ) {
+        let Some(lookup) = self.ops.get_mut(&op).and_then(|o| o.lookup.as_mut()) else {
+            // The lookup already ended; the routing table has learned from the reply.
+            return;
+        };
+        match reply {
+            Ok(SupernodeReply::Nodes(contacts)) if contacts.len() <= MAX_CONTACTS => {
+                lookup.on_nodes(&from.id, &contacts)
+            }
+            Ok(SupernodeReply::Value(record))
+                if lookup.kind() == LookupKind::FindValue
+                    && record.record.id.node_id() == lookup.target() =>
+            {
+                match record.verify(now) {
+                    Ok(_) => lookup.on_value(&from.id, record),
+                    Err(error) => {
+                        lookup.on_failure(&from.id);
+                        self.refused(Some(from), error);
+                    }
+                }
+            }
+            // Failures, oversized lists and answers to another question alike.
+            _ => lookup.on_failure(&from.id),
+        }
+        self.advance(now, op);
+    }
+
+    fn on_store_reply(&mut self, op: OpId, reply: Result<SupernodeReply, RpcFailure>) {
+        let Some(operation) = self.ops.get_mut(&op) else {
+            return;
+        };
+        operation.outstanding = operation.outstanding.saturating_sub(1);
+        match reply {
+            Ok(SupernodeReply::Stored) => operation.stored += 1,
+            Ok(SupernodeReply::Refused(refusal)) if refusal.code == RefusalCode::Stale => {
+                if let Goal::Republish(record) = &operation.goal {
+                    // A replica holds a newer record, so ours is out of date: drop it
+                    // so that lookups here go to the network and find the new one.
+                    let key = record.record.id.node_id();
+                    self.store.remove_if_seq(&key, record.record.seq);
+                }
+            }
+            _ => {}
+        }
+        self.finish_if_done(op);
+    }
+}

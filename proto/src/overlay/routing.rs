@@ -1,0 +1,525 @@
+//! The routing table: 256 k-buckets of supernodes, indexed by XOR-distance prefix.
+//!
+//! Bucket policy (Kademlia's, with a replacement cache):
+//! - Only supernodes that talked to us directly (sent a request, or answered one) are
+//!   added; contacts merely named in someone's reply are not, so every entry was live
+//!   at some point and its address is authenticated.
+//! - Each bucket keeps up to `k` entries ordered least- to most-recently seen. Seeing
+//!   an entry again moves it to the back.
+//! - A newcomer for a full bucket goes to the bucket's replacement cache (also up to
+//!   `k`, newest kept). Old live nodes are preferred because long-lived nodes tend to
+//!   stay up, and because this keeps an attacker from flushing a bucket with fresh ids.
+//!   If the bucket's least-recently-seen entry has not been heard from in
+//!   [`STALE_AFTER`], the table asks its owner to ping it ([`RoutingTable::seen`]
+//!   returns it); if that ping fails the entry is evicted.
+//! - A failed RPC evicts an entry at once when a replacement is waiting, else after
+//!   [`MAX_FAILURES`] consecutive failures. The newest replacement takes its place.
+
+use crate::identity::{NodeId, PeerId};
+use crate::presence::Contact;
+use crate::time::Timestamp;
+use rand::Rng;
+use std::ops::Range;
+use std::time::Duration;
+
+/// Consecutive failed RPCs after which an entry is dropped even with no replacement.
+pub const MAX_FAILURES: u32 = 2;
+
+/// A full bucket's least-recently-seen entry older than this is pinged when a
+/// newcomer would like its place.
+pub const STALE_AFTER: Duration = Duration::from_secs(120);
+
+const BUCKETS: usize = 256;
+
+/// One known supernode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// How to reach it.
+    pub contact: Contact,
+    /// Its position in the key space.
+    pub node_id: NodeId,
+    /// When it last talked to us.
+    pub last_seen: Timestamp,
+    /// RPCs to it that failed since it last answered.
+    pub failures: u32,
+    /// A liveness ping is out for it.
+    pinging: bool,
+    /// `node_id` as words, for cheap distance comparisons.
+    words: Words,
+}
+
+/// A node id as four big-endian words: XOR distances compare in the same order as
+/// [`NodeId::distance`], at a fraction of the cost in the hot sorting paths.
+type Words = [u64; 4];
+
+fn words(id: &NodeId) -> Words {
+    let mut out = [0u64; 4];
+    for (word, chunk) in out.iter_mut().zip(id.0.chunks_exact(8)) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        *word = u64::from_be_bytes(bytes);
+    }
+    out
+}
+
+fn xor(a: &Words, b: &Words) -> Words {
+    [a[0] ^ b[0], a[1] ^ b[1], a[2] ^ b[2], a[3] ^ b[3]]
+}
+
+impl Entry {
+    fn new(now: Timestamp, contact: Contact, node_id: NodeId) -> Entry {
+        Entry {
+            contact,
+            node_id,
+            last_seen: now,
+            failures: 0,
+            pinging: false,
+            words: words(&node_id),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Bucket {
+    /// Least-recently seen first.
+    entries: Vec<Entry>,
+    /// Newest last.
+    replacements: Vec<Entry>,
+    last_lookup: Timestamp,
+}
+
+/// The k-buckets of one supernode.
+#[derive(Clone, Debug)]
+pub struct RoutingTable {
+    me: NodeId,
+    k: usize,
+    buckets: Vec<Bucket>,
+}
+
+impl RoutingTable {
+    /// An empty table for the supernode at `me`, with buckets of `k` (at least 1).
+    pub fn new(me: NodeId, k: usize, now: Timestamp) -> RoutingTable {
+        let bucket = Bucket {
+            entries: Vec::new(),
+            replacements: Vec::new(),
+            last_lookup: now,
+        };
+        RoutingTable {
+            me,
+            k: k.max(1),
+            buckets: vec![bucket; BUCKETS],
+        }
+    }
+
+    /// Records that `contact` talked to us directly at `now`. Returns a contact the
+    /// caller should ping: the least-recently-seen entry of a full bucket that has
+    /// gone quiet, whose failure to answer will let a newcomer in.
+    pub fn seen(&mut self, now: Timestamp, contact: Contact) -> Option<Contact> {
+        let node_id = contact.id.node_id();
+        let index = self.me.bucket_index(&node_id)?;
+        let k = self.k;
+        let bucket = &mut self.buckets[index];
+        if let Some(pos) = bucket.entries.iter().position(|e| e.node_id == node_id) {
+            let mut entry = bucket.entries.remove(pos);
+            entry.contact = contact;
+            entry.last_seen = now;
+            entry.failures = 0;
+            entry.pinging = false;
+            bucket.entries.push(entry);
+            return None;
+        }
+        bucket.replacements.retain(|e| e.node_id != node_id);
+        if bucket.entries.len() < k {
+            bucket.entries.push(Entry::new(now, contact, node_id));
+            return None;
+        }
+        bucket.replacements.push(Entry::new(now, contact, node_id));
+        if bucket.replacements.len() > k {
+            bucket.replacements.remove(0);
+        }
+        if bucket.entries.iter().any(|e| e.pinging) {
+            return None;
+        }
+        let oldest = bucket.entries.first_mut()?;
+        if oldest.last_seen + STALE_AFTER <= now {
+            oldest.pinging = true;
+            return Some(oldest.contact);
+        }
+        None
+    }
+
+    /// Records that an RPC to `peer` failed; may evict it (see the module docs).
+    pub fn failed(&mut self, peer: &PeerId) {
+        let node_id = peer.node_id();
+        let Some(index) = self.me.bucket_index(&node_id) else {
+            return;
+        };
+        let bucket = &mut self.buckets[index];
+        // A replacement that fails is not worth promoting later.
+        bucket.replacements.retain(|e| e.node_id != node_id);
+        let Some(pos) = bucket.entries.iter().position(|e| e.node_id == node_id) else {
+            return;
+        };
+        let entry = &mut bucket.entries[pos];
+        entry.failures = entry.failures.saturating_add(1);
+        entry.pinging = false;
+        if entry.failures < MAX_FAILURES && bucket.replacements.is_empty() {
+            return;
+        }
+        bucket.entries.remove(pos);
+        if let Some(newcomer) = bucket.replacements.pop() {
+            let at = bucket
+                .entries
+                .iter()
+                .position(|e| e.last_seen > newcomer.last_seen)
+                .unwrap_or(bucket.entries.len());
+            bucket.entries.insert(at, newcomer);
+        }
+    }
+
+    /// Forgets `peer` entirely.
+    pub fn remove(&mut self, peer: &PeerId) {
+        let node_id = peer.node_id();
+        if let Some(index) = self.me.bucket_index(&node_id) {
+            let bucket = &mut self.buckets[index];
+            bucket.entries.retain(|e| e.node_id != node_id);
+            bucket.replacements.retain(|e| e.node_id != node_id);
+        }
+    }
+
+    /// The entry for `peer`, if it is in a bucket (not merely a replacement).
+    pub fn get(&self, peer: &PeerId) -> Option<&Entry> {
+        let node_id = peer.node_id();
+        let index = self.me.bucket_index(&node_id)?;
+        self.buckets[index]
+            .entries
+            .iter()
+            .find(|e| e.node_id == node_id)
+    }
+
+    /// Up to `n` contacts closest to `target`, closest first, of the entries `keep`
+    /// accepts.
+    ///
+    /// Walks buckets in distance order instead of sorting the whole table: the
+    /// target's own bucket holds the closest nodes, then every bucket below it (all
+    /// at one distance magnitude, so they are sorted together), then the buckets
+    /// above it in increasing order.
+    pub fn closest(
+        &self,
+        target: &NodeId,
+        n: usize,
+        keep: impl Fn(&Entry) -> bool + Copy,
+    ) -> Vec<Contact> {
+        let mut out = Vec::with_capacity(n.min(self.len()));
+        match self.me.bucket_index(target) {
+            Some(b) => {
+                self.extend_sorted(b..b + 1, target, n, keep, &mut out);
+                self.extend_sorted(0..b, target, n, keep, &mut out);
+                for i in b + 1..BUCKETS {
+                    self.extend_sorted(i..i + 1, target, n, keep, &mut out);
+                }
+            }
+            None => {
+                for i in 0..BUCKETS {
+                    self.extend_sorted(i..i + 1, target, n, keep, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn extend_sorted(
+        &self,
+        range: Range<usize>,
+        target: &NodeId,
+        n: usize,
+        keep: impl Fn(&Entry) -> bool,
+        out: &mut Vec<Contact>,
+    ) {
+        if out.len() >= n {
+            return;
+        }
+        let target = words(target);
+        let mut group: Vec<(Words, &Entry)> = self.buckets[range]
+            .iter()
+            .flat_map(|b| b.entries.iter())
+            .filter(|e| keep(e))
+            .map(|e| (xor(&e.words, &target), e))
+            .collect();
+        group.sort_unstable_by_key(|a| a.0);
+        out.extend(group.iter().take(n - out.len()).map(|(_, e)| e.contact));
+    }
+
+    /// How many entries are closer to `key` than we are, counting no further than
+    /// `cap`: our rank among the holders of a record under `key`, as far as we know.
+    ///
+    /// Everything in the key's own bucket is closer than us, everything in higher
+    /// buckets is farther, and only the buckets below need comparing.
+    pub fn closer_than_me(&self, key: &NodeId, cap: usize) -> usize {
+        let Some(b) = self.me.bucket_index(key) else {
+            return 0;
+        };
+        let key = words(key);
+        let mine = xor(&words(&self.me), &key);
+        let mut count = self.buckets[b].entries.len();
+        for bucket in self.buckets[..b].iter().rev() {
+            if count >= cap {
+                break;
+            }
+            count += bucket
+                .entries
+                .iter()
+                .filter(|e| xor(&e.words, &key) < mine)
+                .count();
+        }
+        count.min(cap)
+    }
+
+    /// Up to `n` entries that answered their last RPC, most recently seen first.
+    pub fn live(&self, n: usize) -> Vec<Contact> {
+        let mut all: Vec<&Entry> = self.entries().filter(|e| e.failures == 0).collect();
+        all.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
+        all.into_iter().take(n).map(|e| e.contact).collect()
+    }
+
+    /// Every entry, bucket by bucket.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.buckets.iter().flat_map(|b| b.entries.iter())
+    }
+
+    /// Number of entries (replacements not counted).
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(|b| b.entries.len()).sum()
+    }
+
+    /// Whether the table has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.iter().all(|b| b.entries.is_empty())
+    }
+
+    /// Notes that a lookup for `target` ran at `now`, which refreshes its bucket.
+    pub fn touch(&mut self, target: &NodeId, now: Timestamp) {
+        if let Some(index) = self.me.bucket_index(target) {
+            self.buckets[index].last_lookup = now;
+        }
+    }
+
+    /// Buckets worth refreshing: from the one holding our closest neighbour up to
+    /// the farthest. Closer buckets are empty because no such nodes exist, and a
+    /// self-lookup already covers them.
+    fn refreshable(&self) -> Range<usize> {
+        let lowest = self.buckets.iter().position(|b| !b.entries.is_empty());
+        lowest.unwrap_or(BUCKETS)..BUCKETS
+    }
+
+    /// Buckets that saw no lookup for `max_age` (all refreshable buckets if zero).
+    pub fn stale_buckets(&self, now: Timestamp, max_age: Duration) -> Vec<usize> {
+        self.refreshable()
+            .filter(|&i| self.buckets[i].last_lookup + max_age <= now)
+            .collect()
+    }
+
+    /// When the next bucket will have gone `max_age` without a lookup.
+    pub fn next_refresh(&self, max_age: Duration) -> Option<Timestamp> {
+        self.refreshable()
+            .map(|i| self.buckets[i].last_lookup + max_age)
+            .min()
+    }
+
+    /// A uniformly random id that falls in bucket `index` (0..=255).
+    pub fn random_id_in_bucket<R: Rng>(&self, index: usize, rng: &mut R) -> NodeId {
+        let index = index.min(BUCKETS - 1);
+        let prefix = BUCKETS - 1 - index;
+        let mut id = [0u8; 32];
+        rng.fill(&mut id[..]);
+        for (bit, byte_of) in (0..=prefix).map(|bit| (bit, bit / 8)) {
+            let mask = 0x80u8 >> (bit % 8);
+            let mine = self.me.0[byte_of] & mask;
+            // The first `prefix` bits agree with ours; the next one differs.
+            let want = if bit == prefix { mine ^ mask } else { mine };
+            id[byte_of] = (id[byte_of] & !mask) | want;
+        }
+        NodeId(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Identity;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn contact(seed: u64) -> Contact {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        Contact {
+            id: Identity::from_seed(&bytes).peer_id(),
+            addr: format!("10.0.0.1:{}", 1000 + seed % 60000).parse().unwrap(),
+        }
+    }
+
+    /// `count` contacts that all fall in bucket 255 of `me`.
+    fn same_bucket(me: &NodeId, count: usize) -> Vec<Contact> {
+        (1..)
+            .map(contact)
+            .filter(|c| me.bucket_index(&c.id.node_id()) == Some(255))
+            .take(count)
+            .collect()
+    }
+
+    #[test]
+    fn never_holds_itself() {
+        let me = contact(0);
+        let mut table = RoutingTable::new(me.id.node_id(), 20, Timestamp(0));
+        assert_eq!(table.seen(Timestamp(1), me), None);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn a_full_bucket_keeps_old_nodes_and_caches_newcomers() {
+        let me = contact(0).id.node_id();
+        let mut table = RoutingTable::new(me, 4, Timestamp(0));
+        let cs = same_bucket(&me, 6);
+        for c in &cs[..4] {
+            assert_eq!(table.seen(Timestamp(1), *c), None);
+        }
+        // The oldest entry is fresh: the newcomer waits in the replacement cache.
+        assert_eq!(table.seen(Timestamp(2), cs[4]), None);
+        assert_eq!(table.len(), 4);
+        assert!(table.get(&cs[4].id).is_none());
+        // Seeing an entry again moves it to the back.
+        table.seen(Timestamp(3), cs[0]);
+        assert_eq!(table.buckets[255].entries[3].contact, cs[0]);
+        // A failure with a replacement waiting evicts at once, newest replacement in.
+        table.failed(&cs[1].id);
+        assert!(table.get(&cs[1].id).is_none());
+        assert!(table.get(&cs[4].id).is_some());
+        assert_eq!(table.len(), 4);
+    }
+
+    #[test]
+    fn a_quiet_oldest_entry_is_pinged_and_evicted_if_it_fails() {
+        let me = contact(0).id.node_id();
+        let mut table = RoutingTable::new(me, 2, Timestamp(0));
+        let cs = same_bucket(&me, 4);
+        table.seen(Timestamp(0), cs[0]);
+        table.seen(Timestamp(10), cs[1]);
+        let later = Timestamp(0) + STALE_AFTER;
+        assert_eq!(table.seen(later, cs[2]), Some(cs[0]));
+        // Only one ping at a time per bucket.
+        assert_eq!(table.seen(later, cs[3]), None);
+        table.failed(&cs[0].id);
+        assert!(table.get(&cs[0].id).is_none());
+        assert!(
+            table.get(&cs[3].id).is_some(),
+            "newest replacement promoted"
+        );
+    }
+
+    #[test]
+    fn a_live_oldest_entry_that_answers_its_ping_stays() {
+        let me = contact(0).id.node_id();
+        let mut table = RoutingTable::new(me, 2, Timestamp(0));
+        let cs = same_bucket(&me, 3);
+        table.seen(Timestamp(0), cs[0]);
+        table.seen(Timestamp(0), cs[1]);
+        let later = Timestamp(0) + STALE_AFTER;
+        assert_eq!(table.seen(later, cs[2]), Some(cs[0]));
+        table.seen(later, cs[0]);
+        assert!(table.get(&cs[0].id).is_some());
+        assert!(table.get(&cs[2].id).is_none());
+    }
+
+    #[test]
+    fn repeated_failures_remove_a_node_without_replacement() {
+        let me = contact(0).id.node_id();
+        let mut table = RoutingTable::new(me, 20, Timestamp(0));
+        let c = contact(7);
+        table.seen(Timestamp(0), c);
+        table.failed(&c.id);
+        assert_eq!(table.get(&c.id).map(|e| e.failures), Some(1));
+        table.seen(Timestamp(1), c);
+        table.failed(&c.id);
+        assert!(table.get(&c.id).is_some(), "an answer resets the count");
+        table.failed(&c.id);
+        assert!(table.get(&c.id).is_none());
+    }
+
+    #[test]
+    fn closest_matches_a_full_sort() {
+        let me = contact(0).id.node_id();
+        let mut table = RoutingTable::new(me, 20, Timestamp(0));
+        let mut all = Vec::new();
+        for seed in 1..400 {
+            let c = contact(seed);
+            table.seen(Timestamp(0), c);
+            all.push(c);
+        }
+        let held: Vec<Contact> = table.entries().map(|e| e.contact).collect();
+        for target_seed in 1000..1020 {
+            let target = contact(target_seed).id.node_id();
+            let mut expect = held.clone();
+            expect.sort_by_key(|c| c.id.node_id().distance(&target));
+            expect.truncate(20);
+            assert_eq!(table.closest(&target, 20, |_| true), expect);
+        }
+        let mut expect = held.clone();
+        expect.sort_by_key(|c| c.id.node_id().distance(&me));
+        let excluded = expect.remove(0);
+        expect.truncate(5);
+        assert_eq!(table.closest(&me, 5, |e| e.contact != excluded), expect);
+        // Entries that failed their last RPC can be left out.
+        let failing = expect[0];
+        table.failed(&failing.id);
+        assert!(!table
+            .closest(&me, 5, |e| e.failures == 0)
+            .contains(&failing));
+    }
+
+    #[test]
+    fn rank_counts_entries_closer_to_a_key() {
+        let me = contact(0).id.node_id();
+        let mut table = RoutingTable::new(me, 20, Timestamp(0));
+        for seed in 1..300 {
+            table.seen(Timestamp(0), contact(seed));
+        }
+        for target_seed in 1000..1040 {
+            let key = contact(target_seed).id.node_id();
+            let mine = me.distance(&key);
+            let closer = table
+                .entries()
+                .filter(|e| e.node_id.distance(&key) < mine)
+                .count();
+            assert_eq!(table.closer_than_me(&key, 500), closer);
+            assert_eq!(table.closer_than_me(&key, 3), closer.min(3));
+        }
+        assert_eq!(table.closer_than_me(&me, 20), 0);
+    }
+
+    #[test]
+    fn random_ids_land_in_the_asked_bucket() {
+        let me = contact(0).id.node_id();
+        let table = RoutingTable::new(me, 20, Timestamp(0));
+        let mut rng = StdRng::seed_from_u64(1);
+        for index in [0, 1, 7, 8, 100, 254, 255] {
+            let id = table.random_id_in_bucket(index, &mut rng);
+            assert_eq!(me.bucket_index(&id), Some(index));
+        }
+    }
+
+    #[test]
+    fn refresh_covers_buckets_from_the_closest_neighbour_up() {
+        let me = contact(0).id.node_id();
+        let mut table = RoutingTable::new(me, 20, Timestamp(0));
+        assert!(table.stale_buckets(Timestamp(0), Duration::ZERO).is_empty());
+        let cs = same_bucket(&me, 1);
+        table.seen(Timestamp(0), cs[0]);
+        assert_eq!(table.stale_buckets(Timestamp(0), Duration::ZERO), vec![255]);
+        let hour = Duration::from_secs(3600);
+        assert!(table.stale_buckets(Timestamp(1), hour).is_empty());
+        assert_eq!(table.next_refresh(hour), Some(Timestamp(0) + hour));
+        table.touch(&cs[0].id.node_id(), Timestamp(5));
+        assert_eq!(table.next_refresh(hour), Some(Timestamp(5) + hour));
+    }
+}

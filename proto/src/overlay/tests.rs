@@ -1,0 +1,310 @@
+//! Tests of the whole [`Overlay`] machine on a small network that delivers at once.
+
+use super::*;
+use crate::identity::{Identity, PeerId};
+use crate::messages::{RefusalCode, SupernodeReply, MAX_CONTACTS};
+use crate::presence::PresenceRecord;
+use crate::Timestamp;
+use std::collections::HashMap;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn identity(n: u64) -> Identity {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&n.to_le_bytes());
+    seed[8] = 0x5e;
+    Identity::from_seed(&seed)
+}
+
+fn contact(n: u64) -> Contact {
+    Contact {
+        id: identity(n).peer_id(),
+        addr: format!("10.1.0.1:{}", 2000 + n).parse().unwrap(),
+    }
+}
+
+fn record(owner: &Identity, seq: u64, expires_at: Timestamp) -> SignedPresence {
+    PresenceRecord {
+        id: owner.peer_id(),
+        display_name: "carol".into(),
+        supernodes: vec![],
+        addresses: vec![],
+        nat: Default::default(),
+        seq,
+        expires_at,
+    }
+    .sign(owner)
+}
+
+/// Supernodes exchanging RPCs instantly; `dead` ones never answer.
+struct Net {
+    nodes: Vec<Overlay>,
+    index: HashMap<PeerId, usize>,
+    dead: Vec<bool>,
+    now: Timestamp,
+    events: Vec<(usize, OverlayEvent)>,
+}
+
+impl Net {
+    fn new(n: u64) -> Net {
+        let mut net = Net {
+            nodes: Vec::new(),
+            index: HashMap::new(),
+            dead: Vec::new(),
+            now: T0,
+            events: Vec::new(),
+        };
+        for i in 0..n {
+            net.add(i);
+        }
+        net
+    }
+
+    fn add(&mut self, i: u64) -> usize {
+        let c = contact(i);
+        let at = self.nodes.len();
+        self.nodes
+            .push(Overlay::new(c, OverlayConfig::default(), self.now, i));
+        self.index.insert(c.id, at);
+        self.dead.push(false);
+        if at > 0 {
+            let first = self.nodes[0].me();
+            self.nodes[at].join(self.now, first);
+            self.settle();
+        }
+        at
+    }
+
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(rpc) = self.nodes[i].poll_transmit() {
+                    moved = true;
+                    let j = self.index[&rpc.to.id];
+                    if self.dead[j] {
+                        continue;
+                    }
+                    let from = self.nodes[i].me();
+                    let reply = self.nodes[j].handle_request(self.now, from, rpc.request);
+                    self.nodes[i].handle_reply(self.now, rpc.id, Ok(reply));
+                }
+                while let Some(e) = self.nodes[i].poll_event() {
+                    self.events.push((i, e));
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Moves the clock to `until`, running every timer on the way.
+    fn run_until(&mut self, until: Timestamp) {
+        loop {
+            self.settle();
+            let next = (0..self.nodes.len())
+                .filter(|&i| !self.dead[i])
+                .filter_map(|i| self.nodes[i].poll_timeout().map(|t| (t, i)))
+                .min();
+            match next {
+                Some((t, i)) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.nodes[i].handle_timeout(self.now);
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+    }
+
+    fn lookup(&mut self, from: usize, id: PeerId) -> (Option<SignedPresence>, usize) {
+        let op = self.nodes[from].lookup(self.now, id);
+        self.settle();
+        let pos = self
+            .events
+            .iter()
+            .position(|(i, e)| {
+                *i == from && matches!(e, OverlayEvent::LookupDone { op: o, .. } if *o == op)
+            })
+            .expect("lookup finished");
+        match self.events.remove(pos).1 {
+            OverlayEvent::LookupDone { record, hops, .. } => (record, hops),
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[test]
+fn publish_replicates_and_every_node_finds_the_record() {
+    let mut net = Net::new(30);
+    assert!(net.nodes.iter().all(|n| n.routing_table_len() > 0));
+    let carol = identity(1000);
+    let r = record(&carol, 1, net.now + 10 * MINUTE);
+    let op = net.nodes[3].publish(net.now, r.clone()).unwrap();
+    net.settle();
+    let replicas = net.events.iter().find_map(|(_, e)| match e {
+        OverlayEvent::Published { op: o, replicas } if *o == op => Some(*replicas),
+        _ => None,
+    });
+    assert_eq!(replicas, Some(21), "k others plus the local copy");
+    assert_eq!(net.lookup(3, carol.peer_id()), (Some(r.clone()), 0));
+    for i in 0..30 {
+        let (found, hops) = net.lookup(i, carol.peer_id());
+        assert_eq!(found.as_ref(), Some(&r), "from node {i}");
+        assert!(hops <= 3);
+    }
+}
+
+#[test]
+fn a_missing_record_is_reported_not_found() {
+    let mut net = Net::new(10);
+    let (found, hops) = net.lookup(4, identity(999).peer_id());
+    assert_eq!(found, None);
+    assert!(hops >= 1);
+}
+
+#[test]
+fn bad_stores_are_refused_with_a_reason_and_an_event() {
+    let mut net = Net::new(1);
+    let node = &mut net.nodes[0];
+    let from = contact(77);
+    let carol = identity(1000);
+    let now = net.now;
+    let two = record(&carol, 2, now + MINUTE);
+    let store = |r: SignedPresence| SupernodeToSupernode::Store(r);
+    assert_eq!(
+        node.handle_request(now, from, store(two.clone())),
+        SupernodeReply::Stored
+    );
+    let refusal_code = |reply| match reply {
+        SupernodeReply::Refused(r) => Some(r.code),
+        _ => None,
+    };
+    // A replay of an older record.
+    let one = record(&carol, 1, now + MINUTE);
+    let reply = node.handle_request(now, from, store(one));
+    assert_eq!(refusal_code(reply), Some(RefusalCode::Stale));
+    // A forgery.
+    let mut forged = record(&identity(666), 3, now + MINUTE);
+    forged.record.id = carol.peer_id();
+    let reply = node.handle_request(now, from, store(forged));
+    assert_eq!(refusal_code(reply), Some(RefusalCode::BadRecord));
+    // An expired record.
+    let old = record(&identity(5), 1, now);
+    let reply = node.handle_request(now, from, store(old));
+    assert_eq!(refusal_code(reply), Some(RefusalCode::Expired));
+    let mut refused = 0;
+    while let Some(e) = node.poll_event() {
+        assert!(matches!(e, OverlayEvent::RecordRefused { from: Some(f), .. } if f == from));
+        refused += 1;
+    }
+    assert_eq!(refused, 3);
+    assert_eq!(node.stored_records(), 1);
+    // The local publish path refuses at once, with no event.
+    assert!(node.publish(now, record(&carol, 1, now + MINUTE)).is_err());
+    assert!(node.poll_event().is_none());
+}
+
+#[test]
+fn replies_are_capped_exclude_the_asker_and_never_name_me() {
+    let mut node = Overlay::new(contact(0), OverlayConfig::default(), T0, 0);
+    for i in 1..200 {
+        node.handle_request(T0, contact(i), SupernodeToSupernode::Ping);
+    }
+    node.handle_request(T0, contact(0), SupernodeToSupernode::Ping);
+    let asker = contact(5);
+    let target = contact(6).id.node_id();
+    let SupernodeReply::Nodes(list) =
+        node.handle_request(T0, asker, SupernodeToSupernode::FindNode(target))
+    else {
+        panic!("expected nodes");
+    };
+    assert_eq!(list.len(), 20);
+    assert!(list.len() <= MAX_CONTACTS);
+    assert!(!list.contains(&asker));
+    assert!(!list.contains(&contact(0)));
+    assert_eq!(list[0], contact(6), "the target itself is closest");
+    assert!(!node.known_supernodes(500).contains(&contact(0)));
+}
+
+#[test]
+fn unanswered_rpcs_time_out_and_oversized_replies_are_ignored() {
+    let mut node = Overlay::new(contact(0), OverlayConfig::default(), T0, 0);
+    node.join(T0, contact(1));
+    let first = node.poll_transmit().expect("a query to the join contact");
+    assert_eq!(first.to, contact(1));
+    // Too many contacts: ignored, and none of them is ever asked. (The join then
+    // ends and refreshes its buckets through contact 1, the only node it has.)
+    let flood: Vec<Contact> = (100..100 + MAX_CONTACTS as u64 + 1).map(contact).collect();
+    node.handle_reply(T0, first.id, Ok(SupernodeReply::Nodes(flood)));
+    while let Some(rpc) = node.poll_transmit() {
+        assert_eq!(rpc.to, contact(1));
+    }
+    // A lookup whose only contact never answers ends at the RPC deadline.
+    let op = node.lookup(T0, identity(9).peer_id());
+    assert_eq!(node.poll_transmit().map(|rpc| rpc.to), Some(contact(1)));
+    let deadline = node.poll_timeout().unwrap();
+    assert_eq!(deadline, T0 + Duration::from_secs(2));
+    node.handle_timeout(deadline);
+    assert!(
+        matches!(node.poll_event(), Some(OverlayEvent::LookupDone { op: o, record: None, .. }) if o == op)
+    );
+    assert_eq!(node.routing_table_len(), 0, "failed twice, so dropped");
+    assert_eq!(node.operations_in_progress(), 0);
+    // A late reply is ignored.
+    node.handle_reply(deadline, first.id, Ok(SupernodeReply::Pong));
+    assert_eq!(node.rpcs_in_flight(), 0);
+}
+
+#[test]
+fn records_expire_and_republication_reaches_newcomers() {
+    let mut net = Net::new(3);
+    let carol = identity(1000);
+    let r = record(&carol, 1, net.now + 10 * MINUTE);
+    net.nodes[0].publish(net.now, r.clone()).unwrap();
+    net.settle();
+    assert!(net.nodes.iter().all(|n| n.stored_records() == 1));
+    for i in 3..8 {
+        net.add(i);
+    }
+    assert!(net.nodes[3..].iter().all(|n| n.stored_records() == 0));
+    let later = net.now + MINUTE;
+    net.run_until(later);
+    assert!(
+        net.nodes.iter().all(|n| n.stored_records() == 1),
+        "republished to the newcomers"
+    );
+    let end = net.now + 10 * MINUTE;
+    net.run_until(end);
+    assert!(
+        net.nodes.iter().all(|n| n.stored_records() == 0),
+        "expired everywhere"
+    );
+}
+
+#[test]
+fn dead_nodes_leave_the_routing_table() {
+    let mut net = Net::new(12);
+    let victim = net.nodes[5].me();
+    net.dead[5] = true;
+    let holders: Vec<usize> = (0..12)
+        .filter(|&i| i != 5 && net.nodes[i].known_supernodes(100).contains(&victim))
+        .collect();
+    assert!(!holders.is_empty());
+    for _ in 0..3 {
+        for &i in &holders {
+            let now = net.now;
+            net.nodes[i].lookup(now, victim.id);
+        }
+        let end = net.now + Duration::from_secs(3);
+        net.run_until(end);
+    }
+    for &i in &holders {
+        assert!(
+            !net.nodes[i].known_supernodes(100).contains(&victim),
+            "node {i}"
+        );
+    }
+}

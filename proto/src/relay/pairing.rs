@@ -1,0 +1,427 @@
+//! [`RelayCore`]: the sans-IO relay. It admits legs, pairs the two legs of a call,
+//! decides where each datagram goes, and enforces the limits.
+//!
+//! The shell gives each QUIC connection an opaque [`LegId`] and feeds the machine:
+//! `handle_join` for a `Join` request, `handle_datagram` for every datagram received
+//! (the answer is the one leg to forward it to, or a typed drop), `handle_closed` when
+//! a connection ends, and `handle_timeout` no later than `poll_timeout` asks. Legs the
+//! machine ends itself (idle, call too long, partner gone) come out of `poll_close`.
+//!
+//! A datagram is only ever forwarded to the paired leg of the sender's own call: the
+//! partner is looked up from the sender's leg, never from anything in the datagram.
+//!
+//! When a leg goes away, its partner is not closed at once: it goes back to waiting
+//! for `rejoin_grace`, so a party whose network changed (Wi-Fi to mobile) can dial
+//! again with the same token and the call resumes. If nobody comes back in time, the
+//! partner is closed with [`CloseReason::PartnerLeft`]. A hang-up is signalled between
+//! the parties end to end, so the grace only delays cleanup after a crash.
+
+use crate::identity::PeerId;
+use crate::relay::messages::{RelayRefusal, RelayRefusalCode};
+use crate::relay::rate::{Limiter, RateLimit};
+use crate::relay::stats::{CloseReason, DropReason, RelayStats};
+use crate::relay::token::{CallId, SignedRelayToken};
+use crate::time::Timestamp;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+/// A leg: one client connection to the relay, numbered by the shell.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct LegId(pub u64);
+
+impl fmt::Display for LegId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "leg#{}", self.0)
+    }
+}
+
+/// A relay's limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Per-leg rate cap on datagrams received from the leg.
+    pub rate: RateLimit,
+    /// A call's legs are closed this long after the call's first leg joined.
+    pub max_call_length: Duration,
+    /// A paired leg that sends no datagram for this long is closed.
+    pub idle_timeout: Duration,
+    /// A leg whose partner has not joined this long after it joined is closed.
+    pub pair_timeout: Duration,
+    /// A leg whose partner left is closed if the partner does not rejoin within this.
+    pub rejoin_grace: Duration,
+    /// Most legs one key may hold at once, across all calls.
+    pub max_legs_per_key: u32,
+    /// Most legs the relay holds at once.
+    pub max_legs: u32,
+}
+
+impl Default for RelayConfig {
+    fn default() -> RelayConfig {
+        RelayConfig {
+            rate: RateLimit::default(),
+            max_call_length: Duration::from_secs(4 * 60 * 60),
+            idle_timeout: Duration::from_secs(30),
+            pair_timeout: Duration::from_secs(60),
+            rejoin_grace: Duration::from_secs(10),
+            max_legs_per_key: 4,
+            max_legs: 10_000,
+        }
+    }
+}
+
+/// A successful join.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinOutcome {
+    /// The other party's leg, when it was already there: the two are now paired, and
+    /// the shell should tell that leg (`Paired`).
+    pub paired_with: Option<LegId>,
+}
+
+/// What to do with one datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it, unchanged, to this leg (the sender's partner, and no one else).
+    Forward {
+        /// The partner leg.
+        to: LegId,
+    },
+    /// Drop it; counted under the reason.
+    Drop(DropReason),
+}
+
+/// The relay's size, for load reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadCounts {
+    /// Calls with at least one leg.
+    pub calls: u32,
+    /// Legs joined.
+    pub legs: u32,
+    /// The configured leg limit.
+    pub max_legs: u32,
+}
+
+#[derive(Debug)]
+struct Leg {
+    call: CallId,
+    peer: PeerId,
+    /// Index of `peer` in the call's `parties`.
+    slot: usize,
+    /// Cached from the call so the hot path needs one lookup.
+    partner: Option<LegId>,
+    ends_at: Timestamp,
+    limiter: Limiter,
+    last_active: Timestamp,
+    /// While unpaired: when to give up on the partner, and with which reason.
+    waiting: Option<(Timestamp, CloseReason)>,
+}
+
+impl Leg {
+    /// The earliest moment this leg must be closed, and why.
+    fn deadline(&self, idle_timeout: Duration) -> (Timestamp, CloseReason) {
+        let (at, why) = match self.waiting {
+            Some(wait) => wait,
+            None => (self.last_active + idle_timeout, CloseReason::IdleTimeout),
+        };
+        if self.ends_at <= at {
+            (self.ends_at, CloseReason::CallTooLong)
+        } else {
+            (at, why)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Call {
+    parties: [PeerId; 2],
+    legs: [Option<LegId>; 2],
+    ends_at: Timestamp,
+}
+
+/// The relay's state machine. See the module documentation.
+#[derive(Debug)]
+pub struct RelayCore {
+    me: PeerId,
+    trusted: Vec<PeerId>,
+    config: RelayConfig,
+    legs: HashMap<LegId, Leg>,
+    calls: HashMap<CallId, Call>,
+    legs_per_key: HashMap<PeerId, u32>,
+    closes: VecDeque<(LegId, CloseReason)>,
+    /// A lower bound on the next deadline: activity only moves deadlines later, so a
+    /// stale value just wakes the shell early, and `handle_timeout` recomputes it.
+    next_wakeup: Option<Timestamp>,
+    stats: RelayStats,
+}
+
+fn refuse(code: RelayRefusalCode, message: String) -> Result<JoinOutcome, RelayRefusal> {
+    Err(RelayRefusal::new(code, message))
+}
+
+impl RelayCore {
+    /// A relay with identity `me` that accepts tokens issued by `trusted` supernodes.
+    pub fn new(me: PeerId, trusted: Vec<PeerId>, config: RelayConfig) -> RelayCore {
+        RelayCore {
+            me,
+            trusted,
+            config,
+            legs: HashMap::new(),
+            calls: HashMap::new(),
+            legs_per_key: HashMap::new(),
+            closes: VecDeque::new(),
+            next_wakeup: None,
+            stats: RelayStats::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// Connection `leg`, whose TLS handshake proved key `peer`, asks to join the call
+    /// of `token`.
+    pub fn handle_join(
+        &mut self,
+        now: Timestamp,
+        leg: LegId,
+        peer: PeerId,
+        token: &SignedRelayToken,
+    ) -> Result<JoinOutcome, RelayRefusal> {
+        if let Some(held) = self.legs.get(&leg) {
+            return refuse(
+                RelayRefusalCode::CallFull,
+                format!(
+                    "this connection is already a leg of call {}; open one connection per leg",
+                    held.call
+                ),
+            );
+        }
+        let token = token
+            .verify(now, &self.me, &self.trusted)
+            .map_err(|e| RelayRefusal::from(&e))?;
+        if !token.is_party(&peer) {
+            return refuse(
+                RelayRefusalCode::NotAParty,
+                format!(
+                    "this connection's key {} is not one of the token's two parties",
+                    peer.short()
+                ),
+            );
+        }
+        let call_id = token.call_id;
+        if let Some(call) = self.calls.get(&call_id) {
+            // Two tokens for one call id must name the same two parties, else a third
+            // key could be slipped into a call under a second token.
+            let same = token.parties.iter().all(|p| call.parties.contains(p));
+            if !same {
+                return refuse(
+                    RelayRefusalCode::NotAParty,
+                    format!("call {call_id} is already open on this relay for other parties"),
+                );
+            }
+            if call
+                .parties
+                .iter()
+                .zip(call.legs)
+                .any(|(p, l)| *p == peer && l.is_some())
+            {
+                return refuse(
+                    RelayRefusalCode::CallFull,
+                    format!("{} already has a leg in call {call_id}", peer.short()),
+                );
+            }
+        }
+        let held = self.legs_per_key.get(&peer).copied().unwrap_or(0);
+        if held >= self.config.max_legs_per_key {
+            return refuse(
+                RelayRefusalCode::TooManyLegs,
+                format!(
+                    "{} already holds {held} legs on this relay (the limit per key)",
+                    peer.short()
+                ),
+            );
+        }
+        if self.legs.len() >= self.config.max_legs as usize {
+            return refuse(
+                RelayRefusalCode::Overloaded,
+                format!(
+                    "relay is at its limit of {} legs; try another relay",
+                    self.config.max_legs
+                ),
+            );
+        }
+
+        let max_call_length = self.config.max_call_length;
+        let call = self.calls.entry(call_id).or_insert_with(|| Call {
+            parties: token.parties,
+            legs: [None, None],
+            ends_at: now + max_call_length,
+        });
+        let slot = usize::from(call.parties[1] == peer);
+        call.legs[slot] = Some(leg);
+        let partner = call.legs[1 - slot];
+        let ends_at = call.ends_at;
+        let waiting = match partner {
+            Some(_) => None,
+            None => Some((now + self.config.pair_timeout, CloseReason::NotPaired)),
+        };
+        if let Some(p) = partner.and_then(|p| self.legs.get_mut(&p)) {
+            p.partner = Some(leg);
+            p.waiting = None;
+            // Idle time counts from pairing: waiting for the partner was not idling.
+            p.last_active = now;
+        }
+        let new = Leg {
+            call: call_id,
+            peer,
+            slot,
+            partner,
+            ends_at,
+            limiter: Limiter::new(&self.config.rate, now),
+            last_active: now,
+            waiting,
+        };
+        let (deadline, _) = new.deadline(self.config.idle_timeout);
+        self.wake_by(deadline);
+        self.legs.insert(leg, new);
+        *self.legs_per_key.entry(peer).or_insert(0) += 1;
+        Ok(JoinOutcome {
+            paired_with: partner,
+        })
+    }
+
+    /// Leg `leg` sent a datagram of `len` bytes: where does it go? This is the hot
+    /// path: one hash lookup and two token buckets.
+    pub fn handle_datagram(&mut self, now: Timestamp, leg: LegId, len: usize) -> Verdict {
+        let verdict = match self.legs.get_mut(&leg) {
+            None => Verdict::Drop(DropReason::NotJoined),
+            Some(l) => {
+                // Any datagram shows the leg is alive, even one that is dropped.
+                l.last_active = l.last_active.max(now);
+                if now >= l.ends_at {
+                    Verdict::Drop(DropReason::CallTooLong)
+                } else if let Some(to) = l.partner {
+                    if l.limiter.admit(now, len) {
+                        Verdict::Forward { to }
+                    } else {
+                        Verdict::Drop(DropReason::RateLimited)
+                    }
+                } else {
+                    Verdict::Drop(DropReason::NotPaired)
+                }
+            }
+        };
+        match verdict {
+            Verdict::Forward { .. } => self.stats.count_forward(len),
+            Verdict::Drop(reason) => self.stats.count_drop(reason),
+        }
+        verdict
+    }
+
+    /// The shell could not send a datagram of `len` bytes that `handle_datagram` told
+    /// it to forward (the partner is congested, gone, or its path is too small).
+    pub fn handle_undelivered(&mut self, reason: DropReason, len: usize) {
+        self.stats.uncount_forward(len);
+        self.stats.count_drop(reason);
+    }
+
+    /// Leg `leg`'s connection ended (for any reason, including a close this machine
+    /// asked for). Unknown legs are ignored.
+    pub fn handle_closed(&mut self, now: Timestamp, leg: LegId) {
+        self.remove_leg(now, leg);
+    }
+
+    /// Closes every leg whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let idle = self.config.idle_timeout;
+        let mut next: Option<Timestamp> = None;
+        let mut expired = Vec::new();
+        for (id, leg) in &self.legs {
+            let (at, why) = leg.deadline(idle);
+            if at <= now {
+                expired.push((*id, why));
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        self.next_wakeup = next;
+        // HashMap order is random; close in leg order so runs are reproducible.
+        expired.sort_unstable_by_key(|(id, _)| *id);
+        for (id, why) in expired {
+            if self.remove_leg(now, id) {
+                self.stats.count_close(why);
+                self.closes.push_back((id, why));
+            }
+        }
+    }
+
+    /// When `handle_timeout` should be called next, if anything is pending. May be
+    /// early (the shell then finds nothing to do), never late.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.next_wakeup
+    }
+
+    /// A leg the relay ended: the shell closes its connection with the reason.
+    pub fn poll_close(&mut self) -> Option<(LegId, CloseReason)> {
+        self.closes.pop_front()
+    }
+
+    /// Whether `leg` has joined a call.
+    pub fn is_joined(&self, leg: LegId) -> bool {
+        self.legs.contains_key(&leg)
+    }
+
+    /// The leg `leg` is paired with, if any.
+    pub fn partner_of(&self, leg: LegId) -> Option<LegId> {
+        self.legs.get(&leg).and_then(|l| l.partner)
+    }
+
+    /// Current calls and legs.
+    pub fn load(&self) -> LoadCounts {
+        LoadCounts {
+            calls: self.calls.len().min(u32::MAX as usize) as u32,
+            legs: self.legs.len().min(u32::MAX as usize) as u32,
+            max_legs: self.config.max_legs,
+        }
+    }
+
+    /// Totals since start.
+    pub fn stats(&self) -> &RelayStats {
+        &self.stats
+    }
+
+    fn wake_by(&mut self, at: Timestamp) {
+        self.next_wakeup = Some(self.next_wakeup.map_or(at, |n| n.min(at)));
+    }
+
+    /// Forgets `leg`; its partner, if any, goes back to waiting for `rejoin_grace`.
+    fn remove_leg(&mut self, now: Timestamp, leg: LegId) -> bool {
+        let Some(gone) = self.legs.remove(&leg) else {
+            return false;
+        };
+        if let Some(n) = self.legs_per_key.get_mut(&gone.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.legs_per_key.remove(&gone.peer);
+            }
+        }
+        let Some(call) = self.calls.get_mut(&gone.call) else {
+            return true;
+        };
+        call.legs[gone.slot] = None;
+        match call.legs[1 - gone.slot] {
+            None => {
+                self.calls.remove(&gone.call);
+            }
+            Some(partner) => {
+                let grace = now + self.config.rejoin_grace;
+                if let Some(p) = self.legs.get_mut(&partner) {
+                    p.partner = None;
+                    p.waiting = Some((grace, CloseReason::PartnerLeft));
+                }
+                self.wake_by(grace);
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,50 @@
+//! `relay`: a Parley media relay. See `relay --help` and docs/relay.md.
+
+mod cli;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use parley_proto::keyfile;
+use parley_relay::server::{self, RelayParams};
+use tokio::sync::watch;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = cli::Cli::parse();
+    if let Some(cli::Command::Id { key }) = cli.command {
+        let identity = keyfile::load_or_create(&key)?;
+        println!("{}", identity.peer_id());
+        return Ok(());
+    }
+    let settings = cli.run.settings()?;
+    let identity = keyfile::load_or_create(&settings.key)
+        .with_context(|| format!("loading the relay key {}", settings.key.display()))?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (bound, serve) = server::start(
+        RelayParams {
+            identity,
+            listen: settings.listen,
+            trusted: settings.trust,
+            config: settings.limits,
+            supernodes: settings.supernodes,
+            advertise: settings.advertise,
+        },
+        shutdown_rx,
+    )
+    .await?;
+    // One machine-readable line on stdout: scripts and tests wait for it.
+    println!("relay ready id={} quic={}", bound.id, bound.quic);
+    tracing::info!(id = %bound.id, quic = %bound.quic, "relay listening");
+    let server = tokio::spawn(serve);
+    parley_net::shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    Ok(())
+}

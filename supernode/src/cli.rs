@@ -1,0 +1,153 @@
+//! Command line and TOML configuration; flags override the file.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Parley supernode: holds signed presence, answers lookups and STUN, forms the overlay.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print this supernode's public key (creating the key file if missing).
+    Id {
+        /// Key file.
+        #[arg(long, default_value = "supernode.key")]
+        key: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// UDP address to serve QUIC on (clients and other supernodes).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// An existing supernode to join the overlay through (repeatable).
+    #[arg(long = "join", value_name = "HOST:PORT")]
+    pub join: Vec<String>,
+    /// Key file; created with a new identity if missing. Default: supernode.key.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// UDP address for STUN binding requests. Default: the QUIC port + 1 on the same IP.
+    #[arg(long)]
+    pub stun_listen: Option<SocketAddr>,
+    /// A relay to hand out to calls (repeatable); relays can also report in themselves.
+    #[arg(long = "relay", value_name = "HOST:PORT")]
+    pub relay: Vec<String>,
+    /// TOML file with the same settings as the flags (listen, join, key, stun_listen, relay).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// The file form of [`RunArgs`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub join: Vec<String>,
+    pub key: Option<PathBuf>,
+    pub stun_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub relay: Vec<String>,
+}
+
+/// Settings after merging flags over the file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub join: Vec<String>,
+    pub key: PathBuf,
+    pub stun_listen: SocketAddr,
+    pub relays: Vec<String>,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+}
+
+impl RunArgs {
+    pub fn settings(self) -> Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .context("no listen address: pass --listen HOST:PORT (or `listen` in --config)")?;
+        let join = if self.join.is_empty() {
+            file.join
+        } else {
+            self.join
+        };
+        let key = self
+            .key
+            .or(file.key)
+            .unwrap_or_else(|| PathBuf::from("supernode.key"));
+        let stun_listen = self.stun_listen.or(file.stun_listen).unwrap_or_else(|| {
+            let port = if listen.port() == 0 {
+                0
+            } else {
+                listen.port().wrapping_add(1)
+            };
+            SocketAddr::new(listen.ip(), port)
+        });
+        let relays = if self.relay.is_empty() {
+            file.relay
+        } else {
+            self.relay
+        };
+        Ok(Settings {
+            listen,
+            join,
+            key,
+            stun_listen,
+            relays,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_stun_defaults_to_port_plus_one() {
+        let dir = std::env::temp_dir().join(format!("sn-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sn.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\njoin = [\"127.0.0.1:7100\"]\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["supernode", "--config", path.to_str().unwrap()]);
+        let s = cli.run.settings().unwrap();
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.stun_listen.port(), 7001);
+        assert_eq!(s.join, vec!["127.0.0.1:7100".to_string()]);
+        let cli = Cli::parse_from([
+            "supernode",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:8000",
+        ]);
+        assert_eq!(cli.run.settings().unwrap().listen.port(), 8000);
+        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\nbogus = 1\n").unwrap();
+        let cli = Cli::parse_from(["supernode", "--config", path.to_str().unwrap()]);
+        assert!(cli.run.settings().is_err());
+    }
+}

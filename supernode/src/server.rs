@@ -1,0 +1,318 @@
+//! The supernode server: accepts clients and supernodes on one QUIC endpoint and
+//! answers STUN on a second UDP port. `run` is what `main` and tests call.
+
+use crate::calls::{Attachments, CallRouter};
+use crate::driver::{self, DriverHandle};
+use crate::pool::Pool;
+use crate::relay_watch::{poll_relay, serve_reports};
+use crate::relays::RelayDirectory;
+use anyhow::{Context, Result};
+use parley_net::{envelope_kind, make_endpoint, peer_id_of, read_raw_frame, write_frame, NetError};
+use parley_proto::call::signal::CallSignal;
+use parley_proto::codec::WireMessage;
+use parley_proto::messages::{
+    ClientToSupernode, Refusal, RefusalCode, SupernodeReply, SupernodeToClient,
+    SupernodeToSupernode, ALPN_CLIENT, ALPN_OVERLAY, MAX_CONTACTS,
+};
+use parley_proto::overlay::{Overlay, OverlayConfig};
+use parley_proto::presence::Contact;
+use parley_proto::relay::ALPN_RELAY_REPORT;
+use parley_proto::{Identity, PeerId};
+use quinn::{Connection, Endpoint};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::lookup_host;
+use tokio::sync::watch;
+
+/// Where a running supernode can be reached.
+#[derive(Clone, Debug)]
+pub struct Bound {
+    pub id: PeerId,
+    pub quic: SocketAddr,
+    pub stun: SocketAddr,
+}
+
+/// What a server needs to start.
+pub struct ServerParams {
+    pub identity: Identity,
+    pub listen: SocketAddr,
+    pub stun_listen: SocketAddr,
+    pub join: Vec<String>,
+    /// Relays to poll for load (`--relay`).
+    pub relays: Vec<String>,
+}
+
+/// Binds the sockets and returns a future that serves until `shutdown` turns true.
+pub async fn start(
+    params: ServerParams,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(Bound, impl std::future::Future<Output = ()>)> {
+    let alpns = [ALPN_CLIENT, ALPN_OVERLAY, ALPN_RELAY_REPORT];
+    let endpoint = make_endpoint(params.listen, &params.identity, &alpns)?;
+    let quic = endpoint
+        .local_addr()
+        .context("reading the bound QUIC address")?;
+    let stun_socket = tokio::net::UdpSocket::bind(params.stun_listen)
+        .await
+        .with_context(|| format!("cannot bind the STUN port {}", params.stun_listen))?;
+    let stun = stun_socket.local_addr()?;
+    let id = params.identity.peer_id();
+    let me = Contact { id, addr: quic };
+    let overlay = Overlay::new(me, OverlayConfig::default(), driver::now(), rand::random());
+    let pool = Pool::new(endpoint.clone(), params.identity.clone());
+    let driver = driver::spawn(overlay, pool.clone());
+    let bound = Bound { id, quic, stun };
+    let ctx = Ctx {
+        me: id,
+        driver,
+        router: CallRouter {
+            identity: params.identity.clone(),
+            attachments: Attachments::default(),
+            relays: RelayDirectory::default(),
+            pool: pool.clone(),
+        },
+    };
+
+    let serve = async move {
+        tokio::spawn(crate::stun::serve(stun_socket, shutdown.clone()));
+        for target in params.join {
+            tokio::spawn(join_loop(
+                target,
+                pool.clone(),
+                ctx.driver.clone(),
+                shutdown.clone(),
+            ));
+        }
+        for target in params.relays {
+            match resolve(&target).await {
+                Ok(addr) => {
+                    let (e, i, r) = (
+                        endpoint.clone(),
+                        params.identity.clone(),
+                        ctx.router.relays.clone(),
+                    );
+                    tokio::spawn(poll_relay(addr, e, i, r, shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::error!(relay = %target, error = %e, "cannot resolve relay address")
+                }
+            }
+        }
+        accept_loop(&endpoint, ctx, shutdown).await;
+        endpoint.close(0u32.into(), b"supernode shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    };
+    Ok((bound, serve))
+}
+
+/// What every connection handler needs.
+#[derive(Clone)]
+struct Ctx {
+    me: PeerId,
+    driver: DriverHandle,
+    router: CallRouter,
+}
+
+async fn accept_loop(endpoint: &Endpoint, ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { return };
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    match incoming.await {
+                        Ok(conn) => {
+                            if let Err(e) = serve_connection(conn, ctx).await {
+                                tracing::debug!(error = %e, "connection ended");
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "handshake failed"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Keeps trying to join through `target` until it answers once.
+async fn join_loop(
+    target: String,
+    pool: Pool,
+    driver: DriverHandle,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut delay = Duration::from_millis(200);
+    while !*shutdown.borrow() {
+        match resolve(&target).await {
+            Ok(addr) => match pool.connect(addr, None).await {
+                Ok(contact) => {
+                    tracing::info!(peer = %contact.addr, id = %contact.id.short(), "joined the overlay");
+                    let _ = driver.join(contact).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%target, error = %e, "cannot reach supernode to join; retrying")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(%target, error = %e, "cannot resolve supernode to join; retrying")
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn resolve(target: &str) -> Result<SocketAddr> {
+    lookup_host(target)
+        .await?
+        .next()
+        .with_context(|| format!("{target} resolves to no address"))
+}
+
+fn alpn_of(conn: &Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+async fn serve_connection(conn: Connection, ctx: Ctx) -> Result<(), NetError> {
+    let peer = peer_id_of(&conn)?;
+    let contact = Contact {
+        id: peer,
+        addr: conn.remote_address(),
+    };
+    let alpn = alpn_of(&conn);
+    tracing::debug!(peer = %contact.addr, id = %peer.short(), "connection accepted");
+    let overlay = match alpn.as_deref() {
+        Some(ALPN_OVERLAY) => true,
+        Some(ALPN_CLIENT) => false,
+        Some(ALPN_RELAY_REPORT) => {
+            return serve_reports(conn, peer, ctx.router.relays.clone()).await
+        }
+        _ => return Ok(()),
+    };
+    if !overlay {
+        ctx.router.attachments.insert(peer, conn.clone());
+    }
+    let result = serve_streams(&conn, contact, overlay, &ctx).await;
+    if !overlay {
+        ctx.router.attachments.remove(&peer, &conn);
+    }
+    result
+}
+
+async fn serve_streams(
+    conn: &Connection,
+    contact: Contact,
+    overlay: bool,
+    ctx: &Ctx,
+) -> Result<(), NetError> {
+    loop {
+        let (send, recv) = conn.accept_bi().await?;
+        let (ctx, conn) = (ctx.clone(), conn.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_stream(send, recv, &conn, contact, overlay, &ctx).await {
+                tracing::debug!(peer = %contact.addr, error = %e, "stream failed");
+            }
+        });
+    }
+}
+
+/// Dispatches a stream on its first frame's kind: call signalling or a request.
+async fn serve_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    conn: &Connection,
+    from: Contact,
+    overlay: bool,
+    ctx: &Ctx,
+) -> Result<(), NetError> {
+    let Some(first) = read_raw_frame(&mut recv).await? else {
+        return Ok(());
+    };
+    if envelope_kind(&first) == Some(CallSignal::KIND) {
+        return match (CallSignal::decode(&first), overlay) {
+            (Ok(CallSignal::Place { offer, via }), false) => {
+                ctx.router.place(from.id, send, recv, offer, via).await
+            }
+            (Ok(CallSignal::Deliver { offer, relay }), true) => {
+                ctx.router.deliver(send, recv, offer, relay).await
+            }
+            (other, _) => {
+                tracing::warn!(peer = %from.addr, ?other, "unexpected call signalling frame");
+                let why = "unexpected call signalling frame".to_string();
+                write_frame(&mut send, &CallSignal::Unreachable(why)).await
+            }
+        };
+    }
+    if overlay {
+        let reply = match SupernodeToSupernode::decode(&first) {
+            Ok(request) => match ctx.driver.request(from, request).await {
+                Ok(reply) => reply,
+                Err(_) => return Ok(()),
+            },
+            Err(e) => {
+                tracing::warn!(peer = %from.addr, error = %e, "bad overlay message");
+                SupernodeReply::Refused(malformed(&e))
+            }
+        };
+        return write_frame(&mut send, &reply).await;
+    }
+    let reply = match ClientToSupernode::decode(&first) {
+        Ok(request) => match client_reply(request, conn, ctx.me, from, &ctx.driver).await {
+            Some(reply) => reply,
+            None => return Ok(()),
+        },
+        Err(e) => {
+            tracing::warn!(peer = %from.addr, error = %e, "bad client message");
+            SupernodeToClient::Refused(malformed(&e))
+        }
+    };
+    write_frame(&mut send, &reply).await
+}
+
+fn malformed(e: &impl std::fmt::Display) -> Refusal {
+    Refusal {
+        code: RefusalCode::Malformed,
+        message: e.to_string(),
+    }
+}
+
+/// The reply to one client request; `None` when the server is shutting down.
+async fn client_reply(
+    request: ClientToSupernode,
+    conn: &Connection,
+    me: PeerId,
+    from: Contact,
+    driver: &DriverHandle,
+) -> Option<SupernodeToClient> {
+    Some(match request {
+        ClientToSupernode::Hello => SupernodeToClient::Welcome {
+            supernode: me,
+            observed: conn.remote_address(),
+        },
+        ClientToSupernode::Publish(record) if record.record.id != from.id => {
+            tracing::warn!(peer = %from.addr, "client tried to publish another identity's record");
+            SupernodeToClient::Refused(Refusal {
+                code: RefusalCode::NotYours,
+                message: "a client may only publish its own presence record".into(),
+            })
+        }
+        ClientToSupernode::Publish(record) => match driver.publish(record).await.ok()? {
+            Ok(replicas) => SupernodeToClient::Published {
+                replicas: replicas.min(u16::MAX as usize) as u16,
+            },
+            Err(e) => SupernodeToClient::Refused(Refusal::from(&e)),
+        },
+        ClientToSupernode::Lookup(id) => match driver.lookup(id).await.ok()? {
+            Some(record) => SupernodeToClient::Found(record),
+            None => SupernodeToClient::NotFound,
+        },
+        ClientToSupernode::Supernodes => {
+            SupernodeToClient::Supernodes(driver.known(MAX_CONTACTS).await.ok()?)
+        }
+    })
+}

@@ -1,0 +1,288 @@
+//! Helpers for end-to-end tests: start the real `supernode`, `relay` and `parley`
+//! binaries as processes, read their output line by line, and stop them on drop.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`, which the
+//! README's test command does); set `PARLEY_BIN_DIR` to use binaries elsewhere.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Where the workspace's binaries are.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PARLEY_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // Test executables live in target/<profile>/deps; the binaries one level up.
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The path of one binary, or a clear error if it was not built.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build the binaries first with `cargo build --workspace --bins`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A running process whose stdout is read line by line; killed when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    /// Starts `bin` with `args`; stderr goes to the test's stderr, prefixed by nothing.
+    pub fn spawn(name: &str, bin_name: &str, args: &[&str]) -> Result<Proc> {
+        let mut child = Command::new(bin(bin_name)?)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {bin_name}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        let label = name.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[{label}] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Waits for a stdout line that satisfies `pred`, returning it.
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        if let Some(line) = self.seen.iter().find(|l| pred(l)) {
+            return Ok(line.clone());
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return Ok(line);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!(
+                        "{}: no matching line within {timeout:?}; saw {:?}",
+                        self.name,
+                        self.seen
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!(
+                        "{}: exited before printing a matching line; saw {:?}",
+                        self.name,
+                        self.seen
+                    )
+                }
+            }
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process at once (a crash, as far as the others can tell).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A supernode started on loopback with ephemeral ports.
+pub struct Supernode {
+    pub proc: Proc,
+    pub id: String,
+    pub quic: SocketAddr,
+    pub stun: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Supernode {
+    /// Starts one, joining through `join`, and waits until it is listening.
+    pub fn start(name: &str, join: &[SocketAddr]) -> Result<Supernode> {
+        let dir = tempfile::tempdir()?;
+        let key = dir.path().join("supernode.key");
+        let key = key.to_str().context("temp path is not UTF-8")?.to_string();
+        let joins: Vec<String> = join.iter().map(|a| a.to_string()).collect();
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--stun-listen",
+            "127.0.0.1:0",
+            "--key",
+            key.as_str(),
+        ];
+        for j in &joins {
+            args.extend(["--join", j.as_str()]);
+        }
+        let mut proc = Proc::spawn(name, "supernode", &args)?;
+        let ready = proc.wait_for(Duration::from_secs(20), |l| {
+            l.starts_with("supernode ready")
+        })?;
+        let field = |k: &str| -> Result<String> {
+            ready
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("no {k} in {ready:?}"))
+        };
+        Ok(Supernode {
+            id: field("id=")?,
+            quic: field("quic=")?.parse()?,
+            stun: field("stun=")?.parse()?,
+            proc,
+            _dir: dir,
+        })
+    }
+}
+
+impl Supernode {
+    /// Waits until this supernode has heard from a relay (so it can grant one to calls).
+    pub fn wait_relay(&mut self) -> Result<()> {
+        self.proc
+            .wait_for(Duration::from_secs(20), |l| l.starts_with("relay known"))
+            .map(|_| ())
+    }
+}
+
+/// A client home directory with an identity in it.
+pub struct ClientHome {
+    pub dir: tempfile::TempDir,
+    pub id: String,
+}
+
+impl ClientHome {
+    /// `parley --home DIR id new --name NAME`.
+    pub fn new(name: &str) -> Result<ClientHome> {
+        let dir = tempfile::tempdir()?;
+        let out = parley(dir.path(), &["id", "new", "--name", name])?;
+        if !out.status.success() {
+            bail!("id new failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let id = String::from_utf8(out.stdout)?.trim().to_string();
+        Ok(ClientHome { dir, id })
+    }
+
+    /// The home path as a string argument.
+    pub fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap_or_default()
+    }
+
+    /// Starts `parley --home DIR online --json` with the given supernodes.
+    pub fn online(&self, name: &str, supernodes: &[SocketAddr]) -> Result<Proc> {
+        let list: Vec<String> = supernodes.iter().map(|a| a.to_string()).collect();
+        let mut args = vec!["--home", self.path(), "online", "--json"];
+        for s in &list {
+            args.extend(["--supernode", s.as_str()]);
+        }
+        Proc::spawn(name, "parley", &args)
+    }
+}
+
+/// Runs `parley --home HOME ARGS...` to completion.
+pub fn parley(home: &Path, args: &[&str]) -> Result<Output> {
+    let mut cmd = Command::new(bin("parley")?);
+    cmd.arg("--home").arg(home).args(args).stdin(Stdio::null());
+    cmd.output().context("running parley")
+}
+
+// ---------------------------------------------------------------------------------
+// Relay (calls issue): start the real `relay` binary.
+// ---------------------------------------------------------------------------------
+
+/// A relay started on loopback with an ephemeral port.
+pub struct Relay {
+    pub proc: Proc,
+    pub id: String,
+    pub quic: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    /// Starts one that accepts tokens from the supernode keys `trusted` (printable ids),
+    /// and waits until it is listening.
+    pub fn start(name: &str, trusted: &[String]) -> Result<Relay> {
+        Relay::start_with(name, trusted, &[])
+    }
+
+    /// Like [`Relay::start`], with extra flags (limits such as `--max-legs 2`).
+    pub fn start_with(name: &str, trusted: &[String], extra: &[&str]) -> Result<Relay> {
+        let dir = tempfile::tempdir()?;
+        let key = dir.path().join("relay.key");
+        let key = key.to_str().context("temp path is not UTF-8")?.to_string();
+        let mut args = vec!["--listen", "127.0.0.1:0", "--key", key.as_str()];
+        for t in trusted {
+            args.extend(["--trust", t.as_str()]);
+        }
+        args.extend_from_slice(extra);
+        let mut proc = Proc::spawn(name, "relay", &args)?;
+        let ready = proc.wait_for(Duration::from_secs(20), |l| l.starts_with("relay ready"))?;
+        let field = |k: &str| -> Result<String> {
+            ready
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("no {k} in {ready:?}"))
+        };
+        Ok(Relay {
+            id: field("id=")?,
+            quic: field("quic=")?.parse()?,
+            proc,
+            _dir: dir,
+        })
+    }
+}
+
+/// The similarity of a heard recording to the sent audio (both read as 48 kHz mono),
+/// aligned by cross-correlation with up to 2 s of lag.
+pub fn similarity(sent: &Path, heard: &Path) -> Result<parley_audio::Similarity> {
+    let sent = parley_audio::read_wav_48k_mono(sent)?;
+    let heard = parley_audio::read_wav_48k_mono(heard)?;
+    Ok(parley_audio::align_and_correlate(&sent, &heard, 2 * 48_000))
+}

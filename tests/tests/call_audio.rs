@@ -1,0 +1,138 @@
+//! Acceptance: a real call between two `parley` processes carries speech, through the
+//! relay and directly; the callee's recording, aligned to what was sent, correlates
+//! at ≥ 0.9, and the caller's JSON summary names the path.
+#![allow(clippy::unwrap_used)] // test helpers: a failed step should fail the test
+
+use parley_e2e::{similarity, ClientHome, Proc, Relay, Supernode};
+use std::path::Path;
+use std::time::Duration;
+
+struct Lab {
+    sn1: Supernode,
+    sn2: Supernode,
+    _relay: Relay,
+}
+
+fn lab() -> anyhow::Result<Lab> {
+    let mut sn1 = Supernode::start("sn1", &[])?;
+    let mut sn2 = Supernode::start("sn2", &[sn1.quic])?;
+    let report_to = [sn1.quic.to_string(), sn2.quic.to_string()];
+    let relay = Relay::start_with(
+        "relay",
+        &[sn1.id.clone(), sn2.id.clone()],
+        &["--supernode", &report_to[0], "--supernode", &report_to[1]],
+    )?;
+    sn1.wait_relay()?;
+    sn2.wait_relay()?;
+    Ok(Lab {
+        sn1,
+        sn2,
+        _relay: relay,
+    })
+}
+
+/// Bob online through sn2 answering automatically; Alice calls him through sn1.
+fn call(lab: &Lab, path_flag: &str, dir: &Path) -> anyhow::Result<(serde_json::Value, f32)> {
+    let speech = parley_audio::speech_fixture();
+    let speech = speech.to_str().unwrap();
+    let alice = ClientHome::new("alice")?;
+    let bob = ClientHome::new("bob")?;
+    let heard = dir.join("bob-heard.wav");
+    let alice_heard = dir.join("alice-heard.wav");
+    let sn2 = lab.sn2.quic.to_string();
+    let sn1 = lab.sn1.quic.to_string();
+    let mut bob_proc = Proc::spawn(
+        "bob",
+        "parley",
+        &[
+            "--home",
+            bob.path(),
+            "online",
+            "--json",
+            "--auto-answer",
+            "--supernode",
+            &sn2,
+            "--input",
+            speech,
+            "--output",
+            heard.to_str().unwrap(),
+            path_flag,
+        ],
+    )?;
+    bob_proc.wait_for(Duration::from_secs(20), |l| {
+        l.contains("\"event\":\"published\"")
+    })?;
+    let mut alice_proc = Proc::spawn(
+        "alice",
+        "parley",
+        &[
+            "--home",
+            alice.path(),
+            "call",
+            &bob.id,
+            "--json",
+            "--supernode",
+            &sn1,
+            "--input",
+            speech,
+            "--output",
+            alice_heard.to_str().unwrap(),
+            path_flag,
+        ],
+    )?;
+    let end = alice_proc.wait_for(Duration::from_secs(60), |l| {
+        l.contains("\"event\":\"call_end\"")
+    })?;
+    bob_proc.wait_for(Duration::from_secs(10), |l| {
+        l.contains("\"event\":\"call_end\"")
+    })?;
+    let summary: serde_json::Value = serde_json::from_str(&end)?;
+    let s = similarity(Path::new(speech), &heard)?;
+    eprintln!(
+        "{path_flag}: correlation {:.3} at lag {} samples; summary {summary}",
+        s.correlation, s.lag_samples
+    );
+    Ok((summary, s.correlation))
+}
+
+fn check(summary: &serde_json::Value, correlation: f32, path: &str) {
+    assert_eq!(summary["path"], path, "{summary}");
+    for key in [
+        "setup_ms",
+        "frames_sent",
+        "frames_received",
+        "frames_lost",
+        "frames_concealed",
+        "rtt_ms",
+        "jitter_ms",
+        "duration_s",
+    ] {
+        assert!(!summary[key].is_null(), "summary lacks {key}: {summary}");
+    }
+    assert!(summary["frames_sent"].as_u64().unwrap() > 250, "{summary}");
+    assert_eq!(summary["datagrams_forged"], 0);
+    assert!(
+        correlation >= 0.9,
+        "received speech correlates only {correlation}"
+    );
+}
+
+#[test]
+fn a_call_through_the_relay_carries_speech() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let dir = tempfile::tempdir()?;
+    let (summary, correlation) = call(&lab, "--relay-only", dir.path())?;
+    check(&summary, correlation, "relay");
+    assert!(summary["frames_received_relay"].as_u64().unwrap() > 250);
+    Ok(())
+}
+
+#[test]
+fn a_direct_call_carries_speech() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let dir = tempfile::tempdir()?;
+    let (summary, correlation) = call(&lab, "--direct-only", dir.path())?;
+    check(&summary, correlation, "direct");
+    assert!(summary["frames_received_direct"].as_u64().unwrap() > 250);
+    Ok(())
+}
