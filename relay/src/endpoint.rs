@@ -20,9 +20,10 @@ use std::time::Duration;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// A leg that hears nothing at all (not even keep-alives) for this long is dead.
 pub const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Datagrams received but not yet forwarded. 256 KiB is ~2,000 Opus packets: far
-/// more than a forwarding task falls behind by unless the relay is overloaded.
-const DATAGRAM_RECEIVE_BUFFER: usize = 256 * 1024;
+/// Datagrams received but not yet forwarded. The forwarding task reads them as they
+/// come; a backlog only builds when the relay is overloaded, and then a second of
+/// audio at the rate cap is already too late to be worth forwarding.
+const DATAGRAM_RECEIVE_BUFFER: usize = 64 * 1024;
 /// Datagrams waiting for the congestion window. 64 KiB is about a second of audio at
 /// the default rate cap; beyond that the partner's path cannot keep up and fresh
 /// audio is worth more than old, so the relay drops instead of queueing.
@@ -31,9 +32,10 @@ const DATAGRAM_SEND_BUFFER: usize = 64 * 1024;
 const MAX_BIDI_STREAMS: u32 = 4;
 /// Kernel buffer of the relay's one UDP socket. Every leg's packets arrive on it, so
 /// the default (~200 KiB, a few hundred small packets) overflows in a scheduling
-/// hiccup of a few milliseconds at 20,000 packets/s. The kernel caps the request at
-/// `net.core.rmem_max` / `wmem_max` (see docs/relay.md).
-pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+/// hiccup of a few milliseconds at 20,000 packets/s. Much more would only turn loss
+/// into delay when the relay is saturated, and late audio is as useless as lost
+/// audio. The kernel caps the request at `net.core.rmem_max` / `wmem_max`.
+pub const SOCKET_BUFFER: usize = 2 * 1024 * 1024;
 
 /// The transport of a relay leg (the same on the relay and on the client).
 pub fn leg_transport() -> Arc<TransportConfig> {
@@ -59,7 +61,31 @@ pub fn relay_endpoint(bind: SocketAddr, identity: &Identity) -> Result<Endpoint,
         QuicServerConfig::try_from(server_tls(identity, &[ALPN_RELAY])?).map_err(tls_error)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
     server.transport_config(leg_transport());
-    Endpoint::server(server, bind).map_err(|source| NetError::Bind { addr: bind, source })
+    let bind_error = |source| NetError::Bind { addr: bind, source };
+    let socket = bind_socket(bind).map_err(bind_error)?;
+    Endpoint::new(
+        EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(TokioRuntime),
+    )
+    .map_err(bind_error)
+}
+
+/// Binds `addr` with [`SOCKET_BUFFER`]-sized kernel buffers (best effort).
+fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Smaller buffers than asked for are not an error: the relay works, with less
+    // slack for bursts. The sizes are logged so an operator can tell.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    tracing::debug!(
+        recv = socket.recv_buffer_size().unwrap_or(0),
+        send = socket.send_buffer_size().unwrap_or(0),
+        "relay socket buffers"
+    );
+    Ok(socket.into())
 }
 
 /// Starts dialing a relay as `identity`, accepting only the relay's key `relay`.
