@@ -1,7 +1,6 @@
 //! Acceptance: a real call between two `parley` processes carries speech, through the
 //! relay and directly; the callee's recording, aligned to what was sent, correlates
 //! at ≥ 0.9, and the caller's JSON summary names the path.
-#![allow(clippy::unwrap_used)] // test helpers: a failed step should fail the test
 
 use parley_e2e::{similarity, ClientHome, Proc, Relay, Supernode};
 use std::path::Path;

@@ -1,6 +1,5 @@
 //! Random bytes to every listening port, and malformed frames on valid QUIC streams,
 //! crash nothing: the supernode keeps answering afterwards.
-#![allow(clippy::unwrap_used)] // test helpers: a failed step should fail the test
 
 use parley_e2e::{parley, ClientHome, Supernode};
 use parley_net::{dial, make_endpoint};

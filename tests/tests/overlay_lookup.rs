@@ -1,6 +1,5 @@
 //! Acceptance: three supernodes on loopback, client A online through the 2nd, and
 //! A looked up through the 3rd, as a new user would type it.
-#![allow(clippy::unwrap_used)] // test helpers: a failed step should fail the test
 
 use parley_e2e::{parley, ClientHome, Supernode};
 use std::time::{Duration, Instant};

@@ -1,6 +1,5 @@
 //! A supernode refuses forged, replayed (older) and expired presence records, whether
 //! they come from a client or from another supernode.
-#![allow(clippy::unwrap_used)] // test helpers: a failed step should fail the test
 
 use parley_e2e::Supernode;
 use parley_net::{dial, make_endpoint, request};

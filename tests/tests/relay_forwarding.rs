@@ -1,6 +1,5 @@
 //! The relay pairs the two legs of a call and forwards datagrams between them,
 //! byte-identical, both ways, and to no one else.
-#![allow(clippy::unwrap_used)] // test helpers: a failed step should fail the test
 
 mod relay_common;
 

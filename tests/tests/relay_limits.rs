@@ -1,6 +1,5 @@
 //! The relay's limits, through the real process: rate caps drop the excess, quiet
 //! calls are closed with a reason, and legs are capped per key and in total.
-#![allow(clippy::unwrap_used)] // test helpers: a failed step should fail the test
 
 mod relay_common;
 

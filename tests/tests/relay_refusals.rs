@@ -1,6 +1,5 @@
 //! The relay admits a leg only with a valid token naming the connection's own key,
 //! and says why it refuses. A refused or unjoined connection gets nothing forwarded.
-#![allow(clippy::unwrap_used)] // test helpers: a failed step should fail the test
 
 mod relay_common;
 
