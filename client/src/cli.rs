@@ -64,6 +64,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Discover the NAT in front of this machine (needs two supernodes on different IPs).
+    Nat {
+        /// A supernode to probe (give two); its STUN port is its QUIC port + 1.
+        #[arg(long = "supernode", value_name = "HOST:PORT")]
+        supernodes: Vec<String>,
+        /// Print the result as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// List sound devices.
     Devices,
 }

@@ -4,6 +4,7 @@ mod call;
 mod cli;
 mod home;
 mod lookup;
+mod nat;
 mod online;
 mod output;
 mod render;
@@ -78,18 +79,33 @@ async fn run(cli: Cli) -> Result<i32> {
             call,
         } => {
             let identity = keyfile::load(&home.key_path())?;
-            let endpoint = client_endpoint(&identity)?;
+            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
             let opts = call.options(Duration::from_secs(30));
-            online::run(
-                &home,
-                identity,
-                endpoint,
-                &supernodes,
-                opts,
-                auto_answer,
-                Printer { json },
-            )
-            .await?;
+            let out = Printer { json };
+            let session =
+                ClientSession::start(&home, identity, endpoint, &supernodes, nat, out).await?;
+            online::run(session, opts, auto_answer, out).await?;
+            Ok(0)
+        }
+        Command::Nat { supernodes, json } => {
+            let addrs = supernode_link::resolve_all(&supernodes).await?;
+            if addrs.len() < 2 {
+                anyhow::bail!(
+                    "NAT discovery needs two supernodes on different IPs: pass --supernode twice"
+                );
+            }
+            let (_socket, report) = nat::bind_and_detect(&addrs).await?;
+            let report = report.context("NAT discovery failed")?;
+            let mapped = report.mapped.map(|m| m.to_string());
+            Printer { json }.event(
+                "nat",
+                serde_json::json!({"nat": render::nat(report.nat), "mapped": mapped}),
+                format!(
+                    "NAT type: {}\nmapped address: {}",
+                    render::nat(report.nat),
+                    mapped.as_deref().unwrap_or("(none)")
+                ),
+            );
             Ok(0)
         }
         Command::Call {
@@ -100,11 +116,11 @@ async fn run(cli: Cli) -> Result<i32> {
             call,
         } => {
             let identity = keyfile::load(&home.key_path())?;
-            let endpoint = client_endpoint(&identity)?;
+            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
             let out = Printer { json };
             let opts = call.options(Duration::from_secs(ring_timeout));
             let mut session =
-                ClientSession::start(&home, identity, endpoint, &supernodes, out).await?;
+                ClientSession::start(&home, identity, endpoint, &supernodes, nat, out).await?;
             let outcome = call::place::run(&mut session, &home, &id, &opts, out).await;
             session.stop().await;
             Ok(match outcome? {
@@ -155,6 +171,28 @@ async fn run(cli: Cli) -> Result<i32> {
             }
         }
     }
+}
+
+/// The client's one socket, its NAT discovered through two known supernodes (flags
+/// first, then the host cache), made into the QUIC endpoint every connection uses.
+async fn open_endpoint(
+    identity: &Identity,
+    home: &Home,
+    supernodes: &[String],
+) -> Result<(quinn::Endpoint, Option<parley_proto::nat::NatReport>)> {
+    let mut known = supernode_link::resolve_all(supernodes).await?;
+    known.extend(home.host_cache().iter().map(|c| c.addr));
+    // Two different IPs, or the mapping test means nothing.
+    let mut probe: Vec<SocketAddr> = Vec::new();
+    for a in known {
+        if probe.iter().all(|p| p.ip() != a.ip()) {
+            probe.push(a);
+        }
+    }
+    let (socket, report) = nat::bind_and_detect(&probe).await?;
+    let endpoint = parley_net::make_endpoint_on(socket, identity, &[parley_proto::call::ALPN_CALL])
+        .context("cannot open the client's QUIC endpoint")?;
+    Ok((endpoint, report))
 }
 
 /// The client's one endpoint: every supernode, relay and peer connection uses its socket.

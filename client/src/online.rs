@@ -2,12 +2,11 @@
 
 use crate::call::answer::{refuse_busy, Answerer};
 use crate::call::CallOptions;
-use crate::home::Home;
 use crate::output::Printer;
 use crate::session::ClientSession;
 use anyhow::Result;
-use parley_proto::{Identity, PeerId};
-use quinn::{Connection, Endpoint};
+use parley_proto::PeerId;
+use quinn::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -15,16 +14,12 @@ use tokio::sync::mpsc;
 type DirectRoute = Arc<Mutex<Option<mpsc::Sender<(PeerId, Connection)>>>>;
 
 pub async fn run(
-    home: &Home,
-    identity: Identity,
-    endpoint: Endpoint,
-    targets: &[String],
+    mut session: ClientSession,
     opts: CallOptions,
     auto_answer: bool,
     out: Printer,
 ) -> Result<()> {
-    let mut session =
-        ClientSession::start(home, identity.clone(), endpoint.clone(), targets, out).await?;
+    let (identity, endpoint) = (session.identity.clone(), session.endpoint.clone());
     let answerer = Arc::new(Answerer {
         identity,
         endpoint,

@@ -11,6 +11,7 @@ use parley_net::clock::{now, until};
 use parley_proto::attach::{AttachAction, AttachConfig, Attachment};
 use parley_proto::call::signal::CallSignal;
 use parley_proto::messages::{ClientToSupernode, SupernodeToClient};
+use parley_proto::nat::NatReport;
 use parley_proto::presence::{AddressKind, CandidateAddr, Contact};
 use parley_proto::{Identity, PeerId};
 use quinn::{Connection, Endpoint};
@@ -53,6 +54,7 @@ impl ClientSession {
         identity: Identity,
         endpoint: Endpoint,
         targets: &[String],
+        nat: Option<NatReport>,
         out: Printer,
     ) -> Result<ClientSession> {
         let bootstrap = resolve_all(targets).await?;
@@ -74,6 +76,7 @@ impl ClientSession {
             out,
             links: links_tx,
             incoming: incoming_tx,
+            nat,
         };
         let task = tokio::spawn(async move {
             if let Err(e) = shell.run(bootstrap, cache, stop_rx).await {
@@ -160,6 +163,7 @@ struct Shell {
     out: Printer,
     links: watch::Sender<Vec<SupernodeLink>>,
     incoming: mpsc::Sender<IncomingCall>,
+    nat: Option<NatReport>,
 }
 
 impl Shell {
@@ -176,6 +180,7 @@ impl Shell {
             out,
             links: links_tx,
             incoming,
+            nat,
         } = self;
         let home = &home;
         let port = endpoint.local_addr()?.port();
@@ -186,10 +191,19 @@ impl Shell {
             .unwrap_or_default();
         let me = identity.peer_id();
         out.event(
-        "online",
-        json!({"id": me.to_string(), "name": home.display_name(), "local": local.iter().map(|a| a.to_string()).collect::<Vec<_>>()}),
-        format!("online as {me}"),
-    );
+            "online",
+            json!({
+                "id": me.to_string(),
+                "name": home.display_name(),
+                "local": local.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "nat": nat.map(|n| crate::render::nat(n.nat)),
+                "mapped": nat.and_then(|n| n.mapped).map(|m| m.to_string()),
+            }),
+            match nat {
+                Some(n) => format!("online as {me} (NAT: {})", crate::render::nat(n.nat)),
+                None => format!("online as {me}"),
+            },
+        );
         let mut machine = Attachment::new(
             identity.clone(),
             home.display_name(),
@@ -199,6 +213,9 @@ impl Shell {
             local,
             now(),
         );
+        if let Some(n) = nat {
+            machine.set_nat(n.nat);
+        }
         let (tx, mut rx) = mpsc::channel::<Report>(256);
         let mut links: HashMap<SocketAddr, SupernodeLink> = HashMap::new();
         loop {

@@ -23,18 +23,43 @@ fn transport() -> Arc<TransportConfig> {
     Arc::new(t)
 }
 
+fn server_config(identity: &Identity, alpns: &[&[u8]]) -> Result<quinn::ServerConfig, NetError> {
+    let tls = server_tls(identity, alpns)?;
+    let quic = QuicServerConfig::try_from(tls)
+        .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    server.transport_config(transport());
+    Ok(server)
+}
+
 /// Binds `bind` and serves `alpns` as `identity`; the endpoint can also dial.
 pub fn make_endpoint(
     bind: SocketAddr,
     identity: &Identity,
     alpns: &[&[u8]],
 ) -> Result<Endpoint, NetError> {
-    let tls = server_tls(identity, alpns)?;
-    let quic = QuicServerConfig::try_from(tls)
-        .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    server.transport_config(transport());
+    let server = server_config(identity, alpns)?;
     Endpoint::server(server, bind).map_err(|source| NetError::Bind { addr: bind, source })
+}
+
+/// Like [`make_endpoint`], on a socket that is already bound (and may already have
+/// been used, e.g. for STUN: its NAT mapping carries over to QUIC).
+pub fn make_endpoint_on(
+    socket: std::net::UdpSocket,
+    identity: &Identity,
+    alpns: &[&[u8]],
+) -> Result<Endpoint, NetError> {
+    let addr = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let server = server_config(identity, alpns)?;
+    Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|source| NetError::Bind { addr, source })
 }
 
 /// Dials `addr` speaking `alpn`; with `expected`, only that key is accepted.

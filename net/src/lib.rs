@@ -14,7 +14,7 @@ pub mod framing;
 pub mod signal;
 pub mod tls;
 
-pub use endpoint::{dial, make_endpoint, peer_id_of};
+pub use endpoint::{dial, make_endpoint, make_endpoint_on, peer_id_of};
 pub use error::NetError;
 pub use framing::{envelope_kind, read_frame, read_raw_frame, request, send_frame, write_frame};
 pub use signal::shutdown_signal;

@@ -100,6 +100,7 @@ pub struct Attachment {
     local_addrs: Vec<SocketAddr>,
     observed: Vec<SocketAddr>,
     seq: u64,
+    nat: NatType,
     next_republish: Option<Timestamp>,
     actions: VecDeque<AttachAction>,
 }
@@ -123,6 +124,7 @@ impl Attachment {
             local_addrs,
             observed: Vec::new(),
             seq: 0,
+            nat: NatType::Unknown,
             next_republish: None,
             actions: VecDeque::new(),
         };
@@ -154,6 +156,11 @@ impl Attachment {
             next_try: Timestamp(0),
             last_ok,
         });
+    }
+
+    /// The NAT behaviour discovered for our socket, carried in the records from now on.
+    pub fn set_nat(&mut self, nat: NatType) {
+        self.nat = nat;
     }
 
     /// Supernodes learned from the overlay (e.g. a `Supernodes` reply).
@@ -346,7 +353,7 @@ impl Attachment {
             display_name: self.display_name.clone(),
             supernodes,
             addresses,
-            nat: NatType::Unknown,
+            nat: self.nat,
             seq: self.seq,
             expires_at: now + self.config.record_ttl,
         }

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod keyfile;
 pub mod media;
 pub mod messages;
+pub mod nat;
 pub mod overlay;
 pub mod presence;
 pub mod relay;

@@ -52,7 +52,12 @@ impl Reporter {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {}
             }
-            match self.report(&mut conn, load()).await {
+            // A report in flight when the relay stops is abandoned, not logged as failed.
+            let result = tokio::select! {
+                _ = shutdown.changed() => return,
+                result = self.report(&mut conn, load()) => result,
+            };
+            match result {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!(supernode = %self.target, "load reports reach the supernode again");

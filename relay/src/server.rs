@@ -1,5 +1,5 @@
 //! The relay server: accepts legs on one QUIC endpoint, answers their join and load
-//! streams, forwards their datagrams through the [`Switch`], and runs the timers.
+//! streams, forwards their datagrams through the switch (`switch.rs`), and runs the timers.
 //! [`start`] is what `main` and tests call.
 
 use crate::endpoint::relay_endpoint;
@@ -107,7 +107,8 @@ impl Ctx {
     }
 }
 
-/// Binds the socket and returns a future that serves until `shutdown` turns true.
+/// Binds the socket and returns a future that serves until `shutdown` turns true (or
+/// its sender is dropped: keep it alive for as long as the relay should run).
 pub async fn start(
     params: RelayParams,
     shutdown: watch::Receiver<bool>,

@@ -56,6 +56,10 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot bind the STUN port {}", params.stun_listen))?;
     let stun = stun_socket.local_addr()?;
+    // Change-port answers (RFC 5780) leave from a second socket on the same IP.
+    let stun_alternate = tokio::net::UdpSocket::bind(SocketAddr::new(stun.ip(), 0))
+        .await
+        .with_context(|| format!("cannot bind a second STUN port on {}", stun.ip()))?;
     let id = params.identity.peer_id();
     let me = Contact { id, addr: quic };
     let overlay = Overlay::new(me, OverlayConfig::default(), driver::now(), rand::random());
@@ -74,7 +78,11 @@ pub async fn start(
     };
 
     let serve = async move {
-        tokio::spawn(crate::stun::serve(stun_socket, shutdown.clone()));
+        tokio::spawn(crate::stun::serve(
+            stun_socket,
+            Some(stun_alternate),
+            shutdown.clone(),
+        ));
         for target in params.join {
             tokio::spawn(join_loop(
                 target,

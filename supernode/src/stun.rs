@@ -5,9 +5,16 @@
 //! without a reply. No authentication: the answer reveals nothing the requester does
 //! not already know. [`answer_binding`] is pure (bytes in, bytes out) and never
 //! panics; [`serve`] is the socket loop around it.
+//!
+//! For NAT behaviour discovery (RFC 5780) two attributes are honoured:
+//! RESPONSE-PORT sends the answer to that port *at the requester's own IP* (so it
+//! cannot be aimed at anyone else), and CHANGE-REQUEST with the change-port flag sends
+//! it from the responder's alternate socket (same IP, another port). A change-IP
+//! request is not answered: one supernode has one IP; clients use a second supernode.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use stun_rs::attributes::discovery::{ChangeRequest, ChangeRequestFlags, ResponsePort};
 use stun_rs::attributes::stun::{
     ErrorCode, Fingerprint, Software, UnknownAttributes, XorMappedAddress,
 };
@@ -45,7 +52,24 @@ const RECV_ERROR_BACKOFF: Duration = Duration::from_millis(10);
 /// does not understand gets a 420 (Unknown Attribute) error response listing them,
 /// as RFC 8489 §6.3.1.1 requires. The response has the request's transaction id, and
 /// a FINGERPRINT when the request had one.
+#[allow(dead_code)] // the tests' and the fuzz target's entry point
 pub fn answer_binding(request: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+    answer(request, from).map(|a| a.bytes)
+}
+
+/// A response and where it goes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The encoded response.
+    pub bytes: Vec<u8>,
+    /// Where to send it: the requester, or its RESPONSE-PORT at the same IP.
+    pub to: SocketAddr,
+    /// Send it from the alternate socket (CHANGE-REQUEST change-port).
+    pub from_alternate: bool,
+}
+
+/// Like [`answer_binding`], also honouring RESPONSE-PORT and CHANGE-REQUEST.
+pub fn answer(request: &[u8], from: SocketAddr) -> Option<Answer> {
     if !plausible_request_header(request) {
         return None;
     }
@@ -99,7 +123,29 @@ pub fn answer_binding(request: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
     if has_fingerprint {
         builder = builder.with_attribute(Fingerprint::default());
     }
-    encode(&builder.build(), 128 + 2 * unknown.len())
+    let mut to = SocketAddr::new(from.ip().to_canonical(), from.port());
+    let mut from_alternate = false;
+    if let Some(port) = msg
+        .get::<ResponsePort>()
+        .and_then(|a| a.as_response_port().ok())
+    {
+        to.set_port(port.as_u16());
+    }
+    if let Some(change) = msg
+        .get::<ChangeRequest>()
+        .and_then(|a| a.as_change_request().ok())
+    {
+        if change.flags().contains(ChangeRequestFlags::ChangeIp) {
+            return None;
+        }
+        from_alternate = change.flags().contains(ChangeRequestFlags::ChangePort);
+    }
+    let bytes = encode(&builder.build(), 128 + 2 * unknown.len())?;
+    Some(Answer {
+        bytes,
+        to,
+        from_alternate,
+    })
 }
 
 /// The cheap checks of RFC 8489 §6.3 before the decoder runs: a complete header, the
@@ -134,9 +180,13 @@ fn encode(msg: &StunMessage, capacity: usize) -> Option<Vec<u8>> {
 }
 
 /// Answers STUN Binding requests on `socket` until `shutdown` becomes `true` (or its
-/// sender is dropped). Bad datagrams and socket errors are logged at debug level and
-/// never end the loop.
-pub async fn serve(socket: UdpSocket, mut shutdown: watch::Receiver<bool>) {
+/// sender is dropped); change-port answers leave from `alternate`. Bad datagrams and
+/// socket errors are logged at debug level and never end the loop.
+pub async fn serve(
+    socket: UdpSocket,
+    alternate: Option<UdpSocket>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let local = socket.local_addr().ok();
     debug!(?local, "STUN responder started");
     let mut buf = vec![0u8; RECV_BUFFER_LEN];
@@ -154,11 +204,18 @@ pub async fn serve(socket: UdpSocket, mut shutdown: watch::Receiver<bool>) {
             received = socket.recv_from(&mut buf) => match received {
                 Ok((len, from)) => {
                     let Some(datagram) = buf.get(..len) else { continue };
-                    match answer_binding(datagram, from) {
-                        Some(response) => match socket.send_to(&response, from).await {
-                            Ok(_) => debug!(%from, "answered a STUN binding request"),
-                            Err(e) => debug!(%from, error = %e, "cannot send a STUN response"),
-                        },
+                    match answer(datagram, from) {
+                        Some(a) => {
+                            let out = match (&alternate, a.from_alternate) {
+                                (Some(alt), true) => alt,
+                                (None, true) => continue,
+                                _ => &socket,
+                            };
+                            match out.send_to(&a.bytes, a.to).await {
+                                Ok(_) => debug!(%from, to = %a.to, "answered a STUN binding request"),
+                                Err(e) => debug!(%from, error = %e, "cannot send a STUN response"),
+                            }
+                        }
                         None => debug!(%from, len, "dropped a datagram that is not a STUN binding request"),
                     }
                 }
@@ -534,7 +591,7 @@ mod tests {
         let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind server");
         let server_addr = server.local_addr().expect("server addr");
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(serve(server, stopped));
+        let task = tokio::spawn(serve(server, None, stopped));
 
         let client = UdpSocket::bind("127.0.0.1:0").await.expect("bind client");
         let client_addr = client.local_addr().expect("client addr");
@@ -569,7 +626,7 @@ mod tests {
     async fn serve_returns_at_once_when_already_shut_down() {
         let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind server");
         let (_stop, stopped) = watch::channel(true);
-        tokio::time::timeout(Duration::from_secs(5), serve(server, stopped))
+        tokio::time::timeout(Duration::from_secs(5), serve(server, None, stopped))
             .await
             .expect("serve returns");
     }

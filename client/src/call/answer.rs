@@ -170,10 +170,9 @@ impl Answerer {
                 peer_candidates,
                 relay,
                 policy: self.opts.paths,
-                caller: false,
                 out: self.out,
             },
-            Some(direct_in),
+            direct_in,
             events_tx,
         );
         let stats = media::run(

@@ -115,16 +115,20 @@ pub struct PathSetup {
     pub peer_candidates: Vec<CandidateAddr>,
     pub relay: Option<RelayGrant>,
     pub policy: PathPolicy,
-    /// The caller dials direct; the callee waits for that dial.
-    pub caller: bool,
     pub out: Printer,
 }
 
 /// Brings the paths up concurrently, reporting each on `events` as it happens.
-/// `direct_in` carries direct connections accepted by our endpoint (callee side).
+///
+/// Both parties dial each other's candidates at once, as soon as the call is answered,
+/// and each also accepts the other's dial (`direct_in` carries connections our endpoint
+/// accepted). Behind NATs the two dials are the hole punch: each side's first packets
+/// open its own NAT's mapping towards the other, so the other's (retransmitted) QUIC
+/// Initials get through. A dial arriving from an address we did not know (a symmetric
+/// NAT's fresh port) is simply accepted: the peer's key, not its address, is checked.
 pub fn establish(
     setup: PathSetup,
-    direct_in: Option<mpsc::Receiver<(PeerId, Connection)>>,
+    direct_in: mpsc::Receiver<(PeerId, Connection)>,
     events: mpsc::Sender<PathEvent>,
 ) {
     if setup.policy != PathPolicy::DirectOnly {
@@ -155,25 +159,54 @@ pub fn establish(
     if setup.policy == PathPolicy::RelayOnly {
         return;
     }
-    if setup.caller {
-        tokio::spawn(async move {
-            let event = match dial_direct(&setup).await {
-                Ok(conn) => PathEvent::Up(PathKind::Direct, conn),
-                Err(e) => PathEvent::Failed(PathKind::Direct, e),
-            };
-            let _ = events.send(event).await;
-        });
-    } else if let Some(mut direct_in) = direct_in {
-        let peer = setup.peer;
-        tokio::spawn(async move {
-            while let Some((from, conn)) = direct_in.recv().await {
-                if from == peer {
-                    let _ = events.send(PathEvent::Up(PathKind::Direct, conn)).await;
-                } else {
-                    conn.close(1u32.into(), b"not in a call with you");
+    tokio::spawn(direct_path(setup, direct_in, events));
+}
+
+/// Dials the peer and takes its dial; reports the first connection either way, and a
+/// failure only when neither worked in time. Later connections (a second punch
+/// succeeding) replace the first.
+async fn direct_path(
+    setup: PathSetup,
+    mut direct_in: mpsc::Receiver<(PeerId, Connection)>,
+    events: mpsc::Sender<PathEvent>,
+) {
+    let peer = setup.peer;
+    let dial = dial_direct(&setup);
+    tokio::pin!(dial);
+    let give_up = tokio::time::sleep(DIRECT_TIMEOUT + Duration::from_secs(1));
+    tokio::pin!(give_up);
+    // `settled`: a path is up, or its failure has been reported.
+    let (mut dialing, mut settled, mut failure) = (true, false, None);
+    loop {
+        tokio::select! {
+            result = &mut dial, if dialing => {
+                dialing = false;
+                match result {
+                    Ok(conn) => {
+                        settled = true;
+                        let _ = events.send(PathEvent::Up(PathKind::Direct, conn)).await;
+                    }
+                    Err(e) => failure = Some(e),
                 }
             }
-        });
+            accepted = direct_in.recv() => match accepted {
+                Some((from, conn)) if from == peer => {
+                    settled = true;
+                    let _ = events.send(PathEvent::Up(PathKind::Direct, conn)).await;
+                }
+                Some((_, conn)) => conn.close(1u32.into(), b"not in a call with you"),
+                None => return,
+            },
+            _ = &mut give_up, if !settled && !dialing => {
+                let why = failure.take().unwrap_or_else(|| "no direct path".into());
+                let _ = events.send(PathEvent::Failed(PathKind::Direct, why)).await;
+                // Reported; a late punch is still taken.
+                settled = true;
+            }
+        }
+        if events.is_closed() {
+            return;
+        }
     }
 }
 

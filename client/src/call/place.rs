@@ -141,10 +141,10 @@ pub async fn run(
             peer_candidates,
             relay,
             policy: opts.paths,
-            caller: true,
             out,
         },
-        None,
+        // The caller's endpoint takes the callee's punch-through dial too.
+        std::mem::replace(&mut session.direct, mpsc::channel(1).1),
         events_tx,
     );
     let stats = media::run(

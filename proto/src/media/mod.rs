@@ -9,6 +9,7 @@
 //! or a frame to conceal. The audio crate's decoder turns any [`Playout`] into
 //! 20 ms of PCM.
 
+pub mod impair;
 mod jitter;
 
 pub use jitter::JitterBuffer;

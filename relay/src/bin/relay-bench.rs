@@ -40,7 +40,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "25,50,100,200,300,400,600,800"
+        default_value = "50,100,200,300,400,600,800"
     )]
     calls: Vec<usize>,
     /// Seconds of traffic per measurement.
@@ -99,6 +99,8 @@ struct Outcome {
     received: u64,
     /// Relay-runtime CPU spent during the traffic.
     cpu_ns: Option<u64>,
+    /// How long the traffic (and its drain) took.
+    wall: Duration,
     /// One-way latencies in microseconds, sorted.
     latencies: Vec<u32>,
 }
@@ -191,6 +193,7 @@ async fn measure(pairs: Vec<(Pipe, Pipe)>, secs: u64) -> Outcome {
     outcome.cpu_ns = relay_cpu_ns()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
+    outcome.wall = epoch.elapsed();
     outcome.latencies.sort_unstable();
     outcome
 }
@@ -248,7 +251,13 @@ async fn udp_calls(
     n: usize,
     relay_rt: &Runtime,
 ) -> Result<(Vec<(Pipe, Pipe)>, tokio::task::JoinHandle<()>)> {
-    let forwarder = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    // The same kernel buffers as the relay's socket, so the comparison is fair.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    let _ = socket.set_recv_buffer_size(parley_relay::endpoint::SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(parley_relay::endpoint::SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    let forwarder = Arc::new(UdpSocket::from_std(socket.into())?);
     let at = forwarder.local_addr()?;
     let mut routes = HashMap::new();
     let mut pairs = Vec::with_capacity(n);
@@ -286,6 +295,12 @@ fn relay_cpu_ns() -> Option<u64> {
         }
     }
     Some(total)
+}
+
+/// Percent of one core the relay runtime used during the traffic.
+fn core_share(o: &Outcome) -> f64 {
+    o.cpu_ns
+        .map_or(f64::NAN, |ns| 100.0 * ns as f64 / o.wall.as_nanos() as f64)
 }
 
 /// Microseconds of relay-runtime CPU per forwarded datagram.
@@ -408,11 +423,14 @@ fn main() -> Result<()> {
         args.secs,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("loss% = never arrived; late% = arrived > {} ms after sending; us/pkt = forwarder CPU per datagram", LATE_US / 1000);
+    println!(
+        "loss% = never arrived; late% = arrived > {} ms after sending; us/pkt = forwarder CPU per datagram; core% = forwarder CPU in % of one core",
+        LATE_US / 1000
+    );
     let head = ["loss%", "late%", "p50ms", "p99ms", "us/pkt"];
     println!(
-        "{:>5} {:>6} | relay {:>6} {:>6} {:>7} {:>7} {:>6} | udp {:>6} {:>6} {:>6} {:>6} {:>6} | {:>5} {:>5} {:>5}",
-        "calls", "pkt/s", head[0], head[1], head[2], head[3], head[4], head[0], head[1], head[2], head[3], head[4], "p50x", "p99x", "cpux"
+        "{:>5} {:>6} | relay {:>6} {:>6} {:>7} {:>7} {:>6} {:>5} | udp {:>6} {:>6} {:>6} {:>6} {:>6} | {:>5} {:>5} {:>5}",
+        "calls", "pkt/s", head[0], head[1], head[2], head[3], head[4], "core%", head[0], head[1], head[2], head[3], head[4], "p50x", "p99x", "cpux"
     );
     let (mut lossless, mut usable, mut udp_lossless) =
         (Largest::default(), Largest::default(), Largest::default());
@@ -423,7 +441,7 @@ fn main() -> Result<()> {
         let r_cpu = cpu_per_packet(&relayed, forwarded);
         let u_cpu = cpu_per_packet(&baseline, baseline.received);
         println!(
-            "{:>5} {:>6} | relay {:>6.2} {:>6.2} {:>7.2} {:>7.2} {:>6.1} | udp {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.1} | {:>5.1} {:>5.1} {:>5.1}",
+            "{:>5} {:>6} | relay {:>6.2} {:>6.2} {:>7.2} {:>7.2} {:>6.1} {:>5.0} | udp {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.1} | {:>5.1} {:>5.1} {:>5.1}",
             n,
             n as u64 * 2 * PACKETS_PER_SEC,
             relayed.loss(),
@@ -431,6 +449,7 @@ fn main() -> Result<()> {
             relayed.percentile(0.5),
             relayed.percentile(0.99),
             r_cpu,
+            core_share(&relayed),
             baseline.loss(),
             baseline.late(),
             baseline.percentile(0.5),
