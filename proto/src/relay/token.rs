@@ -62,8 +62,9 @@ pub struct RelayToken {
 pub struct SignedRelayToken {
     /// The token.
     pub token: RelayToken,
-    /// ed25519 signature by `token.issuer` over the domain-separated token.
-    #[serde(with = "signature_bytes")]
+    /// ed25519 signature by `token.issuer` over the domain-separated token (64 raw
+    /// bytes in postcard, like every Parley signature).
+    #[serde(with = "crate::presence::signature_bytes")]
     pub signature: [u8; 64],
 }
 
@@ -174,27 +175,6 @@ impl SignedRelayToken {
             return Err(TokenError::SameParties);
         }
         Ok(token)
-    }
-}
-
-/// serde has no impls for `[u8; 64]`; two 32-byte halves keep the encoding a plain
-/// 64 raw bytes in postcard (the same as presence signatures).
-mod signature_bytes {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(sig: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
-        let (a, b) = sig.split_at(32);
-        let a: &[u8; 32] = a.try_into().map_err(serde::ser::Error::custom)?;
-        let b: &[u8; 32] = b.try_into().map_err(serde::ser::Error::custom)?;
-        (a, b).serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
-        let (a, b) = <([u8; 32], [u8; 32])>::deserialize(d)?;
-        let mut out = [0u8; 64];
-        out[..32].copy_from_slice(&a);
-        out[32..].copy_from_slice(&b);
-        Ok(out)
     }
 }
 
