@@ -11,10 +11,12 @@ pub mod clock;
 pub mod endpoint;
 pub mod error;
 pub mod framing;
+pub mod logging;
 pub mod signal;
 pub mod tls;
 
 pub use endpoint::{dial, make_endpoint, make_endpoint_on, peer_id_of};
 pub use error::NetError;
 pub use framing::{envelope_kind, read_frame, read_raw_frame, request, send_frame, write_frame};
+pub use logging::{init_logging, print_server_id};
 pub use signal::shutdown_signal;

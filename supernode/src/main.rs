@@ -16,16 +16,10 @@ use tokio::sync::watch;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    parley_net::init_logging("info");
     let cli = cli::Cli::parse();
     if let Some(cli::Command::Id { key }) = cli.command {
-        let identity = keyfile::load_or_create(&key)?;
-        println!("{}", identity.peer_id());
+        parley_net::print_server_id(&key)?;
         return Ok(());
     }
     let settings = cli.run.settings()?;

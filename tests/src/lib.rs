@@ -12,6 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod natlab;
+
 /// Where the workspace's binaries are.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("PARLEY_BIN_DIR") {
@@ -48,17 +50,13 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin` with `args`; stderr goes to the test's stderr, prefixed by nothing.
     pub fn spawn(name: &str, bin_name: &str, args: &[&str]) -> Result<Proc> {
-        let mut child = Command::new(bin(bin_name)?)
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {bin_name}"))?;
+        let mut cmd = Command::new(bin(bin_name)?);
+        cmd.args(args);
+        Proc::spawn_command(name, cmd).with_context(|| format!("starting {bin_name}"))
+    }
+
+    /// Reads the child's stdout line by line (echoing each line to stderr as `[name]`).
+    fn from_child(name: &str, mut child: Child) -> Result<Proc> {
         let stdout = child.stdout.take().context("no stdout")?;
         let (tx, rx) = mpsc::channel();
         let label = name.to_string();
@@ -285,4 +283,30 @@ pub fn similarity(sent: &Path, heard: &Path) -> Result<parley_audio::Similarity>
     let sent = parley_audio::read_wav_48k_mono(sent)?;
     let heard = parley_audio::read_wav_48k_mono(heard)?;
     Ok(parley_audio::align_and_correlate(&sent, &heard, 2 * 48_000))
+}
+
+// ---------------------------------------------------------------------------------
+// NAT lab (NAT traversal issue): start a prepared command, e.g. one that runs inside a
+// network namespace (`natlab::Host::spawn`).
+// ---------------------------------------------------------------------------------
+
+impl Proc {
+    /// Starts a prepared command like [`Proc::spawn`] does a binary: stdin closed,
+    /// stdout read line by line, stderr inherited, `RUST_LOG` defaulting to `info`
+    /// unless the command sets it.
+    pub fn spawn_command(name: &str, mut cmd: Command) -> Result<Proc> {
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        Proc::from_child(name, child)
+    }
 }

@@ -2,15 +2,12 @@
 //! `--auto-answer`, else by asking), and run the call. A second call while one is in
 //! progress gets "busy".
 
-use super::media::{self, MediaParams};
-use super::paths::{establish, PathSetup};
-use super::CallOptions;
+use super::{talk, CallOptions, Connected};
 use crate::output::Printer;
 use crate::session::IncomingCall;
 use anyhow::{Context, Result};
 use parley_net::clock::now;
 use parley_net::{read_frame, send_frame};
-use parley_proto::call::media::MediaCrypto;
 use parley_proto::call::session::{CallEvent, CalleeSession};
 use parley_proto::call::signal::CallSignal;
 use parley_proto::presence::CandidateAddr;
@@ -161,33 +158,18 @@ impl Answerer {
             json!({"safety_code": code}),
             format!("connected. Safety code: {code}"),
         );
-        let (events_tx, events) = mpsc::channel(8);
-        establish(
-            PathSetup {
-                endpoint: self.endpoint.clone(),
-                identity: self.identity.clone(),
-                peer: caller,
-                peer_candidates,
-                relay,
-                policy: self.opts.paths,
-                out: self.out,
-            },
+        let connected = Connected {
+            endpoint: self.endpoint.clone(),
+            identity: self.identity.clone(),
+            peer: caller,
+            peer_candidates,
+            relay,
+            keys,
+            audio: (source, sink),
             direct_in,
-            events_tx,
-        );
-        let stats = media::run(
-            MediaParams {
-                crypto: MediaCrypto::new(keys),
-                source,
-                sink,
-                bitrate: self.opts.bitrate,
-                duration: self.opts.duration,
-                dialed_at: arrived,
-                out: self.out,
-            },
-            events,
-        )
-        .await?;
+            dialed_at: arrived,
+        };
+        let stats = talk(connected, &self.opts, self.out).await?;
         self.out.event(
             "call_end",
             stats.to_json(),

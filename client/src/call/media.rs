@@ -1,15 +1,23 @@
 //! The media loop of a connected call: every 20 ms capture, encode, seal and send one
-//! frame, and play one frame out of the jitter buffer; in between, open what arrives.
-//! It does not know which path a datagram took: [`MediaPaths`] chooses.
+//! frame ([`sender`]), and play one frame out of the jitter buffer ([`receiver`]); in
+//! between, open what arrives. Once a second each side reports what it received, and
+//! the other adapts its bitrate and FEC to it. It does not know which path a datagram
+//! took: [`MediaPaths`] chooses.
+
+mod impair;
+mod receiver;
+mod sender;
 
 use super::paths::{read_datagrams, MediaPaths, PathEvent, PathKind};
 use super::stats::CallStats;
 use crate::output::Printer;
 use anyhow::Result;
-use parley_audio::{Decoder, Encoder, FrameSink, FrameSource};
+use impair::Outbox;
+use parley_audio::{FrameSink, FrameSource};
 use parley_net::clock::now;
 use parley_proto::call::media::{MediaCrypto, MediaError, MediaFrame};
-use parley_proto::media::{JitterBuffer, JitterConfig};
+use receiver::Receiver;
+use sender::Sender;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -21,6 +29,9 @@ const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Byes are sent a few times: they are datagrams and may be lost.
 const BYE_COPIES: usize = 3;
 const PING_EVERY_TICKS: u64 = 50;
+/// Receiver reports go out once a second too, half a second after the pings.
+const REPORT_EVERY_TICKS: u64 = 50;
+const REPORT_OFFSET_TICKS: u64 = 25;
 /// After the input ends, how long to keep going so the last frames are played out there.
 const INPUT_TAIL: Duration = Duration::from_millis(400);
 
@@ -41,27 +52,22 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     let MediaParams {
         mut crypto,
         mut source,
-        mut sink,
+        sink,
         bitrate,
         duration,
         dialed_at,
         out,
     } = p;
-    let mut encoder = Encoder::new(bitrate)?;
-    let mut decoder = Decoder::new()?;
-    let mut jitter = JitterBuffer::new(JitterConfig::default());
+    let mut stats = CallStats::default();
+    let mut sender = Sender::new(bitrate, Outbox::from_env(out)?, out, &mut stats)?;
+    let mut receiver = Receiver::new(sink)?;
     let mut paths = MediaPaths::default();
     let (dgram_tx, mut dgram_rx) = mpsc::channel::<(PathKind, bytes::Bytes)>(512);
-    let mut stats = CallStats {
-        bitrate_bps: bitrate,
-        ..CallStats::default()
-    };
     let started = Instant::now();
     let mut last_heard = Instant::now();
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut ticks: u64 = 0;
-    let mut frame_no: u64 = 0;
     let mut input_done = false;
     let mut input_done_at: Option<Instant> = None;
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());
@@ -98,16 +104,19 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                             PathKind::Direct => stats.frames_received_direct += 1,
                             PathKind::Relay => stats.frames_received_relay += 1,
                         }
-                        jitter.insert(now(), frame, opus);
+                        receiver.on_audio(frame, opus);
                     }
                     Ok((_, MediaFrame::Bye)) => break "peer hung up",
                     Ok((_, MediaFrame::Ping(t))) => {
-                        paths.send(crypto.seal(&MediaFrame::Pong(t)));
+                        sender.send_control(&MediaFrame::Pong(t), &mut crypto, &paths);
                     }
                     Ok((_, MediaFrame::Pong(t))) => {
-                        stats.rtt = Some(Duration::from_millis(now().as_millis().saturating_sub(t)));
+                        let rtt = Duration::from_millis(now().as_millis().saturating_sub(t));
+                        sender.on_rtt(rtt, &mut stats)?;
                     }
-                    Ok((_, MediaFrame::Report { .. })) => {}
+                    Ok((_, MediaFrame::Report { received, lost })) => {
+                        sender.on_report(received, lost, &mut stats)?;
+                    }
                     Err(MediaError::Forged) => stats.forged += 1,
                     Err(MediaError::Replayed) => stats.replayed += 1,
                     Err(MediaError::Malformed) => stats.malformed += 1,
@@ -117,35 +126,25 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                 ticks += 1;
                 if !input_done {
                     match source.next_frame() {
-                        Some(pcm) => {
-                            let opus = encoder.encode(&pcm)?;
-                            stats.bytes_sent += opus.len() as u64;
-                            let sealed = crypto.seal(&MediaFrame::Audio { frame: frame_no, opus });
-                            frame_no += 1;
-                            if paths.send(sealed) {
-                                stats.frames_sent += 1;
-                            }
-                        }
+                        Some(pcm) => sender.send_audio(&pcm, &mut crypto, &paths, &mut stats)?,
                         None => {
                             input_done = true;
                             input_done_at = Some(Instant::now());
                         }
                     }
                 }
-                if let Some(playout) = jitter.pop(now()) {
-                    let pcm = decoder.play(&playout)?;
-                    sink.play(&pcm)?;
-                    if stats.setup.is_none() {
-                        stats.setup = Some(dialed_at.elapsed());
+                if receiver.play_one()? && stats.setup.is_none() {
+                    stats.setup = Some(dialed_at.elapsed());
+                }
+                if ticks % REPORT_EVERY_TICKS == REPORT_OFFSET_TICKS {
+                    if let Some(report) = receiver.report() {
+                        sender.send_control(&report, &mut crypto, &paths);
                     }
-                } else if stats.setup.is_some() {
-                    // Keep the output's timeline: silence while nothing is playable.
-                    sink.play(&[0.0; parley_audio::FRAME_SAMPLES])?;
                 }
                 if ticks % PING_EVERY_TICKS == 0 {
-                    paths.send(crypto.seal(&MediaFrame::Ping(now().as_millis())));
+                    sender.send_control(&MediaFrame::Ping(now().as_millis()), &mut crypto, &paths);
                     stats.duration = started.elapsed();
-                    stats.jitter = jitter.stats();
+                    receiver.update_stats(&mut stats);
                     if out.json {
                         out.event("stats", stats.to_json(), "");
                     } else {
@@ -172,6 +171,8 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         }
     };
     if ended_by != "peer hung up" {
+        // Straight to the path, never through PARLEY_IMPAIR: a test call must end when
+        // it says it does.
         for _ in 0..BYE_COPIES {
             paths.send(crypto.seal(&MediaFrame::Bye));
         }
@@ -179,9 +180,9 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     // Give the Byes a moment to leave before the connections close.
     tokio::time::sleep(Duration::from_millis(100)).await;
     paths.close_all(b"call ended");
-    sink.finish()?;
+    receiver.finish()?;
     stats.duration = started.elapsed();
-    stats.jitter = jitter.stats();
+    receiver.update_stats(&mut stats);
     stats.path = stats.path.or(paths.current().map(|(k, _)| k));
     stats.ended_by = ended_by.to_string();
     if stats.rtt.is_none() {

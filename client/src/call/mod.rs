@@ -7,8 +7,16 @@ pub mod paths;
 pub mod place;
 pub mod stats;
 
+use crate::output::Printer;
+use parley_proto::call::e2e::SessionKeys;
+use parley_proto::call::media::MediaCrypto;
+use parley_proto::call::signal::RelayGrant;
+use parley_proto::presence::CandidateAddr;
+use parley_proto::{Identity, PeerId};
+use quinn::{Connection, Endpoint};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Which media paths a call may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,3 +58,54 @@ pub type AudioIo = (
     Box<dyn parley_audio::FrameSource>,
     Box<dyn parley_audio::FrameSink>,
 );
+
+/// An answered call, on either side: what it takes to bring up the paths and talk.
+pub struct Connected {
+    pub endpoint: Endpoint,
+    pub identity: Identity,
+    pub peer: PeerId,
+    pub peer_candidates: Vec<CandidateAddr>,
+    pub relay: Option<RelayGrant>,
+    pub keys: SessionKeys,
+    pub audio: AudioIo,
+    /// Direct connections our endpoint accepts (the peer's punch-through dial).
+    pub direct_in: mpsc::Receiver<(PeerId, Connection)>,
+    /// When the user dialed, or the call arrived: setup time counts from here.
+    pub dialed_at: Instant,
+}
+
+/// Runs a connected call to its end: paths up, media until someone hangs up.
+pub async fn talk(
+    call: Connected,
+    opts: &CallOptions,
+    out: Printer,
+) -> anyhow::Result<stats::CallStats> {
+    let (events_tx, events) = mpsc::channel(8);
+    paths::establish(
+        paths::PathSetup {
+            endpoint: call.endpoint,
+            identity: call.identity,
+            peer: call.peer,
+            peer_candidates: call.peer_candidates,
+            relay: call.relay,
+            policy: opts.paths,
+            out,
+        },
+        call.direct_in,
+        events_tx,
+    );
+    let (source, sink) = call.audio;
+    media::run(
+        media::MediaParams {
+            crypto: MediaCrypto::new(call.keys),
+            source,
+            sink,
+            bitrate: opts.bitrate,
+            duration: opts.duration,
+            dialed_at: call.dialed_at,
+            out,
+        },
+        events,
+    )
+    .await
+}

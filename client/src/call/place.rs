@@ -1,17 +1,14 @@
 //! `parley call ID`: look the callee up, place the call through our supernode, and run
 //! it once answered.
 
-use super::media::{self, MediaParams};
-use super::paths::{establish, PathSetup};
 use super::stats::CallStats;
-use super::CallOptions;
+use super::{talk, CallOptions, Connected};
 use crate::home::Home;
 use crate::output::Printer;
 use crate::session::ClientSession;
 use anyhow::{anyhow, bail, Context, Result};
 use parley_net::clock::now;
 use parley_net::{read_frame, send_frame};
-use parley_proto::call::media::MediaCrypto;
 use parley_proto::call::session::{CallEvent, CallerSession};
 use parley_proto::call::signal::CallSignal;
 use parley_proto::messages::{ClientToSupernode, SupernodeToClient};
@@ -132,33 +129,18 @@ pub async fn run(
         json!({"safety_code": safety_code, "relay": relay.as_ref().map(|g| g.relay.addr.to_string())}),
         format!("connected to {label}. Safety code: {safety_code} (compare it with {label})"),
     );
-    let (events_tx, events) = mpsc::channel(8);
-    establish(
-        PathSetup {
-            endpoint: session.endpoint.clone(),
-            identity: session.identity.clone(),
-            peer: callee,
-            peer_candidates,
-            relay,
-            policy: opts.paths,
-            out,
-        },
+    let connected = Connected {
+        endpoint: session.endpoint.clone(),
+        identity: session.identity.clone(),
+        peer: callee,
+        peer_candidates,
+        relay,
+        keys,
+        audio: (source, sink),
         // The caller's endpoint takes the callee's punch-through dial too.
-        std::mem::replace(&mut session.direct, mpsc::channel(1).1),
-        events_tx,
-    );
-    let stats = media::run(
-        MediaParams {
-            crypto: MediaCrypto::new(keys),
-            source,
-            sink,
-            bitrate: opts.bitrate,
-            duration: opts.duration,
-            dialed_at,
-            out,
-        },
-        events,
-    )
-    .await?;
+        direct_in: std::mem::replace(&mut session.direct, mpsc::channel(1).1),
+        dialed_at,
+    };
+    let stats = talk(connected, opts, out).await?;
     Ok(CallOutcome::Completed(Box::new(stats)))
 }

@@ -19,7 +19,18 @@ pub struct CallStats {
     pub replayed: u64,
     pub malformed: u64,
     pub rtt: Option<Duration>,
+    /// The encoder's bitrate now, and the extremes and number of changes so far (the
+    /// rate controller adapts it to the peer's reports).
     pub bitrate_bps: i32,
+    pub bitrate_min_bps: i32,
+    pub bitrate_max_bps: i32,
+    pub bitrate_changes: u64,
+    /// The loss the encoder's in-band FEC is sized for.
+    pub expected_loss_percent: u8,
+    /// The peer's latest report on our frames: cumulative received and lost.
+    pub reports_received: u64,
+    pub peer_received: u64,
+    pub peer_lost: u64,
     pub duration: Duration,
     pub jitter: JitterStats,
     pub ended_by: String,
@@ -43,16 +54,28 @@ impl CallStats {
         }
     }
 
+    /// Loss of the frames we send, as the peer last reported it.
+    fn peer_loss_percent(&self) -> f64 {
+        let expected = self.peer_received + self.peer_lost;
+        if expected == 0 {
+            0.0
+        } else {
+            100.0 * self.peer_lost as f64 / expected as f64
+        }
+    }
+
     /// The one-line live view.
     pub fn status_line(&self) -> String {
         format!(
-            "[{:>5.1}s] path {} | rtt {} | loss {:.1}% | jitter {:.1} ms | {} kbit/s | sent {} recv {}",
+            "[{:>5.1}s] path {} | rtt {} | loss {:.1}% (fec {}, concealed {}) | jitter {:.1} ms | {:.1} kbit/s | sent {} recv {}",
             self.duration.as_secs_f64(),
             self.path_name(),
             self.rtt.map(|r| format!("{} ms", r.as_millis())).unwrap_or_else(|| "-".into()),
             self.loss_percent(),
+            self.jitter.fec_recovered,
+            self.jitter.concealed,
             self.jitter.jitter_ms,
-            self.bitrate_bps / 1000,
+            f64::from(self.bitrate_bps) / 1000.0,
             self.frames_sent,
             self.frames_received_direct + self.frames_received_relay,
         )
@@ -82,6 +105,12 @@ impl CallStats {
             "jitter_ms": self.jitter.jitter_ms,
             "jitter_buffer_ms": self.jitter.target_delay_ms,
             "bitrate_bps": self.bitrate_bps,
+            "bitrate_min_bps": self.bitrate_min_bps,
+            "bitrate_max_bps": self.bitrate_max_bps,
+            "bitrate_changes": self.bitrate_changes,
+            "expected_loss_percent": self.expected_loss_percent,
+            "reports_received": self.reports_received,
+            "peer_loss_percent": (self.peer_loss_percent() * 100.0).round() / 100.0,
             "duration_s": (self.duration.as_secs_f64() * 100.0).round() / 100.0,
             "ended_by": self.ended_by,
         })

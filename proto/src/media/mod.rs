@@ -9,8 +9,11 @@
 //! or a frame to conceal. The audio crate's decoder turns any [`Playout`] into
 //! 20 ms of PCM.
 
+#[cfg(test)]
+mod drift_tests;
 pub mod impair;
 mod jitter;
+pub mod rate;
 
 pub use jitter::JitterBuffer;
 
@@ -61,9 +64,10 @@ pub enum Playout {
     /// Nothing usable for frame `seq`: synthesize a stand-in (packet-loss concealment).
     ///
     /// Either `seq` is lost (a later frame is already here, so the buffer moves on), or
-    /// the buffer ran dry (nothing after `seq` has arrived yet). In the second case
-    /// the buffer waits for `seq` instead of skipping it, which is how its playout delay
-    /// grows on a delay spike: the next pop may return `seq` again.
+    /// the buffer ran dry (nothing after `seq` has arrived yet), or it is stretching its
+    /// delay back up to the target (a frame inserted, as a slow sender clock needs). In
+    /// the last two cases the buffer waits for `seq` instead of skipping it, which is how
+    /// its playout delay grows: the next pop may return `seq` again.
     Conceal {
         /// Sequence number of the frame being concealed.
         seq: u64,
@@ -89,7 +93,8 @@ pub struct JitterStats {
     pub lost: u64,
     /// Lost frames handed out as [`Playout::Fec`].
     pub fec_recovered: u64,
-    /// Periods answered with [`Playout::Conceal`] (losses without FEC, and underruns).
+    /// Periods answered with [`Playout::Conceal`] (losses without FEC, underruns, and
+    /// periods inserted to stretch the delay).
     pub concealed: u64,
     /// Frames dropped for being too far from the playout point (a sequence jump not yet
     /// confirmed, or a flood of junk), discarded by a resynchronisation, or skipped to

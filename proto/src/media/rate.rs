@@ -1,0 +1,564 @@
+//! The sender's adaptive bitrate and FEC controller: the sender decides its Opus bitrate
+//! and how much loss the encoder should protect against from what the receiver measures
+//! (the DASH idea, applied to a live stream).
+//!
+//! Sans-IO like the rest of this crate: the call code feeds it the receiver's reports
+//! ([`RateController::on_report`], the cumulative `received`/`lost` counts that
+//! `MediaFrame::Report` carries, about once a second) and end-to-end RTT samples
+//! ([`RateController::on_rtt`]), each with the time, and applies what
+//! [`RateController::poll_target`] returns to its encoder.
+//!
+//! # Policy
+//!
+//! - **Loss is measured per report interval**, from the differences between consecutive
+//!   cumulative reports, so a lost report only merges two intervals. A report whose
+//!   counts went backwards (reordered behind a newer one) is ignored.
+//! - **Decisions look at the last two intervals together** (at least
+//!   [`MIN_DECISION_FRAMES`] frames between them), so one unlucky second does not move
+//!   the rate: 10 % random loss over 100 frames is above 5 % nineteen times in twenty.
+//! - **Loss above [`LOSS_HIGH`] (5 %) lowers the bitrate multiplicatively** (× 0.85)
+//!   when the loss averaged over about eight seconds agrees: 100 frames are a small
+//!   sample, and at a steady 3 % one two-second window in twelve exceeds 5 %; with the
+//!   average as well, a 3 % path sees one step in ten minutes, a 10 % path one within
+//!   about six seconds. At most one step per [`DECREASE_HOLD`], so the effect of one is
+//!   measured before the next.
+//! - **Loss alone never takes it below the FEC floor** (`fec_floor_bps`, 20 kbit/s by
+//!   default). Below about that, libopus stops adding in-band FEC at 10–20 % loss
+//!   (measured with the libopus we ship: none at 16 kbit/s, nearly every speech frame at
+//!   20), and on a randomly lossy path a lower rate only trades the recovery data away:
+//!   speech at 10 % loss correlates 0.92 with the original at 20 kbit/s, 0.84 at 16.
+//!   Congestion is what the delay rule is for.
+//! - **A smoothed RTT well above its baseline lowers it the same way**, down to
+//!   `min_bps`: a queue is building, and sending less is the one thing that drains it.
+//!   The baseline is the smallest RTT of the last [`RTT_BASELINE_WINDOW`]; "well above"
+//!   is more than `baseline + max(100 ms, baseline / 2)`. (A queue that stands for longer
+//!   than the window becomes the baseline: there is no draining it from our side.)
+//! - **After [`CLEAN_HOLD`] of clean reports** (loss at most [`LOSS_CLEAN`], 2 %, both
+//!   over the last two intervals and on average, and the RTT near its baseline) **the
+//!   bitrate rises additively**, [`INCREASE_STEP_BPS`] per second, up to `max_bps`.
+//!   Between 2 % and 5 % it holds. After a stretch of 10 % loss the average takes about
+//!   twelve seconds to fall to 2 %, so the climb back starts some seventeen seconds after
+//!   the loss stopped: slow on purpose, as a path that just lost a tenth of its packets
+//!   is the likeliest to do it again.
+//! - **Expected loss** (what the encoder's in-band FEC is sized for) is the measured
+//!   loss, smoothed (it follows a rise within a couple of reports and decays over about
+//!   eight), rounded up to a whole percent and clamped to
+//!   [`EXPECTED_LOSS_FLOOR`]`..=`[`EXPECTED_LOSS_CEILING`] (5..=30): never zero, so FEC
+//!   stays on for the next surprise; never above 30, where more FEC bits stop paying.
+//!   It starts at 10 % until the first report says otherwise. libopus has the last
+//!   word: at 5 % it adds FEC only if the bitrate affords it at full audio bandwidth
+//!   (about 30 kbit/s and up), above 5 % it narrows the bandwidth to make room.
+
+use crate::time::Timestamp;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Interval loss above which the bitrate is lowered (fraction).
+pub const LOSS_HIGH: f64 = 0.05;
+/// Interval loss at or below which a report counts as clean (fraction).
+pub const LOSS_CLEAN: f64 = 0.02;
+/// Fewest frames the last two intervals must cover for a decision.
+pub const MIN_DECISION_FRAMES: u64 = 20;
+/// Factor applied to the bitrate on each decrease.
+pub const DECREASE_FACTOR: f64 = 0.85;
+/// Least time between two decreases.
+pub const DECREASE_HOLD: Duration = Duration::from_secs(2);
+/// How long reports must stay clean before the bitrate rises.
+pub const CLEAN_HOLD: Duration = Duration::from_secs(5);
+/// Bitrate added per second of clean reports once [`CLEAN_HOLD`] has passed.
+pub const INCREASE_STEP_BPS: i32 = 1_000;
+/// Least time between two increases.
+pub const INCREASE_EVERY: Duration = Duration::from_secs(1);
+/// How far back the RTT baseline (the minimum) looks.
+pub const RTT_BASELINE_WINDOW: Duration = Duration::from_secs(60);
+/// Smallest RTT rise over the baseline that counts as a building queue.
+pub const RTT_RISE_MIN: Duration = Duration::from_millis(100);
+/// Lowest expected loss handed to the encoder, in percent.
+pub const EXPECTED_LOSS_FLOOR: u8 = 5;
+/// Highest expected loss handed to the encoder, in percent.
+pub const EXPECTED_LOSS_CEILING: u8 = 30;
+/// Expected loss assumed before the first report, in percent.
+pub const INITIAL_EXPECTED_LOSS: u8 = 10;
+
+/// Smoothing gain of the loss estimate when loss rises (follows within two reports).
+const LOSS_GAIN_UP: f64 = 0.5;
+/// Smoothing gain when it falls (decays over about eight reports).
+const LOSS_GAIN_DOWN: f64 = 0.125;
+/// Smoothing gain of the loss average that decisions use.
+const LOSS_GAIN_AVG: f64 = 0.125;
+/// Smoothing gain of the RTT estimate.
+const RTT_GAIN: f64 = 0.25;
+/// RTT samples kept for the baseline (a sample a second covers the window).
+const RTT_SAMPLES: usize = 128;
+
+/// Bounds and starting point of a [`RateController`], in bit/s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateConfig {
+    /// Lowest bitrate ever chosen.
+    pub min_bps: i32,
+    /// Highest bitrate ever chosen.
+    pub max_bps: i32,
+    /// The bitrate at the start of the call.
+    pub start_bps: i32,
+    /// Loss alone does not lower the bitrate below this (see the module docs).
+    pub fec_floor_bps: i32,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        RateConfig {
+            min_bps: 12_000,
+            max_bps: 64_000,
+            start_bps: 32_000,
+            fec_floor_bps: 20_000,
+        }
+    }
+}
+
+impl RateConfig {
+    /// The bounds made consistent: `min ≤ start ≤ max`, widening `min` or `max` to
+    /// include `start` if needed.
+    fn normalised(mut self) -> RateConfig {
+        self.start_bps = self.start_bps.max(1);
+        self.min_bps = self.min_bps.clamp(1, self.start_bps);
+        self.max_bps = self.max_bps.max(self.start_bps);
+        self
+    }
+}
+
+/// What the encoder should use now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateTarget {
+    /// Opus bitrate, in bit/s.
+    pub bitrate_bps: i32,
+    /// Expected packet loss for the encoder's in-band FEC, in percent.
+    pub expected_loss_percent: u8,
+}
+
+/// Frames received and lost during one report interval.
+#[derive(Clone, Copy, Debug, Default)]
+struct Interval {
+    received: u64,
+    lost: u64,
+}
+
+/// The adaptive bitrate and FEC controller of one outgoing stream; see the module docs.
+#[derive(Debug)]
+pub struct RateController {
+    config: RateConfig,
+    bitrate: i32,
+    /// Cumulative counts of the newest report.
+    last_report: Interval,
+    /// The last two intervals, newest last.
+    intervals: VecDeque<Interval>,
+    /// Smoothed loss fraction for the encoder's FEC: quick up, slow down.
+    loss: f64,
+    /// Loss fraction averaged over about eight reports, for decisions.
+    loss_avg: f64,
+    rtt_samples: VecDeque<(Timestamp, Duration)>,
+    /// Smoothed RTT, in ms.
+    srtt_ms: Option<f64>,
+    last_decrease: Option<Timestamp>,
+    last_increase: Option<Timestamp>,
+    clean_since: Option<Timestamp>,
+    changes: u64,
+    polled: Option<RateTarget>,
+}
+
+impl RateController {
+    /// A controller starting at `config.start_bps`, with nothing measured yet.
+    pub fn new(config: RateConfig) -> RateController {
+        let config = config.normalised();
+        RateController {
+            bitrate: config.start_bps,
+            config,
+            last_report: Interval::default(),
+            intervals: VecDeque::with_capacity(2),
+            loss: f64::from(INITIAL_EXPECTED_LOSS) / 100.0,
+            loss_avg: 0.0,
+            rtt_samples: VecDeque::new(),
+            srtt_ms: None,
+            last_decrease: None,
+            last_increase: None,
+            clean_since: None,
+            changes: 0,
+            polled: None,
+        }
+    }
+
+    /// The bounds in use (after [`RateController::new`] made them consistent).
+    pub fn config(&self) -> &RateConfig {
+        &self.config
+    }
+
+    /// A receiver report arrived at `now`: `received` and `lost` are its cumulative
+    /// totals since the call started.
+    pub fn on_report(&mut self, now: Timestamp, received: u64, lost: u64) {
+        let prev = self.last_report;
+        if received < prev.received || lost < prev.lost {
+            return; // Older than one already seen.
+        }
+        let interval = Interval {
+            received: received - prev.received,
+            lost: lost - prev.lost,
+        };
+        // Counts come from the peer: add without trusting them to be small.
+        let total = interval.received.saturating_add(interval.lost);
+        if total == 0 {
+            return; // Nothing sent meanwhile (or a duplicate): no news.
+        }
+        self.last_report = Interval { received, lost };
+        if self.intervals.len() == 2 {
+            self.intervals.pop_front();
+        }
+        self.intervals.push_back(interval);
+        let fraction = interval.lost as f64 / total as f64;
+        let gain = if fraction > self.loss {
+            LOSS_GAIN_UP
+        } else {
+            LOSS_GAIN_DOWN
+        };
+        self.loss += (fraction - self.loss) * gain;
+        self.loss_avg += (fraction - self.loss_avg) * LOSS_GAIN_AVG;
+
+        let (lost, total) = self.intervals.iter().fold((0u64, 0u64), |(l, t), i| {
+            (
+                l.saturating_add(i.lost),
+                t.saturating_add(i.received).saturating_add(i.lost),
+            )
+        });
+        if total < MIN_DECISION_FRAMES {
+            return;
+        }
+        let recent = lost as f64 / total as f64;
+        if recent > LOSS_HIGH && self.loss_avg > LOSS_HIGH {
+            self.clean_since = None;
+            // Loss alone stops at the FEC floor, or where the delay rule left it.
+            let floor = self.config.fec_floor_bps.min(self.bitrate);
+            self.decrease(now, floor);
+        } else if recent > LOSS_CLEAN || self.loss_avg > LOSS_CLEAN || self.rtt_high() {
+            self.clean_since = None;
+        } else {
+            let since = *self.clean_since.get_or_insert(now);
+            self.maybe_increase(now, since);
+        }
+    }
+
+    /// An end-to-end RTT sample (a ping's echo) arrived at `now`.
+    pub fn on_rtt(&mut self, now: Timestamp, rtt: Duration) {
+        if self.rtt_samples.len() == RTT_SAMPLES {
+            self.rtt_samples.pop_front();
+        }
+        self.rtt_samples.push_back((now, rtt));
+        while self
+            .rtt_samples
+            .front()
+            .is_some_and(|&(t, _)| now.since(t) > RTT_BASELINE_WINDOW)
+        {
+            self.rtt_samples.pop_front();
+        }
+        let ms = rtt.as_secs_f64() * 1000.0;
+        let srtt = self.srtt_ms.map_or(ms, |s| s + (ms - s) * RTT_GAIN);
+        self.srtt_ms = Some(srtt);
+        if self.rtt_high() {
+            self.clean_since = None;
+            self.decrease(now, self.config.min_bps);
+        }
+    }
+
+    /// What the encoder should use now.
+    pub fn target(&self) -> RateTarget {
+        let percent = (self.loss * 100.0).ceil().clamp(0.0, 100.0) as u8;
+        RateTarget {
+            bitrate_bps: self.bitrate,
+            expected_loss_percent: percent.clamp(EXPECTED_LOSS_FLOOR, EXPECTED_LOSS_CEILING),
+        }
+    }
+
+    /// The target if it changed since the last call (always, the first time).
+    pub fn poll_target(&mut self) -> Option<RateTarget> {
+        let target = self.target();
+        if self.polled == Some(target) {
+            return None;
+        }
+        self.polled = Some(target);
+        Some(target)
+    }
+
+    /// How many times the bitrate has changed.
+    pub fn bitrate_changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The smoothed loss the receiver reports, as a fraction.
+    pub fn measured_loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// Whether the smoothed RTT is well above the baseline.
+    fn rtt_high(&self) -> bool {
+        let (Some(srtt), Some(base)) =
+            (self.srtt_ms, self.rtt_samples.iter().map(|&(_, r)| r).min())
+        else {
+            return false;
+        };
+        let base = base.as_secs_f64() * 1000.0;
+        let margin = (RTT_RISE_MIN.as_secs_f64() * 1000.0).max(base / 2.0);
+        srtt > base + margin
+    }
+
+    fn decrease(&mut self, now: Timestamp, floor: i32) {
+        if self
+            .last_decrease
+            .is_some_and(|t| now.since(t) < DECREASE_HOLD)
+        {
+            return;
+        }
+        let lower = ((f64::from(self.bitrate) * DECREASE_FACTOR).round() as i32)
+            .max(floor)
+            .max(self.config.min_bps);
+        if lower < self.bitrate {
+            self.bitrate = lower;
+            self.changes += 1;
+            self.last_decrease = Some(now);
+        }
+    }
+
+    fn maybe_increase(&mut self, now: Timestamp, clean_since: Timestamp) {
+        if now.since(clean_since) < CLEAN_HOLD
+            || self
+                .last_increase
+                .is_some_and(|t| now.since(t) < INCREASE_EVERY)
+        {
+            return;
+        }
+        let higher = (self.bitrate + INCREASE_STEP_BPS).min(self.config.max_bps);
+        if higher > self.bitrate {
+            self.bitrate = higher;
+            self.changes += 1;
+            self.last_increase = Some(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    const T0: u64 = 1_700_000_000_000;
+
+    /// A virtual call: the receiver reports once a second on 50 frames a second, each
+    /// lost with `loss(second)`; a ping every second echoes `rtt(second)`.
+    struct Sim {
+        rc: RateController,
+        rng: rand::rngs::StdRng,
+        t: u64,
+        received: u64,
+        lost: u64,
+    }
+
+    impl Sim {
+        fn new(config: RateConfig) -> Sim {
+            Sim {
+                rc: RateController::new(config),
+                rng: rand::rngs::StdRng::seed_from_u64(11),
+                t: 0,
+                received: 0,
+                lost: 0,
+            }
+        }
+
+        /// Runs `seconds` with loss fraction `loss` and round-trip time `rtt_ms`;
+        /// returns the bitrate after each second.
+        fn run(&mut self, seconds: u64, loss: f64, rtt_ms: u64) -> Vec<i32> {
+            let mut out = Vec::new();
+            for _ in 0..seconds {
+                for _ in 0..50 {
+                    if self.rng.gen_bool(loss) {
+                        self.lost += 1;
+                    } else {
+                        self.received += 1;
+                    }
+                }
+                self.t += 1_000;
+                let now = Timestamp(T0 + self.t);
+                self.rc.on_rtt(now, Duration::from_millis(rtt_ms));
+                self.rc.on_report(now, self.received, self.lost);
+                out.push(self.rc.target().bitrate_bps);
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn sustained_loss_lowers_the_bitrate_and_raises_expected_loss() {
+        let mut sim = Sim::new(RateConfig::default());
+        let clean = sim.run(20, 0.0, 40);
+        assert!(clean.iter().all(|&b| b >= 32_000), "{clean:?}");
+        let clean_loss = sim.rc.target().expected_loss_percent;
+        assert_eq!(
+            clean_loss, EXPECTED_LOSS_FLOOR,
+            "FEC stays on, at the floor"
+        );
+
+        let lossy = sim.run(30, 0.10, 40);
+        let t = sim.rc.target();
+        assert!(lossy[9] < 32_000, "dropped within 10 s: {lossy:?}");
+        assert_eq!(t.bitrate_bps, 20_000, "settles on the FEC floor: {lossy:?}");
+        assert!(
+            (8..=16).contains(&t.expected_loss_percent),
+            "expected loss follows the measured 10 %: {t:?}"
+        );
+        // Multiplicative steps, at most one per DECREASE_HOLD.
+        let drops: Vec<_> = lossy.windows(2).filter(|w| w[1] < w[0]).collect();
+        assert!(drops.len() >= 3, "{lossy:?}");
+        assert!(drops
+            .iter()
+            .all(|w| f64::from(w[1]) >= f64::from(w[0]) * DECREASE_FACTOR - 1.0));
+        assert!(lossy.iter().all(|&b| b >= 20_000));
+    }
+
+    #[test]
+    fn a_clean_path_brings_the_start_bitrate_back() {
+        let config = RateConfig {
+            max_bps: 32_000,
+            ..RateConfig::default()
+        };
+        let mut sim = Sim::new(config);
+        sim.run(30, 0.10, 40);
+        assert_eq!(sim.rc.target().bitrate_bps, 20_000);
+        let changes = sim.rc.bitrate_changes();
+        let after = sim.run(45, 0.0, 40);
+        // The average loss decays (≈ 12 s), then nothing for CLEAN_HOLD, then +1 kbit/s a
+        // second: 12 steps back to 32 kbit/s.
+        assert_eq!(after[10], 20_000, "waits for a clean stretch: {after:?}");
+        assert_eq!(after.last(), Some(&32_000), "{after:?}");
+        let back = after
+            .iter()
+            .position(|&b| b == 32_000)
+            .unwrap_or(usize::MAX);
+        assert!(
+            (24..=34).contains(&back),
+            "recovered in {back} s: {after:?}"
+        );
+        assert!(after.windows(2).all(|w| w[1] - w[0] <= INCREASE_STEP_BPS));
+        assert_eq!(sim.rc.bitrate_changes(), changes + 12);
+        assert_eq!(sim.rc.target().expected_loss_percent, EXPECTED_LOSS_FLOOR);
+    }
+
+    #[test]
+    fn moderate_loss_holds_the_bitrate() {
+        let mut sim = Sim::new(RateConfig::default());
+        // 3 % is neither clean nor lossy enough to act on (two-second windows of 100
+        // frames rarely stray past 5 % at this rate, so allow one step at most).
+        let out = sim.run(60, 0.03, 40);
+        let lowest = out.iter().copied().min().unwrap_or(0);
+        assert!(lowest >= 27_000, "{out:?}");
+        assert!(out.iter().all(|&b| b <= 32_000), "no increase: {out:?}");
+    }
+
+    #[test]
+    fn an_rtt_spike_lowers_the_bitrate_below_the_fec_floor_and_it_recovers() {
+        let mut sim = Sim::new(RateConfig {
+            max_bps: 32_000,
+            ..RateConfig::default()
+        });
+        sim.run(20, 0.0, 50);
+        let spike = sim.run(20, 0.0, 400);
+        assert!(spike[2] < 32_000, "reacts within seconds: {spike:?}");
+        assert_eq!(sim.rc.target().bitrate_bps, 12_000, "{spike:?}");
+        // A rise smaller than 100 ms over a small baseline is not a queue.
+        let mut calm = Sim::new(RateConfig::default());
+        calm.run(20, 0.0, 5);
+        let wobble = calm.run(20, 0.0, 80);
+        assert!(wobble.iter().all(|&b| b >= 32_000), "{wobble:?}");
+        // Once the RTT is back near its baseline, the rate climbs back.
+        let after = sim.run(40, 0.0, 50);
+        assert_eq!(after.last(), Some(&32_000), "{after:?}");
+    }
+
+    #[test]
+    fn bounds_hold_whatever_the_reports_say() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for config in [
+            RateConfig::default(),
+            RateConfig {
+                min_bps: 6_000,
+                max_bps: 16_000,
+                start_bps: 16_000,
+                fec_floor_bps: 10_000,
+            },
+            // Inconsistent bounds are widened to include the start.
+            RateConfig {
+                min_bps: 40_000,
+                max_bps: 8_000,
+                start_bps: 24_000,
+                fec_floor_bps: 0,
+            },
+        ] {
+            let mut rc = RateController::new(config);
+            let c = rc.config().clone();
+            assert!(
+                c.min_bps <= c.start_bps && c.start_bps <= c.max_bps,
+                "{c:?}"
+            );
+            let (mut received, mut lost) = (0u64, 0u64);
+            for s in 0..2_000u64 {
+                let now = Timestamp(T0 + s * 500);
+                match rng.gen_range(0..4) {
+                    0 => rc.on_rtt(now, Duration::from_millis(rng.gen_range(0..2_000))),
+                    1 => rc.on_report(now, rng.gen(), rng.gen()),
+                    _ => {
+                        received += rng.gen_range(0..60);
+                        lost += rng.gen_range(0..30);
+                        rc.on_report(now, received, lost);
+                    }
+                }
+                let t = rc.target();
+                assert!((c.min_bps..=c.max_bps).contains(&t.bitrate_bps), "{t:?}");
+                assert!(
+                    (EXPECTED_LOSS_FLOOR..=EXPECTED_LOSS_CEILING)
+                        .contains(&t.expected_loss_percent),
+                    "{t:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stale_and_empty_reports_are_ignored_and_lost_ones_merge() {
+        let mut rc = RateController::new(RateConfig::default());
+        let at = |s: u64| Timestamp(T0 + s * 1_000);
+        rc.on_report(at(1), 50, 0);
+        rc.on_report(at(2), 100, 0);
+        // A reordered older report and a repeat change nothing.
+        rc.on_report(at(3), 60, 0);
+        rc.on_report(at(3), 100, 0);
+        assert_eq!(rc.last_report.received, 100);
+        assert_eq!(rc.intervals.len(), 2);
+        // Two seconds in one report (the one between was lost): 20 % loss over 100.
+        rc.on_report(at(5), 180, 20);
+        let newest = rc.intervals.back().copied().unwrap_or_default();
+        assert_eq!((newest.received, newest.lost), (80, 20));
+        assert!(rc.target().expected_loss_percent >= 10);
+    }
+
+    #[test]
+    fn poll_target_reports_changes_once() {
+        let mut rc = RateController::new(RateConfig::default());
+        assert_eq!(
+            rc.poll_target(),
+            Some(RateTarget {
+                bitrate_bps: 32_000,
+                expected_loss_percent: INITIAL_EXPECTED_LOSS
+            })
+        );
+        assert_eq!(rc.poll_target(), None);
+        rc.on_report(Timestamp(T0 + 1_000), 50, 0);
+        rc.on_report(Timestamp(T0 + 2_000), 100, 0);
+        let t = rc.poll_target().expect("expected loss decayed");
+        assert!(t.expected_loss_percent < INITIAL_EXPECTED_LOSS);
+        assert_eq!(rc.poll_target(), None);
+    }
+}
