@@ -1,0 +1,304 @@
+//! NAT traversal in the lab (`parley_e2e::natlab`): `parley nat` names every NAT kind
+//! right, and calls between clients behind every pair of NAT kinds connect, directly
+//! wherever the NATs allow it and through the relay otherwise.
+//!
+//! Needs root (network namespaces and nftables); fails loudly without.
+//! `scripts/nat-matrix.sh` runs the pair matrix and prints the table in
+//! docs/nat-traversal.md.
+
+use parley_e2e::natlab::{Host, NatKind, NatLab};
+use parley_e2e::{bin, ClientHome, Proc};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Two supernodes on different IPs (NAT discovery needs both) and a relay.
+struct Internet {
+    lab: NatLab,
+    sn: [SocketAddr; 2],
+    _procs: Vec<Proc>,
+    _keys: tempfile::TempDir,
+}
+
+fn ready_field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn internet(with_relay: bool) -> Internet {
+    let mut lab = NatLab::new().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = |n: &str| keys.path().join(n).to_str().unwrap().to_string();
+    let (h1, h2) = (lab.server("sn1").unwrap(), lab.server("sn2").unwrap());
+    let (a1, a2) = (h1.addr(4433), h2.addr(4433));
+    let mut procs = Vec::new();
+    let mut ids = Vec::new();
+    for (host, addr, name, join) in [(&h1, a1, "sn1", None), (&h2, a2, "sn2", Some(a1))] {
+        let listen = addr.to_string();
+        let k = key(name);
+        let join = join.map(|j| j.to_string());
+        let mut args = vec!["--listen", listen.as_str(), "--key", k.as_str()];
+        if let Some(j) = &join {
+            args.extend(["--join", j.as_str()]);
+        }
+        let mut p = host.spawn_bin(name, "supernode", args).unwrap();
+        let ready = p
+            .wait_for(Duration::from_secs(20), |l| {
+                l.starts_with("supernode ready")
+            })
+            .unwrap();
+        ids.push(ready_field(&ready, "id="));
+        procs.push(p);
+    }
+    if with_relay {
+        let host = lab.server("relay").unwrap();
+        let listen = host.addr(4500).to_string();
+        let (k, s1, s2) = (key("relay"), a1.to_string(), a2.to_string());
+        let args = [
+            "--listen",
+            &listen,
+            "--key",
+            &k,
+            "--trust",
+            &ids[0],
+            "--trust",
+            &ids[1],
+            "--supernode",
+            &s1,
+            "--supernode",
+            &s2,
+        ];
+        let mut p = host.spawn_bin("relay", "relay", args).unwrap();
+        p.wait_for(Duration::from_secs(20), |l| l.starts_with("relay ready"))
+            .unwrap();
+        procs.push(p);
+        for sn in procs.iter_mut().take(2) {
+            sn.wait_for(Duration::from_secs(20), |l| l.starts_with("relay known"))
+                .unwrap();
+        }
+    }
+    Internet {
+        lab,
+        sn: [a1, a2],
+        _procs: procs,
+        _keys: keys,
+    }
+}
+
+fn kind_name(kind: NatKind) -> &'static str {
+    match kind {
+        NatKind::Public => "open",
+        NatKind::FullCone => "full-cone",
+        NatKind::PortRestricted => "port-restricted-cone",
+        NatKind::Symmetric => "symmetric",
+        NatKind::UdpBlocked => "udp-blocked",
+    }
+}
+
+#[test]
+fn parley_nat_names_every_kind_of_nat_in_the_lab() {
+    let mut net = internet(false);
+    let (s1, s2) = (net.sn[0].to_string(), net.sn[1].to_string());
+    let parley = bin("parley").unwrap();
+    for (i, kind) in NatKind::ALL.into_iter().enumerate() {
+        let host = net.lab.client(&format!("c{i}"), kind, 0.0).unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path().to_str().unwrap();
+        let out = host
+            .output(
+                &parley,
+                [
+                    "--home",
+                    home,
+                    "nat",
+                    "--json",
+                    "--supernode",
+                    &s1,
+                    "--supernode",
+                    &s2,
+                ],
+            )
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{kind:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["nat"], kind_name(kind), "{kind:?}: {v}");
+        if let (Some(wan), NatKind::FullCone | NatKind::PortRestricted) = (host.wan_ip, kind) {
+            assert!(
+                v["mapped"].as_str().unwrap().starts_with(&wan.to_string()),
+                "{v}"
+            );
+        }
+    }
+}
+
+/// Whether two clients behind these NATs can reach each other directly over UDP.
+fn direct_possible(a: NatKind, b: NatKind) -> bool {
+    use NatKind::*;
+    !matches!(
+        (a, b),
+        (UdpBlocked, _)
+            | (_, UdpBlocked)
+            | (Symmetric, Symmetric)
+            | (Symmetric, PortRestricted)
+            | (PortRestricted, Symmetric)
+    )
+}
+
+struct PairResult {
+    path: String,
+    setup_ms: u64,
+    received: u64,
+}
+
+/// `b` online answering; `a` calls it for a few seconds with speech; both summaries read.
+fn call(net: &mut Internet, n: usize, a: NatKind, b: NatKind, loss: f64) -> PairResult {
+    let speech = parley_audio::speech_fixture();
+    let speech = speech.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (s1, s2) = (net.sn[0].to_string(), net.sn[1].to_string());
+    let (ha, hb): (Host, Host) = (
+        net.lab.client(&format!("a{n}"), a, loss).unwrap(),
+        net.lab.client(&format!("b{n}"), b, loss).unwrap(),
+    );
+    let (alice, bob) = (
+        ClientHome::new("alice").unwrap(),
+        ClientHome::new("bob").unwrap(),
+    );
+    let bob_out = out("bob.wav");
+    let mut bob_proc = hb
+        .spawn_bin(
+            "bob",
+            "parley",
+            [
+                "--home",
+                bob.path(),
+                "online",
+                "--json",
+                "--auto-answer",
+                "--supernode",
+                &s2,
+                "--supernode",
+                &s1,
+                "--input",
+                speech,
+                "--output",
+                &bob_out,
+            ],
+        )
+        .unwrap();
+    bob_proc
+        .wait_for(Duration::from_secs(20), |l| {
+            l.contains("\"event\":\"published\"")
+        })
+        .unwrap();
+    let alice_out = out("alice.wav");
+    let mut alice_proc = ha
+        .spawn_bin(
+            "alice",
+            "parley",
+            [
+                "--home",
+                alice.path(),
+                "call",
+                &bob.id,
+                "--json",
+                "--supernode",
+                &s1,
+                "--supernode",
+                &s2,
+                "--input",
+                speech,
+                "--output",
+                &alice_out,
+                "--duration",
+                "5",
+            ],
+        )
+        .unwrap();
+    let end = alice_proc
+        .wait_for(Duration::from_secs(60), |l| {
+            l.contains("\"event\":\"call_end\"")
+        })
+        .unwrap();
+    let bob_end = bob_proc
+        .wait_for(Duration::from_secs(15), |l| {
+            l.contains("\"event\":\"call_end\"")
+        })
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&end).unwrap();
+    let w: serde_json::Value = serde_json::from_str(&bob_end).unwrap();
+    PairResult {
+        path: v["path"].as_str().unwrap_or("none").to_string(),
+        setup_ms: v["setup_ms"].as_u64().unwrap_or(0),
+        received: v["frames_received"]
+            .as_u64()
+            .unwrap_or(0)
+            .min(w["frames_received"].as_u64().unwrap_or(0)),
+    }
+}
+
+/// Calls every unordered pair of the UDP-capable kinds, with `loss` percent random loss
+/// on both clients' routers; prints the table and fails on any wrong path.
+fn pair_matrix(loss: f64) {
+    let mut net = internet(true);
+    let kinds = [
+        NatKind::Public,
+        NatKind::FullCone,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+    ];
+    let mut table = vec![
+        format!("loss on both routers: {loss} %"),
+        "| caller | callee | path | expected | setup ms | frames received |".to_string(),
+        "|---|---|---|---|---|---|".to_string(),
+    ];
+    let mut failures = Vec::new();
+    let mut n = 0;
+    let started = Instant::now();
+    for (i, &a) in kinds.iter().enumerate() {
+        for &b in &kinds[i..] {
+            n += 1;
+            let r = call(&mut net, n, a, b, loss);
+            let expected = if direct_possible(a, b) {
+                "direct"
+            } else {
+                "relay"
+            };
+            table.push(format!(
+                "| {} | {} | {} | {} | {} | {} |",
+                kind_name(a),
+                kind_name(b),
+                r.path,
+                expected,
+                r.setup_ms,
+                r.received
+            ));
+            if r.path != expected || r.received < 100 {
+                failures.push(format!(
+                    "{a:?}→{b:?}: path {} (expected {expected}), {} frames",
+                    r.path, r.received
+                ));
+            }
+        }
+    }
+    println!("{}", table.join("\n"));
+    println!("({n} pairs in {:.0} s)", started.elapsed().as_secs_f64());
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn calls_between_every_pair_of_udp_capable_nats_connect() {
+    pair_matrix(0.0);
+}
+
+#[test]
+fn with_five_percent_loss_on_both_routers_every_pair_still_connects() {
+    pair_matrix(5.0);
+}
