@@ -185,7 +185,16 @@ async fn open_endpoint(
         }
     }
     let (socket, report) = nat::bind_and_detect(&probe).await?;
-    let endpoint = parley_net::make_endpoint_on(socket, identity, &[parley_proto::call::ALPN_CALL])
+    let alpns = [parley_proto::call::ALPN_CALL];
+    let endpoint =
+        if report.is_some_and(|r| r.nat == parley_proto::presence::NatType::UdpBlocked) {
+            // No UDP gets out: run QUIC over TCP to the servers (see parley_net::tcp_tunnel).
+            tracing::warn!("UDP is blocked here; reaching supernodes and relays over TCP");
+            let tunnel = parley_net::tcp_tunnel::TcpTunnelSocket::new();
+            parley_net::make_endpoint_with(tunnel, identity, &alpns)
+        } else {
+            parley_net::make_endpoint_on(socket, identity, &alpns)
+        }
         .context("cannot open the client's QUIC endpoint")?;
     Ok((endpoint, report))
 }

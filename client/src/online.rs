@@ -26,6 +26,7 @@ pub async fn run(
         opts,
         auto_answer,
         out,
+        over_tcp: session.over_tcp,
     });
     let in_call = Arc::new(AtomicBool::new(false));
     let route: DirectRoute = Arc::default();

@@ -35,6 +35,9 @@ pub struct ClientSession {
     links: watch::Receiver<Vec<SupernodeLink>>,
     pub incoming: mpsc::Receiver<IncomingCall>,
     pub direct: mpsc::Receiver<(PeerId, Connection)>,
+    /// Whether our datagrams go over TCP (UDP is blocked here): then nobody can reach us
+    /// directly, and calls use a relay.
+    pub over_tcp: bool,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -83,7 +86,9 @@ impl ClientSession {
                 tracing::error!("{e:#}");
             }
         });
+        let over_tcp = nat.is_some_and(|n| n.nat == parley_proto::presence::NatType::UdpBlocked);
         Ok(ClientSession {
+            over_tcp,
             identity,
             endpoint,
             links,
@@ -108,6 +113,9 @@ impl ClientSession {
 
     /// Our candidate addresses for direct connections: local and observed.
     pub fn candidates(&self) -> Vec<CandidateAddr> {
+        if self.over_tcp {
+            return Vec::new();
+        }
         let port = self.endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
         let mut out: Vec<CandidateAddr> = Vec::new();
         for link in self.links.borrow().iter() {

@@ -1,7 +1,7 @@
 //! One attachment to one supernode: dial, say hello, and send requests.
 
 use anyhow::{bail, Context, Result};
-use parley_net::{dial, request};
+use parley_net::{dial_with, request, Liveness};
 use parley_proto::messages::{ClientToSupernode, SupernodeToClient, ALPN_CLIENT};
 use parley_proto::{Identity, PeerId};
 use quinn::{Connection, Endpoint};
@@ -29,13 +29,14 @@ impl SupernodeLink {
         addr: SocketAddr,
         expected: Option<PeerId>,
     ) -> Result<SupernodeLink> {
-        let (conn, id) = dial(
+        let (conn, id) = dial_with(
             endpoint,
             identity,
             addr,
             ALPN_CLIENT,
             expected,
             REQUEST_TIMEOUT,
+            Liveness::Attachment,
         )
         .await
         .with_context(|| format!("cannot reach supernode {addr}"))?;

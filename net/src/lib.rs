@@ -13,9 +13,12 @@ pub mod error;
 pub mod framing;
 pub mod logging;
 pub mod signal;
+pub mod tcp_tunnel;
 pub mod tls;
 
-pub use endpoint::{dial, make_endpoint, make_endpoint_on, peer_id_of};
+pub use endpoint::{
+    dial, dial_with, make_endpoint, make_endpoint_on, make_endpoint_with, peer_id_of, Liveness,
+};
 pub use error::NetError;
 pub use framing::{envelope_kind, read_frame, read_raw_frame, request, send_frame, write_frame};
 pub use logging::{init_logging, print_server_id};

@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// TOML file with the same settings as the flags.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// TCP address for clients whose networks drop UDP (QUIC over TCP). Default: the
+    /// QUIC address's IP and port, over TCP.
+    #[arg(long)]
+    pub tcp_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -135,6 +139,7 @@ struct FileConfig {
     #[serde(default)]
     supernodes: Vec<String>,
     advertise: Option<SocketAddr>,
+    tcp_listen: Option<SocketAddr>,
     max_packets_per_sec: Option<u32>,
     max_bytes_per_sec: Option<u32>,
     max_call_secs: Option<u64>,
@@ -153,6 +158,7 @@ pub struct Settings {
     pub key: PathBuf,
     pub supernodes: Vec<String>,
     pub advertise: Option<SocketAddr>,
+    pub tcp_listen: Option<SocketAddr>,
     pub limits: RelayConfig,
 }
 
@@ -199,7 +205,9 @@ impl RunArgs {
             max_legs_per_key: file.max_legs_per_key,
             max_legs: file.max_legs,
         };
+        let tcp_listen = self.tcp_listen.or(file.tcp_listen);
         Ok(Settings {
+            tcp_listen,
             listen,
             trust: parse_keys(&trust)?,
             key: self

@@ -29,11 +29,15 @@ async fn main() -> Result<()> {
             supernodes: settings.supernodes,
             advertise: settings.advertise,
         },
-        shutdown_rx,
+        shutdown_rx.clone(),
     )
     .await?;
+    // QUIC over TCP for clients whose networks drop UDP.
+    let tcp = parley_net::tcp_tunnel::start(settings.tcp_listen, bound.quic, shutdown_rx.clone())
+        .await
+        .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
     // One machine-readable line on stdout: scripts and tests wait for it.
-    println!("relay ready id={} quic={}", bound.id, bound.quic);
+    println!("relay ready id={} quic={} tcp={tcp}", bound.id, bound.quic);
     tracing::info!(id = %bound.id, quic = %bound.quic, "relay listening");
     let server = tokio::spawn(serve);
     parley_net::shutdown_signal().await;

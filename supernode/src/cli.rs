@@ -43,9 +43,14 @@ pub struct RunArgs {
     /// A relay to hand out to calls (repeatable); relays can also report in themselves.
     #[arg(long = "relay", value_name = "HOST:PORT")]
     pub relay: Vec<String>,
-    /// TOML file with the same settings as the flags (listen, join, key, stun_listen, relay).
+    /// TOML file with the same settings as the flags (listen, join, key, stun_listen, relay,
+    /// tcp_listen).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// TCP address for clients whose networks drop UDP (QUIC over TCP). Default: the
+    /// QUIC address's IP and port, over TCP.
+    #[arg(long)]
+    pub tcp_listen: Option<SocketAddr>,
 }
 
 /// The file form of [`RunArgs`].
@@ -59,6 +64,7 @@ pub struct FileConfig {
     pub stun_listen: Option<SocketAddr>,
     #[serde(default)]
     pub relay: Vec<String>,
+    pub tcp_listen: Option<SocketAddr>,
 }
 
 /// Settings after merging flags over the file.
@@ -69,6 +75,7 @@ pub struct Settings {
     pub key: PathBuf,
     pub stun_listen: SocketAddr,
     pub relays: Vec<String>,
+    pub tcp_listen: Option<SocketAddr>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -109,7 +116,9 @@ impl RunArgs {
         } else {
             self.relay
         };
+        let tcp_listen = self.tcp_listen.or(file.tcp_listen);
         Ok(Settings {
+            tcp_listen,
             listen,
             join,
             key,

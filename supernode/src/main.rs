@@ -34,12 +34,16 @@ async fn main() -> Result<()> {
             join: settings.join,
             relays: settings.relays,
         },
-        shutdown_rx,
+        shutdown_rx.clone(),
     )
     .await?;
+    // QUIC over TCP for clients whose networks drop UDP.
+    let tcp = parley_net::tcp_tunnel::start(settings.tcp_listen, bound.quic, shutdown_rx.clone())
+        .await
+        .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
     // One machine-readable line on stdout: scripts and tests wait for it.
     println!(
-        "supernode ready id={} quic={} stun={}",
+        "supernode ready id={} quic={} stun={} tcp={tcp}",
         bound.id, bound.quic, bound.stun
     );
     tracing::info!(id = %bound.id, quic = %bound.quic, stun = %bound.stun, "supernode listening");

@@ -1,6 +1,7 @@
 //! NAT traversal in the lab (`parley_e2e::natlab`): `parley nat` names every NAT kind
 //! right, and calls between clients behind every pair of NAT kinds connect, directly
-//! wherever the NATs allow it and through the relay otherwise.
+//! wherever the NATs allow it and through the relay otherwise, over TCP exactly where
+//! UDP is blocked.
 //!
 //! Needs root (network namespaces and nftables); fails loudly without.
 //! `scripts/nat-matrix.sh` runs the pair matrix and prints the table in
@@ -154,6 +155,8 @@ struct PairResult {
     path: String,
     setup_ms: u64,
     received: u64,
+    /// How each side's datagrams left its machine ("udp" or "tcp").
+    transports: (String, String),
 }
 
 /// `b` online answering; `a` calls it for a few seconds with speech; both summaries read.
@@ -237,6 +240,10 @@ fn call(net: &mut Internet, n: usize, a: NatKind, b: NatKind, loss: f64) -> Pair
     PairResult {
         path: v["path"].as_str().unwrap_or("none").to_string(),
         setup_ms: v["setup_ms"].as_u64().unwrap_or(0),
+        transports: (
+            v["transport"].as_str().unwrap_or("?").to_string(),
+            w["transport"].as_str().unwrap_or("?").to_string(),
+        ),
         received: v["frames_received"]
             .as_u64()
             .unwrap_or(0)
@@ -248,16 +255,12 @@ fn call(net: &mut Internet, n: usize, a: NatKind, b: NatKind, loss: f64) -> Pair
 /// on both clients' routers; prints the table and fails on any wrong path.
 fn pair_matrix(loss: f64) {
     let mut net = internet(true);
-    let kinds = [
-        NatKind::Public,
-        NatKind::FullCone,
-        NatKind::PortRestricted,
-        NatKind::Symmetric,
-    ];
+    let kinds = NatKind::ALL;
     let mut table = vec![
         format!("loss on both routers: {loss} %"),
-        "| caller | callee | path | expected | setup ms | frames received |".to_string(),
-        "|---|---|---|---|---|---|".to_string(),
+        "| caller | callee | path | expected | transport | setup ms | frames received |"
+            .to_string(),
+        "|---|---|---|---|---|---|---|".to_string(),
     ];
     let mut failures = Vec::new();
     let mut n = 0;
@@ -271,18 +274,26 @@ fn pair_matrix(loss: f64) {
             } else {
                 "relay"
             };
+            let transport = format!("{}/{}", r.transports.0, r.transports.1);
             table.push(format!(
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {expected} | {transport} | {} | {} |",
                 kind_name(a),
                 kind_name(b),
                 r.path,
-                expected,
                 r.setup_ms,
                 r.received
             ));
-            if r.path != expected || r.received < 100 {
+            let tcp = |k: NatKind| {
+                if k == NatKind::UdpBlocked {
+                    "tcp"
+                } else {
+                    "udp"
+                }
+            };
+            let right_transport = r.transports == (tcp(a).to_string(), tcp(b).to_string());
+            if r.path != expected || r.received < 100 || !right_transport {
                 failures.push(format!(
-                    "{a:?}→{b:?}: path {} (expected {expected}), {} frames",
+                    "{a:?}→{b:?}: path {} (expected {expected}), {transport}, {} frames",
                     r.path, r.received
                 ));
             }
@@ -294,7 +305,7 @@ fn pair_matrix(loss: f64) {
 }
 
 #[test]
-fn calls_between_every_pair_of_udp_capable_nats_connect() {
+fn calls_between_every_pair_of_nat_kinds_connect() {
     pair_matrix(0.0);
 }
 

@@ -26,6 +26,8 @@ pub struct Answerer {
     pub opts: CallOptions,
     pub auto_answer: bool,
     pub out: Printer,
+    /// Our datagrams go over TCP (UDP blocked here).
+    pub over_tcp: bool,
 }
 
 /// `heard.wav` for the first call, `heard-2.wav` for the second, and so on.
@@ -168,6 +170,7 @@ impl Answerer {
             audio: (source, sink),
             direct_in,
             dialed_at: arrived,
+            over_tcp: self.over_tcp,
         };
         let stats = talk(connected, &self.opts, self.out).await?;
         self.out.event(

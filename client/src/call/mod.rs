@@ -72,6 +72,8 @@ pub struct Connected {
     pub direct_in: mpsc::Receiver<(PeerId, Connection)>,
     /// When the user dialed, or the call arrived: setup time counts from here.
     pub dialed_at: Instant,
+    /// Our datagrams go over TCP (UDP blocked here).
+    pub over_tcp: bool,
 }
 
 /// Runs a connected call to its end: paths up, media until someone hangs up.
@@ -95,7 +97,8 @@ pub async fn talk(
         events_tx,
     );
     let (source, sink) = call.audio;
-    media::run(
+    let over_tcp = call.over_tcp;
+    let mut stats = media::run(
         media::MediaParams {
             crypto: MediaCrypto::new(call.keys),
             source,
@@ -107,5 +110,7 @@ pub async fn talk(
         },
         events,
     )
-    .await
+    .await?;
+    stats.transport = if over_tcp { "tcp" } else { "udp" };
+    Ok(stats)
 }

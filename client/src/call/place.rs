@@ -140,6 +140,7 @@ pub async fn run(
         // The caller's endpoint takes the callee's punch-through dial too.
         direct_in: std::mem::replace(&mut session.direct, mpsc::channel(1).1),
         dialed_at,
+        over_tcp: session.over_tcp,
     };
     let stats = talk(connected, opts, out).await?;
     Ok(CallOutcome::Completed(Box::new(stats)))

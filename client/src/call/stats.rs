@@ -34,6 +34,8 @@ pub struct CallStats {
     pub duration: Duration,
     pub jitter: JitterStats,
     pub ended_by: String,
+    /// How our datagrams leave this machine: "udp", or "tcp" where UDP is blocked.
+    pub transport: &'static str,
 }
 
 impl CallStats {
@@ -113,6 +115,7 @@ impl CallStats {
             "peer_loss_percent": (self.peer_loss_percent() * 100.0).round() / 100.0,
             "duration_s": (self.duration.as_secs_f64() * 100.0).round() / 100.0,
             "ended_by": self.ended_by,
+            "transport": if self.transport.is_empty() { "udp" } else { self.transport },
         })
     }
 }

@@ -1,0 +1,309 @@
+//! QUIC over TCP, for networks that drop UDP.
+//!
+//! A client behind such a firewall runs its whole QUIC endpoint on a [`TcpTunnelSocket`]:
+//! every datagram for a server's UDP address `ip:port` travels, length-prefixed, over a
+//! TCP connection to the same `ip:port` (TCP and UDP port spaces are separate, so a
+//! server serves both on one number). The server side, [`serve_tunnel`], turns each TCP
+//! connection back into datagrams from a socket of its own on the server's loopback, so
+//! the QUIC server sees an ordinary (if local-looking) peer. QUIC inside stays end-to-end
+//! encrypted and authenticated; the tunnel adds framing only.
+//!
+//! ```text
+//! frame = length:u16be datagram        (1 ≤ length ≤ 65535)
+//! ```
+//!
+//! Datagram semantics are kept: when a connection's queue is full, datagrams are dropped,
+//! never blocked on; QUIC recovers as it would from loss.
+
+use bytes::Bytes;
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, UdpPoller};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+/// Datagrams queued per tunnel connection before new ones are dropped.
+const QUEUE: usize = 256;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A quinn socket whose datagrams travel over TCP connections, one per destination.
+pub struct TcpTunnelSocket {
+    connections: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
+    received_tx: mpsc::Sender<(SocketAddr, Bytes)>,
+    received: Mutex<mpsc::Receiver<(SocketAddr, Bytes)>>,
+}
+
+impl fmt::Debug for TcpTunnelSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TcpTunnelSocket")
+    }
+}
+
+impl TcpTunnelSocket {
+    /// A socket with no connections yet; they are opened on the first datagram to each
+    /// destination. Must be created inside a tokio runtime.
+    pub fn new() -> Arc<TcpTunnelSocket> {
+        let (received_tx, received) = mpsc::channel(QUEUE * 4);
+        Arc::new(TcpTunnelSocket {
+            connections: Mutex::new(HashMap::new()),
+            received_tx,
+            received: Mutex::new(received),
+        })
+    }
+
+    fn connection(&self, to: SocketAddr) -> mpsc::Sender<Bytes> {
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = map.get(&to).filter(|tx| !tx.is_closed()) {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run_client_connection(to, rx, self.received_tx.clone()));
+        map.insert(to, tx.clone());
+        tx
+    }
+}
+
+async fn run_client_connection(
+    to: SocketAddr,
+    mut outgoing: mpsc::Receiver<Bytes>,
+    incoming: mpsc::Sender<(SocketAddr, Bytes)>,
+) {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return tracing::debug!(%to, error = %e, "tunnel connect failed"),
+        Err(_) => return tracing::debug!(%to, "tunnel connect timed out"),
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut read, mut write) = stream.into_split();
+    let reader = async move {
+        while let Ok(Some(datagram)) = read_frame(&mut read).await {
+            // A full queue means quinn is behind: drop, as UDP would.
+            let _ = incoming.try_send((to, datagram));
+        }
+    };
+    let writer = async move {
+        while let Some(datagram) = outgoing.recv().await {
+            if write_frame(&mut write, &datagram).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = reader => {}
+        _ = writer => {}
+    }
+}
+
+async fn read_frame(read: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Option<Bytes>> {
+    let mut len = [0u8; 2];
+    match read.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = usize::from(u16::from_be_bytes(len));
+    if len == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "empty tunnel frame",
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    read.read_exact(&mut buf).await?;
+    Ok(Some(buf.into()))
+}
+
+async fn write_frame(write: &mut (impl AsyncWriteExt + Unpin), datagram: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(datagram.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "datagram too large"))?;
+    let mut frame = Vec::with_capacity(2 + datagram.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(datagram);
+    write.write_all(&frame).await
+}
+
+/// Sends never wait, so the socket is always writable.
+#[derive(Debug)]
+struct AlwaysWritable;
+
+impl UdpPoller for AlwaysWritable {
+    fn poll_writable(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncUdpSocket for TcpTunnelSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        Box::pin(AlwaysWritable)
+    }
+
+    fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        let segment = transmit
+            .segment_size
+            .unwrap_or(transmit.contents.len())
+            .max(1);
+        let tx = self.connection(transmit.destination);
+        for chunk in transmit.contents.chunks(segment) {
+            // Full or closed: the datagram is lost, as on UDP.
+            let _ = tx.try_send(Bytes::copy_from_slice(chunk));
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut()) else {
+            return Poll::Ready(Ok(0));
+        };
+        let mut rx = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        match rx.poll_recv(cx) {
+            Poll::Ready(Some((from, datagram))) => {
+                let n = datagram.len().min(buf.len());
+                buf[..n].copy_from_slice(&datagram[..n]);
+                *m = RecvMeta {
+                    addr: from,
+                    len: n,
+                    stride: n,
+                    ecn: None,
+                    dst_ip: None,
+                };
+                Poll::Ready(Ok(1))
+            }
+            Poll::Ready(None) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "tunnel closed",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+}
+
+/// Binds the tunnel's TCP port (`tcp_listen`, default: the QUIC address's number over
+/// TCP, which is where clients look) and serves it in the background; returns its address.
+pub async fn start(
+    tcp_listen: Option<SocketAddr>,
+    quic: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(tcp_listen.unwrap_or(quic)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(serve_tunnel(listener, quic, shutdown));
+    Ok(addr)
+}
+
+/// Serves tunnels on `listener` into the QUIC socket at `quic` (on this host) until
+/// `shutdown` turns true.
+pub async fn serve_tunnel(
+    listener: TcpListener,
+    quic: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // The QUIC server listens on `quic`; reach it on loopback when it listens on any IP.
+    let target = if quic.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], quic.port()))
+    } else {
+        quic
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = bridge(stream, target).await {
+                            tracing::debug!(%peer, error = %e, "tunnel ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "tunnel accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+}
+
+/// One tunnel: TCP frames ↔ datagrams from a socket of its own to the QUIC server.
+async fn bridge(stream: TcpStream, target: SocketAddr) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let bind = SocketAddr::new(target.ip(), 0);
+    let socket = UdpSocket::bind(bind).await?;
+    socket.connect(target).await?;
+    let (mut read, mut write) = stream.into_split();
+    let up = async {
+        while let Some(datagram) = read_frame(&mut read).await? {
+            socket.send(&datagram).await?;
+        }
+        io::Result::Ok(())
+    };
+    let down = async {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let n = socket.recv(&mut buf).await?;
+            write_frame(&mut write, &buf[..n]).await?;
+        }
+        #[allow(unreachable_code)]
+        io::Result::Ok(())
+    };
+    tokio::select! {
+        r = up => r,
+        r = down => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{dial, make_endpoint};
+    use parley_proto::Identity;
+    use std::sync::Arc as StdArc;
+
+    #[tokio::test]
+    async fn quic_runs_through_the_tunnel() {
+        let server_id = Identity::generate();
+        let server = make_endpoint("127.0.0.1:0".parse().unwrap(), &server_id, &[b"t/1"]).unwrap();
+        let quic = server.local_addr().unwrap();
+        let listener = TcpListener::bind(quic).await.unwrap();
+        let (_stop, stop_rx) = watch::channel(false);
+        tokio::spawn(serve_tunnel(listener, quic, stop_rx));
+        tokio::spawn(async move {
+            let conn = server.accept().await.unwrap().await.unwrap();
+            let d = conn.read_datagram().await.unwrap();
+            conn.send_datagram(d).unwrap();
+            conn.closed().await;
+        });
+
+        let me = Identity::generate();
+        let socket = TcpTunnelSocket::new();
+        let endpoint =
+            crate::endpoint::make_endpoint_with(socket as StdArc<dyn AsyncUdpSocket>, &me, &[])
+                .unwrap();
+        let (conn, peer) = dial(&endpoint, &me, quic, b"t/1", None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(peer, server_id.peer_id());
+        conn.send_datagram(Bytes::from_static(b"ping")).unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), conn.read_datagram())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&back[..], b"ping");
+    }
+}
