@@ -7,7 +7,7 @@ use crate::pool::Pool;
 use crate::relays::RelayDirectory;
 use parley_net::clock::now;
 use parley_net::{read_raw_frame, send_frame, NetError};
-use parley_proto::call::signal::{CallSignal, RelayGrant, SignedOffer, MAX_VIA};
+use parley_proto::call::signal::{CallSignal, RelayGrant, SignedOffer, MAX_RELAYS, MAX_VIA};
 use parley_proto::codec::WireMessage;
 use parley_proto::presence::Contact;
 use parley_proto::relay::{RelayToken, MAX_TOKEN_LIFETIME};
@@ -77,13 +77,13 @@ impl CallRouter {
             let why = "the offer is not signed by the attached client".to_string();
             return finish_with(&mut send, CallSignal::Unreachable(why)).await;
         }
-        let grant = self.grant(&offer);
-        send_frame(&mut send, &CallSignal::RelayGranted(grant.clone())).await?;
+        let grants = self.grant(&offer);
+        send_frame(&mut send, &CallSignal::RelayGranted(grants.clone())).await?;
         let callee = offer.offer.callee;
         let me = self.identity.peer_id();
         // Deliver locally if the callee is attached here, else through its supernodes.
         if let Some(conn) = self.attachments.get(&callee) {
-            return deliver_to_client(conn, send, recv, offer, grant).await;
+            return deliver_to_client(conn, send, recv, offer, grants).await;
         }
         for contact in via.into_iter().filter(|c| c.id != me).take(MAX_VIA) {
             let Ok((mut fwd_send, mut fwd_recv)) = self.pool.open(contact).await else {
@@ -91,7 +91,7 @@ impl CallRouter {
             };
             let deliver = CallSignal::Deliver {
                 offer: offer.clone(),
-                relay: grant.clone(),
+                relays: grants.clone(),
             };
             if send_frame(&mut fwd_send, &deliver).await.is_err() {
                 continue;
@@ -126,10 +126,10 @@ impl CallRouter {
         mut send: SendStream,
         recv: RecvStream,
         offer: SignedOffer,
-        relay: Option<RelayGrant>,
+        relays: Vec<RelayGrant>,
     ) -> Result<(), NetError> {
         match self.attachments.get(&offer.offer.callee) {
-            Some(conn) => deliver_to_client(conn, send, recv, offer, relay).await,
+            Some(conn) => deliver_to_client(conn, send, recv, offer, relays).await,
             None => {
                 finish_with(
                     &mut send,
@@ -140,19 +140,25 @@ impl CallRouter {
         }
     }
 
-    /// A relay token for the call, from the least loaded relay we know.
-    fn grant(&self, offer: &SignedOffer) -> Option<RelayGrant> {
+    /// Relay tokens for the call: the least loaded relays we know, a primary and a
+    /// standby.
+    fn grant(&self, offer: &SignedOffer) -> Vec<RelayGrant> {
         let t = now();
-        let relay = self.relays.choose(t)?;
-        let token = RelayToken {
-            call_id: offer.offer.call_id,
-            parties: [offer.offer.caller, offer.offer.callee],
-            relay: relay.id,
-            issuer: self.identity.peer_id(),
-            expires_at: t + MAX_TOKEN_LIFETIME,
-        }
-        .sign(&self.identity);
-        Some(RelayGrant { relay, token })
+        self.relays
+            .choose(t, MAX_RELAYS)
+            .into_iter()
+            .map(|relay| {
+                let token = RelayToken {
+                    call_id: offer.offer.call_id,
+                    parties: [offer.offer.caller, offer.offer.callee],
+                    relay: relay.id,
+                    issuer: self.identity.peer_id(),
+                    expires_at: t + MAX_TOKEN_LIFETIME,
+                }
+                .sign(&self.identity);
+                RelayGrant { relay, token }
+            })
+            .collect()
     }
 }
 
@@ -161,10 +167,10 @@ async fn deliver_to_client(
     send: SendStream,
     recv: RecvStream,
     offer: SignedOffer,
-    relay: Option<RelayGrant>,
+    relays: Vec<RelayGrant>,
 ) -> Result<(), NetError> {
     let (mut to_send, to_recv) = conn.open_bi().await?;
-    send_frame(&mut to_send, &CallSignal::Incoming { offer, relay }).await?;
+    send_frame(&mut to_send, &CallSignal::Incoming { offer, relays }).await?;
     splice(recv, send, to_recv, to_send).await;
     Ok(())
 }

@@ -30,14 +30,21 @@ impl RelayDirectory {
         }
     }
 
-    /// The least loaded fresh relay, by share of its leg capacity in use.
-    pub fn choose(&self, now: Timestamp) -> Option<Contact> {
+    /// Up to `n` fresh relays with room for a call, least loaded (by share of leg
+    /// capacity in use) first.
+    pub fn choose(&self, now: Timestamp, n: usize) -> Vec<Contact> {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.values()
+        let mut fresh: Vec<&Entry> = map
+            .values()
             .filter(|(_, _, seen)| now.since(*seen) <= REPORT_FRESHNESS)
             .filter(|(load, _, _)| load.legs + 2 <= load.max_legs)
-            .min_by(|(a, _, _), (b, _, _)| share(a).total_cmp(&share(b)))
+            .collect();
+        fresh.sort_by(|(a, _, _), (b, _, _)| share(a).total_cmp(&share(b)));
+        fresh
+            .into_iter()
+            .take(n)
             .map(|(_, contact, _)| *contact)
+            .collect()
     }
 }
 
@@ -77,7 +84,8 @@ mod tests {
         dir.update(t, idle, idle_load);
         dir.update(Timestamp(1), stale, stale_load);
         dir.update(t, full, full_load);
-        assert_eq!(dir.choose(t), Some(idle));
-        assert_eq!(RelayDirectory::default().choose(t), None);
+        assert_eq!(dir.choose(t, 1), vec![idle]);
+        assert_eq!(dir.choose(t, 5), vec![idle, busy]);
+        assert!(RelayDirectory::default().choose(t, 2).is_empty());
     }
 }

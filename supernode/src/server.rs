@@ -246,8 +246,8 @@ async fn serve_stream(
             (Ok(CallSignal::Place { offer, via }), false) => {
                 ctx.router.place(from.id, send, recv, offer, via).await
             }
-            (Ok(CallSignal::Deliver { offer, relay }), true) => {
-                ctx.router.deliver(send, recv, offer, relay).await
+            (Ok(CallSignal::Deliver { offer, relays }), true) => {
+                ctx.router.deliver(send, recv, offer, relays).await
             }
             (other, _) => {
                 tracing::warn!(peer = %from.addr, ?other, "unexpected call signalling frame");

@@ -68,10 +68,10 @@ impl Answerer {
             mut recv,
             signal,
         } = call;
-        let CallSignal::Incoming { offer, relay } = signal else {
+        let CallSignal::Incoming { offer, relays } = signal else {
             return Ok(());
         };
-        let mut session = match CalleeSession::incoming(&self.identity, &offer, relay, now()) {
+        let mut session = match CalleeSession::incoming(&self.identity, &offer, relays, now()) {
             Ok(s) => s,
             Err(why) => {
                 self.out.event(
@@ -141,8 +141,8 @@ impl Answerer {
             Some(CallEvent::Connected {
                 safety_code,
                 peer_candidates,
-                relay,
-            }) => (safety_code, peer_candidates, relay),
+                relays,
+            }) => (safety_code, peer_candidates, relays),
             Some(CallEvent::Ended(reason)) => {
                 self.out.event(
                     "call_ended",
@@ -153,7 +153,7 @@ impl Answerer {
             }
             _ => return Ok(()),
         };
-        let (code, peer_candidates, relay) = safety_code;
+        let (code, peer_candidates, relays) = safety_code;
         let keys = session.take_keys().context("accepted without keys")?;
         self.out.event(
             "connected",
@@ -165,7 +165,7 @@ impl Answerer {
             identity: self.identity.clone(),
             peer: caller,
             peer_candidates,
-            relay,
+            relays,
             keys,
             audio: (source, sink),
             direct_in,

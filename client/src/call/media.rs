@@ -8,7 +8,8 @@ mod impair;
 mod receiver;
 mod sender;
 
-use super::paths::{read_datagrams, MediaPaths, PathEvent, PathKind};
+use super::media_paths::{read_datagrams, MediaPaths, PathKind, PROBE_INTERVAL};
+use super::paths::PathEvent;
 use super::stats::CallStats;
 use crate::output::Printer;
 use anyhow::Result;
@@ -28,10 +29,13 @@ const FRAME: Duration = Duration::from_millis(20);
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Byes are sent a few times: they are datagrams and may be lost.
 const BYE_COPIES: usize = 3;
-const PING_EVERY_TICKS: u64 = 50;
+/// Stats go out once a second.
+const STATS_EVERY_TICKS: u64 = 50;
 /// Receiver reports go out once a second too, half a second after the pings.
 const REPORT_EVERY_TICKS: u64 = 50;
 const REPORT_OFFSET_TICKS: u64 = 25;
+/// Every path is probed this often (in frame periods).
+const PROBE_EVERY_TICKS: u64 = (PROBE_INTERVAL.as_millis() / FRAME.as_millis()) as u64;
 /// After the input ends, how long to keep going so the last frames are played out there.
 const INPUT_TAIL: Duration = Duration::from_millis(400);
 
@@ -65,6 +69,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     let (dgram_tx, mut dgram_rx) = mpsc::channel::<(PathKind, bytes::Bytes)>(512);
     let started = Instant::now();
     let mut last_heard = Instant::now();
+    let mut last_audio: Option<Instant> = None;
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut ticks: u64 = 0;
@@ -100,19 +105,27 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                 last_heard = Instant::now();
                 match crypto.open(&datagram) {
                     Ok((_, MediaFrame::Audio { frame, opus })) => {
+                        let arrived = Instant::now();
+                        if let Some(last) = last_audio.replace(arrived) {
+                            stats.max_gap = stats.max_gap.max(arrived - last);
+                        }
                         match kind {
                             PathKind::Direct => stats.frames_received_direct += 1,
-                            PathKind::Relay => stats.frames_received_relay += 1,
+                            PathKind::Relay(_) => stats.frames_received_relay += 1,
                         }
                         receiver.on_audio(frame, opus);
                     }
                     Ok((_, MediaFrame::Bye)) => break "peer hung up",
+                    // Probes are answered on the path they came in on: that proves the path.
                     Ok((_, MediaFrame::Ping(t))) => {
-                        sender.send_control(&MediaFrame::Pong(t), &mut crypto, &paths);
+                        paths.send_on(kind, crypto.seal(&MediaFrame::Pong(t)));
                     }
                     Ok((_, MediaFrame::Pong(t))) => {
-                        let rtt = Duration::from_millis(now().as_millis().saturating_sub(t));
-                        sender.on_rtt(rtt, &mut stats)?;
+                        paths.answered(kind);
+                        if paths.current().is_some_and(|(k, _)| k == kind) {
+                            let rtt = Duration::from_millis(now().as_millis().saturating_sub(t));
+                            sender.on_rtt(rtt, &mut stats)?;
+                        }
                     }
                     Ok((_, MediaFrame::Report { received, lost })) => {
                         sender.on_report(received, lost, &mut stats)?;
@@ -141,8 +154,13 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                         sender.send_control(&report, &mut crypto, &paths);
                     }
                 }
-                if ticks % PING_EVERY_TICKS == 0 {
-                    sender.send_control(&MediaFrame::Ping(now().as_millis()), &mut crypto, &paths);
+                if ticks % PROBE_EVERY_TICKS == 0 {
+                    let open: Vec<PathKind> = paths.open().map(|(k, _)| k).collect();
+                    for kind in open {
+                        paths.send_on(kind, crypto.seal(&MediaFrame::Ping(now().as_millis())));
+                    }
+                }
+                if ticks % STATS_EVERY_TICKS == 0 {
                     stats.duration = started.elapsed();
                     receiver.update_stats(&mut stats);
                     if out.json {

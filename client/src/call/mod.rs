@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod media;
+pub mod media_paths;
 pub mod paths;
 pub mod place;
 pub mod stats;
@@ -65,7 +66,7 @@ pub struct Connected {
     pub identity: Identity,
     pub peer: PeerId,
     pub peer_candidates: Vec<CandidateAddr>,
-    pub relay: Option<RelayGrant>,
+    pub relays: Vec<RelayGrant>,
     pub keys: SessionKeys,
     pub audio: AudioIo,
     /// Direct connections our endpoint accepts (the peer's punch-through dial).
@@ -89,7 +90,7 @@ pub async fn talk(
             identity: call.identity,
             peer: call.peer,
             peer_candidates: call.peer_candidates,
-            relay: call.relay,
+            relays: call.relays,
             policy: opts.paths,
             out,
         },

@@ -1,7 +1,8 @@
-//! The media paths of a call: a direct QUIC connection between the two clients and/or a
-//! leg through the relay. Both are QUIC connections carrying the same sealed datagrams,
-//! so the media loop sees one [`MediaPaths`] and never which path a byte took.
+//! Establishing the media paths of a call: a direct QUIC connection between the two
+//! clients, and legs through every granted relay. [`super::media_paths`] then chooses
+//! among them.
 
+use super::media_paths::PathKind;
 use super::PathPolicy;
 use crate::output::Printer;
 use parley_net::{dial, NetError};
@@ -20,91 +21,10 @@ const DIRECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long to wait for the other party to join the relay.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Which path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PathKind {
-    Direct,
-    Relay,
-}
-
-impl PathKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            PathKind::Direct => "direct",
-            PathKind::Relay => "relay",
-        }
-    }
-}
-
 /// A path came up or went down.
 pub enum PathEvent {
     Up(PathKind, Connection),
     Failed(PathKind, String),
-}
-
-/// The live paths; sends go on the preferred one.
-#[derive(Default)]
-pub struct MediaPaths {
-    direct: Option<Connection>,
-    relay: Option<Connection>,
-}
-
-impl MediaPaths {
-    pub fn add(&mut self, kind: PathKind, conn: Connection) {
-        match kind {
-            PathKind::Direct => self.direct = Some(conn),
-            PathKind::Relay => self.relay = Some(conn),
-        }
-    }
-
-    /// The path sends use now: direct when it is alive, else the relay.
-    pub fn current(&self) -> Option<(PathKind, &Connection)> {
-        let alive = |c: &&Connection| c.close_reason().is_none();
-        self.direct
-            .as_ref()
-            .filter(alive)
-            .map(|c| (PathKind::Direct, c))
-            .or_else(|| {
-                self.relay
-                    .as_ref()
-                    .filter(alive)
-                    .map(|c| (PathKind::Relay, c))
-            })
-    }
-
-    /// Sends one datagram on the current path; false when there is none or it is full.
-    pub fn send(&self, datagram: Vec<u8>) -> bool {
-        match self.current() {
-            Some((_, conn)) => conn.send_datagram(datagram.into()).is_ok(),
-            None => false,
-        }
-    }
-
-    /// Round-trip time of the current path's QUIC connection (to the peer, or to the relay).
-    pub fn transport_rtt(&self) -> Option<Duration> {
-        self.current().map(|(_, c)| c.rtt())
-    }
-
-    pub fn close_all(&self, reason: &[u8]) {
-        for c in self.direct.iter().chain(self.relay.iter()) {
-            c.close(0u32.into(), reason);
-        }
-    }
-}
-
-/// Forwards every datagram received on `conn` into `tx`, tagged with its path.
-pub fn read_datagrams(
-    kind: PathKind,
-    conn: Connection,
-    tx: mpsc::Sender<(PathKind, bytes::Bytes)>,
-) {
-    tokio::spawn(async move {
-        while let Ok(d) = conn.read_datagram().await {
-            if tx.send((kind, d)).await.is_err() {
-                return;
-            }
-        }
-    });
 }
 
 /// What establishing the paths needs.
@@ -113,7 +33,8 @@ pub struct PathSetup {
     pub identity: Identity,
     pub peer: PeerId,
     pub peer_candidates: Vec<CandidateAddr>,
-    pub relay: Option<RelayGrant>,
+    /// Relays granted for the call, preferred first; every one is joined.
+    pub relays: Vec<RelayGrant>,
     pub policy: PathPolicy,
     pub out: Printer,
 }
@@ -132,28 +53,29 @@ pub fn establish(
     events: mpsc::Sender<PathEvent>,
 ) {
     if setup.policy != PathPolicy::DirectOnly {
-        match setup.relay.clone() {
-            Some(grant) => {
-                let (endpoint, identity, events) = (
-                    setup.endpoint.clone(),
-                    setup.identity.clone(),
-                    events.clone(),
-                );
-                tokio::spawn(async move {
-                    let event = match join(&endpoint, &identity, &grant).await {
-                        Ok(conn) => PathEvent::Up(PathKind::Relay, conn),
-                        Err(e) => PathEvent::Failed(PathKind::Relay, e),
-                    };
-                    let _ = events.send(event).await;
-                });
-            }
-            None => {
-                setup.out.event(
-                    "path_failed",
-                    json!({"path": "relay", "error": "no relay was granted"}),
-                    "no relay is available for this call",
-                );
-            }
+        if setup.relays.is_empty() {
+            setup.out.event(
+                "path_failed",
+                json!({"path": "relay", "error": "no relay was granted"}),
+                "no relay is available for this call",
+            );
+        }
+        // The primary and the standby relay alike: a relay's death then costs no set-up.
+        for (i, grant) in setup.relays.iter().enumerate() {
+            let (endpoint, identity, events, grant) = (
+                setup.endpoint.clone(),
+                setup.identity.clone(),
+                events.clone(),
+                grant.clone(),
+            );
+            let kind = PathKind::Relay(i as u8);
+            tokio::spawn(async move {
+                let event = match join(&endpoint, &identity, &grant).await {
+                    Ok(conn) => PathEvent::Up(kind, conn),
+                    Err(e) => PathEvent::Failed(kind, e),
+                };
+                let _ = events.send(event).await;
+            });
         }
     }
     if setup.policy == PathPolicy::RelayOnly {
@@ -170,6 +92,14 @@ async fn direct_path(
     mut direct_in: mpsc::Receiver<(PeerId, Connection)>,
     events: mpsc::Sender<PathEvent>,
 ) {
+    // Diagnostics: `PARLEY_DIRECT_DELAY_MS` holds the direct path back, so that a call
+    // starts on the relay and its upgrade to direct can be watched (docs/user-guide.md).
+    if let Some(ms) = std::env::var("PARLEY_DIRECT_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let peer = setup.peer;
     let dial = dial_direct(&setup);
     tokio::pin!(dial);

@@ -93,9 +93,9 @@ pub async fn run(
                 }
                 CallEvent::Connected {
                     peer_candidates,
-                    relay,
+                    relays,
                     safety_code,
-                } => break (peer_candidates, relay, safety_code),
+                } => break (peer_candidates, relays, safety_code),
                 CallEvent::Ended(reason) => {
                     let _ = send.finish();
                     out.event(
@@ -122,11 +122,14 @@ pub async fn run(
         }
     };
     let _ = send.finish();
-    let (peer_candidates, relay, safety_code) = connected;
+    let (peer_candidates, relays, safety_code) = connected;
     let keys = call.take_keys().context("connected without keys")?;
     out.event(
         "connected",
-        json!({"safety_code": safety_code, "relay": relay.as_ref().map(|g| g.relay.addr.to_string())}),
+        json!({
+            "safety_code": safety_code,
+            "relays": relays.iter().map(|g| g.relay.addr.to_string()).collect::<Vec<_>>(),
+        }),
         format!("connected to {label}. Safety code: {safety_code} (compare it with {label})"),
     );
     let connected = Connected {
@@ -134,7 +137,7 @@ pub async fn run(
         identity: session.identity.clone(),
         peer: callee,
         peer_candidates,
-        relay,
+        relays,
         keys,
         audio: (source, sink),
         // The caller's endpoint takes the callee's punch-through dial too.

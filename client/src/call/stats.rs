@@ -1,6 +1,6 @@
 //! Call statistics: the live status line and the summary printed at hang-up.
 
-use super::paths::PathKind;
+use super::media_paths::PathKind;
 use parley_proto::media::JitterStats;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -34,6 +34,8 @@ pub struct CallStats {
     pub duration: Duration,
     pub jitter: JitterStats,
     pub ended_by: String,
+    /// The longest time between two audio frames arriving (a path failing over shows here).
+    pub max_gap: Duration,
     /// How our datagrams leave this machine: "udp", or "tcp" where UDP is blocked.
     pub transport: &'static str,
 }
@@ -115,6 +117,7 @@ impl CallStats {
             "peer_loss_percent": (self.peer_loss_percent() * 100.0).round() / 100.0,
             "duration_s": (self.duration.as_secs_f64() * 100.0).round() / 100.0,
             "ended_by": self.ended_by,
+            "max_gap_ms": self.max_gap.as_millis() as u64,
             "transport": if self.transport.is_empty() { "udp" } else { self.transport },
         })
     }

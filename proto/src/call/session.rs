@@ -61,8 +61,8 @@ pub enum CallEvent {
     Connected {
         /// The peer's direct candidates.
         peer_candidates: Vec<CandidateAddr>,
-        /// The relay to use, if any.
-        relay: Option<RelayGrant>,
+        /// The relays to use, preferred first.
+        relays: Vec<RelayGrant>,
         /// Digits both users can compare.
         safety_code: String,
     },
@@ -92,7 +92,7 @@ impl Outbox {
 pub struct CallerSession {
     offer: CallOffer,
     pending: Option<PendingHandshake>,
-    relay: Option<RelayGrant>,
+    relays: Vec<RelayGrant>,
     deadline: Timestamp,
     ringing: bool,
     out: Outbox,
@@ -131,7 +131,7 @@ impl CallerSession {
         Ok(CallerSession {
             offer,
             pending: Some(pending),
-            relay: None,
+            relays: Vec::new(),
             deadline: now + ring_timeout,
             ringing: false,
             out,
@@ -144,7 +144,10 @@ impl CallerSession {
             return;
         }
         match signal {
-            CallSignal::RelayGranted(grant) => self.relay = grant,
+            CallSignal::RelayGranted(mut grants) => {
+                grants.truncate(crate::call::signal::MAX_RELAYS);
+                self.relays = grants;
+            }
             CallSignal::Ringing if !self.ringing => {
                 self.ringing = true;
                 self.out.events.push_back(CallEvent::Ringing);
@@ -172,7 +175,7 @@ impl CallerSession {
                 self.out.done = true;
                 self.out.events.push_back(CallEvent::Connected {
                     peer_candidates: answer.candidates,
-                    relay: self.relay.clone(),
+                    relays: self.relays.clone(),
                     safety_code,
                 });
             }
@@ -230,7 +233,7 @@ impl CallerSession {
 /// The callee's side of one call.
 pub struct CalleeSession {
     offer: CallOffer,
-    relay: Option<RelayGrant>,
+    relays: Vec<RelayGrant>,
     out: Outbox,
 }
 
@@ -240,7 +243,7 @@ impl CalleeSession {
     pub fn incoming(
         me: &Identity,
         offer: &SignedOffer,
-        relay: Option<RelayGrant>,
+        mut relays: Vec<RelayGrant>,
         now: Timestamp,
     ) -> Result<CalleeSession, String> {
         let offer = offer
@@ -249,7 +252,8 @@ impl CalleeSession {
             .clone();
         let mut out = Outbox::default();
         out.signals.push_back(CallSignal::Ringing);
-        Ok(CalleeSession { offer, relay, out })
+        relays.truncate(crate::call::signal::MAX_RELAYS);
+        Ok(CalleeSession { offer, relays, out })
     }
 
     /// Who is calling, and their claimed name.
@@ -285,7 +289,7 @@ impl CalleeSession {
                 self.out.done = true;
                 self.out.events.push_back(CallEvent::Connected {
                     peer_candidates: self.offer.candidates.clone(),
-                    relay: self.relay.clone(),
+                    relays: self.relays.clone(),
                     safety_code,
                 });
             }
@@ -359,7 +363,7 @@ mod tests {
         let (alice, bob) = (Identity::generate(), Identity::generate());
         let t = Timestamp(1_000_000);
         let (mut caller, offer) = start(&alice, &bob, t);
-        let mut callee = CalleeSession::incoming(&bob, &offer, None, t).unwrap();
+        let mut callee = CalleeSession::incoming(&bob, &offer, vec![], t).unwrap();
         assert_eq!(callee.caller().0, alice.peer_id());
         caller.handle_signal(t, callee.poll_signal().unwrap());
         assert_eq!(caller.poll_event(), Some(CallEvent::Ringing));
@@ -385,10 +389,10 @@ mod tests {
         // A supernode swaps the caller's key for its own, without re-signing...
         let mut swapped = offer.clone();
         swapped.offer.caller = mallory.peer_id();
-        assert!(CalleeSession::incoming(&bob, &swapped, None, t).is_err());
+        assert!(CalleeSession::incoming(&bob, &swapped, vec![], t).is_err());
         // ...or re-signs it with its own key: the signature checks, the handshake does not.
         let resigned = swapped.offer.clone().sign(&mallory);
-        let mut callee = CalleeSession::incoming(&bob, &resigned, None, t).unwrap();
+        let mut callee = CalleeSession::incoming(&bob, &resigned, vec![], t).unwrap();
         callee.accept(&bob, vec![]);
         assert_eq!(callee.poll_signal(), Some(CallSignal::Ringing));
         assert_eq!(callee.poll_signal(), Some(CallSignal::Reject));
@@ -408,8 +412,10 @@ mod tests {
         );
         let t = Timestamp(1_000_000);
         let (_c, offer) = start(&alice, &bob, t);
-        assert!(CalleeSession::incoming(&carol, &offer, None, t).is_err());
-        assert!(CalleeSession::incoming(&bob, &offer, None, t + Duration::from_secs(600)).is_err());
+        assert!(CalleeSession::incoming(&carol, &offer, vec![], t).is_err());
+        assert!(
+            CalleeSession::incoming(&bob, &offer, vec![], t + Duration::from_secs(600)).is_err()
+        );
     }
 
     #[test]
@@ -440,7 +446,7 @@ mod tests {
         let (alice, bob) = (Identity::generate(), Identity::generate());
         let t = Timestamp(1_000_000);
         let (mut caller, offer) = start(&alice, &bob, t);
-        let mut callee = CalleeSession::incoming(&bob, &offer, None, t).unwrap();
+        let mut callee = CalleeSession::incoming(&bob, &offer, vec![], t).unwrap();
         caller.cancel();
         callee.handle_signal(caller.poll_signal().unwrap());
         assert_eq!(

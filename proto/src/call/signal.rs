@@ -183,18 +183,19 @@ pub enum CallSignal {
     Deliver {
         /// The offer.
         offer: SignedOffer,
-        /// The relay for the call, if one could be chosen.
-        relay: Option<RelayGrant>,
+        /// Relays for the call, preferred first (at most [`MAX_RELAYS`]).
+        relays: Vec<RelayGrant>,
     },
     /// Callee's supernode → callee, over the callee's attachment.
     Incoming {
         /// The offer.
         offer: SignedOffer,
-        /// The relay for the call, if any.
-        relay: Option<RelayGrant>,
+        /// Relays for the call, preferred first.
+        relays: Vec<RelayGrant>,
     },
-    /// Caller's supernode → caller, first: the relay for the call, if any.
-    RelayGranted(Option<RelayGrant>),
+    /// Caller's supernode → caller, first: relays for the call, preferred first. The
+    /// second is a standby both parties join too, so a relay's death costs no set-up.
+    RelayGranted(Vec<RelayGrant>),
     /// Callee → caller: the callee is being alerted.
     Ringing,
     /// Callee → caller: accepted.
@@ -215,3 +216,5 @@ impl WireMessage for CallSignal {
 
 /// Bounds on `Place.via`.
 pub const MAX_VIA: usize = MAX_SUPERNODES;
+/// Most relays granted to one call (a primary and a standby).
+pub const MAX_RELAYS: usize = 2;

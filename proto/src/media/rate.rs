@@ -77,6 +77,11 @@ pub const RTT_RISE_MIN: Duration = Duration::from_millis(100);
 pub const EXPECTED_LOSS_FLOOR: u8 = 5;
 /// Highest expected loss handed to the encoder, in percent.
 pub const EXPECTED_LOSS_CEILING: u8 = 30;
+/// Below this bitrate libopus (1.6) adds no FEC at all at 5 % expected loss (measured by
+/// the quality benchmark), so the floor there is [`EXPECTED_LOSS_FLOOR_LOW_RATE`].
+pub const LOW_RATE_BPS: i32 = 32_000;
+/// Lowest expected loss handed to the encoder below [`LOW_RATE_BPS`], in percent.
+pub const EXPECTED_LOSS_FLOOR_LOW_RATE: u8 = 10;
 /// Expected loss assumed before the first report, in percent.
 pub const INITIAL_EXPECTED_LOSS: u8 = 10;
 
@@ -269,9 +274,14 @@ impl RateController {
     /// What the encoder should use now.
     pub fn target(&self) -> RateTarget {
         let percent = (self.loss * 100.0).ceil().clamp(0.0, 100.0) as u8;
+        let floor = if self.bitrate < LOW_RATE_BPS {
+            EXPECTED_LOSS_FLOOR_LOW_RATE
+        } else {
+            EXPECTED_LOSS_FLOOR
+        };
         RateTarget {
             bitrate_bps: self.bitrate,
-            expected_loss_percent: percent.clamp(EXPECTED_LOSS_FLOOR, EXPECTED_LOSS_CEILING),
+            expected_loss_percent: percent.clamp(floor, EXPECTED_LOSS_CEILING),
         }
     }
 

@@ -7,7 +7,7 @@
 //! this client sends is impaired; set it on both clients to impair both directions.
 //! Hang-ups are exempt, so that a test call still ends when it should.
 
-use super::super::paths::MediaPaths;
+use super::super::media_paths::MediaPaths;
 use crate::output::Printer;
 use anyhow::{anyhow, Result};
 use parley_net::clock::now;

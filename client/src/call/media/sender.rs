@@ -3,7 +3,7 @@
 //! ([`RateController`]: lower the bitrate on sustained loss or a building queue, raise
 //! it back on a clean path, and size the in-band FEC to the measured loss).
 
-use super::super::paths::MediaPaths;
+use super::super::media_paths::MediaPaths;
 use super::super::stats::CallStats;
 use super::impair::Outbox;
 use crate::output::Printer;

@@ -1,0 +1,123 @@
+//! A relay killed mid-call: both parties already hold a leg on a standby relay, and the
+//! call moves there within a second (measured as the longest gap between audio frames).
+
+use parley_e2e::{ClientHome, Proc, Relay, Supernode};
+use std::time::Duration;
+
+#[test]
+fn a_call_survives_its_relay_dying() {
+    let mut sn1 = Supernode::start("sn1", &[]).unwrap();
+    let mut sn2 = Supernode::start("sn2", &[sn1.quic]).unwrap();
+    let trusted = [sn1.id.clone(), sn2.id.clone()];
+    let (s1, s2) = (sn1.quic.to_string(), sn2.quic.to_string());
+    let report = ["--supernode", s1.as_str(), "--supernode", s2.as_str()];
+    let mut relays = vec![
+        Relay::start_with("relay1", &trusted, &report).unwrap(),
+        Relay::start_with("relay2", &trusted, &report).unwrap(),
+    ];
+    for sn in [&mut sn1, &mut sn2] {
+        for relay in &relays {
+            let id = relay.id.clone();
+            sn.proc
+                .wait_for(Duration::from_secs(20), |l| {
+                    l.starts_with("relay known") && l.contains(&id)
+                })
+                .unwrap();
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let speech = parley_audio::speech_fixture();
+    let speech = speech.to_str().unwrap();
+    let (alice, bob) = (
+        ClientHome::new("alice").unwrap(),
+        ClientHome::new("bob").unwrap(),
+    );
+    let (bob_out, alice_out) = (dir.path().join("bob.wav"), dir.path().join("alice.wav"));
+    let mut bob_proc = Proc::spawn(
+        "bob",
+        "parley",
+        &[
+            "--home",
+            bob.path(),
+            "online",
+            "--json",
+            "--auto-answer",
+            "--relay-only",
+            "--supernode",
+            &s2,
+            "--input",
+            speech,
+            "--output",
+            bob_out.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    bob_proc
+        .wait_for(Duration::from_secs(20), |l| {
+            l.contains("\"event\":\"published\"")
+        })
+        .unwrap();
+    let mut alice_proc = Proc::spawn(
+        "alice",
+        "parley",
+        &[
+            "--home",
+            alice.path(),
+            "call",
+            &bob.id,
+            "--json",
+            "--relay-only",
+            "--supernode",
+            &s1,
+            "--duration",
+            "6",
+            "--input",
+            speech,
+            "--output",
+            alice_out.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let connected = alice_proc
+        .wait_for(Duration::from_secs(30), |l| {
+            l.contains("\"event\":\"connected\"")
+        })
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&connected).unwrap();
+    let granted: Vec<String> = v["relays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(granted.len(), 2, "two relays granted: {v}");
+    // Let audio flow on the primary, then kill it.
+    alice_proc
+        .wait_for(Duration::from_secs(10), |l| {
+            l.contains("\"event\":\"stats\"") && l.contains("\"frames_received\":1")
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let primary = relays
+        .iter()
+        .position(|r| r.quic.to_string() == granted[0])
+        .unwrap();
+    relays[primary].proc.kill();
+
+    let end = alice_proc
+        .wait_for(Duration::from_secs(30), |l| {
+            l.contains("\"event\":\"call_end\"")
+        })
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&end).unwrap();
+    eprintln!("{summary}");
+    assert_eq!(summary["path"], "relay");
+    assert!(summary["path_switches"].as_u64().unwrap() >= 1, "{summary}");
+    let gap = summary["max_gap_ms"].as_u64().unwrap();
+    assert!(gap < 1000, "audio stopped for {gap} ms when the relay died");
+    assert!(
+        summary["frames_received"].as_u64().unwrap() > 200,
+        "{summary}"
+    );
+}
