@@ -34,6 +34,10 @@ const SLOW_GAIN: f64 = 1.0 / 256.0;
 const INSERT_DEFICIT: f64 = 1.0;
 /// Fewest pops between two skipped (or inserted) frames.
 const SKIP_SPACING: u32 = 10;
+/// Above this recent loss rate the buffer keeps a frame of headroom for FEC.
+const LOSS_HEADROOM_ABOVE: f64 = 0.01;
+/// Smoothing gain of the loss rate, per period (about a second).
+const LOSS_RATE_GAIN: f64 = 1.0 / 50.0;
 /// Shortest silence after which a stream is considered ended.
 const MIN_END_AFTER: Duration = Duration::from_millis(500);
 
@@ -104,6 +108,8 @@ pub struct JitterBuffer {
     slow_level: f64,
     slow_target: f64,
     pops_since_skip: u32,
+    /// Share of recent periods that were lost (smoothed over about a second).
+    loss_rate: f64,
     /// Out-of-window frames that may be the start of a renumbered stream.
     pending: Vec<(u64, Vec<u8>)>,
     stats: JitterStats,
@@ -135,6 +141,7 @@ impl JitterBuffer {
             slow_level: 0.0,
             slow_target: 0.0,
             pops_since_skip: 0,
+            loss_rate: 0.0,
             pending: Vec::new(),
             stats: JitterStats::default(),
         }
@@ -239,10 +246,12 @@ impl JitterBuffer {
         }
         if let Some(payload) = self.frames.remove(&next) {
             self.advance(next, true);
+            self.note_period(false);
             return Some(Playout::Frame { seq: next, payload });
         }
         let next_payload = next.checked_add(1).and_then(|a| self.frames.get(&a));
         if let Some(next_payload) = next_payload.cloned() {
+            self.note_period(true);
             self.stats.lost += 1;
             self.stats.fec_recovered += 1;
             self.advance(next, false);
@@ -253,6 +262,7 @@ impl JitterBuffer {
         }
         self.stats.concealed += 1;
         if !self.frames.is_empty() {
+            self.note_period(true);
             self.stats.lost += 1;
             self.advance(next, false);
         }
@@ -327,8 +337,24 @@ impl JitterBuffer {
         self.raise_target(self.jitter_ms * JITTER_MULTIPLIER);
     }
 
+    /// The delay the buffer aims for: what the jitter needs, plus one frame of headroom
+    /// while frames are being lost, so that the frame after a loss is usually already
+    /// here and carries the lost one's FEC (instead of the loss being concealed).
     fn desired_ms(&self) -> f64 {
-        (self.jitter_ms * JITTER_MULTIPLIER).clamp(self.min_ms(), self.max_ms())
+        let headroom = if self.loss_rate > LOSS_HEADROOM_ABOVE {
+            2.0 * self.frame_ms
+        } else {
+            0.0
+        };
+        (self.jitter_ms * JITTER_MULTIPLIER + headroom).clamp(self.min_ms(), self.max_ms())
+    }
+
+    /// Tracks the loss rate; a loss raises the target at once.
+    fn note_period(&mut self, lost: bool) {
+        self.loss_rate += (f64::from(u8::from(lost)) - self.loss_rate) * LOSS_RATE_GAIN;
+        if lost {
+            self.raise_target(self.desired_ms());
+        }
     }
 
     fn raise_target(&mut self, ms: f64) {
