@@ -190,7 +190,7 @@ async fn open_endpoint(
         if report.is_some_and(|r| r.nat == parley_proto::presence::NatType::UdpBlocked) {
             // No UDP gets out: run QUIC over TCP to the servers (see parley_net::tcp_tunnel).
             tracing::warn!("UDP is blocked here; reaching supernodes and relays over TCP");
-            let tunnel = parley_net::tcp_tunnel::TcpTunnelSocket::new();
+            let tunnel = parley_net::tcp_tunnel::TcpTunnelSocket::new(identity)?;
             parley_net::make_endpoint_with(tunnel, identity, &alpns)
         } else {
             parley_net::make_endpoint_on(socket, identity, &alpns)

@@ -2,11 +2,12 @@
 //!
 //! A client behind such a firewall runs its whole QUIC endpoint on a [`TcpTunnelSocket`]:
 //! every datagram for a server's UDP address `ip:port` travels, length-prefixed, over a
-//! TCP connection to the same `ip:port` (TCP and UDP port spaces are separate, so a
-//! server serves both on one number). The server side, [`serve_tunnel`], turns each TCP
-//! connection back into datagrams from a socket of its own on the server's loopback, so
-//! the QUIC server sees an ordinary (if local-looking) peer. QUIC inside stays end-to-end
-//! encrypted and authenticated; the tunnel adds framing only.
+//! TLS 1.3 connection on TCP to the same `ip:port` (TCP and UDP port spaces are separate,
+//! so a server serves both on one number). The TLS layer uses the same raw-public-key
+//! identities as QUIC (ALPN [`ALPN_TUNNEL`]), so to a firewall the tunnel is ordinary TLS;
+//! the QUIC inside stays end-to-end authenticated to the server it names. The server
+//! side, [`serve_tunnel`], turns each connection back into datagrams from a socket of its
+//! own, so the QUIC server sees an ordinary (if local-looking) peer.
 //!
 //! ```text
 //! frame = length:u16be datagram        (1 ≤ length ≤ 65535)
@@ -15,9 +16,12 @@
 //! Datagram semantics are kept: when a connection's queue is full, datagrams are dropped,
 //! never blocked on; QUIC recovers as it would from loss.
 
+use crate::tls::{client_tls, server_tls, SERVER_NAME};
 use bytes::Bytes;
+use parley_proto::Identity;
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
+use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, IoSliceMut};
@@ -29,6 +33,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// ALPN of the TLS connection that carries a tunnel.
+pub const ALPN_TUNNEL: &[u8] = b"parley-tunnel/1";
 
 /// Datagrams queued per tunnel connection before new ones are dropped.
 const QUEUE: usize = 256;
@@ -36,6 +44,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A quinn socket whose datagrams travel over TCP connections, one per destination.
 pub struct TcpTunnelSocket {
+    tls: TlsConnector,
     connections: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
     received_tx: mpsc::Sender<(SocketAddr, Bytes)>,
     received: Mutex<mpsc::Receiver<(SocketAddr, Bytes)>>,
@@ -49,14 +58,16 @@ impl fmt::Debug for TcpTunnelSocket {
 
 impl TcpTunnelSocket {
     /// A socket with no connections yet; they are opened on the first datagram to each
-    /// destination. Must be created inside a tokio runtime.
-    pub fn new() -> Arc<TcpTunnelSocket> {
+    /// destination, presenting `identity` in TLS. Must be used inside a tokio runtime.
+    pub fn new(identity: &Identity) -> Result<Arc<TcpTunnelSocket>, crate::NetError> {
+        let tls = TlsConnector::from(Arc::new(client_tls(identity, ALPN_TUNNEL, None)?));
         let (received_tx, received) = mpsc::channel(QUEUE * 4);
-        Arc::new(TcpTunnelSocket {
+        Ok(Arc::new(TcpTunnelSocket {
+            tls,
             connections: Mutex::new(HashMap::new()),
             received_tx,
             received: Mutex::new(received),
-        })
+        }))
     }
 
     fn connection(&self, to: SocketAddr) -> mpsc::Sender<Bytes> {
@@ -65,7 +76,12 @@ impl TcpTunnelSocket {
             return tx.clone();
         }
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run_client_connection(to, rx, self.received_tx.clone()));
+        tokio::spawn(run_client_connection(
+            to,
+            self.tls.clone(),
+            rx,
+            self.received_tx.clone(),
+        ));
         map.insert(to, tx.clone());
         tx
     }
@@ -73,16 +89,23 @@ impl TcpTunnelSocket {
 
 async fn run_client_connection(
     to: SocketAddr,
+    tls: TlsConnector,
     mut outgoing: mpsc::Receiver<Bytes>,
     incoming: mpsc::Sender<(SocketAddr, Bytes)>,
 ) {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
+    let connect = async {
+        let tcp = TcpStream::connect(to).await?;
+        let _ = tcp.set_nodelay(true);
+        let name =
+            ServerName::try_from(SERVER_NAME).map_err(|e| io::Error::other(e.to_string()))?;
+        tls.connect(name, tcp).await
+    };
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return tracing::debug!(%to, error = %e, "tunnel connect failed"),
         Err(_) => return tracing::debug!(%to, "tunnel connect timed out"),
     };
-    let _ = stream.set_nodelay(true);
-    let (mut read, mut write) = stream.into_split();
+    let (mut read, mut write) = tokio::io::split(stream);
     let reader = async move {
         while let Ok(Some(datagram)) = read_frame(&mut read).await {
             // A full queue means quinn is behind: drop, as UDP would.
@@ -195,15 +218,23 @@ impl AsyncUdpSocket for TcpTunnelSocket {
 }
 
 /// Binds the tunnel's TCP port (`tcp_listen`, default: the QUIC address's number over
-/// TCP, which is where clients look) and serves it in the background; returns its address.
+/// TCP, which is where clients look) and serves it in the background as `identity`;
+/// returns its address.
 pub async fn start(
     tcp_listen: Option<SocketAddr>,
     quic: SocketAddr,
+    identity: &Identity,
     shutdown: watch::Receiver<bool>,
-) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(tcp_listen.unwrap_or(quic)).await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(serve_tunnel(listener, quic, shutdown));
+) -> Result<SocketAddr, crate::NetError> {
+    let tls = TlsAcceptor::from(Arc::new(server_tls(identity, &[ALPN_TUNNEL])?));
+    let bind = tcp_listen.unwrap_or(quic);
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|source| crate::NetError::Bind { addr: bind, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| crate::NetError::Bind { addr: bind, source })?;
+    tokio::spawn(serve_tunnel(listener, tls, quic, shutdown));
     Ok(addr)
 }
 
@@ -211,6 +242,7 @@ pub async fn start(
 /// `shutdown` turns true.
 pub async fn serve_tunnel(
     listener: TcpListener,
+    tls: TlsAcceptor,
     quic: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -225,8 +257,9 @@ pub async fn serve_tunnel(
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = bridge(stream, target).await {
+                        if let Err(e) = bridge(stream, tls, target).await {
                             tracing::debug!(%peer, error = %e, "tunnel ended");
                         }
                     });
@@ -241,12 +274,15 @@ pub async fn serve_tunnel(
 }
 
 /// One tunnel: TCP frames ↔ datagrams from a socket of its own to the QUIC server.
-async fn bridge(stream: TcpStream, target: SocketAddr) -> io::Result<()> {
+async fn bridge(stream: TcpStream, tls: TlsAcceptor, target: SocketAddr) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
     let bind = SocketAddr::new(target.ip(), 0);
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(target).await?;
-    let (mut read, mut write) = stream.into_split();
+    let (mut read, mut write) = tokio::io::split(stream);
     let up = async {
         while let Some(datagram) = read_frame(&mut read).await? {
             socket.send(&datagram).await?;
@@ -280,9 +316,8 @@ mod tests {
         let server_id = Identity::generate();
         let server = make_endpoint("127.0.0.1:0".parse().unwrap(), &server_id, &[b"t/1"]).unwrap();
         let quic = server.local_addr().unwrap();
-        let listener = TcpListener::bind(quic).await.unwrap();
         let (_stop, stop_rx) = watch::channel(false);
-        tokio::spawn(serve_tunnel(listener, quic, stop_rx));
+        start(None, quic, &server_id, stop_rx).await.unwrap();
         tokio::spawn(async move {
             let conn = server.accept().await.unwrap().await.unwrap();
             let d = conn.read_datagram().await.unwrap();
@@ -291,7 +326,7 @@ mod tests {
         });
 
         let me = Identity::generate();
-        let socket = TcpTunnelSocket::new();
+        let socket = TcpTunnelSocket::new(&me).unwrap();
         let endpoint =
             crate::endpoint::make_endpoint_with(socket as StdArc<dyn AsyncUdpSocket>, &me, &[])
                 .unwrap();

@@ -19,6 +19,8 @@ async fn main() -> Result<()> {
     let settings = cli.run.settings()?;
     let identity = keyfile::load_or_create(&settings.key)
         .with_context(|| format!("loading the relay key {}", settings.key.display()))?;
+    // The TCP tunnel presents the same identity as QUIC.
+    let tunnel_identity = identity.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (bound, serve) = server::start(
         RelayParams {
@@ -33,9 +35,14 @@ async fn main() -> Result<()> {
     )
     .await?;
     // QUIC over TCP for clients whose networks drop UDP.
-    let tcp = parley_net::tcp_tunnel::start(settings.tcp_listen, bound.quic, shutdown_rx.clone())
-        .await
-        .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+    let tcp = parley_net::tcp_tunnel::start(
+        settings.tcp_listen,
+        bound.quic,
+        &tunnel_identity,
+        shutdown_rx.clone(),
+    )
+    .await
+    .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
     // One machine-readable line on stdout: scripts and tests wait for it.
     println!("relay ready id={} quic={} tcp={tcp}", bound.id, bound.quic);
     tracing::info!(id = %bound.id, quic = %bound.quic, "relay listening");

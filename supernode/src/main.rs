@@ -25,6 +25,8 @@ async fn main() -> Result<()> {
     let settings = cli.run.settings()?;
     let identity = keyfile::load_or_create(&settings.key)
         .with_context(|| format!("loading the supernode key {}", settings.key.display()))?;
+    // The TCP tunnel presents the same identity as QUIC.
+    let tunnel_identity = identity.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (bound, serve) = server::start(
         server::ServerParams {
@@ -38,9 +40,14 @@ async fn main() -> Result<()> {
     )
     .await?;
     // QUIC over TCP for clients whose networks drop UDP.
-    let tcp = parley_net::tcp_tunnel::start(settings.tcp_listen, bound.quic, shutdown_rx.clone())
-        .await
-        .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+    let tcp = parley_net::tcp_tunnel::start(
+        settings.tcp_listen,
+        bound.quic,
+        &tunnel_identity,
+        shutdown_rx.clone(),
+    )
+    .await
+    .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
     // One machine-readable line on stdout: scripts and tests wait for it.
     println!(
         "supernode ready id={} quic={} stun={} tcp={tcp}",
