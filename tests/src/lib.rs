@@ -12,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod calls;
 pub mod natlab;
 
 /// Where the workspace's binaries are.

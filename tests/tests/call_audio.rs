@@ -2,8 +2,8 @@
 //! relay and directly; the callee's recording, aligned to what was sent, correlates
 //! at ≥ 0.9, and the caller's JSON summary names the path.
 
-use parley_e2e::{similarity, ClientHome, Proc, Relay, Supernode};
-use std::path::Path;
+use parley_e2e::calls::{answering, call_end, calling, loopback};
+use parley_e2e::{similarity, Relay, Supernode};
 use std::time::Duration;
 
 struct Lab {
@@ -31,62 +31,25 @@ fn lab() -> anyhow::Result<Lab> {
 }
 
 /// Bob online through sn2 answering automatically; Alice calls him through sn1.
-fn call(lab: &Lab, path_flag: &str, dir: &Path) -> anyhow::Result<(serde_json::Value, f32)> {
-    let speech = parley_audio::speech_fixture();
-    let speech = speech.to_str().unwrap();
-    let alice = ClientHome::new("alice")?;
-    let bob = ClientHome::new("bob")?;
-    let heard = dir.join("bob-heard.wav");
-    let alice_heard = dir.join("alice-heard.wav");
-    let sn2 = lab.sn2.quic.to_string();
-    let sn1 = lab.sn1.quic.to_string();
-    let mut bob_proc = Proc::spawn(
+fn call(lab: &Lab, path_flag: &str) -> anyhow::Result<(serde_json::Value, f32)> {
+    let dir = tempfile::tempdir()?;
+    let (sn1, sn2) = (lab.sn1.quic.to_string(), lab.sn2.quic.to_string());
+    let mut bob = answering(
+        &loopback,
         "bob",
-        "parley",
-        &[
-            "--home",
-            bob.path(),
-            "online",
-            "--json",
-            "--auto-answer",
-            "--supernode",
-            &sn2,
-            "--input",
-            speech,
-            "--output",
-            heard.to_str().unwrap(),
-            path_flag,
-        ],
+        dir.path(),
+        &["--supernode", &sn2, path_flag],
     )?;
-    bob_proc.wait_for(Duration::from_secs(20), |l| {
-        l.contains("\"event\":\"published\"")
-    })?;
-    let mut alice_proc = Proc::spawn(
+    let mut alice = calling(
+        &loopback,
         "alice",
-        "parley",
-        &[
-            "--home",
-            alice.path(),
-            "call",
-            &bob.id,
-            "--json",
-            "--supernode",
-            &sn1,
-            "--input",
-            speech,
-            "--output",
-            alice_heard.to_str().unwrap(),
-            path_flag,
-        ],
+        dir.path(),
+        &bob.home.id,
+        &["--supernode", &sn1, path_flag],
     )?;
-    let end = alice_proc.wait_for(Duration::from_secs(60), |l| {
-        l.contains("\"event\":\"call_end\"")
-    })?;
-    bob_proc.wait_for(Duration::from_secs(10), |l| {
-        l.contains("\"event\":\"call_end\"")
-    })?;
-    let summary: serde_json::Value = serde_json::from_str(&end)?;
-    let s = similarity(Path::new(speech), &heard)?;
+    let summary = call_end(&mut alice, Duration::from_secs(60))?;
+    call_end(&mut bob, Duration::from_secs(10))?;
+    let s = similarity(&parley_audio::speech_fixture(), &bob.heard)?;
     eprintln!(
         "{path_flag}: correlation {:.3} at lag {} samples; summary {summary}",
         s.correlation, s.lag_samples
@@ -119,8 +82,7 @@ fn check(summary: &serde_json::Value, correlation: f32, path: &str) {
 #[test]
 fn a_call_through_the_relay_carries_speech() -> anyhow::Result<()> {
     let lab = lab()?;
-    let dir = tempfile::tempdir()?;
-    let (summary, correlation) = call(&lab, "--relay-only", dir.path())?;
+    let (summary, correlation) = call(&lab, "--relay-only")?;
     check(&summary, correlation, "relay");
     assert!(summary["frames_received_relay"].as_u64().unwrap() > 250);
     Ok(())
@@ -129,8 +91,7 @@ fn a_call_through_the_relay_carries_speech() -> anyhow::Result<()> {
 #[test]
 fn a_direct_call_carries_speech() -> anyhow::Result<()> {
     let lab = lab()?;
-    let dir = tempfile::tempdir()?;
-    let (summary, correlation) = call(&lab, "--direct-only", dir.path())?;
+    let (summary, correlation) = call(&lab, "--direct-only")?;
     check(&summary, correlation, "direct");
     assert!(summary["frames_received_direct"].as_u64().unwrap() > 250);
     Ok(())

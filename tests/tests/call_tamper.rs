@@ -2,7 +2,8 @@
 //! some datagrams and replays others cannot get either past the receiving client: each
 //! is rejected and counted in the call summary, and the call carries on.
 
-use parley_e2e::{ClientHome, Proc, Supernode};
+use parley_e2e::calls::{answering, call_end, calling, loopback};
+use parley_e2e::Supernode;
 use parley_net::{dial, read_frame, request, write_frame};
 use parley_proto::relay::messages::{
     ClientToRelay, RelayToClient, RelayToSupernode, SupernodeToRelay,
@@ -118,72 +119,13 @@ async fn forward_tampering(from: Connection, to: Connection) {
 async fn flipped_and_replayed_datagrams_are_rejected_and_counted() {
     let sn = Supernode::start("sn", &[]).unwrap();
     evil_relay(&[sn.quic]).await;
-    let speech = parley_audio::speech_fixture();
-    let speech = speech.to_str().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let (alice, bob) = (
-        ClientHome::new("alice").unwrap(),
-        ClientHome::new("bob").unwrap(),
-    );
     let sn_addr = sn.quic.to_string();
-    let bob_out = dir.path().join("bob.wav");
-    let alice_out = dir.path().join("alice.wav");
-    let (bob_path, alice_path) = (bob.path().to_string(), alice.path().to_string());
-    let (bob_id, bob_out, alice_out) = (
-        bob.id.clone(),
-        bob_out.to_str().unwrap().to_string(),
-        alice_out.to_str().unwrap().to_string(),
-    );
     let summary = tokio::task::spawn_blocking(move || {
-        let mut bob_proc = Proc::spawn(
-            "bob",
-            "parley",
-            &[
-                "--home",
-                &bob_path,
-                "online",
-                "--json",
-                "--auto-answer",
-                "--relay-only",
-                "--supernode",
-                &sn_addr,
-                "--input",
-                &speech,
-                "--output",
-                &bob_out,
-            ],
-        )
-        .unwrap();
-        bob_proc
-            .wait_for(Duration::from_secs(20), |l| {
-                l.contains("\"event\":\"published\"")
-            })
-            .unwrap();
-        let mut alice_proc = Proc::spawn(
-            "alice",
-            "parley",
-            &[
-                "--home",
-                &alice_path,
-                "call",
-                &bob_id,
-                "--json",
-                "--relay-only",
-                "--supernode",
-                &sn_addr,
-                "--input",
-                &speech,
-                "--output",
-                &alice_out,
-            ],
-        )
-        .unwrap();
-        let end = alice_proc
-            .wait_for(Duration::from_secs(60), |l| {
-                l.contains("\"event\":\"call_end\"")
-            })
-            .unwrap();
-        serde_json::from_str::<serde_json::Value>(&end).unwrap()
+        let dir = tempfile::tempdir().unwrap();
+        let extra = ["--relay-only", "--supernode", &sn_addr];
+        let bob = answering(&loopback, "bob", dir.path(), &extra).unwrap();
+        let mut alice = calling(&loopback, "alice", dir.path(), &bob.home.id, &extra).unwrap();
+        call_end(&mut alice, Duration::from_secs(60)).unwrap()
     })
     .await
     .unwrap();

@@ -7,8 +7,9 @@
 //! `scripts/nat-matrix.sh` runs the pair matrix and prints the table in
 //! docs/nat-traversal.md.
 
+use parley_e2e::calls::{answering, call_end, calling};
 use parley_e2e::natlab::{Host, NatKind, NatLab};
-use parley_e2e::{bin, ClientHome, Proc};
+use parley_e2e::{bin, Proc};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -161,82 +162,31 @@ struct PairResult {
 
 /// `b` online answering; `a` calls it for a few seconds with speech; both summaries read.
 fn call(net: &mut Internet, n: usize, a: NatKind, b: NatKind, loss: f64) -> PairResult {
-    let speech = parley_audio::speech_fixture();
-    let speech = speech.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (s1, s2) = (net.sn[0].to_string(), net.sn[1].to_string());
     let (ha, hb): (Host, Host) = (
         net.lab.client(&format!("a{n}"), a, loss).unwrap(),
         net.lab.client(&format!("b{n}"), b, loss).unwrap(),
     );
-    let (alice, bob) = (
-        ClientHome::new("alice").unwrap(),
-        ClientHome::new("bob").unwrap(),
-    );
-    let bob_out = out("bob.wav");
-    let mut bob_proc = hb
-        .spawn_bin(
-            "bob",
-            "parley",
-            [
-                "--home",
-                bob.path(),
-                "online",
-                "--json",
-                "--auto-answer",
-                "--supernode",
-                &s2,
-                "--supernode",
-                &s1,
-                "--input",
-                speech,
-                "--output",
-                &bob_out,
-            ],
-        )
-        .unwrap();
-    bob_proc
-        .wait_for(Duration::from_secs(20), |l| {
-            l.contains("\"event\":\"published\"")
-        })
-        .unwrap();
-    let alice_out = out("alice.wav");
-    let mut alice_proc = ha
-        .spawn_bin(
-            "alice",
-            "parley",
-            [
-                "--home",
-                alice.path(),
-                "call",
-                &bob.id,
-                "--json",
-                "--supernode",
-                &s1,
-                "--supernode",
-                &s2,
-                "--input",
-                speech,
-                "--output",
-                &alice_out,
-                "--duration",
-                "5",
-            ],
-        )
-        .unwrap();
-    let end = alice_proc
-        .wait_for(Duration::from_secs(60), |l| {
-            l.contains("\"event\":\"call_end\"")
-        })
-        .unwrap();
-    let bob_end = bob_proc
-        .wait_for(Duration::from_secs(15), |l| {
-            l.contains("\"event\":\"call_end\"")
-        })
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&end).unwrap();
-    let w: serde_json::Value = serde_json::from_str(&bob_end).unwrap();
+    let in_a = |name: &str, args: &[&str]| ha.spawn_bin(name, "parley", args);
+    let in_b = |name: &str, args: &[&str]| hb.spawn_bin(name, "parley", args);
+    let mut bob = answering(
+        &in_b,
+        "bob",
+        dir.path(),
+        &["--supernode", &s2, "--supernode", &s1],
+    )
+    .unwrap();
+    let mut alice = calling(
+        &in_a,
+        "alice",
+        dir.path(),
+        &bob.home.id,
+        &["--supernode", &s1, "--supernode", &s2, "--duration", "5"],
+    )
+    .unwrap();
+    let v = call_end(&mut alice, Duration::from_secs(60)).unwrap();
+    let w = call_end(&mut bob, Duration::from_secs(15)).unwrap();
     PairResult {
         path: v["path"].as_str().unwrap_or("none").to_string(),
         setup_ms: v["setup_ms"].as_u64().unwrap_or(0),

@@ -2,7 +2,8 @@
 //! move loses no audio: the path is switched only once the direct path has answered a
 //! probe, and both paths are received meanwhile.
 
-use parley_e2e::{ClientHome, Proc, Relay, Supernode};
+use parley_e2e::calls::{answering, call_end, calling};
+use parley_e2e::{Proc, Relay, Supernode};
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,78 +19,25 @@ fn a_relayed_call_upgrades_to_direct_without_losing_audio() {
     .unwrap();
     sn1.wait_relay().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let speech = parley_audio::speech_fixture();
-    let speech = speech.to_str().unwrap();
-    let (alice, bob) = (
-        ClientHome::new("alice").unwrap(),
-        ClientHome::new("bob").unwrap(),
-    );
-    let (bob_out, alice_out) = (dir.path().join("bob.wav"), dir.path().join("alice.wav"));
     // Both hold their direct path back for 2 s: the call starts on the relay.
-    let client = |home: &str, args: &[&str]| {
-        let mut cmd = Command::new(parley_e2e::bin("parley").unwrap());
-        cmd.env("PARLEY_DIRECT_DELAY_MS", "2000")
-            .arg("--home")
-            .arg(home)
-            .args(args);
-        cmd
+    let delayed = |name: &str, args: &[&str]| {
+        let mut cmd = Command::new(parley_e2e::bin("parley")?);
+        cmd.env("PARLEY_DIRECT_DELAY_MS", "2000").args(args);
+        Proc::spawn_command(name, cmd)
     };
-    let mut bob_proc = Proc::spawn_command(
-        "bob",
-        client(
-            bob.path(),
-            &[
-                "online",
-                "--json",
-                "--auto-answer",
-                "--supernode",
-                &s1,
-                "--input",
-                speech,
-                "--output",
-                bob_out.to_str().unwrap(),
-            ],
-        ),
-    )
-    .unwrap();
-    bob_proc
-        .wait_for(Duration::from_secs(20), |l| {
-            l.contains("\"event\":\"published\"")
-        })
-        .unwrap();
-    let mut alice_proc = Proc::spawn_command(
+    let mut bob = answering(&delayed, "bob", dir.path(), &["--supernode", &s1]).unwrap();
+    let mut alice = calling(
+        &delayed,
         "alice",
-        client(
-            alice.path(),
-            &[
-                "call",
-                &bob.id,
-                "--json",
-                "--supernode",
-                &s1,
-                "--duration",
-                "6",
-                "--input",
-                speech,
-                "--output",
-                alice_out.to_str().unwrap(),
-            ],
-        ),
+        dir.path(),
+        &bob.home.id,
+        &["--supernode", &s1, "--duration", "6"],
     )
     .unwrap();
-    let end = alice_proc
-        .wait_for(Duration::from_secs(40), |l| {
-            l.contains("\"event\":\"call_end\"")
-        })
-        .unwrap();
-    let bob_end = bob_proc
-        .wait_for(Duration::from_secs(10), |l| {
-            l.contains("\"event\":\"call_end\"")
-        })
-        .unwrap();
+    let end = call_end(&mut alice, Duration::from_secs(40)).unwrap();
+    let bob_end = call_end(&mut bob, Duration::from_secs(10)).unwrap();
     drop(relay);
-    for line in [&end, &bob_end] {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for v in [&end, &bob_end] {
         eprintln!("{v}");
         assert_eq!(v["path"], "direct", "{v}");
         assert_eq!(v["path_switches"], 1, "{v}");

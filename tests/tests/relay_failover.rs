@@ -1,7 +1,8 @@
 //! A relay killed mid-call: both parties already hold a leg on a standby relay, and the
 //! call moves there within a second (measured as the longest gap between audio frames).
 
-use parley_e2e::{ClientHome, Proc, Relay, Supernode};
+use parley_e2e::calls::{answering, call_end, calling, loopback};
+use parley_e2e::{Relay, Supernode};
 use std::time::Duration;
 
 #[test]
@@ -27,58 +28,22 @@ fn a_call_survives_its_relay_dying() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let speech = parley_audio::speech_fixture();
-    let speech = speech.to_str().unwrap();
-    let (alice, bob) = (
-        ClientHome::new("alice").unwrap(),
-        ClientHome::new("bob").unwrap(),
-    );
-    let (bob_out, alice_out) = (dir.path().join("bob.wav"), dir.path().join("alice.wav"));
-    let mut bob_proc = Proc::spawn(
+    let bob = answering(
+        &loopback,
         "bob",
-        "parley",
-        &[
-            "--home",
-            bob.path(),
-            "online",
-            "--json",
-            "--auto-answer",
-            "--relay-only",
-            "--supernode",
-            &s2,
-            "--input",
-            speech,
-            "--output",
-            bob_out.to_str().unwrap(),
-        ],
+        dir.path(),
+        &["--relay-only", "--supernode", &s2],
     )
     .unwrap();
-    bob_proc
-        .wait_for(Duration::from_secs(20), |l| {
-            l.contains("\"event\":\"published\"")
-        })
-        .unwrap();
-    let mut alice_proc = Proc::spawn(
+    let mut alice = calling(
+        &loopback,
         "alice",
-        "parley",
-        &[
-            "--home",
-            alice.path(),
-            "call",
-            &bob.id,
-            "--json",
-            "--relay-only",
-            "--supernode",
-            &s1,
-            "--duration",
-            "6",
-            "--input",
-            speech,
-            "--output",
-            alice_out.to_str().unwrap(),
-        ],
+        dir.path(),
+        &bob.home.id,
+        &["--relay-only", "--supernode", &s1, "--duration", "6"],
     )
     .unwrap();
+    let alice_proc = &mut alice.proc;
     let connected = alice_proc
         .wait_for(Duration::from_secs(30), |l| {
             l.contains("\"event\":\"connected\"")
@@ -105,12 +70,7 @@ fn a_call_survives_its_relay_dying() {
         .unwrap();
     relays[primary].proc.kill();
 
-    let end = alice_proc
-        .wait_for(Duration::from_secs(30), |l| {
-            l.contains("\"event\":\"call_end\"")
-        })
-        .unwrap();
-    let summary: serde_json::Value = serde_json::from_str(&end).unwrap();
+    let summary = call_end(&mut alice, Duration::from_secs(30)).unwrap();
     eprintln!("{summary}");
     assert_eq!(summary["path"], "relay");
     assert!(summary["path_switches"].as_u64().unwrap() >= 1, "{summary}");

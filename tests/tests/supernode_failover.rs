@@ -1,7 +1,8 @@
 //! A client whose supernode dies re-attaches to another within 5 s and can still be
 //! called.
 
-use parley_e2e::{ClientHome, Proc, Supernode};
+use parley_e2e::calls::{answering, call_end, calling, loopback};
+use parley_e2e::Supernode;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -15,30 +16,14 @@ fn a_client_re_attaches_within_five_seconds_and_can_still_be_called() {
         sn3.quic.to_string(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let speech = parley_audio::speech_fixture();
-    let speech = speech.to_str().unwrap();
-    let bob_out = dir.path().join("bob.wav");
-    let bob = ClientHome::new("bob").unwrap();
-    let mut bob_proc = Proc::spawn(
+    let mut bob = answering(
+        &loopback,
         "bob",
-        "parley",
-        &[
-            "--home",
-            bob.path(),
-            "online",
-            "--json",
-            "--auto-answer",
-            "--supernode",
-            &s2,
-            "--supernode",
-            &s3,
-            "--input",
-            speech,
-            "--output",
-            bob_out.to_str().unwrap(),
-        ],
+        dir.path(),
+        &["--supernode", &s2, "--supernode", &s3],
     )
     .unwrap();
+    let bob_proc = &mut bob.proc;
     for addr in [&s2, &s3] {
         bob_proc
             .wait_for(Duration::from_secs(20), |l| {
@@ -69,33 +54,14 @@ fn a_client_re_attaches_within_five_seconds_and_can_still_be_called() {
         "re-attaching took {reattached:?}"
     );
 
-    let alice = ClientHome::new("alice").unwrap();
-    let alice_out = dir.path().join("alice.wav");
-    let mut alice_proc = Proc::spawn(
+    let mut alice = calling(
+        &loopback,
         "alice",
-        "parley",
-        &[
-            "--home",
-            alice.path(),
-            "call",
-            &bob.id,
-            "--json",
-            "--supernode",
-            &s1,
-            "--duration",
-            "2",
-            "--input",
-            speech,
-            "--output",
-            alice_out.to_str().unwrap(),
-        ],
+        dir.path(),
+        &bob.home.id,
+        &["--supernode", &s1, "--duration", "2"],
     )
     .unwrap();
-    let end = alice_proc
-        .wait_for(Duration::from_secs(40), |l| {
-            l.contains("\"event\":\"call_end\"")
-        })
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&end).unwrap();
+    let v = call_end(&mut alice, Duration::from_secs(40)).unwrap();
     assert!(v["frames_received"].as_u64().unwrap() > 50, "{v}");
 }

@@ -1,0 +1,75 @@
+//! Two `parley` clients in a call, the way most end-to-end tests need them: the callee
+//! online and answering automatically, the caller calling it, both sending the speech
+//! fixture and recording what they hear, and the `call_end` summaries read at the end.
+//!
+//! Where a process runs is the caller's choice: [`loopback`] starts it here;
+//! a NAT lab test passes a closure that starts it inside a namespace.
+
+use crate::{ClientHome, Proc};
+use anyhow::Result;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Starts `parley ARGS...` under a name, somewhere.
+pub type Spawn<'a> = &'a dyn Fn(&str, &[&str]) -> Result<Proc>;
+
+/// Starts `parley ARGS...` on this host.
+pub fn loopback(name: &str, args: &[&str]) -> Result<Proc> {
+    Proc::spawn(name, "parley", args)
+}
+
+/// A client of a call: its home, its process, and the file it records to.
+pub struct Party {
+    pub home: ClientHome,
+    pub proc: Proc,
+    pub heard: PathBuf,
+}
+
+fn speech() -> String {
+    parley_audio::speech_fixture()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `parley online --json --auto-answer` sending speech and recording to `dir/NAME.wav`,
+/// with `extra` flags (supernodes, path policy); returns once its presence is published.
+pub fn answering(spawn: Spawn<'_>, name: &str, dir: &Path, extra: &[&str]) -> Result<Party> {
+    let home = ClientHome::new(name)?;
+    let heard = dir.join(format!("{name}.wav"));
+    let (speech, out) = (speech(), heard.to_string_lossy().into_owned());
+    let mut args = vec!["--home", home.path(), "online", "--json", "--auto-answer"];
+    args.extend(["--input", &speech, "--output", &out]);
+    args.extend_from_slice(extra);
+    let mut proc = spawn(name, &args)?;
+    proc.wait_for(Duration::from_secs(20), |l| {
+        l.contains("\"event\":\"published\"")
+    })?;
+    Ok(Party { home, proc, heard })
+}
+
+/// `parley call CALLEE --json` sending speech and recording to `dir/NAME.wav`.
+pub fn calling(
+    spawn: Spawn<'_>,
+    name: &str,
+    dir: &Path,
+    callee: &str,
+    extra: &[&str],
+) -> Result<Party> {
+    let home = ClientHome::new(name)?;
+    let heard = dir.join(format!("{name}.wav"));
+    let (speech, out) = (speech(), heard.to_string_lossy().into_owned());
+    let mut args = vec!["--home", home.path(), "call", callee, "--json"];
+    args.extend(["--input", &speech, "--output", &out]);
+    args.extend_from_slice(extra);
+    let proc = spawn(name, &args)?;
+    Ok(Party { home, proc, heard })
+}
+
+/// Waits for a party's `call_end` summary.
+pub fn call_end(party: &mut Party, timeout: Duration) -> Result<Value> {
+    let line = party
+        .proc
+        .wait_for(timeout, |l| l.contains("\"event\":\"call_end\""))?;
+    Ok(serde_json::from_str(&line)?)
+}
