@@ -110,6 +110,9 @@ async fn run(cli: Cli) -> Result<i32> {
             ring_timeout,
             call,
         } => {
+            // A mistyped id is an error before anything goes on the network.
+            id.parse::<parley_proto::PeerId>()
+                .map_err(|e| anyhow::anyhow!("{id:?}: {e}"))?;
             let identity = keyfile::load(&home.key_path())?;
             let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
             let out = Printer { json };
