@@ -22,4 +22,4 @@ pub use endpoint::{
 pub use error::NetError;
 pub use framing::{envelope_kind, read_frame, read_raw_frame, request, send_frame, write_frame};
 pub use logging::{init_logging, print_server_id};
-pub use signal::shutdown_signal;
+pub use signal::{serve_until_signal, shutdown_signal};

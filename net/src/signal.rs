@@ -15,3 +15,16 @@ pub async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+/// Runs a server's `serve` future until the process is asked to stop, then flips
+/// `shutdown` so its tasks end, and waits for it: the tail of every server's `main`.
+pub async fn serve_until_signal(
+    serve: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: tokio::sync::watch::Sender<bool>,
+) {
+    let server = tokio::spawn(serve);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown.send(true);
+    let _ = server.await;
+}

@@ -218,8 +218,8 @@ impl AsyncUdpSocket for TcpTunnelSocket {
 }
 
 /// Binds the tunnel's TCP port (`tcp_listen`, default: the QUIC address's number over
-/// TCP, which is where clients look) and serves it in the background as `identity`;
-/// returns its address.
+/// TCP, which is where clients look) and serves it in the background as `identity`
+/// (QUIC over TCP for clients whose networks drop UDP); returns its address.
 pub async fn start(
     tcp_listen: Option<SocketAddr>,
     quic: SocketAddr,

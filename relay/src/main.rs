@@ -34,22 +34,17 @@ async fn main() -> Result<()> {
         shutdown_rx.clone(),
     )
     .await?;
-    // QUIC over TCP for clients whose networks drop UDP.
     let tcp = parley_net::tcp_tunnel::start(
         settings.tcp_listen,
         bound.quic,
         &tunnel_identity,
-        shutdown_rx.clone(),
+        shutdown_rx,
     )
     .await
     .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
     // One machine-readable line on stdout: scripts and tests wait for it.
     println!("relay ready id={} quic={} tcp={tcp}", bound.id, bound.quic);
     tracing::info!(id = %bound.id, quic = %bound.quic, "relay listening");
-    let server = tokio::spawn(serve);
-    parley_net::shutdown_signal().await;
-    tracing::info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    let _ = server.await;
+    parley_net::serve_until_signal(serve, shutdown_tx).await;
     Ok(())
 }
