@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo build --workspace --bins --quiet
 cargo test --quiet -p parley-e2e --test nat_traversal -- --test-threads 1 --nocapture 2>/dev/null \
-  | grep -E '^(\||loss on|\()'
+  | grep -E '^\||loss on both routers|^\(' | sed -E 's/.*(loss on both routers)/\1/'

@@ -2,7 +2,7 @@
 
 use parley_audio::{
     align_and_correlate, pearson_at, read_wav_48k_mono, speech_fixture, Decoder, Encoder,
-    DEFAULT_BITRATE, FRAME_SAMPLES,
+    FrameSource, WavSource, DEFAULT_BITRATE, FRAME_SAMPLES,
 };
 use parley_proto::media::Playout;
 
@@ -13,14 +13,9 @@ fn speech_frames() -> Vec<Vec<f32>> {
         "fixture is {} samples",
         speech.len()
     );
-    speech
-        .chunks(FRAME_SAMPLES)
-        .map(|c| {
-            let mut f = c.to_vec();
-            f.resize(FRAME_SAMPLES, 0.0);
-            f
-        })
-        .collect()
+    // The same framing a call uses: 20 ms frames, the last one zero-padded.
+    let mut source = WavSource::from_samples(speech);
+    std::iter::from_fn(|| source.next_frame()).collect()
 }
 
 fn rms(x: &[f32]) -> f32 {

@@ -5,8 +5,8 @@
 //! the encoder, or "FEC recoveries" would only be concealment under another name.
 
 use parley_audio::{
-    read_wav_48k_mono, speech_fixture, Decoder, Encoder, DEFAULT_BITRATE, FRAME_SAMPLES,
-    SAMPLE_RATE,
+    read_wav_48k_mono, speech_fixture, Decoder, Encoder, FrameSource, WavSource, DEFAULT_BITRATE,
+    FRAME_SAMPLES, SAMPLE_RATE,
 };
 use parley_proto::media::rate::{RateConfig, EXPECTED_LOSS_CEILING, EXPECTED_LOSS_FLOOR};
 use parley_proto::media::{JitterBuffer, JitterConfig, Playout};
@@ -15,14 +15,9 @@ use std::time::Duration;
 
 fn speech_frames() -> Vec<Vec<f32>> {
     let speech = read_wav_48k_mono(speech_fixture()).expect("fixture");
-    speech
-        .chunks(FRAME_SAMPLES)
-        .map(|c| {
-            let mut f = c.to_vec();
-            f.resize(FRAME_SAMPLES, 0.0);
-            f
-        })
-        .collect()
+    // The same framing a call uses: 20 ms frames, the last one zero-padded.
+    let mut source = WavSource::from_samples(speech);
+    std::iter::from_fn(|| source.next_frame()).collect()
 }
 
 fn encode(frames: &[Vec<f32>], bps: i32, expected_loss: u8) -> Vec<Vec<u8>> {

@@ -61,13 +61,7 @@ impl Sender {
             ),
             RateMode::Adaptive => {
                 // As the client sets it up: the chosen bitrate is start and ceiling.
-                let defaults = RateConfig::default();
-                let rate = RateController::new(RateConfig {
-                    min_bps: defaults.min_bps.min(bitrate),
-                    max_bps: bitrate,
-                    start_bps: bitrate,
-                    ..defaults
-                });
+                let rate = RateController::new(RateConfig::capped_at(bitrate));
                 let target = rate.target();
                 (Some(rate), target)
             }

@@ -69,17 +69,14 @@ pub fn make_endpoint_on(
     identity: &Identity,
     alpns: &[&[u8]],
 ) -> Result<Endpoint, NetError> {
+    use quinn::Runtime;
     let addr = socket
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let server = server_config(identity, alpns)?;
-    Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(server),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(|source| NetError::Bind { addr, source })
+    let socket = quinn::TokioRuntime
+        .wrap_udp_socket(socket)
+        .map_err(|source| NetError::Bind { addr, source })?;
+    make_endpoint_with(socket, identity, alpns)
 }
 
 /// Like [`make_endpoint`], on any quinn socket (e.g. [`crate::tcp_tunnel::TcpTunnelSocket`]).

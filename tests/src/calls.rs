@@ -5,7 +5,7 @@
 //! Where a process runs is the caller's choice: [`loopback`] starts it here;
 //! a NAT lab test passes a closure that starts it inside a namespace.
 
-use crate::{ClientHome, Proc};
+use crate::{ClientHome, Proc, Relay, Supernode};
 use anyhow::Result;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -72,4 +72,34 @@ pub fn call_end(party: &mut Party, timeout: Duration) -> Result<Value> {
         .proc
         .wait_for(timeout, |l| l.contains("\"event\":\"call_end\""))?;
     Ok(serde_json::from_str(&line)?)
+}
+
+/// The servers a call needs on loopback: two supernodes (the second joined to the first)
+/// and `relays` relays that trust both and report to both.
+pub struct Servers {
+    pub sn1: Supernode,
+    pub sn2: Supernode,
+    pub relays: Vec<Relay>,
+}
+
+impl Servers {
+    /// Starts them, and returns once both supernodes know every relay.
+    pub fn start(relays: usize) -> Result<Servers> {
+        let mut sn1 = Supernode::start("sn1", &[])?;
+        let mut sn2 = Supernode::start("sn2", &[sn1.quic])?;
+        let trusted = [sn1.id.clone(), sn2.id.clone()];
+        let (s1, s2) = (sn1.quic.to_string(), sn2.quic.to_string());
+        let report = ["--supernode", s1.as_str(), "--supernode", s2.as_str()];
+        let relays = (1..=relays)
+            .map(|n| Relay::start_with(&format!("relay{n}"), &trusted, &report))
+            .collect::<Result<Vec<_>>>()?;
+        for sn in [&mut sn1, &mut sn2] {
+            for relay in &relays {
+                sn.proc.wait_for(Duration::from_secs(20), |l| {
+                    l.starts_with("relay known") && l.contains(&relay.id)
+                })?;
+            }
+        }
+        Ok(Servers { sn1, sn2, relays })
+    }
 }

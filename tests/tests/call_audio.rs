@@ -2,36 +2,12 @@
 //! relay and directly; the callee's recording, aligned to what was sent, correlates
 //! at ≥ 0.9, and the caller's JSON summary names the path.
 
-use parley_e2e::calls::{answering, call_end, calling, loopback};
-use parley_e2e::{similarity, Relay, Supernode};
+use parley_e2e::calls::{answering, call_end, calling, loopback, Servers};
+use parley_e2e::similarity;
 use std::time::Duration;
 
-struct Lab {
-    sn1: Supernode,
-    sn2: Supernode,
-    _relay: Relay,
-}
-
-fn lab() -> anyhow::Result<Lab> {
-    let mut sn1 = Supernode::start("sn1", &[])?;
-    let mut sn2 = Supernode::start("sn2", &[sn1.quic])?;
-    let report_to = [sn1.quic.to_string(), sn2.quic.to_string()];
-    let relay = Relay::start_with(
-        "relay",
-        &[sn1.id.clone(), sn2.id.clone()],
-        &["--supernode", &report_to[0], "--supernode", &report_to[1]],
-    )?;
-    sn1.wait_relay()?;
-    sn2.wait_relay()?;
-    Ok(Lab {
-        sn1,
-        sn2,
-        _relay: relay,
-    })
-}
-
 /// Bob online through sn2 answering automatically; Alice calls him through sn1.
-fn call(lab: &Lab, path_flag: &str) -> anyhow::Result<(serde_json::Value, f32)> {
+fn call(lab: &Servers, path_flag: &str) -> anyhow::Result<(serde_json::Value, f32)> {
     let dir = tempfile::tempdir()?;
     let (sn1, sn2) = (lab.sn1.quic.to_string(), lab.sn2.quic.to_string());
     let mut bob = answering(
@@ -81,7 +57,7 @@ fn check(summary: &serde_json::Value, correlation: f32, path: &str) {
 
 #[test]
 fn a_call_through_the_relay_carries_speech() -> anyhow::Result<()> {
-    let lab = lab()?;
+    let lab = Servers::start(1)?;
     let (summary, correlation) = call(&lab, "--relay-only")?;
     check(&summary, correlation, "relay");
     assert!(summary["frames_received_relay"].as_u64().unwrap() > 250);
@@ -90,7 +66,7 @@ fn a_call_through_the_relay_carries_speech() -> anyhow::Result<()> {
 
 #[test]
 fn a_direct_call_carries_speech() -> anyhow::Result<()> {
-    let lab = lab()?;
+    let lab = Servers::start(1)?;
     let (summary, correlation) = call(&lab, "--direct-only")?;
     check(&summary, correlation, "direct");
     assert!(summary["frames_received_direct"].as_u64().unwrap() > 250);

@@ -4,7 +4,8 @@
 //! caller's bitrate came down from where it started (and its FEC went up) because the
 //! callee's reports said its frames were being lost.
 
-use parley_e2e::{similarity, ClientHome, Proc, Relay, Supernode};
+use parley_e2e::calls::Servers;
+use parley_e2e::{similarity, ClientHome, Proc};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -104,16 +105,8 @@ fn a_call_at_ten_percent_loss_stays_up_and_adapts() -> anyhow::Result<()> {
     let input = long_speech(dir.path(), CALL_SECS + 5)?;
     let input = input.to_str().unwrap();
 
-    let mut sn1 = Supernode::start("sn1", &[])?;
-    let mut sn2 = Supernode::start("sn2", &[sn1.quic])?;
-    let report_to = [sn1.quic.to_string(), sn2.quic.to_string()];
-    let _relay = Relay::start_with(
-        "relay",
-        &[sn1.id.clone(), sn2.id.clone()],
-        &["--supernode", &report_to[0], "--supernode", &report_to[1]],
-    )?;
-    sn1.wait_relay()?;
-    sn2.wait_relay()?;
+    let servers = Servers::start(1)?;
+    let report_to = [servers.sn1.quic.to_string(), servers.sn2.quic.to_string()];
 
     let alice = ClientHome::new("alice")?;
     let bob = ClientHome::new("bob")?;

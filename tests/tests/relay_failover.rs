@@ -1,31 +1,14 @@
 //! A relay killed mid-call: both parties already hold a leg on a standby relay, and the
 //! call moves there within a second (measured as the longest gap between audio frames).
 
-use parley_e2e::calls::{answering, call_end, calling, loopback};
-use parley_e2e::{Relay, Supernode};
+use parley_e2e::calls::{answering, call_end, calling, loopback, Servers};
 use std::time::Duration;
 
 #[test]
 fn a_call_survives_its_relay_dying() {
-    let mut sn1 = Supernode::start("sn1", &[]).unwrap();
-    let mut sn2 = Supernode::start("sn2", &[sn1.quic]).unwrap();
-    let trusted = [sn1.id.clone(), sn2.id.clone()];
-    let (s1, s2) = (sn1.quic.to_string(), sn2.quic.to_string());
-    let report = ["--supernode", s1.as_str(), "--supernode", s2.as_str()];
-    let mut relays = vec![
-        Relay::start_with("relay1", &trusted, &report).unwrap(),
-        Relay::start_with("relay2", &trusted, &report).unwrap(),
-    ];
-    for sn in [&mut sn1, &mut sn2] {
-        for relay in &relays {
-            let id = relay.id.clone();
-            sn.proc
-                .wait_for(Duration::from_secs(20), |l| {
-                    l.starts_with("relay known") && l.contains(&id)
-                })
-                .unwrap();
-        }
-    }
+    let mut servers = Servers::start(2).unwrap();
+    let (s1, s2) = (servers.sn1.quic.to_string(), servers.sn2.quic.to_string());
+    let relays = &mut servers.relays;
 
     let dir = tempfile::tempdir().unwrap();
     let bob = answering(

@@ -109,6 +109,20 @@ pub struct RateConfig {
     pub fec_floor_bps: i32,
 }
 
+impl RateConfig {
+    /// The defaults, with `bitrate` as both start and ceiling: adaptation only backs off
+    /// from what the user chose, and comes back to it.
+    pub fn capped_at(bitrate: i32) -> RateConfig {
+        let defaults = RateConfig::default();
+        RateConfig {
+            min_bps: defaults.min_bps.min(bitrate),
+            max_bps: bitrate,
+            start_bps: bitrate,
+            ..defaults
+        }
+    }
+}
+
 impl Default for RateConfig {
     fn default() -> Self {
         RateConfig {

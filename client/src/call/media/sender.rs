@@ -28,13 +28,7 @@ impl Sender {
     /// Starts at the user's `bitrate`, which is also the ceiling: adaptation only backs
     /// off from what the user chose, and comes back to it.
     pub fn new(bitrate: i32, outbox: Outbox, out: Printer, stats: &mut CallStats) -> Result<Self> {
-        let defaults = RateConfig::default();
-        let rate = RateController::new(RateConfig {
-            min_bps: defaults.min_bps.min(bitrate),
-            max_bps: bitrate,
-            start_bps: bitrate,
-            ..defaults
-        });
+        let rate = RateController::new(RateConfig::capped_at(bitrate));
         let mut sender = Sender {
             encoder: Encoder::new(bitrate)?,
             rate,
