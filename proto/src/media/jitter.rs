@@ -55,7 +55,7 @@ const MIN_END_AFTER: Duration = Duration::from_millis(500);
 ///   prebuffers: `pop` returns `None` until the buffered frames span the target delay,
 ///   or until the first frame has waited that long.
 /// - **Loss.** A missing frame with a later frame already buffered is lost: `pop` hands
-///   out [`Playout::Fec`] when the very next frame is here, else [`Playout::Conceal`],
+///   out [`Playout::Fec`] when the very next frame is here, else [`Playout::Recover`],
 ///   and moves on. With nothing later buffered (an underrun) it conceals *without*
 ///   moving on, so a frame that was only delayed is still played when it arrives: on a
 ///   delay spike the playout delay grows by the spike's length at once.
@@ -261,10 +261,20 @@ impl JitterBuffer {
             });
         }
         self.stats.concealed += 1;
-        if !self.frames.is_empty() {
+        let later = self
+            .frames
+            .range(next.saturating_add(1)..)
+            .next()
+            .map(|(&s, p)| (s, p.clone()));
+        if let Some((later_seq, later_payload)) = later {
             self.note_period(true);
             self.stats.lost += 1;
             self.advance(next, false);
+            return Some(Playout::Recover {
+                seq: next,
+                later_seq,
+                later_payload,
+            });
         }
         Some(Playout::Conceal { seq: next })
     }

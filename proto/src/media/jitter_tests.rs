@@ -128,8 +128,16 @@ fn burst_loss_is_concealed() {
         200 * 20 + 2_000,
     );
     let seq = until_last_frame(&out);
-    assert!(seq.contains(&Playout::Conceal { seq: 50 }));
-    assert!(seq.contains(&Playout::Conceal { seq: 51 }));
+    assert!(seq.contains(&Playout::Recover {
+        seq: 50,
+        later_seq: 53,
+        later_payload: payload(53)
+    }));
+    assert!(seq.contains(&Playout::Recover {
+        seq: 51,
+        later_seq: 53,
+        later_payload: payload(53)
+    }));
     assert!(seq.contains(&Playout::Fec {
         seq: 52,
         next_payload: payload(53)

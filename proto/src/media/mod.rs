@@ -13,9 +13,18 @@
 mod drift_tests;
 pub mod impair;
 mod jitter;
+pub mod paths;
 pub mod rate;
+pub mod session;
+#[cfg(test)]
+mod session_tests;
 
 pub use jitter::JitterBuffer;
+pub use paths::PathKind;
+pub use session::{
+    AudioPort, EncoderTarget, EndReason, HostError, MediaCodec, MediaEvent, MediaSession, PlayKind,
+    SessionConfig, SessionStats, Transmit, TransmitKind,
+};
 
 use std::time::Duration;
 
@@ -72,6 +81,18 @@ pub enum Playout {
         /// Sequence number of the frame being concealed.
         seq: u64,
     },
+    /// Frame `seq` was lost, frame `seq + 1` too, but a later frame `later_seq` is here:
+    /// rebuild `seq` from the deep redundancy (Opus DRED, up to about a second of
+    /// history) that `later_payload` may carry, `later_seq - seq` frames back; conceal
+    /// if it carries none. The later frame stays buffered.
+    Recover {
+        /// Sequence number of the lost frame.
+        seq: u64,
+        /// Sequence number of the first frame after `seq` that is here (`> seq + 1`).
+        later_seq: u64,
+        /// That frame as received.
+        later_payload: Vec<u8>,
+    },
 }
 
 /// Counters and state of a [`JitterBuffer`], for logs and call-quality reports.
@@ -93,8 +114,8 @@ pub struct JitterStats {
     pub lost: u64,
     /// Lost frames handed out as [`Playout::Fec`].
     pub fec_recovered: u64,
-    /// Periods answered with [`Playout::Conceal`] (losses without FEC, underruns, and
-    /// periods inserted to stretch the delay).
+    /// Periods answered with [`Playout::Conceal`] or [`Playout::Recover`] (losses without
+    /// in-band FEC, underruns, and periods inserted to stretch the delay).
     pub concealed: u64,
     /// Frames dropped for being too far from the playout point (a sequence jump not yet
     /// confirmed, or a flood of junk), discarded by a resynchronisation, or skipped to

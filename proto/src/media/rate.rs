@@ -43,9 +43,10 @@
 //! - **Expected loss** (what the encoder's in-band FEC is sized for) is the measured
 //!   loss, smoothed (it follows a rise within a couple of reports and decays over about
 //!   eight), rounded up to a whole percent and clamped to
-//!   [`EXPECTED_LOSS_FLOOR`]`..=`[`EXPECTED_LOSS_CEILING`] (5..=30): never zero, so FEC
-//!   stays on for the next surprise; never above 30, where more FEC bits stop paying.
-//!   It starts at 10 % until the first report says otherwise. libopus has the last
+//!   [`EXPECTED_LOSS_FLOOR`]`..=`[`EXPECTED_LOSS_CEILING`] (5..=30) once the path has
+//!   lost anything (smoothed loss at least [`CLEAN_LOSS`]); never above 30, where more
+//!   FEC bits stop paying. On a clean path it is 0 (no FEC, no DRED): FEC costs a clean
+//!   call about 0.2 PESQ. It starts at 0 until the first report says otherwise. libopus has the last
 //!   word: at 5 % it adds FEC only if the bitrate affords it at full audio bandwidth
 //!   (about 30 kbit/s and up), above 5 % it narrows the bandwidth to make room.
 
@@ -82,8 +83,26 @@ pub const EXPECTED_LOSS_CEILING: u8 = 30;
 pub const LOW_RATE_BPS: i32 = 32_000;
 /// Lowest expected loss handed to the encoder below [`LOW_RATE_BPS`], in percent.
 pub const EXPECTED_LOSS_FLOOR_LOW_RATE: u8 = 10;
-/// Expected loss assumed before the first report, in percent.
-pub const INITIAL_EXPECTED_LOSS: u8 = 10;
+/// Expected loss assumed before the first report, in percent: none, a path is clean
+/// until a report says otherwise (the first arrives within about a second).
+pub const INITIAL_EXPECTED_LOSS: u8 = 0;
+/// Smoothed loss (fraction) below which the path counts as clean: no in-band FEC and no
+/// DRED, so a clean call gets the codec's full quality.
+pub const CLEAN_LOSS: f64 = 0.005;
+/// Deepest DRED the sender asks for, in 10 ms units: the jitter buffer holds at most
+/// 300 ms, so older history could never be played.
+pub const DRED_MAX_10MS: u8 = 30;
+
+/// The deep-redundancy (Opus DRED) depth for a smoothed loss fraction, in 10 ms units:
+/// none on a clean path (below [`CLEAN_LOSS`]), else `10 + loss·100`, at most
+/// [`DRED_MAX_10MS`] (5 % → 150 ms, 10 % → 200 ms, 20 % → 300 ms). A deeper history
+/// covers longer bursts; the jitter buffer's depth bounds what can be used.
+pub fn dred_frames_for(loss: f64) -> u8 {
+    if loss.is_nan() || loss < CLEAN_LOSS {
+        return 0;
+    }
+    (10.0 + (loss * 100.0).round()).clamp(10.0, f64::from(DRED_MAX_10MS)) as u8
+}
 
 /// Smoothing gain of the loss estimate when loss rises (follows within two reports).
 const LOSS_GAIN_UP: f64 = 0.5;
@@ -287,6 +306,13 @@ impl RateController {
 
     /// What the encoder should use now.
     pub fn target(&self) -> RateTarget {
+        if self.loss < CLEAN_LOSS {
+            // A clean path: every bit to the primary encoding (FEC costs ~0.2 PESQ).
+            return RateTarget {
+                bitrate_bps: self.bitrate,
+                expected_loss_percent: 0,
+            };
+        }
         let percent = (self.loss * 100.0).ceil().clamp(0.0, 100.0) as u8;
         let floor = if self.bitrate < LOW_RATE_BPS {
             EXPECTED_LOSS_FLOOR_LOW_RATE
@@ -421,10 +447,8 @@ mod tests {
         let clean = sim.run(20, 0.0, 40);
         assert!(clean.iter().all(|&b| b >= 32_000), "{clean:?}");
         let clean_loss = sim.rc.target().expected_loss_percent;
-        assert_eq!(
-            clean_loss, EXPECTED_LOSS_FLOOR,
-            "FEC stays on, at the floor"
-        );
+        assert_eq!(clean_loss, 0, "no FEC on a clean path");
+        assert_eq!(dred_frames_for(sim.rc.measured_loss()), 0, "nor DRED");
 
         let lossy = sim.run(30, 0.10, 40);
         let t = sim.rc.target();
@@ -468,7 +492,11 @@ mod tests {
         );
         assert!(after.windows(2).all(|w| w[1] - w[0] <= INCREASE_STEP_BPS));
         assert_eq!(sim.rc.bitrate_changes(), changes + 12);
-        assert_eq!(sim.rc.target().expected_loss_percent, EXPECTED_LOSS_FLOOR);
+        assert_eq!(
+            sim.rc.target().expected_loss_percent,
+            0,
+            "clean again: FEC off"
+        );
     }
 
     #[test]
@@ -542,10 +570,12 @@ mod tests {
                 let t = rc.target();
                 assert!((c.min_bps..=c.max_bps).contains(&t.bitrate_bps), "{t:?}");
                 assert!(
-                    (EXPECTED_LOSS_FLOOR..=EXPECTED_LOSS_CEILING)
-                        .contains(&t.expected_loss_percent),
+                    t.expected_loss_percent == 0
+                        || (EXPECTED_LOSS_FLOOR..=EXPECTED_LOSS_CEILING)
+                            .contains(&t.expected_loss_percent),
                     "{t:?}"
                 );
+                assert!(dred_frames_for(rc.measured_loss()) <= DRED_MAX_10MS);
             }
         }
     }
@@ -580,9 +610,21 @@ mod tests {
         );
         assert_eq!(rc.poll_target(), None);
         rc.on_report(Timestamp(T0 + 1_000), 50, 0);
-        rc.on_report(Timestamp(T0 + 2_000), 100, 0);
-        let t = rc.poll_target().expect("expected loss decayed");
-        assert!(t.expected_loss_percent < INITIAL_EXPECTED_LOSS);
+        assert_eq!(rc.poll_target(), None, "still clean");
+        rc.on_report(Timestamp(T0 + 2_000), 90, 10);
+        let t = rc.poll_target().expect("loss turns FEC on");
+        assert!(t.expected_loss_percent >= EXPECTED_LOSS_FLOOR, "{t:?}");
         assert_eq!(rc.poll_target(), None);
+    }
+
+    #[test]
+    fn dred_depth_follows_loss_and_is_off_when_clean() {
+        assert_eq!(dred_frames_for(0.0), 0);
+        assert_eq!(dred_frames_for(0.004), 0);
+        assert_eq!(dred_frames_for(f64::NAN), 0);
+        assert_eq!(dred_frames_for(0.05), 15);
+        assert_eq!(dred_frames_for(0.10), 20);
+        assert_eq!(dred_frames_for(0.20), 30);
+        assert_eq!(dred_frames_for(0.9), DRED_MAX_10MS);
     }
 }

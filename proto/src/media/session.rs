@@ -1,0 +1,706 @@
+//! The media engine of one call, sans-IO: [`MediaSession`].
+//!
+//! It owns everything about a connected call's media that is a decision rather than a
+//! byte moved: the 20 ms cadence (capture, encode, seal, send; pop, decode, play), the
+//! receiver reports and the sender's rate controller they feed, per-path probes and the
+//! path choice ([`PathSet`]), mute, hang-up (Bye) and the timeouts that end a call with
+//! no working media path or a silent peer. The shell (the client's async loop, the
+//! quality benchmark's virtual network) only moves datagrams and calls:
+//!
+//! - [`MediaSession::handle_timeout`] at (or after) [`MediaSession::poll_timeout`];
+//! - [`MediaSession::handle_datagram`] for every datagram that arrives on a path;
+//! - [`MediaSession::path_up`] / [`MediaSession::path_down`] / [`MediaSession::path_failed`];
+//! - then drains [`MediaSession::poll_transmit`] and [`MediaSession::poll_event`].
+//!
+//! Time is a monotonic millisecond clock ([`Timestamp`]) supplied by the caller. Audio is
+//! reached through two small traits so that this crate stays free of libopus and sound
+//! devices: [`MediaCodec`] (encode, decode a [`Playout`], apply an [`EncoderTarget`]) and
+//! [`AudioPort`] (capture one frame, play one frame).
+
+use super::paths::{PathKind, PathSet};
+use super::rate::{RateConfig, RateController, RateTarget};
+use super::{JitterBuffer, JitterConfig, JitterStats, Playout};
+use crate::call::media::{MediaCrypto, MediaError, MediaFrame};
+use crate::time::Timestamp;
+use std::collections::VecDeque;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Samples in one 20 ms frame at 48 kHz mono.
+pub const FRAME_SAMPLES: usize = 960;
+
+/// A failure of the shell's codec or audio device, passed through the engine.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{0}")]
+pub struct HostError(pub String);
+
+/// What the encoder should do now: bitrate, in-band FEC and DRED depth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncoderTarget {
+    /// Opus bitrate, bit/s.
+    pub bitrate_bps: i32,
+    /// Expected packet loss for in-band FEC, percent (0: no FEC).
+    pub expected_loss_percent: u8,
+    /// Deep redundancy (DRED) depth, in 10 ms units (0: none). See
+    /// [`super::rate::dred_frames_for`].
+    pub dred_10ms: u8,
+}
+
+/// The codec the engine drives. One 20 ms frame of 48 kHz mono `f32` per call.
+pub trait MediaCodec {
+    /// Encodes one captured frame ([`FRAME_SAMPLES`] samples) into one packet.
+    fn encode(&mut self, pcm: &[f32]) -> Result<Vec<u8>, HostError>;
+    /// Turns a jitter-buffer decision into [`FRAME_SAMPLES`] samples (decode, rebuild
+    /// from FEC or DRED, or conceal). Must not fail on a corrupt packet: conceal instead.
+    fn decode(&mut self, playout: &Playout) -> Result<Vec<f32>, HostError>;
+    /// Applies new encoder settings.
+    fn set_target(&mut self, target: &EncoderTarget) -> Result<(), HostError>;
+}
+
+/// How a period's audio came about, for [`AudioPort::play`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlayKind {
+    /// Frame `seq` as received.
+    Frame(u64),
+    /// Lost frame `seq`, rebuilt from a later packet's redundancy or concealed.
+    Recovered(u64),
+    /// A period concealed (loss with nothing later, or the buffer stretching).
+    Concealed,
+    /// Nothing to play (before the first frame, or the stream stopped): silence.
+    Silence,
+}
+
+/// The audio the engine captures from and plays to.
+pub trait AudioPort {
+    /// The next captured frame ([`FRAME_SAMPLES`] samples), or `None` once the input
+    /// has ended (a file played to its end). Called once per period.
+    fn capture(&mut self) -> Option<Vec<f32>>;
+    /// Plays one period ([`FRAME_SAMPLES`] samples). Called once per period.
+    fn play(&mut self, pcm: &[f32], kind: PlayKind) -> Result<(), HostError>;
+}
+
+/// Tunables of a [`MediaSession`]; the defaults are what the client uses.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Frame period.
+    pub frame: Duration,
+    /// The receive jitter buffer.
+    pub jitter: JitterConfig,
+    /// The sender's rate controller; `None`: fixed encoder settings (`fixed_target`).
+    pub rate: Option<RateConfig>,
+    /// Encoder settings without a controller, and the starting bitrate's FEC with one.
+    pub fixed_target: EncoderTarget,
+    /// How often a receiver report goes out.
+    pub report_every: Duration,
+    /// How often every open path is probed.
+    pub probe_every: Duration,
+    /// A path that has not answered a probe for this long is not sent on.
+    pub path_dead_after: Duration,
+    /// No authentic datagram from the peer this long after the start: no media path.
+    pub setup_timeout: Duration,
+    /// Nothing authentic heard on any path for this long, once media flowed: peer lost.
+    pub peer_timeout: Duration,
+    /// After the input ends, how long to go on so the last frames reach the peer.
+    pub input_tail: Duration,
+    /// End the call this long after the start (`None`: no limit).
+    pub duration: Option<Duration>,
+    /// Byes sent on hang-up (they are datagrams and may be lost).
+    pub bye_copies: usize,
+}
+
+/// Default [`SessionConfig::setup_timeout`].
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(8);
+/// Default [`SessionConfig::peer_timeout`].
+pub const PEER_TIMEOUT: Duration = Duration::from_millis(1500);
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            frame: Duration::from_millis(20),
+            jitter: JitterConfig::default(),
+            rate: Some(RateConfig::default()),
+            fixed_target: EncoderTarget {
+                bitrate_bps: RateConfig::default().start_bps,
+                expected_loss_percent: 0,
+                dred_10ms: 0,
+            },
+            report_every: Duration::from_secs(1),
+            probe_every: Duration::from_millis(160),
+            path_dead_after: Duration::from_millis(500),
+            setup_timeout: SETUP_TIMEOUT,
+            peer_timeout: PEER_TIMEOUT,
+            input_tail: Duration::from_millis(400),
+            duration: None,
+            bye_copies: 3,
+        }
+    }
+}
+
+/// What a datagram to send is, so a shell can treat hang-ups specially (never impair them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransmitKind {
+    /// An audio frame.
+    Audio,
+    /// A report, probe or probe answer.
+    Control,
+    /// A hang-up.
+    Bye,
+}
+
+/// One sealed datagram to send on `path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The path to send it on.
+    pub path: PathKind,
+    /// The sealed datagram.
+    pub bytes: Vec<u8>,
+    /// What it carries.
+    pub kind: TransmitKind,
+}
+
+/// Why a call ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// [`MediaSession::hang_up`].
+    LocalHangup,
+    /// The peer sent a Bye.
+    PeerHangup,
+    /// The input ended (and its tail was sent).
+    InputEnded,
+    /// [`SessionConfig::duration`] passed.
+    DurationReached,
+    /// Nothing authentic arrived from the peer on any path: why each path failed.
+    NoMediaPath {
+        /// How long the engine waited, ms (0: every path failed before).
+        waited_ms: u64,
+        /// "kind path: reason" for every path that failed.
+        reasons: Vec<String>,
+    },
+    /// Media flowed, then nothing was heard on any path for `silent_ms`.
+    PeerLost {
+        /// How long nothing was heard, ms.
+        silent_ms: u64,
+    },
+}
+
+impl EndReason {
+    /// True when the call failed (no media path), rather than ended.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, EndReason::NoMediaPath { .. })
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::LocalHangup => write!(f, "local hang-up"),
+            EndReason::PeerHangup => write!(f, "peer hung up"),
+            EndReason::InputEnded => write!(f, "input ended"),
+            EndReason::DurationReached => write!(f, "duration reached"),
+            EndReason::NoMediaPath { waited_ms, reasons } => {
+                if *waited_ms == 0 {
+                    write!(f, "no working media path")?;
+                } else {
+                    write!(
+                        f,
+                        "no working media path: nothing from the peer within {:.1} s",
+                        *waited_ms as f64 / 1000.0
+                    )?;
+                }
+                if reasons.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, " ({})", reasons.join("; "))
+                }
+            }
+            EndReason::PeerLost { silent_ms } => write!(
+                f,
+                "connection lost: nothing heard from the peer for {:.1} s",
+                *silent_ms as f64 / 1000.0
+            ),
+        }
+    }
+}
+
+/// Something the shell may want to show.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaEvent {
+    /// Sends now go on `to` (None before: the first path chosen).
+    PathSwitch {
+        /// The previous path.
+        from: Option<PathKind>,
+        /// The new one.
+        to: PathKind,
+    },
+    /// The first frame of the peer's audio was played.
+    FirstAudio,
+    /// The encoder settings changed.
+    Target(EncoderTarget),
+    /// The call is over; nothing more will be sent except the Byes already queued.
+    Ended(EndReason),
+}
+
+/// Counters of one call's media.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SessionStats {
+    /// The path sends go on now.
+    pub path: Option<PathKind>,
+    /// Changes of that path after the first.
+    pub path_switches: u32,
+    /// Audio frames handed to a path.
+    pub frames_sent: u64,
+    /// Opus bytes in them.
+    pub bytes_sent: u64,
+    /// Audio frames received on the direct path / on relays.
+    pub frames_received_direct: u64,
+    /// See `frames_received_direct`.
+    pub frames_received_relay: u64,
+    /// Datagrams dropped: failed authentication, replayed, malformed.
+    pub forged: u64,
+    /// See `forged`.
+    pub replayed: u64,
+    /// See `forged`.
+    pub malformed: u64,
+    /// Latest end-to-end RTT on the current path.
+    pub rtt: Option<Duration>,
+    /// Encoder settings now, and the bitrate's extremes and changes.
+    pub target: Option<EncoderTarget>,
+    /// Lowest bitrate used, bit/s.
+    pub bitrate_min_bps: i32,
+    /// Highest bitrate used, bit/s.
+    pub bitrate_max_bps: i32,
+    /// Bitrate changes so far.
+    pub bitrate_changes: u64,
+    /// Reports received from the peer, and its latest cumulative counts of our frames.
+    pub reports_received: u64,
+    /// See `reports_received`.
+    pub peer_received: u64,
+    /// See `reports_received`.
+    pub peer_lost: u64,
+    /// Longest time between two audio frames arriving.
+    pub max_gap: Duration,
+    /// The jitter buffer's counters.
+    pub jitter: JitterStats,
+    /// Lost frames rebuilt from a later packet (FEC or DRED) or concealed with one there.
+    pub recovered: u64,
+    /// Whether sending is muted.
+    pub muted: bool,
+}
+
+/// The media engine of one call; see the module docs.
+pub struct MediaSession<C, A> {
+    config: SessionConfig,
+    crypto: MediaCrypto,
+    codec: C,
+    audio: A,
+    jitter: JitterBuffer,
+    rate: Option<RateController>,
+    target: EncoderTarget,
+    paths: PathSet,
+    start: Timestamp,
+    next_tick: Timestamp,
+    ticks: u64,
+    frame_no: u64,
+    muted: bool,
+    played_audio: bool,
+    input_done_at: Option<Timestamp>,
+    first_heard: Option<Timestamp>,
+    last_heard: Option<Timestamp>,
+    last_audio: Option<Timestamp>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<MediaEvent>,
+    ended: Option<EndReason>,
+    stats: SessionStats,
+}
+
+impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
+    /// A call starting at `now`; the first period is at `now`.
+    pub fn new(
+        config: SessionConfig,
+        crypto: MediaCrypto,
+        mut codec: C,
+        audio: A,
+        now: Timestamp,
+    ) -> Result<Self, HostError> {
+        let rate = config.rate.clone().map(RateController::new);
+        let target = match &rate {
+            Some(r) => from_rate(r.target(), r.measured_loss()),
+            None => config.fixed_target,
+        };
+        codec.set_target(&target)?;
+        let stats = SessionStats {
+            target: Some(target),
+            bitrate_min_bps: target.bitrate_bps,
+            bitrate_max_bps: target.bitrate_bps,
+            ..SessionStats::default()
+        };
+        Ok(MediaSession {
+            jitter: JitterBuffer::new(config.jitter.clone()),
+            config,
+            crypto,
+            codec,
+            audio,
+            rate,
+            target,
+            paths: PathSet::default(),
+            start: now,
+            next_tick: now,
+            ticks: 0,
+            frame_no: 0,
+            muted: false,
+            played_audio: false,
+            input_done_at: None,
+            first_heard: None,
+            last_heard: None,
+            last_audio: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            ended: None,
+            stats,
+        })
+    }
+
+    /// The paths the shell is bringing up: once every one has failed (and none is up),
+    /// the call ends at once with [`EndReason::NoMediaPath`]. Without this call only the
+    /// setup timeout ends such a call.
+    pub fn expect_paths(&mut self, kinds: &[PathKind]) {
+        self.paths.expect(kinds);
+    }
+
+    /// A path is up and may be sent on (it is probed from the next period).
+    pub fn path_up(&mut self, _now: Timestamp, kind: PathKind) {
+        self.paths.up(kind);
+    }
+
+    /// A path's connection closed.
+    pub fn path_down(&mut self, now: Timestamp, kind: PathKind) {
+        self.paths.down(kind);
+        self.check_no_path(now);
+    }
+
+    /// A path could not be brought up, and why (shown if the call ends for lack of one).
+    pub fn path_failed(&mut self, now: Timestamp, kind: PathKind, why: impl Into<String>) {
+        self.paths.failed(kind, why.into());
+        self.check_no_path(now);
+    }
+
+    /// Mutes (sends silence, keeps the stream and its timing) or unmutes.
+    pub fn set_muted(&mut self, muted: bool) {
+        self.muted = muted;
+        self.stats.muted = muted;
+    }
+
+    /// Whether sending is muted.
+    pub fn is_muted(&self) -> bool {
+        self.muted
+    }
+
+    /// Hangs up: queues the Byes and ends the call.
+    pub fn hang_up(&mut self, now: Timestamp) {
+        self.end(now, EndReason::LocalHangup);
+    }
+
+    /// The reason the call ended, once it has.
+    pub fn ended(&self) -> Option<&EndReason> {
+        self.ended.as_ref()
+    }
+
+    /// The path sends use now.
+    pub fn current_path(&self, now: Timestamp) -> Option<PathKind> {
+        self.paths.current(now, self.config.path_dead_after)
+    }
+
+    /// The paths that are up, preferred first.
+    pub fn open_paths(&self) -> Vec<PathKind> {
+        self.paths.open().collect()
+    }
+
+    /// Counters, as of now.
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            jitter: self.jitter.stats(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// The audio port (to finish a recording after the call).
+    pub fn audio_mut(&mut self) -> &mut A {
+        &mut self.audio
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) wants to run next: the next frame
+    /// period. `None` once the call has ended.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.ended.is_none().then_some(self.next_tick)
+    }
+
+    /// Runs every period due by `now` (a late shell catches up, as a sound card would
+    /// demand), and the timeouts.
+    pub fn handle_timeout(&mut self, now: Timestamp) -> Result<(), HostError> {
+        while self.ended.is_none() && self.next_tick <= now {
+            let at = self.next_tick;
+            self.tick(at)?;
+            self.ticks += 1;
+            self.next_tick = self.start + self.config.frame * (self.ticks as u32);
+        }
+        Ok(())
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event for the shell.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// A datagram arrived on `path`. Forged, replayed and malformed ones are counted and
+    /// dropped; nothing here panics on network input.
+    pub fn handle_datagram(&mut self, now: Timestamp, path: PathKind, bytes: &[u8]) {
+        if self.ended.is_some() {
+            return;
+        }
+        let frame = match self.crypto.open(bytes) {
+            Ok((_, frame)) => frame,
+            Err(MediaError::Forged) => return self.stats.forged += 1,
+            Err(MediaError::Replayed) => return self.stats.replayed += 1,
+            Err(MediaError::Malformed) => return self.stats.malformed += 1,
+        };
+        self.first_heard.get_or_insert(now);
+        self.last_heard = Some(now);
+        match frame {
+            MediaFrame::Audio { frame, opus } => {
+                if let Some(last) = self.last_audio.replace(now) {
+                    self.stats.max_gap = self.stats.max_gap.max(now.since(last));
+                }
+                match path {
+                    PathKind::Direct => self.stats.frames_received_direct += 1,
+                    PathKind::Relay(_) => self.stats.frames_received_relay += 1,
+                }
+                self.jitter.insert(now, frame, opus);
+            }
+            MediaFrame::Bye => self.end(now, EndReason::PeerHangup),
+            // Probes are answered on the path they came in on: that proves the path.
+            MediaFrame::Ping(t) => self.send(path, &MediaFrame::Pong(t), TransmitKind::Control),
+            MediaFrame::Pong(t) => {
+                self.paths.answered(path, now);
+                if self.current_path(now) == Some(path) {
+                    let rtt = now.since(Timestamp(t));
+                    self.stats.rtt = Some(rtt);
+                    if let Some(rate) = &mut self.rate {
+                        rate.on_rtt(now, rtt);
+                    }
+                    self.apply_rate();
+                }
+            }
+            MediaFrame::Report { received, lost } => {
+                self.stats.reports_received += 1;
+                self.stats.peer_received = received;
+                self.stats.peer_lost = lost;
+                if let Some(rate) = &mut self.rate {
+                    rate.on_report(now, received, lost);
+                }
+                self.apply_rate();
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Result<(), HostError> {
+        self.update_path(now);
+        // Send: one captured frame.
+        if self.input_done_at.is_none() {
+            match self.audio.capture() {
+                Some(mut pcm) => {
+                    if self.muted {
+                        pcm.iter_mut().for_each(|s| *s = 0.0);
+                    }
+                    self.send_audio(now, &pcm)?;
+                }
+                None => self.input_done_at = Some(now),
+            }
+        }
+        // Play: one period.
+        let (pcm, kind) = match self.jitter.pop(now) {
+            Some(playout) => {
+                let kind = match &playout {
+                    Playout::Frame { seq, .. } => PlayKind::Frame(*seq),
+                    Playout::Fec { seq, .. } | Playout::Recover { seq, .. } => {
+                        self.stats.recovered += 1;
+                        PlayKind::Recovered(*seq)
+                    }
+                    Playout::Conceal { .. } => PlayKind::Concealed,
+                };
+                (self.codec.decode(&playout)?, kind)
+            }
+            None => (vec![0.0; FRAME_SAMPLES], PlayKind::Silence),
+        };
+        if matches!(kind, PlayKind::Frame(_)) && !self.played_audio {
+            self.played_audio = true;
+            self.events.push_back(MediaEvent::FirstAudio);
+        }
+        self.audio.play(&pcm, kind)?;
+        // Reports (half a report interval after the probes line up) and probes.
+        let frame_us = self.config.frame.as_micros().max(1);
+        let per = |d: Duration| (d.as_micros() / frame_us).max(1) as u64;
+        let report_every = per(self.config.report_every);
+        let probe_every = per(self.config.probe_every);
+        if self.ticks % report_every == report_every / 2 {
+            let s = self.jitter.stats();
+            if s.received > 0 {
+                let report = MediaFrame::Report {
+                    received: s.received.saturating_sub(s.duplicates + s.late),
+                    lost: s.lost,
+                };
+                if let Some(path) = self.current_path(now) {
+                    self.send(path, &report, TransmitKind::Control);
+                }
+            }
+        }
+        if self.ticks % probe_every == 0 {
+            for path in self.open_paths() {
+                self.send(
+                    path,
+                    &MediaFrame::Ping(now.as_millis()),
+                    TransmitKind::Control,
+                );
+            }
+        }
+        self.check_timeouts(now);
+        Ok(())
+    }
+
+    fn send_audio(&mut self, now: Timestamp, pcm: &[f32]) -> Result<(), HostError> {
+        let opus = self.codec.encode(pcm)?;
+        let frame = self.frame_no;
+        self.frame_no += 1;
+        if let Some(path) = self.current_path(now) {
+            self.stats.frames_sent += 1;
+            self.stats.bytes_sent += opus.len() as u64;
+            self.send(
+                path,
+                &MediaFrame::Audio { frame, opus },
+                TransmitKind::Audio,
+            );
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, path: PathKind, frame: &MediaFrame, kind: TransmitKind) {
+        let bytes = self.crypto.seal(frame);
+        self.transmits.push_back(Transmit { path, bytes, kind });
+    }
+
+    fn update_path(&mut self, now: Timestamp) {
+        let on = self.current_path(now);
+        if let Some(to) = on {
+            if on != self.stats.path {
+                if self.stats.path.is_some() {
+                    self.stats.path_switches += 1;
+                }
+                self.events.push_back(MediaEvent::PathSwitch {
+                    from: self.stats.path,
+                    to,
+                });
+                self.stats.path = on;
+            }
+        }
+    }
+
+    fn apply_rate(&mut self) {
+        let Some(rate) = &mut self.rate else {
+            return;
+        };
+        let Some(t) = rate.poll_target() else {
+            return;
+        };
+        let target = from_rate(t, rate.measured_loss());
+        self.stats.bitrate_changes = rate.bitrate_changes();
+        if target == self.target {
+            return;
+        }
+        match self.codec.set_target(&target) {
+            Ok(()) => {
+                self.target = target;
+                self.stats.target = Some(target);
+                self.stats.bitrate_min_bps = self.stats.bitrate_min_bps.min(target.bitrate_bps);
+                self.stats.bitrate_max_bps = self.stats.bitrate_max_bps.max(target.bitrate_bps);
+                self.events.push_back(MediaEvent::Target(target));
+            }
+            Err(e) => tracing::warn!(error = %e, "encoder refused new settings"),
+        }
+    }
+
+    fn check_timeouts(&mut self, now: Timestamp) {
+        if let Some(d) = self.config.duration {
+            if now.since(self.start) >= d {
+                return self.end(now, EndReason::DurationReached);
+            }
+        }
+        if self
+            .input_done_at
+            .is_some_and(|t| now.since(t) >= self.config.input_tail)
+        {
+            return self.end(now, EndReason::InputEnded);
+        }
+        match self.last_heard {
+            None if now.since(self.start) >= self.config.setup_timeout => {
+                let reasons = self.paths.failures();
+                let waited_ms = now.since(self.start).as_millis() as u64;
+                self.end(now, EndReason::NoMediaPath { waited_ms, reasons });
+            }
+            Some(t) if now.since(t) >= self.config.peer_timeout => {
+                let silent_ms = now.since(t).as_millis() as u64;
+                self.end(now, EndReason::PeerLost { silent_ms });
+            }
+            _ => self.check_no_path(now),
+        }
+    }
+
+    fn check_no_path(&mut self, now: Timestamp) {
+        if self.ended.is_none() && self.last_heard.is_none() && self.paths.exhausted() {
+            let reasons = self.paths.failures();
+            if !reasons.is_empty() {
+                self.end(
+                    now,
+                    EndReason::NoMediaPath {
+                        waited_ms: 0,
+                        reasons,
+                    },
+                );
+            }
+        }
+    }
+
+    fn end(&mut self, now: Timestamp, why: EndReason) {
+        if self.ended.is_some() {
+            return;
+        }
+        let bye = !matches!(why, EndReason::PeerHangup | EndReason::NoMediaPath { .. });
+        if bye {
+            // On the current path, or on every open one if none is known to work.
+            let paths = match self.current_path(now) {
+                Some(p) => vec![p],
+                None => self.open_paths(),
+            };
+            for path in paths {
+                for _ in 0..self.config.bye_copies {
+                    self.send(path, &MediaFrame::Bye, TransmitKind::Bye);
+                }
+            }
+        }
+        self.stats.jitter = self.jitter.stats();
+        self.events.push_back(MediaEvent::Ended(why.clone()));
+        self.ended = Some(why);
+    }
+}
+
+/// The controller's target plus the DRED depth its measured loss calls for.
+fn from_rate(t: RateTarget, measured_loss: f64) -> EncoderTarget {
+    EncoderTarget {
+        bitrate_bps: t.bitrate_bps,
+        expected_loss_percent: t.expected_loss_percent,
+        dred_10ms: super::rate::dred_frames_for(measured_loss),
+    }
+}

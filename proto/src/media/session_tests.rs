@@ -1,0 +1,457 @@
+//! Whole calls on a virtual clock: two [`MediaSession`]s joined by seeded impaired links
+//! (one per direction and path), with a stand-in codec whose packets carry the frame
+//! number, so what each side played can be checked frame by frame.
+
+use super::impair::{GilbertElliott, ImpairConfig, Impairment};
+use super::session::*;
+use super::{PathKind, Playout};
+use crate::call::e2e::{initiate, prologue, respond};
+use crate::call::media::MediaCrypto;
+use crate::time::Timestamp;
+use crate::Identity;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+const T0: u64 = 1_000_000;
+
+/// Packets carry the frame's first sample; rebuilt frames play -1, concealed ones -2.
+struct FakeCodec {
+    targets: Vec<EncoderTarget>,
+}
+
+impl MediaCodec for FakeCodec {
+    fn encode(&mut self, pcm: &[f32]) -> Result<Vec<u8>, HostError> {
+        Ok(pcm[0].to_be_bytes().to_vec())
+    }
+    fn decode(&mut self, playout: &Playout) -> Result<Vec<f32>, HostError> {
+        let v = match playout {
+            Playout::Frame { payload, .. } => payload
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(f32::from_be_bytes)
+                .unwrap_or(-3.0),
+            Playout::Fec { .. } | Playout::Recover { .. } => -1.0,
+            Playout::Conceal { .. } => -2.0,
+        };
+        Ok(vec![v; FRAME_SAMPLES])
+    }
+    fn set_target(&mut self, target: &EncoderTarget) -> Result<(), HostError> {
+        self.targets.push(*target);
+        Ok(())
+    }
+}
+
+/// Captures frames numbered 1..=frames (then ends, if `ends`), records what it plays.
+struct Port {
+    next: u32,
+    frames: u32,
+    ends: bool,
+    played: Vec<(Timestamp, PlayKind, f32)>,
+    clock: Timestamp,
+}
+
+impl AudioPort for Port {
+    fn capture(&mut self) -> Option<Vec<f32>> {
+        if self.next >= self.frames {
+            return (!self.ends).then(|| vec![0.0; FRAME_SAMPLES]);
+        }
+        self.next += 1;
+        Some(vec![self.next as f32; FRAME_SAMPLES])
+    }
+    fn play(&mut self, pcm: &[f32], kind: PlayKind) -> Result<(), HostError> {
+        self.played.push((self.clock, kind, pcm[0]));
+        Ok(())
+    }
+}
+
+type Session = MediaSession<FakeCodec, Port>;
+
+fn crypto_pair() -> (MediaCrypto, MediaCrypto) {
+    let (a, b) = (Identity::generate(), Identity::generate());
+    let p = prologue(&[7; 16], &a.peer_id(), &b.peer_id());
+    let (pending, m1) = initiate(&a, &b.peer_id(), &p).expect("initiate");
+    let (kb, m2) = respond(&b, &a.peer_id(), &p, &m1).expect("respond");
+    let ka = pending.finish(&m2).expect("finish");
+    (MediaCrypto::new(ka), MediaCrypto::new(kb))
+}
+
+fn session(crypto: MediaCrypto, config: SessionConfig, frames: u32, ends: bool) -> Session {
+    let port = Port {
+        next: 0,
+        frames,
+        ends,
+        played: Vec::new(),
+        clock: Timestamp(T0),
+    };
+    let codec = FakeCodec {
+        targets: Vec::new(),
+    };
+    MediaSession::new(config, crypto, codec, port, Timestamp(T0)).expect("session")
+}
+
+/// One direction of one path.
+struct Link {
+    channel: Impairment,
+    alive: bool,
+}
+
+/// Two sessions, `a` (index 0) and `b` (1), and the links between them.
+struct Call {
+    s: [Session; 2],
+    /// links[from][path index]: 0 direct, 1 relay 0.
+    links: [[Link; 2]; 2],
+    in_flight: BinaryHeap<Reverse<(Timestamp, u64, usize, PathKind, Vec<u8>)>>,
+    order: u64,
+    now: Timestamp,
+}
+
+fn link(config: ImpairConfig) -> Link {
+    Link {
+        channel: Impairment::new(config),
+        alive: true,
+    }
+}
+
+fn path_index(p: PathKind) -> usize {
+    match p {
+        PathKind::Direct => 0,
+        PathKind::Relay(_) => 1,
+    }
+}
+
+impl Call {
+    /// `a` sends `frames` then ends; `b` sends silence. Both paths up, same impairment
+    /// on every link (each with its own seed).
+    fn new(config: SessionConfig, frames: u32, impair: ImpairConfig) -> Call {
+        Call::with_configs(config.clone(), config, frames, impair)
+    }
+
+    fn with_configs(
+        ca: SessionConfig,
+        cb: SessionConfig,
+        frames: u32,
+        impair: ImpairConfig,
+    ) -> Call {
+        let (ka, kb) = crypto_pair();
+        let mut s = [session(ka, ca, frames, true), session(kb, cb, 0, false)];
+        for x in &mut s {
+            x.expect_paths(&[PathKind::Direct, PathKind::Relay(0)]);
+            x.path_up(Timestamp(T0), PathKind::Direct);
+            x.path_up(Timestamp(T0), PathKind::Relay(0));
+        }
+        let seeded = |n: u64| {
+            link(ImpairConfig {
+                seed: impair.seed.wrapping_add(n),
+                ..impair
+            })
+        };
+        Call {
+            s,
+            links: [[seeded(1), seeded(2)], [seeded(3), seeded(4)]],
+            in_flight: BinaryHeap::new(),
+            order: 0,
+            now: Timestamp(T0),
+        }
+    }
+
+    /// Runs until both sessions ended or `limit_ms` passed; after each ms, `each`.
+    fn run(&mut self, limit_ms: u64, mut each: impl FnMut(&mut Call)) {
+        let end = Timestamp(self.now.0 + limit_ms);
+        while self.now < end && self.s.iter().any(|s| s.ended().is_none()) {
+            let now = self.now;
+            while self
+                .in_flight
+                .peek()
+                .is_some_and(|Reverse((at, ..))| *at <= now)
+            {
+                if let Some(Reverse((_, _, to, path, bytes))) = self.in_flight.pop() {
+                    self.s[to].handle_datagram(now, path, &bytes);
+                }
+            }
+            for i in 0..2 {
+                self.s[i].audio_mut().clock = now;
+                if self.s[i].poll_timeout().is_some_and(|t| t <= now) {
+                    self.s[i].handle_timeout(now).expect("tick");
+                }
+                while let Some(t) = self.s[i].poll_transmit() {
+                    let l = &mut self.links[i][path_index(t.path)];
+                    if !l.alive {
+                        continue;
+                    }
+                    for at in l.channel.send(now) {
+                        self.order += 1;
+                        self.in_flight.push(Reverse((
+                            at,
+                            self.order,
+                            1 - i,
+                            t.path,
+                            t.bytes.clone(),
+                        )));
+                    }
+                }
+            }
+            each(self);
+            self.now = Timestamp(now.0 + 1);
+        }
+    }
+
+    /// What `b` played: (time, kind, value) for the periods after its first frame.
+    fn played_by_b(&mut self) -> Vec<(Timestamp, PlayKind, f32)> {
+        let played = &self.s[1].audio_mut().played;
+        let first = played
+            .iter()
+            .position(|p| matches!(p.1, PlayKind::Frame(_)))
+            .unwrap_or(played.len());
+        played[first..].to_vec()
+    }
+
+    fn events(&mut self, i: usize) -> Vec<MediaEvent> {
+        std::iter::from_fn(|| self.s[i].poll_event()).collect()
+    }
+}
+
+fn frames_in_order(played: &[(Timestamp, PlayKind, f32)]) -> Vec<f32> {
+    played.iter().map(|p| p.2).filter(|v| *v > 0.0).collect()
+}
+
+#[test]
+fn clean_call_plays_every_frame_in_order_at_the_minimum_delay() {
+    let mut call = Call::new(SessionConfig::default(), 250, ImpairConfig::default());
+    call.run(20_000, |_| {});
+    assert_eq!(call.s[0].ended(), Some(&EndReason::InputEnded));
+    assert_eq!(call.s[1].ended(), Some(&EndReason::PeerHangup));
+    let played = call.played_by_b();
+    let values = frames_in_order(&played);
+    assert_eq!(values, (1..=250).map(|v| v as f32).collect::<Vec<_>>());
+    assert_eq!(call.s[1].stats().jitter.lost, 0);
+    let last = played
+        .iter()
+        .rposition(|p| matches!(p.1, PlayKind::Frame(_)))
+        .unwrap_or(0);
+    assert!(
+        played[..last]
+            .iter()
+            .all(|p| matches!(p.1, PlayKind::Frame(_))),
+        "nothing concealed while the stream ran"
+    );
+    // Frame n is captured at tick n-1 (T0 + 20·(n-1)) and played 40 ms later.
+    let (at, _, v) = played[0];
+    assert_eq!(at.0 - T0 - 20 * (v as u64 - 1), 40);
+    // A clean path: no FEC and no DRED asked of the encoder.
+    let a = call.s[0].stats();
+    assert_eq!(
+        a.target.map(|t| (t.expected_loss_percent, t.dred_10ms)),
+        Some((0, 0))
+    );
+    assert_eq!(a.path, Some(PathKind::Direct));
+}
+
+#[test]
+fn loss_bursts_are_rebuilt_from_later_packets_and_turn_redundancy_on() {
+    let impair = ImpairConfig {
+        burst: Some(GilbertElliott::with_mean(0.10, 3.0)),
+        jitter: Duration::from_millis(30),
+        seed: 11,
+        ..ImpairConfig::default()
+    };
+    let mut call = Call::new(SessionConfig::default(), 1_500, impair);
+    call.run(40_000, |_| {});
+    assert_eq!(call.s[0].ended(), Some(&EndReason::InputEnded));
+    let played = call.played_by_b();
+    let values = frames_in_order(&played);
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "in order");
+    let b = call.s[1].stats();
+    assert!(b.jitter.lost > 50, "{b:?}");
+    let recovered = played
+        .iter()
+        .filter(|p| matches!(p.1, PlayKind::Recovered(_)))
+        .count();
+    assert!(
+        recovered as u64 >= b.jitter.lost / 2,
+        "{recovered} of {}",
+        b.jitter.lost
+    );
+    // The sender heard about the loss and asked for FEC and DRED.
+    let a = call.s[0].stats();
+    let t = a.target.expect("target");
+    assert!(t.expected_loss_percent >= 5 && t.dred_10ms >= 10, "{t:?}");
+    assert!(call
+        .events(0)
+        .iter()
+        .any(|e| matches!(e, MediaEvent::Target(t) if t.dred_10ms > 0)));
+}
+
+#[test]
+fn reordering_and_duplicates_change_nothing_heard() {
+    let impair = ImpairConfig {
+        jitter: Duration::from_millis(10),
+        reorder: 0.1,
+        duplicate: 0.2,
+        seed: 5,
+        ..ImpairConfig::default()
+    };
+    let mut call = Call::new(SessionConfig::default(), 500, impair);
+    call.run(30_000, |_| {});
+    let values = frames_in_order(&call.played_by_b());
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "in order");
+    let b = call.s[1].stats();
+    // Network duplicates are the same sealed datagram: the replay window drops them.
+    assert!(b.replayed > 50, "{b:?}");
+    assert!(values.len() >= 480, "{}", values.len());
+}
+
+#[test]
+fn clock_drift_is_absorbed_without_growing_the_delay() {
+    for period_us in [19_980, 20_020] {
+        // b's sound card runs 0.1 % fast or slow against a's.
+        let cb = SessionConfig {
+            frame: Duration::from_micros(period_us),
+            ..SessionConfig::default()
+        };
+        let mut call =
+            Call::with_configs(SessionConfig::default(), cb, 3_000, ImpairConfig::default());
+        call.run(80_000, |_| {});
+        let played = call.played_by_b();
+        let values = frames_in_order(&played);
+        assert!(values.len() >= 2_990, "{period_us}: {}", values.len());
+        let delay = |p: &(Timestamp, PlayKind, f32)| p.0 .0 - T0 - 20 * (p.2 as u64 - 1);
+        let late: Vec<u64> = played.iter().filter(|p| p.2 > 0.0).map(delay).collect();
+        let last = late[late.len() - 1];
+        assert!(
+            (1..=80).contains(&last),
+            "{period_us}: delay ended at {last} ms"
+        );
+        assert_eq!(call.s[1].stats().jitter.lost, 0, "{period_us}");
+    }
+}
+
+#[test]
+fn a_path_dying_mid_burst_moves_the_call_to_the_other_path() {
+    let impair = ImpairConfig {
+        burst: Some(GilbertElliott::with_mean(0.10, 3.0)),
+        seed: 3,
+        ..ImpairConfig::default()
+    };
+    let mut call = Call::new(SessionConfig::default(), 1_000, impair);
+    let mut killed_at = None;
+    call.run(40_000, |c| {
+        // At 8 s, in the middle of a call with bursts, the direct path dies both ways.
+        if c.now.0 == T0 + 8_000 {
+            c.links[0][0].alive = false;
+            c.links[1][0].alive = false;
+            killed_at = Some(c.now);
+        }
+    });
+    assert_eq!(call.s[0].ended(), Some(&EndReason::InputEnded));
+    assert_eq!(call.s[0].stats().path, Some(PathKind::Relay(0)));
+    let switches: Vec<_> = call
+        .events(0)
+        .into_iter()
+        .filter(|e| matches!(e, MediaEvent::PathSwitch { from: Some(_), .. }))
+        .collect();
+    assert_eq!(switches.len(), 1, "{switches:?}");
+    // The gap in what b played is bounded by the dead-path detection.
+    let played = call.played_by_b();
+    let frames: Vec<_> = played.iter().filter(|p| p.2 > 0.0).collect();
+    let gap = frames
+        .windows(2)
+        .map(|w| w[1].2 - w[0].2)
+        .fold(0.0, f32::max);
+    assert!(gap <= 40.0, "largest jump {gap} frames");
+    assert!(frames.len() > 800, "{}", frames.len());
+    assert!(killed_at.is_some());
+}
+
+#[test]
+fn a_silent_peer_is_noticed_within_two_seconds() {
+    let mut call = Call::new(SessionConfig::default(), 5_000, ImpairConfig::default());
+    call.run(60_000, |c| {
+        if c.now.0 == T0 + 5_000 {
+            for l in c.links.iter_mut().flatten() {
+                l.alive = false;
+            }
+        }
+    });
+    for s in &call.s {
+        match s.ended() {
+            Some(EndReason::PeerLost { silent_ms }) => assert!(*silent_ms < 2_000),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        call.now.0 - T0 < 5_000 + 2_000,
+        "ended at {}",
+        call.now.0 - T0
+    );
+    assert!(call.s[0]
+        .ended()
+        .is_some_and(|e| e.to_string().contains("nothing heard from the peer")));
+}
+
+#[test]
+fn no_media_path_fails_at_once_when_every_path_failed_and_after_the_timeout_otherwise() {
+    let (ka, _) = crypto_pair();
+    let mut s = session(ka, SessionConfig::default(), 100, true);
+    s.expect_paths(&[PathKind::Relay(0)]);
+    s.handle_timeout(Timestamp(T0)).expect("tick");
+    s.path_failed(
+        Timestamp(T0 + 5),
+        PathKind::Relay(0),
+        "relay 10.0.0.1:3478: no relay was granted",
+    );
+    let why = s.ended().cloned().expect("ended");
+    assert!(why.is_failure());
+    assert!(why.to_string().contains("relay 10.0.0.1:3478"), "{why}");
+    assert_eq!(s.poll_timeout(), None);
+
+    // A path that comes up but never carries anything from the peer.
+    let (ka, _) = crypto_pair();
+    let mut s = session(ka, SessionConfig::default(), 10_000, true);
+    s.path_up(Timestamp(T0), PathKind::Relay(0));
+    let mut t = Timestamp(T0);
+    while let Some(next) = s.poll_timeout() {
+        t = next;
+        s.handle_timeout(t).expect("tick");
+        while s.poll_transmit().is_some() {}
+    }
+    assert!(
+        matches!(s.ended(), Some(EndReason::NoMediaPath { waited_ms, .. }) if *waited_ms == 8_000)
+    );
+    assert!(t.0 - T0 <= 8_000);
+}
+
+#[test]
+fn mute_sends_silence_and_keeps_the_stream() {
+    let mut call = Call::new(SessionConfig::default(), 300, ImpairConfig::default());
+    call.run(40_000, |c| {
+        if c.now.0 == T0 + 2_000 {
+            c.s[0].set_muted(true);
+        }
+        if c.now.0 == T0 + 4_000 {
+            c.s[0].set_muted(false);
+        }
+    });
+    let played = call.played_by_b();
+    let silent = played
+        .iter()
+        .filter(|p| matches!(p.1, PlayKind::Frame(_)) && p.2 == 0.0)
+        .count();
+    assert!((95..=105).contains(&silent), "{silent} muted frames");
+    let values = frames_in_order(&played);
+    assert!(values.contains(&250.0) && !values.contains(&150.0));
+    assert_eq!(call.s[1].stats().jitter.lost, 0);
+}
+
+#[test]
+fn garbage_is_counted_and_never_ends_the_call() {
+    let (ka, _) = crypto_pair();
+    let mut s = session(ka, SessionConfig::default(), 10, true);
+    for len in 0..300 {
+        s.handle_datagram(Timestamp(T0), PathKind::Direct, &vec![1u8; len]);
+        s.handle_datagram(Timestamp(T0), PathKind::Direct, &vec![0u8; len]);
+    }
+    let st = s.stats();
+    assert!(st.forged + st.malformed > 0);
+    assert!(s.ended().is_none());
+}
