@@ -1,15 +1,22 @@
-//! Opus for calls: 48 kHz mono, 20 ms frames, tuned for voice, with in-band forward
-//! error correction (FEC).
+//! Opus for calls: 48 kHz mono, 20 ms frames, tuned for voice, with three ways to
+//! survive loss, all from libopus 1.6 (bundled by `opusic-sys`, bound by `opusic-c` with
+//! its `dred` and `osce` features):
 //!
-//! FEC in Opus works one frame back: when the encoder expects loss, each packet also
-//! carries a low-bitrate copy of the *previous* frame. A receiver that lost frame `n` but
-//! has frame `n + 1` calls [`Decoder::decode_fec`] with packet `n + 1` to rebuild frame
-//! `n`, then [`Decoder::decode`]s packet `n + 1` as usual. The encoder only spends bits
-//! on FEC when [`Encoder::set_expected_loss`] is above zero; the default assumes 10 %.
+//! - **In-band FEC** works one frame back: when the encoder expects loss, each packet
+//!   also carries a low-bitrate copy of the *previous* frame. A receiver that lost frame
+//!   `n` but has frame `n + 1` calls [`Decoder::decode_fec`] with packet `n + 1`.
+//! - **DRED** (deep redundancy, libopus 1.5+): each packet carries up to about a second
+//!   of very-low-bitrate history (neural features), so a burst of lost frames is rebuilt
+//!   from the first packet after it ([`Decoder::recover`]). [`Encoder::set_dred`] sets
+//!   the depth; zero (the default) adds none.
+//! - **Deep PLC and OSCE**: with decoder complexity [`DECODER_COMPLEXITY`] (≥ 5) libopus
+//!   conceals with a neural model instead of repeating pitch, and enhances low-bitrate
+//!   speech (OSCE).
 
 use crate::error::AudioError;
-use opus::{Application, Bitrate, Channels, Signal};
+use opusic_c::{dred::Dred, Application, Bitrate, Channels, InbandFec, SampleRate, Signal};
 use parley_proto::media::Playout;
+use std::collections::VecDeque;
 
 /// Sample rate of all PCM in Parley, in Hz.
 pub const SAMPLE_RATE: u32 = 48_000;
@@ -17,10 +24,16 @@ pub const SAMPLE_RATE: u32 = 48_000;
 pub const FRAME_SAMPLES: usize = 960;
 /// Default encoder bitrate, in bits per second.
 pub const DEFAULT_BITRATE: i32 = 32_000;
-/// Default expected packet loss, in percent: enough for the encoder to add FEC.
-pub const DEFAULT_EXPECTED_LOSS: u8 = 10;
+/// Default expected packet loss, in percent: none (no FEC until loss is measured).
+pub const DEFAULT_EXPECTED_LOSS: u8 = 0;
 /// Lowest and highest bitrates Opus accepts, in bits per second.
 pub const BITRATE_RANGE: std::ops::RangeInclusive<i32> = 6_000..=510_000;
+/// Decoder complexity: 5 and up turn on deep PLC; 7 also OSCE's NoLACE enhancer.
+pub const DECODER_COMPLEXITY: u8 = 7;
+/// Deepest DRED history the encoder accepts, in 10 ms units (libopus: 100, one second).
+pub const DRED_MAX_10MS: u8 = 100;
+/// Most frames one [`Decoder::recover`] rebuilds at once (1 s, the DRED maximum).
+pub const RECOVER_MAX_FRAMES: u64 = 50;
 
 /// Largest packet the encoder may produce (libopus' recommended buffer size).
 const MAX_PACKET: usize = 4_000;
@@ -30,15 +43,16 @@ const MAX_DECODED: usize = 5_760;
 
 /// Encodes 20 ms frames of 48 kHz mono PCM into Opus packets.
 pub struct Encoder {
-    inner: opus::Encoder,
+    inner: opusic_c::Encoder,
 }
 
 impl Encoder {
-    /// A voice encoder at `bitrate_bps` (clamped to [`BITRATE_RANGE`]) with FEC on and
-    /// [`DEFAULT_EXPECTED_LOSS`].
+    /// A voice encoder at `bitrate_bps` (clamped to [`BITRATE_RANGE`]) with in-band FEC
+    /// allowed, [`DEFAULT_EXPECTED_LOSS`] and no DRED.
     pub fn new(bitrate_bps: i32) -> Result<Encoder, AudioError> {
-        let inner = opus::Encoder::new(SAMPLE_RATE, Channels::Mono, Application::Voip)
-            .map_err(AudioError::codec("encoder setup"))?;
+        let setup = AudioError::codec("encoder setup");
+        let inner = opusic_c::Encoder::new(Channels::Mono, SampleRate::Hz48000, Application::Voip)
+            .map_err(setup)?;
         let mut encoder = Encoder { inner };
         encoder
             .inner
@@ -46,7 +60,7 @@ impl Encoder {
             .map_err(AudioError::codec("encoder setup"))?;
         encoder
             .inner
-            .set_inband_fec(true)
+            .set_inband_fec(InbandFec::Mode1)
             .map_err(AudioError::codec("encoder setup"))?;
         encoder.set_bitrate(bitrate_bps)?;
         encoder.set_expected_loss(DEFAULT_EXPECTED_LOSS)?;
@@ -56,41 +70,61 @@ impl Encoder {
     /// Encodes one frame: `pcm` must hold exactly [`FRAME_SAMPLES`] samples in [-1, 1].
     pub fn encode(&mut self, pcm: &[f32]) -> Result<Vec<u8>, AudioError> {
         check_frame(pcm.len())?;
+        let mut out = Vec::with_capacity(MAX_PACKET);
         self.inner
-            .encode_vec_float(pcm, MAX_PACKET)
-            .map_err(AudioError::codec("encode"))
+            .encode_float_to_vec(pcm, &mut out)
+            .map_err(AudioError::codec("encode"))?;
+        Ok(out)
     }
 
     /// Changes the target bitrate (clamped to [`BITRATE_RANGE`]).
     pub fn set_bitrate(&mut self, bps: i32) -> Result<(), AudioError> {
         let bps = bps.clamp(*BITRATE_RANGE.start(), *BITRATE_RANGE.end());
         self.inner
-            .set_bitrate(Bitrate::Bits(bps))
+            .set_bitrate(Bitrate::Value(bps as u32))
             .map_err(AudioError::codec("set bitrate"))
     }
 
     /// Tells the encoder how much loss to expect (0–100 %): the more, the more bits go to
-    /// FEC. Zero turns FEC off in practice.
+    /// FEC (and the more DRED, if on). Zero turns FEC off.
     pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), AudioError> {
         self.inner
-            .set_packet_loss_perc(i32::from(percent.min(100)))
+            .set_packet_loss(percent.min(100))
             .map_err(AudioError::codec("set expected loss"))
+    }
+
+    /// Sets the DRED depth, in 10 ms units (0: none; clamped to [`DRED_MAX_10MS`]).
+    /// libopus takes DRED's bits from the bitrate and sizes them by the expected loss.
+    pub fn set_dred(&mut self, depth_10ms: u8) -> Result<(), AudioError> {
+        self.inner
+            .set_dred_duration(depth_10ms.min(DRED_MAX_10MS))
+            .map_err(AudioError::codec("set DRED duration"))
     }
 }
 
-/// Decodes Opus packets into 20 ms frames of 48 kHz mono PCM, and stands in for lost ones.
+/// Decodes Opus packets into 20 ms frames of 48 kHz mono PCM, and stands in for lost
+/// ones: in-band FEC, DRED, or deep PLC.
 ///
 /// Every method returns exactly [`FRAME_SAMPLES`] samples.
 pub struct Decoder {
-    inner: opus::Decoder,
+    inner: Dred,
+    /// Frames rebuilt ahead by the last [`recover`](Self::recover): (seq, pcm).
+    rebuilt: VecDeque<(u64, Vec<f32>)>,
 }
 
 impl Decoder {
-    /// A fresh decoder.
+    /// A fresh decoder at [`DECODER_COMPLEXITY`].
     pub fn new() -> Result<Decoder, AudioError> {
-        let inner = opus::Decoder::new(SAMPLE_RATE, Channels::Mono)
+        let mut plain = opusic_c::Decoder::new(Channels::Mono, SampleRate::Hz48000)
             .map_err(AudioError::codec("decoder setup"))?;
-        Ok(Decoder { inner })
+        plain
+            .set_complexity(DECODER_COMPLEXITY)
+            .map_err(AudioError::codec("decoder setup"))?;
+        let inner = Dred::new(plain).map_err(AudioError::codec("DRED decoder setup"))?;
+        Ok(Decoder {
+            inner,
+            rebuilt: VecDeque::new(),
+        })
     }
 
     /// Decodes one packet that arrived. A packet that is not 20 ms long is an error
@@ -103,7 +137,8 @@ impl Decoder {
         let mut pcm = vec![0.0; MAX_DECODED];
         let n = self
             .inner
-            .decode_float(packet, &mut pcm, false)
+            .decoder_mut()
+            .decode_float_to_slice(packet, &mut pcm, false)
             .map_err(AudioError::codec("decode"))?;
         check_frame(n)?;
         pcm.truncate(n);
@@ -121,19 +156,63 @@ impl Decoder {
         let mut pcm = vec![0.0; FRAME_SAMPLES];
         let n = self
             .inner
-            .decode_float(next_packet, &mut pcm, true)
+            .decoder_mut()
+            .decode_float_to_slice(next_packet, &mut pcm, true)
             .map_err(AudioError::codec("FEC decode"))?;
         check_frame(n)?;
         Ok(pcm)
     }
 
-    /// Packet-loss concealment: a plausible 20 ms continuation of what came before,
-    /// fading to silence if called repeatedly.
+    /// Rebuilds lost frame `seq` from the DRED history in `later_packet` (frame
+    /// `later_seq`, `later_seq - seq` frames on). All the frames from `seq` up to the
+    /// later one are rebuilt in one go (libopus decodes the redundancy once); the next
+    /// calls for `seq + 1`, … with the same later packet return them from memory. Where
+    /// the packet carries no DRED reaching back that far, libopus conceals (deep PLC).
+    pub fn recover(
+        &mut self,
+        seq: u64,
+        later_seq: u64,
+        later_packet: &[u8],
+    ) -> Result<Vec<f32>, AudioError> {
+        while let Some((s, _)) = self.rebuilt.front() {
+            if *s < seq {
+                self.rebuilt.pop_front();
+            } else {
+                break;
+            }
+        }
+        if let Some((s, _)) = self.rebuilt.front() {
+            if *s == seq {
+                if let Some((_, pcm)) = self.rebuilt.pop_front() {
+                    return Ok(pcm);
+                }
+            }
+        }
+        self.rebuilt.clear();
+        let ahead = later_seq.saturating_sub(seq);
+        if ahead == 0 || ahead > RECOVER_MAX_FRAMES || later_packet.is_empty() {
+            return self.conceal();
+        }
+        let mut pcm = vec![0.0; FRAME_SAMPLES * ahead as usize];
+        match self.inner.decode_float_to_slice(later_packet, &mut pcm) {
+            Ok(n) if n == pcm.len() => {}
+            // A corrupt later packet: nothing to rebuild from.
+            _ => return self.conceal(),
+        }
+        let mut frames = pcm.chunks(FRAME_SAMPLES).map(<[f32]>::to_vec);
+        let first = frames.next().unwrap_or_else(|| vec![0.0; FRAME_SAMPLES]);
+        self.rebuilt = (seq + 1..).zip(frames).collect();
+        Ok(first)
+    }
+
+    /// Packet-loss concealment: a plausible 20 ms continuation of what came before
+    /// (deep PLC), fading to silence if called repeatedly.
     pub fn conceal(&mut self) -> Result<Vec<f32>, AudioError> {
         let mut pcm = vec![0.0; FRAME_SAMPLES];
         let n = self
             .inner
-            .decode_float(&[], &mut pcm, false)
+            .decoder_mut()
+            .decode_float_to_slice(&[], &mut pcm, false)
             .map_err(AudioError::codec("loss concealment"))?;
         check_frame(n)?;
         Ok(pcm)
@@ -144,9 +223,23 @@ impl Decoder {
     /// only a failure of concealment itself is returned as an error.
     pub fn play(&mut self, playout: &Playout) -> Result<Vec<f32>, AudioError> {
         let decoded = match playout {
-            Playout::Frame { payload, .. } => self.decode(payload),
-            Playout::Fec { next_payload, .. } => self.decode_fec(next_payload),
-            Playout::Conceal { .. } => return self.conceal(),
+            Playout::Frame { payload, .. } => {
+                self.rebuilt.clear();
+                self.decode(payload)
+            }
+            Playout::Fec { next_payload, .. } => {
+                self.rebuilt.clear();
+                self.decode_fec(next_payload)
+            }
+            Playout::Recover {
+                seq,
+                later_seq,
+                later_payload,
+            } => self.recover(*seq, *later_seq, later_payload),
+            Playout::Conceal { .. } => {
+                self.rebuilt.clear();
+                return self.conceal();
+            }
         };
         decoded.or_else(|e| {
             tracing::debug!(error = %e, "undecodable audio frame, concealing it");
@@ -207,8 +300,11 @@ mod tests {
         });
         assert_eq!(played.unwrap().len(), FRAME_SAMPLES);
         // A valid 40 ms packet is refused, not truncated.
-        let mut long = opus::Encoder::new(48_000, Channels::Mono, Application::Voip).unwrap();
-        let packet = long.encode_vec_float(&tone(2), 4_000).unwrap();
+        let mut long =
+            opusic_c::Encoder::new(Channels::Mono, SampleRate::Hz48000, Application::Voip)
+                .unwrap();
+        let mut packet = Vec::with_capacity(4_000);
+        long.encode_float_to_vec(&tone(2), &mut packet).unwrap();
         assert!(matches!(
             dec.decode(&packet),
             Err(AudioError::FrameSize { got: 1920, .. })

@@ -13,11 +13,11 @@ use crate::codec::{FRAME_SAMPLES, SAMPLE_RATE};
 use crate::error::{AudioError, Direction};
 use crate::io::{FrameSink, FrameSource};
 use crate::resample::Resampler;
-use crate::ring::Ring;
+use crate::ring::{RingReader, RingWriter};
+use crate::stream::CallEnd;
 use crate::stream::StreamThread;
 use cpal::traits::{DeviceTrait, HostTrait};
 use cpal::{SampleFormat, SupportedStreamConfig};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 /// Most 48 kHz samples a capture source keeps ready: older ones are dropped.
@@ -173,7 +173,7 @@ fn is_supported_format(format: SampleFormat) -> bool {
 /// Captures from a sound device: each [`FrameSource::next_frame`] returns the oldest
 /// 20 ms captured and not yet taken, or silence if less than that is waiting. Never ends.
 pub struct DeviceSource {
-    ring: Arc<Ring>,
+    ring: RingReader,
     resampler: Resampler,
     captured: Vec<f32>,
     scratch: Vec<f32>,
@@ -186,8 +186,13 @@ impl DeviceSource {
     pub fn open(name: Option<&str>) -> Result<DeviceSource, AudioError> {
         let (thread, opened) = StreamThread::spawn(Direction::Input, name)?;
         let resampler = Resampler::new(opened.rate, SAMPLE_RATE, opened.rate as usize / 100)?;
+        let CallEnd::Capture(ring) = opened.end else {
+            return Err(AudioError::NoDevice {
+                direction: Direction::Input,
+            });
+        };
         Ok(DeviceSource {
-            ring: opened.ring,
+            ring,
             resampler,
             captured: Vec::with_capacity(2 * MAX_CAPTURED),
             scratch: Vec::new(),
@@ -223,7 +228,7 @@ impl FrameSource for DeviceSource {
 /// Plays to a sound device: [`FrameSink::play`] queues the frame for the sound card
 /// (dropping the oldest queued audio if the card has fallen 200 ms behind).
 pub struct DeviceSink {
-    ring: Arc<Ring>,
+    ring: RingWriter,
     resampler: Resampler,
     rate: u32,
     scratch: Vec<f32>,
@@ -236,8 +241,13 @@ impl DeviceSink {
     pub fn open(name: Option<&str>) -> Result<DeviceSink, AudioError> {
         let (thread, opened) = StreamThread::spawn(Direction::Output, name)?;
         let resampler = Resampler::new(SAMPLE_RATE, opened.rate, FRAME_SAMPLES / 2)?;
+        let CallEnd::Play(ring) = opened.end else {
+            return Err(AudioError::NoDevice {
+                direction: Direction::Output,
+            });
+        };
         Ok(DeviceSink {
-            ring: opened.ring,
+            ring,
             resampler,
             rate: opened.rate,
             scratch: Vec::new(),

@@ -123,13 +123,12 @@ pub enum AudioError {
     },
 
     /// The Opus codec refused an operation (a corrupt packet, usually).
-    #[error("Opus {operation} failed: {source}")]
+    #[error("Opus {operation} failed: {}", code.message())]
     Codec {
         /// What was being done.
         operation: &'static str,
         /// What libopus said.
-        #[source]
-        source: opus::Error,
+        code: opusic_c::ErrorCode,
     },
 
     /// A buffer of PCM or an Opus packet was not one 20 ms frame.
@@ -155,7 +154,9 @@ pub enum AudioError {
 
 impl AudioError {
     /// Wraps an Opus error with the name of the operation that failed.
-    pub(crate) fn codec(operation: &'static str) -> impl FnOnce(opus::Error) -> AudioError {
-        move |source| AudioError::Codec { operation, source }
+    pub(crate) fn codec(
+        operation: &'static str,
+    ) -> impl FnOnce(opusic_c::ErrorCode) -> AudioError {
+        move |code| AudioError::Codec { operation, code }
     }
 }

@@ -12,6 +12,7 @@
 
 mod codec;
 mod device;
+mod engine;
 mod error;
 mod io;
 mod resample;
@@ -21,9 +22,10 @@ mod stream;
 mod wav;
 
 pub use codec::{
-    Decoder, Encoder, BITRATE_RANGE, DEFAULT_BITRATE, DEFAULT_EXPECTED_LOSS, FRAME_SAMPLES,
-    SAMPLE_RATE,
+    Decoder, Encoder, BITRATE_RANGE, DECODER_COMPLEXITY, DEFAULT_BITRATE, DEFAULT_EXPECTED_LOSS,
+    DRED_MAX_10MS, FRAME_SAMPLES, RECOVER_MAX_FRAMES, SAMPLE_RATE,
 };
+pub use engine::OpusCodec;
 pub use device::{list_devices, DeviceInfo, DeviceSink, DeviceSource};
 pub use error::{AudioError, Direction};
 pub use io::{

@@ -2,15 +2,16 @@
 //!
 //! cpal's `Stream` is not `Send` on every platform, so a dedicated thread finds the
 //! device, builds and starts the stream, owns it, and drops it when told to stop. The
-//! callbacks only move samples between the sound card and a [`Ring`]; the call's side
-//! does mixing and rate conversion.
+//! callbacks only move samples between the sound card and a lock-free ring
+//! ([`crate::ring`]): no lock, no allocation, no blocking on the audio thread. The
+//! call's side does mixing and rate conversion.
 
 use crate::device::{choose_config, device_name, find_device};
 use crate::error::{AudioError, Direction};
-use crate::ring::Ring;
+use crate::ring::{ring, RingReader, RingWriter};
 use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{ErrorKind, FromSample, Sample, SampleFormat, SizedSample, SupportedStreamConfig};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -19,8 +20,8 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a stream thread reports once its stream runs.
 pub(crate) struct Opened {
-    /// The queue shared with the callback (device rate, mono).
-    pub(crate) ring: Arc<Ring>,
+    /// The call's end of the queue shared with the callback (device rate, mono).
+    pub(crate) end: CallEnd,
     /// The device's sample rate.
     pub(crate) rate: u32,
     /// The device's name.
@@ -116,36 +117,55 @@ fn open_stream(
     };
     let config = choose_config(&device, direction).map_err(failed)?;
     let rate = config.sample_rate();
-    let ring = Arc::new(match direction {
-        // Half a second of capture before the oldest is dropped.
-        Direction::Input => Ring::new(rate as usize / 2, 0),
-        // 200 ms of playback queue; start playing once 40 ms are queued.
-        Direction::Output => Ring::new(rate as usize / 5, rate as usize / 25),
-    });
-    let stream = build_stream(&device, direction, &config, ring.clone()).map_err(failed)?;
+    let (stream, end) = match direction {
+        Direction::Input => {
+            // Half a second of capture before samples are dropped.
+            let (w, r) = ring(rate as usize / 2, 0);
+            (build_stream(&device, &config, Callback::Capture(w)), CallEnd::Capture(r))
+        }
+        Direction::Output => {
+            // 200 ms of playback queue; start playing once 40 ms are queued.
+            let (w, r) = ring(rate as usize / 5, rate as usize / 25);
+            (build_stream(&device, &config, Callback::Play(r)), CallEnd::Play(w))
+        }
+    };
+    let stream = stream.map_err(failed)?;
     stream.play().map_err(failed)?;
     tracing::info!(device = %label, %direction, rate, channels = config.channels(), format = ?config.sample_format(), "audio stream started");
     Ok((
         stream,
         Opened {
-            ring,
+            end,
             rate,
             name: label,
         },
     ))
 }
 
+/// The call's end of a stream's queue.
+pub(crate) enum CallEnd {
+    /// Captured samples to read.
+    Capture(RingReader),
+    /// Where to write samples to play.
+    Play(RingWriter),
+}
+
+/// The callback's end.
+enum Callback {
+    Capture(RingWriter),
+    Play(RingReader),
+}
+
 fn build_stream(
     device: &cpal::Device,
-    direction: Direction,
     config: &SupportedStreamConfig,
-    ring: Arc<Ring>,
+    end: Callback,
 ) -> Result<cpal::Stream, cpal::Error> {
     macro_rules! build {
         ($t:ty) => {
-            match direction {
-                Direction::Input => build_input::<$t>(device, config, ring),
-                Direction::Output => build_output::<$t>(device, config, ring),
+            match end {
+                Callback::Capture(w) => build_input::<$t>(device, config, w),
+                Callback::Play(r) => build_output::<$t>(device, config, r),
             }
         };
     }
@@ -168,7 +188,7 @@ fn build_stream(
 fn build_input<T>(
     device: &cpal::Device,
     config: &SupportedStreamConfig,
-    ring: Arc<Ring>,
+    mut ring: RingWriter,
 ) -> Result<cpal::Stream, cpal::Error>
 where
     T: SizedSample,
@@ -190,20 +210,23 @@ where
 fn build_output<T>(
     device: &cpal::Device,
     config: &SupportedStreamConfig,
-    ring: Arc<Ring>,
+    mut ring: RingReader,
 ) -> Result<cpal::Stream, cpal::Error>
 where
     T: SizedSample + FromSample<f32>,
 {
     let channels = usize::from(config.channels().max(1));
-    let mut mono = Vec::new();
+    // A fixed buffer: the callback never allocates.
+    let mut mono = [0.0f32; 512];
     device.build_output_stream::<T, _, _>(
         config.config(),
         move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
-            mono.resize(data.len() / channels, 0.0);
-            ring.pop_into(&mut mono);
-            for (frame, &s) in data.chunks_mut(channels).zip(&mono) {
-                frame.fill(s.to_sample::<T>());
+            for chunk in data.chunks_mut(channels * mono.len()) {
+                let frames = chunk.len() / channels;
+                ring.pop_into(&mut mono[..frames]);
+                for (frame, &s) in chunk.chunks_mut(channels).zip(&mono[..frames]) {
+                    frame.fill(s.to_sample::<T>());
+                }
             }
         },
         |e| tracing::warn!(error = %e, "audio playback error"),
