@@ -47,7 +47,11 @@ impl MediaCodec for OpusCodec {
         self.encoder
             .set_expected_loss(target.expected_loss_percent)
             .map_err(host)?;
-        let dred = if self.dred_allowed { target.dred_10ms } else { 0 };
+        let dred = if self.dred_allowed {
+            target.dred_10ms
+        } else {
+            0
+        };
         self.encoder.set_dred(dred).map_err(host)
     }
 }

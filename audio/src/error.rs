@@ -154,9 +154,7 @@ pub enum AudioError {
 
 impl AudioError {
     /// Wraps an Opus error with the name of the operation that failed.
-    pub(crate) fn codec(
-        operation: &'static str,
-    ) -> impl FnOnce(opusic_c::ErrorCode) -> AudioError {
+    pub(crate) fn codec(operation: &'static str) -> impl FnOnce(opusic_c::ErrorCode) -> AudioError {
         move |code| AudioError::Codec { operation, code }
     }
 }

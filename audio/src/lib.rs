@@ -25,8 +25,8 @@ pub use codec::{
     Decoder, Encoder, BITRATE_RANGE, DECODER_COMPLEXITY, DEFAULT_BITRATE, DEFAULT_EXPECTED_LOSS,
     DRED_MAX_10MS, FRAME_SAMPLES, RECOVER_MAX_FRAMES, SAMPLE_RATE,
 };
-pub use engine::OpusCodec;
 pub use device::{list_devices, DeviceInfo, DeviceSink, DeviceSource};
+pub use engine::OpusCodec;
 pub use error::{AudioError, Direction};
 pub use io::{
     is_missing_device, open_sink, open_source, FrameSink, FrameSource, WavSink, WavSource,

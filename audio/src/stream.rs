@@ -121,12 +121,18 @@ fn open_stream(
         Direction::Input => {
             // Half a second of capture before samples are dropped.
             let (w, r) = ring(rate as usize / 2, 0);
-            (build_stream(&device, &config, Callback::Capture(w)), CallEnd::Capture(r))
+            (
+                build_stream(&device, &config, Callback::Capture(w)),
+                CallEnd::Capture(r),
+            )
         }
         Direction::Output => {
             // 200 ms of playback queue; start playing once 40 ms are queued.
             let (w, r) = ring(rate as usize / 5, rate as usize / 25);
-            (build_stream(&device, &config, Callback::Play(r)), CallEnd::Play(w))
+            (
+                build_stream(&device, &config, Callback::Play(r)),
+                CallEnd::Play(w),
+            )
         }
     };
     let stream = stream.map_err(failed)?;

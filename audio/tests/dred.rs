@@ -47,7 +47,10 @@ fn dred_rebuilds_bursts_better_than_deep_plc() {
     let mut enc = Encoder::new(DEFAULT_BITRATE).expect("encoder");
     enc.set_expected_loss(20).expect("loss");
     enc.set_dred(20).expect("dred");
-    let packets: Vec<Vec<u8>> = frames.iter().map(|f| enc.encode(f).expect("encode")).collect();
+    let packets: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| enc.encode(f).expect("encode"))
+        .collect();
     let mut reference = Decoder::new().expect("decoder");
     let clean: Vec<Vec<f32>> = packets
         .iter()
@@ -60,7 +63,10 @@ fn dred_rebuilds_bursts_better_than_deep_plc() {
         // Waveform correlation undersells a vocoder (its phase is its own), so the
         // margin asked for is small; PESQ in the benchmark tells the rest.
         let margin = if burst == 2 { 0.05 } else { 0.0 };
-        assert!(dred > plc + margin, "burst {burst}: DRED {dred:.3} vs PLC {plc:.3}");
+        assert!(
+            dred > plc + margin,
+            "burst {burst}: DRED {dred:.3} vs PLC {plc:.3}"
+        );
     }
 }
 
@@ -82,5 +88,10 @@ fn without_dred_data_recovery_conceals() {
     }
     // Garbage as the later packet, and absurd distances, are concealed too.
     assert_eq!(dec.recover(50, 52, &[0xff; 5]).expect("garbage").len(), 960);
-    assert_eq!(dec.recover(60, 60 + 10_000, &packets[0]).expect("far").len(), 960);
+    assert_eq!(
+        dec.recover(60, 60 + 10_000, &packets[0])
+            .expect("far")
+            .len(),
+        960
+    );
 }

@@ -1,26 +1,24 @@
 //! `quality`: the objective audio-quality benchmark of a Parley call.
 //!
-//! Every reference voice is sent through the whole call pipeline (encoder, a seeded
-//! impaired network, the adaptive jitter buffer, decoder) on a virtual clock, for every
-//! point of a grid of loss rates, loss patterns and jitter; what the receiver plays is
-//! scored with wideband PESQ (ITU-T P.862.2) and its mouth-to-ear delay measured. The
-//! result is a markdown table. See the "Audio quality" section of `docs/performance.md`.
+//! Every reference voice is sent through a whole call — two of the client's media engines
+//! (`parley_proto::media::MediaSession` with the client's Opus codec) joined by a seeded
+//! impaired network — on a virtual clock, for every point of a grid of loss rates, loss
+//! patterns and jitter, with and without DRED; what the receiver plays is scored with
+//! wideband PESQ (ITU-T P.862.2) and its mouth-to-ear delay measured. The result is a
+//! markdown table. See the "Audio quality" section of `docs/performance.md`.
 #![deny(missing_docs)]
 
-mod fixed;
 mod pipeline;
 mod report;
 mod score;
-mod sender;
 
 use anyhow::{ensure, Context, Result};
 use clap::{Parser, ValueEnum};
 use parley_proto::media::impair::{GilbertElliott, ImpairConfig};
 use parley_proto::media::JitterConfig;
-use pipeline::{CallConfig, ReceiverMode, FRAME_MS, SAMPLES_PER_MS};
+use pipeline::{CallConfig, RateMode, FRAME_MS, SAMPLES_PER_MS};
 use report::{Ceiling, Point, Run};
 use score::{Scorer, Voice};
-use sender::RateMode;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -35,16 +33,16 @@ struct Args {
     #[arg(long)]
     voices: Option<PathBuf>,
     /// Loss rates to test, in percent.
-    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 5.0, 10.0, 20.0])]
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 10.0, 20.0])]
     loss: Vec<f64>,
     /// Jitter to test: extra one-way delay drawn uniformly from 0..J ms per packet.
-    #[arg(long, value_delimiter = ',', default_values_t = [0, 30, 60])]
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 30])]
     jitter: Vec<u64>,
     /// Mean burst length of bursty (Gilbert–Elliott) loss, in packets.
     #[arg(long, default_value_t = 3.0)]
     burst: f64,
     /// Calls per voice and grid point, each with its own network seed and clock phase.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     reps: u64,
     /// Encoder bitrate, bits per second.
     #[arg(long, default_value_t = 32_000)]
@@ -52,10 +50,15 @@ struct Args {
     /// Base random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// How the sender sets its encoder: `fixed` (the bitrate, FEC sized for each row's
-    /// loss) or `adaptive` (the client's rate controller, fed by receiver reports).
-    #[arg(long, value_enum, default_value_t = Rate::Fixed)]
+    /// How the sender sets its encoder: `adaptive` (the client's rate controller, fed by
+    /// receiver reports: what a call does) or `fixed` (the bitrate, FEC and DRED sized
+    /// for each row's loss).
+    #[arg(long, value_enum, default_value_t = Rate::Adaptive)]
     rate: Rate,
+    /// Run each grid point with DRED allowed (`on`), without (`off`), or `both` side by
+    /// side.
+    #[arg(long, value_enum, default_value_t = DredMode::Both)]
+    dred: DredMode,
     /// With `--rate fixed`: tell the encoder to expect this loss (percent) instead of
     /// each row's own loss (0 turns FEC off).
     #[arg(long)]
@@ -66,10 +69,6 @@ struct Args {
     /// Override the jitter buffer's maximum delay, ms [default: JitterConfig's].
     #[arg(long)]
     max_delay: Option<u64>,
-    /// Instead of the jitter buffer, play every frame this many ms after it was sent
-    /// (a non-adaptive reference receiver; late frames count as lost).
-    #[arg(long, conflicts_with_all = ["min_delay", "max_delay"])]
-    fixed_playout: Option<u64>,
     /// Python interpreter with `pesq`, `numpy` and `soundfile` installed.
     #[arg(long, default_value = "python3")]
     python: String,
@@ -91,6 +90,17 @@ enum Rate {
     Fixed,
     /// The client's adaptive bitrate and FEC controller.
     Adaptive,
+}
+
+/// `--dred`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DredMode {
+    /// Both, side by side.
+    Both,
+    /// DRED as the engine asks for it.
+    On,
+    /// Never.
+    Off,
 }
 
 /// One simulated call to make.
@@ -127,11 +137,19 @@ fn grid(args: &Args) -> Vec<Point> {
         };
         for &bursty in patterns {
             for &jitter_ms in &args.jitter {
-                points.push(Point {
-                    loss_pct,
-                    bursty,
-                    jitter_ms,
-                });
+                let dred: &[bool] = match args.dred {
+                    DredMode::Both => &[true, false],
+                    DredMode::On => &[true],
+                    DredMode::Off => &[false],
+                };
+                for &dred in dred {
+                    points.push(Point {
+                        loss_pct,
+                        bursty,
+                        jitter_ms,
+                        dred,
+                    });
+                }
             }
         }
     }
@@ -238,14 +256,11 @@ fn call(
         },
         Rate::Adaptive => RateMode::Adaptive,
     };
-    let receiver = match args.fixed_playout {
-        Some(delay_ms) => ReceiverMode::Fixed { delay_ms },
-        None => ReceiverMode::JitterBuffer(jitter),
-    };
     let config = CallConfig {
         bitrate: args.bitrate,
         rate,
-        receiver,
+        dred: point.dred,
+        jitter,
         impair: impairment(point, args.burst, net_seed),
         phase_ms,
     };
@@ -271,13 +286,13 @@ fn call(
         frame_mouth_to_ear_ms: out.mean_frame_delay_ms + lookahead_ms - out.mean_network_ms,
         frames: out.frames as f64,
         network_lost: out.network_lost as f64,
-        fec_recovered: out.fec_recovered as f64,
+        recovered: out.recovered as f64,
         concealed: out.concealed as f64,
         late: j.late as f64,
         discarded: j.discarded as f64,
-        underruns: out.underruns as f64,
         bitrate_kbps: out.mean_bitrate_bps / 1000.0,
         expected_loss_pct: out.mean_expected_loss_pct,
+        dred_ms: out.mean_dred_ms,
     };
     Ok(Done {
         point: job.point,
@@ -395,13 +410,12 @@ fn main() -> Result<()> {
 
     let frames = rows.first().map_or(0.0, |(_, r)| r.mean.frames);
     let rate = match args.rate {
-        Rate::Fixed => "fixed bitrate, FEC sized for the row's loss",
-        Rate::Adaptive => "adaptive rate controller",
+        Rate::Fixed => "fixed bitrate, FEC and DRED sized for the row's loss",
+        Rate::Adaptive => "the client's adaptive rate, FEC and DRED controller",
     };
-    let receiver = match (args.fixed_playout, args.min_delay, args.max_delay) {
-        (Some(ms), _, _) => format!("fixed playout {ms} ms after sending"),
-        (None, None, None) => "the adaptive jitter buffer".into(),
-        (None, min, max) => format!(
+    let receiver = match (args.min_delay, args.max_delay) {
+        (None, None) => "the adaptive jitter buffer".into(),
+        (min, max) => format!(
             "the adaptive jitter buffer (min delay {}, max delay {})",
             min.map_or("default".into(), |ms| format!("{ms} ms")),
             max.map_or("default".into(), |ms| format!("{ms} ms"))
@@ -433,10 +447,11 @@ mod tests {
     fn default_grid_has_one_lossless_row_per_jitter() {
         let args = Args::parse_from(["quality"]);
         let points = grid(&args);
-        assert_eq!(points.len(), 3 + 3 * 2 * 3);
-        assert_eq!(points.iter().filter(|p| p.pattern() == "none").count(), 3);
+        // (2 jitters + 2 loss rates × 2 patterns × 2 jitters) × with and without DRED.
+        assert_eq!(points.len(), (2 + 2 * 2 * 2) * 2);
+        assert_eq!(points.iter().filter(|p| p.pattern() == "none").count(), 4);
         let bursty = impairment(&points[points.len() - 1], 3.0, 1);
         assert!(bursty.burst.is_some() && bursty.loss == 0.0);
-        assert_eq!(bursty.jitter, Duration::from_millis(60));
+        assert_eq!(bursty.jitter, Duration::from_millis(30));
     }
 }

@@ -1,40 +1,57 @@
-//! The send and receive halves of a call, joined by a simulated network instead of
-//! sockets, on a virtual clock; and the "Opus ceiling", the codec alone.
+//! A whole call on a virtual clock: two of the client's media engines
+//! (`parley_proto::media::MediaSession`, with the client's Opus codec) joined by the
+//! seeded impairment model instead of sockets; and the "Opus ceiling", the codec alone.
 //!
-//! Timeline (all in milliseconds after `T0`): frame `i` holds reference samples
-//! `960·i .. 960·(i+1)`, so it is complete, encoded and sent at `20·(i+1)` (the capture
-//! buffering is one frame). The impairment model decides when (and whether) it arrives;
-//! the receiver inserts it into the jitter buffer at that time. The receiver's playout
-//! clock ticks every 20 ms at `phase + 20·k`, independent of the sender's, and each tick
-//! pops one playout from the jitter buffer and decodes it into output samples
-//! `960·k .. 960·(k+1)` (silence while the buffer has nothing to play). So output sample
-//! `j` is heard at `phase + j/48`: if the output lags the reference by `lag` samples, the
-//! capture-to-playout delay is `phase + lag/48` ms.
+//! The engines run exactly as in the client — the same cadence, jitter buffer, reports,
+//! probes, rate controller, FEC and DRED decisions — only the clock is virtual and the
+//! network simulated. Timeline (ms after `T0`): the sender's engine starts at 20, so its
+//! period `i` (at `20·(i+1)`) captures, encodes and sends frame `i`, which holds
+//! reference samples `960·i .. 960·(i+1)` (one frame of capture buffering). The
+//! impairment model decides when (and whether) each datagram arrives. The receiver's
+//! engine starts at `phase` and plays one period every 20 ms of its own clock into output
+//! samples `960·k .. 960·(k+1)` (silence while there is nothing to play). So output
+//! sample `j` is heard at `phase + j/48`: if the output lags the reference by `lag`
+//! samples, the capture-to-playout delay is `phase + lag/48` ms.
 
-use crate::fixed::FixedPlayout;
-use crate::sender::{Control, RateMode, Sender};
 use anyhow::{Context, Result};
-use parley_audio::{Decoder, Encoder, FRAME_SAMPLES, SAMPLE_RATE};
+use parley_audio::{Decoder, Encoder, OpusCodec, FRAME_SAMPLES, SAMPLE_RATE};
+use parley_proto::call::e2e::{initiate, prologue, respond};
+use parley_proto::call::media::MediaCrypto;
 use parley_proto::media::impair::{ImpairConfig, Impairment};
-use parley_proto::media::{JitterBuffer, JitterConfig, JitterStats, Playout};
-use parley_proto::Timestamp;
+use parley_proto::media::rate::RateConfig;
+use parley_proto::media::{
+    AudioPort, EncoderTarget, HostError, JitterConfig, JitterStats, MediaSession, PathKind,
+    PlayKind, SessionConfig, TransmitKind,
+};
+use parley_proto::{Identity, Timestamp};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::time::Duration;
 
 /// Duration of one frame, in milliseconds.
 pub const FRAME_MS: u64 = 20;
 /// Start of the virtual clock (any time will do; this one is recognisable in logs).
 const T0: u64 = 1_700_000_000_000;
-/// Playout periods run after the last frame was sent, so that the jitter buffer (at
-/// most 300 ms deep) plays everything out.
-const TAIL_PERIODS: u64 = 40;
-/// Like the client: a receiver report every 50 periods (offset by 25), a ping every 50.
-const REPORT_EVERY: u64 = 50;
-const REPORT_OFFSET: u64 = 25;
-const PING_EVERY: u64 = 50;
+/// After the input ends the sender goes on this long before hanging up, so that the
+/// receiver's jitter buffer (at most 300 ms deep) plays everything out.
+const TAIL: Duration = Duration::from_millis(800);
 
 /// Samples per millisecond at the pipeline's rate.
 pub const SAMPLES_PER_MS: f64 = SAMPLE_RATE as f64 / 1000.0;
+
+/// How the sender sets its encoder.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RateMode {
+    /// The configured bitrate throughout; FEC sized for this loss (percent) and DRED
+    /// for the same loss (`parley_proto::media::rate::dred_frames_for`).
+    Fixed {
+        /// Expected loss handed to the encoder, percent.
+        expected_loss_pct: u8,
+    },
+    /// The client's adaptive controller, starting at (and capped by) the configured
+    /// bitrate, fed by receiver reports and pings that cross the same impaired network.
+    Adaptive,
+}
 
 /// The network and codec settings of one simulated call.
 #[derive(Clone, Debug)]
@@ -43,102 +60,80 @@ pub struct CallConfig {
     pub bitrate: i32,
     /// Fixed encoder settings or the adaptive controller.
     pub rate: RateMode,
+    /// Whether the encoder may add DRED when the engine asks for it.
+    pub dred: bool,
     /// What the network does to the packets (seeded).
     pub impair: ImpairConfig,
-    /// Offset of the receiver's playout clock from the sender's capture clock, in
-    /// milliseconds (`0..20`: the two clocks are not in phase in a real call).
+    /// Offset of the receiver's clock from the sender's, ms (`0..20`).
     pub phase_ms: u64,
-    /// How the receiver times its playout.
-    pub receiver: ReceiverMode,
+    /// The receiver's jitter buffer.
+    pub jitter: JitterConfig,
 }
 
-/// How the receiver times its playout.
-#[derive(Clone, Debug)]
-pub enum ReceiverMode {
-    /// The adaptive jitter buffer, as in the client.
-    JitterBuffer(JitterConfig),
-    /// For comparison: every frame played this many ms after it was sent (rounded up to
-    /// the receiver's next tick), see [`FixedPlayout`].
-    Fixed {
-        /// Send-to-playout delay, ms.
-        delay_ms: u64,
-    },
-}
-
-/// The receiver's playout timing, either kind.
-enum Receiver {
-    Adaptive(Box<JitterBuffer>),
-    Fixed(FixedPlayout),
-}
-
-impl Receiver {
-    fn new(mode: &ReceiverMode, phase_ms: u64) -> Receiver {
-        match mode {
-            ReceiverMode::JitterBuffer(c) => {
-                Receiver::Adaptive(Box::new(JitterBuffer::new(c.clone())))
-            }
-            // Frame 0 is sent at 20 ms; tick k is at phase + 20·k.
-            ReceiverMode::Fixed { delay_ms } => Receiver::Fixed(FixedPlayout::new(
-                (FRAME_MS + delay_ms)
-                    .saturating_sub(phase_ms)
-                    .div_ceil(FRAME_MS),
-            )),
-        }
-    }
-
-    fn insert(&mut self, now: Timestamp, seq: u64, payload: Vec<u8>) {
-        match self {
-            Receiver::Adaptive(b) => b.insert(now, seq, payload),
-            Receiver::Fixed(f) => f.insert(seq, payload),
-        }
-    }
-
-    fn pop(&mut self, now: Timestamp, k: u64) -> Option<Playout> {
-        match self {
-            Receiver::Adaptive(b) => b.pop(now),
-            Receiver::Fixed(f) => f.pop(k),
-        }
-    }
-
-    fn stats(&self) -> JitterStats {
-        match self {
-            Receiver::Adaptive(b) => b.stats(),
-            Receiver::Fixed(f) => f.stats(),
-        }
-    }
-}
-
-/// What the receiver played, and how the jitter buffer fared.
+/// What the receiver played, and how the call fared.
 #[derive(Debug)]
 pub struct CallOutput {
-    /// 48 kHz output, starting at the receiver's first playout tick (`phase_ms`).
+    /// 48 kHz output, starting at the receiver's first period (`phase_ms`).
     pub pcm: Vec<f32>,
-    /// The receiver's first playout tick, in ms after the first sample was captured.
+    /// The receiver's first period, in ms after the first sample was captured.
     pub phase_ms: u64,
-    /// Mean one-way network delay of the packets that arrived, in ms.
+    /// Mean one-way network delay of the audio packets that arrived, in ms.
     pub mean_network_ms: f64,
     /// Mean time from a frame's capture start to the start of its playout, over the
-    /// frames played as received, in ms (excludes codec look-ahead). A cross-check of
-    /// the delay measured by alignment, insensitive to mid-call delay changes.
+    /// frames played as received, in ms (excludes codec look-ahead).
     pub mean_frame_delay_ms: f64,
     /// Frames sent.
     pub frames: usize,
-    /// Packets the network lost.
+    /// Audio packets the network lost.
     pub network_lost: usize,
-    /// The jitter buffer's counters as of the last sent frame played.
+    /// The receiver's jitter-buffer counters at the end of the call.
     pub jitter: JitterStats,
-    /// Periods played from FEC data.
-    pub fec_recovered: u64,
-    /// Periods concealed, up to the last sent frame played (the concealment after it,
-    /// while the buffer notices that the stream has ended, is not counted).
+    /// Periods played from a later packet's redundancy (FEC or DRED), up to the last
+    /// sent frame played.
+    pub recovered: u64,
+    /// Periods concealed up to the last sent frame played.
     pub concealed: u64,
-    /// Concealed periods that did not move the playout point on (the buffer was empty:
-    /// it waited for a frame that might only be late), each adding a frame of delay.
-    pub underruns: u64,
-    /// Encoder bitrate averaged over the frames sent, bit/s.
+    /// Bits actually sent for audio (Opus packets, FEC and DRED included), per second.
     pub mean_bitrate_bps: f64,
     /// Expected loss handed to the encoder, averaged over the frames sent, percent.
     pub mean_expected_loss_pct: f64,
+    /// DRED depth the encoder was asked for, averaged over the frames sent, ms.
+    pub mean_dred_ms: f64,
+}
+
+/// The sender's audio: the reference, frame by frame, then the end of input.
+struct Reference {
+    frames: Vec<Vec<f32>>,
+    next: usize,
+}
+
+impl AudioPort for Reference {
+    fn capture(&mut self) -> Option<Vec<f32>> {
+        let f = self.frames.get(self.next).cloned();
+        self.next += 1;
+        f
+    }
+    fn play(&mut self, _: &[f32], _: PlayKind) -> Result<(), HostError> {
+        Ok(())
+    }
+}
+
+/// The receiver's audio: silence in, everything played recorded with its kind.
+#[derive(Default)]
+struct Recorder {
+    pcm: Vec<f32>,
+    kinds: Vec<PlayKind>,
+}
+
+impl AudioPort for Recorder {
+    fn capture(&mut self) -> Option<Vec<f32>> {
+        Some(vec![0.0; FRAME_SAMPLES])
+    }
+    fn play(&mut self, pcm: &[f32], kind: PlayKind) -> Result<(), HostError> {
+        self.pcm.extend_from_slice(pcm);
+        self.kinds.push(kind);
+        Ok(())
+    }
 }
 
 /// Splits `pcm` into whole frames, padding the last one with silence.
@@ -152,121 +147,187 @@ fn frames(pcm: &[f32]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Runs `reference` (48 kHz mono) through a whole call: encoder, network, jitter
-/// buffer, decoder; and, in [`RateMode::Adaptive`], reports and pings back to the
-/// sender's rate controller. Every period the receiver plays first (at
-/// `phase + 20·k`), then the sender sends frame `k` (at `20·(k+1)`).
+fn crypto_pair() -> Result<(MediaCrypto, MediaCrypto)> {
+    let (a, b) = (Identity::generate(), Identity::generate());
+    let p = prologue(&[0; 16], &a.peer_id(), &b.peer_id());
+    let (pending, m1) = initiate(&a, &b.peer_id(), &p).context("handshake")?;
+    let (kb, m2) = respond(&b, &a.peer_id(), &p, &m1).context("handshake")?;
+    let ka = pending.finish(&m2).context("handshake")?;
+    Ok((MediaCrypto::new(ka), MediaCrypto::new(kb)))
+}
+
+fn session_config(config: &CallConfig) -> SessionConfig {
+    let fixed = |loss: u8| EncoderTarget {
+        bitrate_bps: config.bitrate,
+        expected_loss_percent: loss,
+        dred_10ms: parley_proto::media::rate::dred_frames_for(f64::from(loss) / 100.0),
+    };
+    let (rate, fixed_target) = match config.rate {
+        RateMode::Fixed { expected_loss_pct } => (None, fixed(expected_loss_pct)),
+        RateMode::Adaptive => (Some(RateConfig::capped_at(config.bitrate)), fixed(0)),
+    };
+    SessionConfig {
+        jitter: config.jitter.clone(),
+        rate,
+        fixed_target,
+        input_tail: TAIL,
+        ..SessionConfig::default()
+    }
+}
+
+type Flight = Reverse<(Timestamp, u64, usize, Vec<u8>)>;
+
+/// Runs `reference` (48 kHz mono) through a whole call from a sender to a receiver.
 pub fn simulate_call(reference: &[f32], config: &CallConfig) -> Result<CallOutput> {
     let frames = frames(reference);
-    let mut sender = Sender::new(config.bitrate, config.rate)?;
-    let mut network = Impairment::new(config.impair);
-    // Control traffic has channels of its own, so that the audio packets meet the same
-    // fate whether or not the controller runs.
-    let control = |n: u64| ImpairConfig {
-        seed: config.impair.seed ^ (n << 56),
-        ..config.impair
+    let n_frames = frames.len();
+    let (ka, kb) = crypto_pair()?;
+    let sc = session_config(config);
+    let codec = |dred: bool| -> Result<OpusCodec> {
+        let c = OpusCodec::new(config.bitrate).context("codec")?;
+        Ok(if dred { c } else { c.without_dred() })
     };
-    let (mut ping_path, mut back_path) = (Impairment::new(control(1)), Impairment::new(control(2)));
-    let mut in_flight: BinaryHeap<Reverse<(Timestamp, u64, Vec<u8>)>> = BinaryHeap::new();
+    let mut a = MediaSession::new(
+        sc.clone(),
+        ka,
+        codec(config.dred)?,
+        Reference { frames, next: 0 },
+        Timestamp(T0 + FRAME_MS),
+    )
+    .map_err(|e| anyhow::anyhow!("sender: {e}"))?;
+    let mut b = MediaSession::new(
+        sc,
+        kb,
+        codec(config.dred)?,
+        Recorder::default(),
+        Timestamp(T0 + config.phase_ms),
+    )
+    .map_err(|e| anyhow::anyhow!("receiver: {e}"))?;
+    for s in [PathKind::Direct] {
+        a.path_up(Timestamp(T0), s);
+        b.path_up(Timestamp(T0), s);
+    }
+    // Channels: [from][audio, control]. Audio from the sender has the call's own seed,
+    // so its packets meet the same fate whatever the controller does.
+    let channel = |n: u64| {
+        Impairment::new(ImpairConfig {
+            seed: if n == 0 {
+                config.impair.seed
+            } else {
+                config.impair.seed ^ (n << 56)
+            },
+            ..config.impair
+        })
+    };
+    let mut channels = [[channel(0), channel(1)], [channel(3), channel(2)]];
+    let mut in_flight: BinaryHeap<Flight> = BinaryHeap::new();
+    let mut order = 0u64;
     let (mut network_ms, mut delivered, mut network_lost) = (0u64, 0u64, 0usize);
-    let (mut bitrate_sum, mut expected_loss_sum) = (0f64, 0f64);
-
-    let mut buffer = Receiver::new(&config.receiver, config.phase_ms);
-    let mut decoder = Decoder::new().context("decoder")?;
-    let periods = frames.len() as u64 + TAIL_PERIODS;
-    let mut pcm = Vec::with_capacity(periods as usize * FRAME_SAMPLES);
-    let (mut frame_delay_ms, mut frames_played) = (0u64, 0u64);
-    let (mut fec_recovered, mut concealed) = (0u64, 0u64);
-    // The counters as of the last period that played a sent frame (from the packet or
-    // its FEC): what comes after is the buffer noticing that the stream has ended.
-    let mut counted = (0u64, 0u64, buffer.stats());
-    for k in 0..periods {
-        // Receiver: insert what has arrived (in arrival order, ties in sending order),
-        // then play one period.
-        let now = Timestamp(T0 + config.phase_ms + FRAME_MS * k);
-        while in_flight
-            .peek()
-            .is_some_and(|Reverse((at, _, _))| *at <= now)
-        {
-            if let Some(Reverse((_, seq, payload))) = in_flight.pop() {
-                buffer.insert(now, seq, payload);
+    let (mut loss_sum, mut dred_sum, mut ticks) = (0f64, 0f64, 0u64);
+    let limit = Timestamp(T0 + (n_frames as u64 + 200) * FRAME_MS);
+    let mut now = Timestamp(T0);
+    while now < limit && (a.ended().is_none() || b.ended().is_none()) {
+        // The sender's period, then what has arrived by now (its frame included, if the
+        // network is that fast), then the receiver's period: as in the client, a frame
+        // that arrives in time for a period is played in it.
+        if a.poll_timeout().is_some_and(|t| t <= now) {
+            a.handle_timeout(now)
+                .map_err(|e| anyhow::anyhow!("sender: {e}"))?;
+            if let Some(t) = a.stats().target {
+                loss_sum += f64::from(t.expected_loss_percent);
+                dred_sum += f64::from(t.dred_10ms) * 10.0;
+                ticks += 1;
             }
         }
-        if sender.rate.is_some() && k % REPORT_EVERY == REPORT_OFFSET {
-            let s = buffer.stats();
-            if s.received > 0 {
-                let received = s.received.saturating_sub(s.duplicates + s.late);
-                for at in back_path.send(now) {
-                    let report = Control::Report {
-                        received,
-                        lost: s.lost,
-                    };
-                    sender.inbox.push((at, report));
+        for step in 0..2 {
+            let transmits: Vec<_> = if step == 0 {
+                std::iter::from_fn(|| a.poll_transmit()).collect()
+            } else {
+                std::iter::from_fn(|| b.poll_transmit()).collect()
+            };
+            for t in transmits {
+                let audio = t.kind == TransmitKind::Audio;
+                let arrivals = channels[step][usize::from(!audio)].send(now);
+                if step == 0 && audio {
+                    if arrivals.is_empty() {
+                        network_lost += 1;
+                    }
+                    for at in &arrivals {
+                        network_ms += at.0 - now.0;
+                        delivered += 1;
+                    }
+                }
+                for at in arrivals {
+                    order += 1;
+                    in_flight.push(Reverse((at, order, 1 - step, t.bytes.clone())));
                 }
             }
-        }
-        if let Some(playout) = buffer.pop(now, k) {
-            pcm.extend(decoder.play(&playout).context("decode")?);
-            match playout {
-                Playout::Frame { seq, .. } => {
-                    frame_delay_ms += now.0 - (T0 + FRAME_MS * seq);
-                    frames_played += 1;
-                    counted = (fec_recovered, concealed, buffer.stats());
-                }
-                Playout::Fec { .. } => {
-                    fec_recovered += 1;
-                    counted = (fec_recovered, concealed, buffer.stats());
-                }
-                Playout::Conceal { .. } => concealed += 1,
-            }
-        } else {
-            pcm.extend(std::iter::repeat_n(0.0, FRAME_SAMPLES));
-        }
-
-        // Sender: take in reports and pongs, then send frame k.
-        let now = Timestamp(T0 + FRAME_MS * (k + 1));
-        sender.update(now)?;
-        if sender.rate.is_some() && k % PING_EVERY == 0 {
-            // The peer answers a ping the moment it arrives.
-            for reached in ping_path.send(now) {
-                for back in back_path.send(reached) {
-                    sender.inbox.push((back, Control::Pong(now)));
+            while in_flight.peek().is_some_and(|Reverse((at, ..))| *at <= now) {
+                if let Some(Reverse((_, _, to, bytes))) = in_flight.pop() {
+                    if to == 0 {
+                        a.handle_datagram(now, PathKind::Direct, &bytes);
+                    } else {
+                        b.handle_datagram(now, PathKind::Direct, &bytes);
+                    }
                 }
             }
+            if step == 0 && b.poll_timeout().is_some_and(|t| t <= now) {
+                b.handle_timeout(now)
+                    .map_err(|e| anyhow::anyhow!("receiver: {e}"))?;
+            }
         }
-        let Some(frame) = frames.get(k as usize) else {
-            continue;
+        // Next thing to happen.
+        let next = [
+            a.poll_timeout(),
+            b.poll_timeout(),
+            in_flight.peek().map(|r| r.0 .0),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        now = match next {
+            Some(t) if t > now => t,
+            _ => Timestamp(now.0 + 1),
         };
-        let packet = sender.encoder.encode(frame).context("encode")?;
-        bitrate_sum += f64::from(sender.target.bitrate_bps);
-        expected_loss_sum += f64::from(sender.target.expected_loss_percent);
-        let copies = network.send(now);
-        if copies.is_empty() {
-            network_lost += 1;
-        }
-        for at in copies {
-            network_ms += at.0 - now.0;
-            delivered += 1;
-            in_flight.push(Reverse((at, k, packet.clone())));
+    }
+    let sent = a.stats();
+    let jitter = b.stats().jitter;
+    let rec = b.audio_mut();
+    // Counters up to the last period that played a sent frame: after it, the buffer is
+    // noticing that the stream ended.
+    let last = rec
+        .kinds
+        .iter()
+        .rposition(|k| matches!(k, PlayKind::Frame(_) | PlayKind::Recovered(_)))
+        .unwrap_or(0);
+    let kinds = &rec.kinds[..=last.min(rec.kinds.len().saturating_sub(1))];
+    let recovered = kinds
+        .iter()
+        .filter(|k| matches!(k, PlayKind::Recovered(_)))
+        .count() as u64;
+    let concealed = kinds.iter().filter(|k| **k == PlayKind::Concealed).count() as u64;
+    let (mut frame_delay, mut played) = (0u64, 0u64);
+    for (k, kind) in rec.kinds.iter().enumerate() {
+        if let PlayKind::Frame(seq) = kind {
+            let at = config.phase_ms + FRAME_MS * k as u64;
+            frame_delay += at.saturating_sub(FRAME_MS * seq);
+            played += 1;
         }
     }
-    let (fec_recovered, concealed, jitter) = counted;
-    let sent = frames.len().max(1) as f64;
+    let secs = (n_frames.max(1) as f64) * FRAME_MS as f64 / 1000.0;
     Ok(CallOutput {
-        pcm,
+        pcm: std::mem::take(&mut rec.pcm),
         phase_ms: config.phase_ms,
         mean_network_ms: network_ms as f64 / delivered.max(1) as f64,
-        mean_frame_delay_ms: frame_delay_ms as f64 / frames_played.max(1) as f64,
-        frames: frames.len(),
+        mean_frame_delay_ms: frame_delay as f64 / played.max(1) as f64,
+        frames: n_frames,
         network_lost,
-        fec_recovered,
-        concealed,
-        // Every lost frame the buffer moved past was played once, from FEC or concealed;
-        // the other concealed periods were underruns.
-        underruns: (fec_recovered + concealed).saturating_sub(jitter.lost),
         jitter,
-        mean_bitrate_bps: bitrate_sum / sent,
-        mean_expected_loss_pct: expected_loss_sum / sent,
+        recovered,
+        concealed,
+        mean_bitrate_bps: sent.bytes_sent as f64 * 8.0 / secs,
+        mean_expected_loss_pct: loss_sum / ticks.max(1) as f64,
+        mean_dred_ms: dred_sum / ticks.max(1) as f64,
     })
 }
 
@@ -302,12 +363,11 @@ mod tests {
     fn config(spec: &str, phase_ms: u64) -> CallConfig {
         CallConfig {
             bitrate: 32_000,
-            rate: RateMode::Fixed {
-                expected_loss_pct: 0,
-            },
+            rate: RateMode::Adaptive,
+            dred: true,
             impair: parse_spec(spec).expect("spec"),
             phase_ms,
-            receiver: ReceiverMode::JitterBuffer(JitterConfig::default()),
+            jitter: JitterConfig::default(),
         }
     }
 
@@ -322,68 +382,37 @@ mod tests {
     }
 
     #[test]
-    fn clean_call_plays_every_frame_with_the_minimum_delay() {
+    fn clean_call_plays_every_frame_with_the_minimum_delay_and_no_redundancy() {
         let reference = speech();
         let out = simulate_call(&reference, &config("seed=1", 0)).expect("call");
         let s = align_and_correlate(&reference, &out.pcm, 48_000);
         assert!(s.correlation > 0.9, "{s:?}");
         let j = &out.jitter;
-        assert_eq!((j.lost, j.late, j.concealed, j.discarded), (0, 0, 0, 0));
+        assert_eq!((j.lost, j.late, j.discarded), (0, 0, 0));
+        assert_eq!((out.recovered, out.concealed), (0, 0));
         assert_eq!(j.received as usize, out.frames);
         // Frame 0 is sent at 20 ms and played once two frames (40 ms) are buffered.
         assert_eq!(out.mean_frame_delay_ms, 40.0);
         let total_ms = out.phase_ms as f64 + s.lag_samples as f64 / SAMPLES_PER_MS;
         assert!((40.0..50.0).contains(&total_ms), "{total_ms}");
+        assert_eq!((out.mean_expected_loss_pct, out.mean_dred_ms), (0.0, 0.0));
     }
 
     #[test]
-    fn adaptive_controller_backs_off_under_loss_and_sizes_fec() {
-        let mut reference = speech();
-        reference.extend(speech());
-        let c = CallConfig {
-            rate: RateMode::Adaptive,
-            ..config("loss=15,seed=3", 5)
-        };
-        let out = simulate_call(&reference, &c).expect("call");
-        assert!(out.mean_bitrate_bps < 32_000.0, "{}", out.mean_bitrate_bps);
-        assert!(
-            out.mean_expected_loss_pct >= 10.0,
-            "{}",
-            out.mean_expected_loss_pct
-        );
-        let clean = CallConfig {
-            rate: RateMode::Adaptive,
-            ..config("seed=3", 5)
-        };
-        let out = simulate_call(&reference, &clean).expect("call");
-        assert_eq!(out.mean_bitrate_bps, 32_000.0);
-        assert!(out.mean_expected_loss_pct >= 5.0, "FEC stays on");
-    }
-
-    #[test]
-    fn fixed_playout_plays_at_its_delay() {
+    fn lossy_call_turns_fec_and_dred_on_and_is_reproducible() {
         let reference = speech();
-        let c = CallConfig {
-            receiver: ReceiverMode::Fixed { delay_ms: 50 },
-            ..config("loss=5,jitter=30,seed=2", 7)
-        };
-        let out = simulate_call(&reference, &c).expect("call");
-        // Frame 0 is sent at 20 ms and played at the first tick (7 + 20·k) after 70 ms.
-        assert_eq!(out.mean_frame_delay_ms, 87.0);
-        assert_eq!((out.jitter.late, out.underruns), (0, 0));
-        assert!(out.fec_recovered > 0);
-    }
-
-    #[test]
-    fn lossy_jittery_call_is_reproducible_and_counts_losses() {
-        let reference = speech();
-        let c = config("loss=10,jitter=30,seed=5", 7);
+        let c = config("loss=10,burst=3,jitter=30,seed=5", 7);
         let a = simulate_call(&reference, &c).expect("call");
         let b = simulate_call(&reference, &c).expect("call");
         assert_eq!(a.pcm, b.pcm);
-        assert!(a.network_lost > 0);
-        assert!(a.jitter.lost > 0, "{a:?}");
-        assert!(a.jitter.fec_recovered > 0);
-        assert!(a.mean_network_ms > 5.0 && a.mean_network_ms < 25.0);
+        assert!(a.network_lost > 0 && a.jitter.lost > 0, "{a:?}");
+        assert!(a.recovered > 0, "{a:?}");
+        assert!(
+            a.mean_dred_ms > 50.0 && a.mean_expected_loss_pct > 3.0,
+            "{a:?}"
+        );
+        let without = simulate_call(&reference, &CallConfig { dred: false, ..c }).expect("call");
+        assert_eq!(without.network_lost, a.network_lost, "same packets lost");
+        assert!(without.mean_bitrate_bps > 10_000.0 && a.mean_bitrate_bps < 40_000.0);
     }
 }

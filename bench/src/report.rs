@@ -12,6 +12,8 @@ pub struct Point {
     pub bursty: bool,
     /// Extra one-way delay drawn uniformly from `0..jitter_ms` per packet.
     pub jitter_ms: u64,
+    /// Whether the encoder may add DRED.
+    pub dred: bool,
 }
 
 impl Point {
@@ -43,20 +45,20 @@ pub struct Run {
     pub frames: f64,
     /// Packets the network dropped.
     pub network_lost: f64,
-    /// Lost frames rebuilt from FEC.
-    pub fec_recovered: f64,
-    /// Periods concealed (losses without FEC, and underruns).
+    /// Lost frames rebuilt from a later packet (in-band FEC or DRED).
+    pub recovered: f64,
+    /// Periods concealed (losses with nothing later to rebuild from, and underruns).
     pub concealed: f64,
     /// Frames that arrived too late to play.
     pub late: f64,
     /// Frames the jitter buffer dropped to shrink its delay.
     pub discarded: f64,
-    /// Concealed periods that grew the delay (the buffer ran dry and waited).
-    pub underruns: f64,
-    /// Encoder bitrate averaged over the call, kbit/s.
+    /// Audio bits actually sent (FEC and DRED included), kbit/s.
     pub bitrate_kbps: f64,
     /// Expected loss the encoder's FEC was sized for, averaged over the call, percent.
     pub expected_loss_pct: f64,
+    /// DRED depth asked of the encoder, averaged over the call, ms.
+    pub dred_ms: f64,
 }
 
 /// The averages of one grid point (or of the ceiling).
@@ -95,13 +97,13 @@ pub fn summarize(runs: &[Run]) -> Summary {
             frame_mouth_to_ear_ms: avg(|r| r.frame_mouth_to_ear_ms),
             frames: avg(|r| r.frames),
             network_lost: avg(|r| r.network_lost),
-            fec_recovered: avg(|r| r.fec_recovered),
+            recovered: avg(|r| r.recovered),
             concealed: avg(|r| r.concealed),
             late: avg(|r| r.late),
             discarded: avg(|r| r.discarded),
-            underruns: avg(|r| r.underruns),
             bitrate_kbps: avg(|r| r.bitrate_kbps),
             expected_loss_pct: avg(|r| r.expected_loss_pct),
+            dred_ms: avg(|r| r.dred_ms),
         },
         pesq_min: scored.iter().copied().fold(f64::NAN, f64::min),
         runs: runs.len(),
@@ -113,7 +115,7 @@ pub fn summarize(runs: &[Run]) -> Summary {
 pub struct Ceiling {
     /// Opus alone, expected loss 0 (no FEC bits).
     pub clean: Summary,
-    /// Opus alone, expected loss 10 % (what the client asks for on every call).
+    /// Opus alone, expected loss 10 % (what the client used to ask for on every call).
     pub client_default: Summary,
     /// The codec look-ahead measured on it, in ms.
     pub lookahead_ms: f64,
@@ -127,13 +129,44 @@ fn pesq(v: f64) -> String {
     }
 }
 
-/// The results as a markdown table, one row per grid point.
+/// The network condition of a point, without the DRED switch.
+fn same_condition(a: &Point, b: &Point) -> bool {
+    a.loss_pct == b.loss_pct && a.bursty == b.bursty && a.jitter_ms == b.jitter_ms
+}
+
+/// Rows: each network condition once, with its DRED and no-DRED summaries.
+fn pairs(points: &[(Point, Summary)]) -> Vec<(Point, Option<&Summary>, Option<&Summary>)> {
+    let mut rows: Vec<(Point, Option<&Summary>, Option<&Summary>)> = Vec::new();
+    for (p, r) in points {
+        let i = match rows.iter().position(|(q, _, _)| same_condition(p, q)) {
+            Some(i) => i,
+            None => {
+                rows.push((*p, None, None));
+                rows.len() - 1
+            }
+        };
+        if p.dred {
+            rows[i].1 = Some(r);
+        } else {
+            rows[i].2 = Some(r);
+        }
+    }
+    rows
+}
+
+fn cell(r: Option<&Summary>, f: impl Fn(&Summary) -> String) -> String {
+    r.map_or_else(|| "—".into(), f)
+}
+
+/// The results as a markdown table, one row per network condition, with and without
+/// DRED side by side.
 pub fn table(points: &[(Point, Summary)], ceiling: &Ceiling) -> String {
     let mut s = String::new();
     s.push_str(
-        "| loss | pattern | jitter ms | PESQ mean | PESQ min | mouth-to-ear ms | jitter buffer ms \
-         | lost / call | FEC-recovered / call | concealed / call | late / call |\n\
-         |---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| loss | pattern | jitter ms | PESQ (DRED) | PESQ min (DRED) | PESQ (no DRED) \
+         | mouth-to-ear ms (DRED) | mouth-to-ear ms (no DRED) | kbit/s (DRED) | kbit/s (no DRED) \
+         | DRED ms | lost / call | recovered / call (DRED) | concealed / call (DRED) | late / call |\n\
+         |---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (label, c) in [
         ("Opus ceiling", &ceiling.clean),
@@ -141,28 +174,32 @@ pub fn table(points: &[(Point, Summary)], ceiling: &Ceiling) -> String {
     ] {
         let _ = writeln!(
             s,
-            "| — | {label} | — | {} | {} | {:.1} | — | — | — | — | — |",
+            "| — | {label} | — | {} | {} | — | {:.1} | — | — | — | — | — | — | — | — |",
             pesq(c.mean.pesq),
             pesq(c.pesq_min),
             ceiling.lookahead_ms
         );
     }
-    for (p, r) in points {
-        let m = &r.mean;
+    for (p, with, without) in pairs(points) {
+        let any = with.or(without);
         let _ = writeln!(
             s,
-            "| {} % | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} % | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             p.loss_pct,
             p.pattern(),
             p.jitter_ms,
-            pesq(m.pesq),
-            pesq(r.pesq_min),
-            m.mouth_to_ear_ms,
-            m.jitter_buffer_ms,
-            m.network_lost,
-            m.fec_recovered,
-            m.concealed,
-            m.late,
+            cell(with, |r| pesq(r.mean.pesq)),
+            cell(with, |r| pesq(r.pesq_min)),
+            cell(without, |r| pesq(r.mean.pesq)),
+            cell(with, |r| format!("{:.1}", r.mean.mouth_to_ear_ms)),
+            cell(without, |r| format!("{:.1}", r.mean.mouth_to_ear_ms)),
+            cell(with, |r| format!("{:.1}", r.mean.bitrate_kbps)),
+            cell(without, |r| format!("{:.1}", r.mean.bitrate_kbps)),
+            cell(with, |r| format!("{:.0}", r.mean.dred_ms)),
+            cell(any, |r| format!("{:.1}", r.mean.network_lost)),
+            cell(with, |r| format!("{:.1}", r.mean.recovered)),
+            cell(with, |r| format!("{:.1}", r.mean.concealed)),
+            cell(any, |r| format!("{:.1}", r.mean.late)),
         );
     }
     s
@@ -172,21 +209,23 @@ pub fn table(points: &[(Point, Summary)], ceiling: &Ceiling) -> String {
 /// cross-check, and frames dropped to shrink the delay.
 pub fn details(points: &[(Point, Summary)]) -> String {
     let mut s = String::from(
-        "| loss | pattern | jitter ms | correlation | mouth-to-ear ms (per frame) | underruns / call | discarded / call | kbit/s | FEC sized for % | runs scored |\n\
-         |---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| loss | pattern | jitter ms | DRED | correlation | jitter buffer ms | mouth-to-ear ms (per frame) | recovered / call | concealed / call | discarded / call | FEC sized for % | runs scored |\n\
+         |---:|:---|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (p, r) in points {
         let _ = writeln!(
             s,
-            "| {} % | {} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{} |",
+            "| {} % | {} | {} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{} |",
             p.loss_pct,
             p.pattern(),
             p.jitter_ms,
+            if p.dred { "on" } else { "off" },
             r.mean.correlation,
+            r.mean.jitter_buffer_ms,
             r.mean.frame_mouth_to_ear_ms,
-            r.mean.underruns,
+            r.mean.recovered,
+            r.mean.concealed,
             r.mean.discarded,
-            r.mean.bitrate_kbps,
             r.mean.expected_loss_pct,
             r.runs - r.unscored,
             r.runs
@@ -203,81 +242,73 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-/// The three quality targets, checked against the table.
+/// The quality targets of issue 13, checked against the DRED rows (what a call does).
 pub fn targets(points: &[(Point, Summary)], ceiling: &Ceiling) -> String {
     let find = |loss: f64, bursty: bool, jitter: u64| {
         points.iter().find(|(p, _)| {
-            p.loss_pct == loss && (loss == 0.0 || p.bursty == bursty) && p.jitter_ms == jitter
+            p.dred
+                && p.loss_pct == loss
+                && (loss == 0.0 || p.bursty == bursty)
+                && p.jitter_ms == jitter
         })
     };
     let mut s = String::new();
-    match find(0.0, false, 0) {
-        Some((_, r)) => {
-            let _ = writeln!(
-                s,
-                "- clean network PESQ >= 3.8: {} ({} mean, {} min; Opus ceiling {})",
-                verdict(r.mean.pesq >= 3.8),
-                pesq(r.mean.pesq),
-                pesq(r.pesq_min),
-                pesq(ceiling.clean.mean.pesq)
-            );
-        }
-        None => s.push_str("- clean network PESQ >= 3.8: not in the grid\n"),
-    }
-    match find(10.0, false, 30) {
-        Some((_, r)) => {
-            let _ = writeln!(
-                s,
-                "- 10 % random loss, 30 ms jitter, PESQ >= 3.0: {} ({} mean, {} min)",
-                verdict(r.mean.pesq >= 3.0),
-                pesq(r.mean.pesq),
-                pesq(r.pesq_min)
-            );
-        }
-        None => s.push_str("- 10 % random loss, 30 ms jitter, PESQ >= 3.0: not in the grid\n"),
-    }
-    match find(0.0, false, 0) {
-        Some((_, r)) => {
-            let _ = writeln!(
-                s,
-                "- mouth-to-ear <= 60 ms at zero jitter, clean network: {} ({:.1} ms)",
-                verdict(r.mean.mouth_to_ear_ms <= 60.0),
-                r.mean.mouth_to_ear_ms
-            );
-        }
-        None => {
-            s.push_str("- mouth-to-ear <= 60 ms at zero jitter, clean network: not in the grid\n")
-        }
-    }
-    let lossy: Vec<&(Point, Summary)> = points
-        .iter()
-        .filter(|(p, _)| p.jitter_ms == 0 && p.loss_pct > 0.0)
-        .collect();
-    let over: Vec<String> = lossy
-        .iter()
-        .filter(|(_, r)| r.mean.mouth_to_ear_ms > 60.0)
-        .map(|(p, r)| {
-            format!(
-                "{} % {} {:.1} ms",
-                p.loss_pct,
-                p.pattern(),
-                r.mean.mouth_to_ear_ms
-            )
-        })
-        .collect();
-    if !lossy.is_empty() {
-        let _ = writeln!(
-            s,
-            "- mouth-to-ear <= 60 ms at zero jitter, with loss: {} ({} of {} rows over: {})",
-            verdict(over.is_empty()),
-            over.len(),
-            lossy.len(),
-            if over.is_empty() {
-                "none".into()
-            } else {
-                over.join(", ")
+    let pesq_targets: [(&str, f64, bool, u64, f64); 5] = [
+        ("clean network", 0.0, false, 0, 4.0),
+        ("10 % random loss, 30 ms jitter", 10.0, false, 30, 3.3),
+        (
+            "10 % bursty loss (mean burst 3), no jitter",
+            10.0,
+            true,
+            0,
+            2.8,
+        ),
+        ("20 % random loss, no jitter", 20.0, false, 0, 2.8),
+        ("20 % bursty loss, no jitter", 20.0, true, 0, 2.3),
+    ];
+    for (label, loss, bursty, jitter, target) in pesq_targets {
+        match find(loss, bursty, jitter) {
+            Some((_, r)) => {
+                let by = if r.mean.pesq >= target {
+                    String::new()
+                } else {
+                    format!(", short by {:.2}", target - r.mean.pesq)
+                };
+                let _ = writeln!(
+                    s,
+                    "- {label}: PESQ >= {target}: {} ({} mean, {} min{by})",
+                    verdict(r.mean.pesq >= target),
+                    pesq(r.mean.pesq),
+                    pesq(r.pesq_min),
+                );
             }
-        );
+            None => {
+                let _ = writeln!(s, "- {label}: PESQ >= {target}: not in the grid");
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "- (Opus alone at this bitrate: {})",
+        pesq(ceiling.clean.mean.pesq)
+    );
+    for (label, loss, jitter, target) in [
+        ("clean network", 0.0, 0, 60.0),
+        ("10 % random loss, 30 ms jitter", 10.0, 30, 100.0),
+    ] {
+        match find(loss, false, jitter) {
+            Some((_, r)) => {
+                let _ = writeln!(
+                    s,
+                    "- {label}: mouth-to-ear <= {target} ms: {} ({:.1} ms)",
+                    verdict(r.mean.mouth_to_ear_ms <= target),
+                    r.mean.mouth_to_ear_ms
+                );
+            }
+            None => {
+                let _ = writeln!(s, "- {label}: mouth-to-ear <= {target} ms: not in the grid");
+            }
+        }
     }
     s
 }
@@ -309,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn targets_report_met_and_missed() {
+    fn targets_report_met_and_missed_and_rows_pair_up() {
         let row = |pesq, m2e| Summary {
             mean: Run {
                 pesq,
@@ -320,14 +351,17 @@ mod tests {
             runs: 1,
             unscored: 0,
         };
-        let point = |loss_pct, jitter_ms| Point {
+        let point = |loss_pct, jitter_ms, dred| Point {
             loss_pct,
             bursty: false,
             jitter_ms,
+            dred,
         };
         let points = vec![
-            (point(0.0, 0), row(3.9, 55.0)),
-            (point(10.0, 30), row(2.9, 90.0)),
+            (point(0.0, 0, true), row(4.05, 55.0)),
+            (point(0.0, 0, false), row(4.05, 55.0)),
+            (point(10.0, 30, true), row(3.1, 90.0)),
+            (point(10.0, 30, false), row(2.9, 90.0)),
         ];
         let ceiling = Ceiling {
             clean: row(4.1, 0.0),
@@ -335,9 +369,24 @@ mod tests {
             lookahead_ms: 6.5,
         };
         let t = targets(&points, &ceiling);
-        assert!(t.contains(">= 3.8: MET"), "{t}");
-        assert!(t.contains(">= 3.0: MISSED"), "{t}");
-        assert!(t.contains("zero jitter, clean network: MET"), "{t}");
-        assert!(table(&points, &ceiling).lines().count() == 6);
+        assert!(t.contains("clean network: PESQ >= 4: MET"), "{t}");
+        assert!(
+            t.contains("PESQ >= 3.3: MISSED (3.10 mean, 3.10 min, short by 0.20)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("clean network: mouth-to-ear <= 60 ms: MET"),
+            "{t}"
+        );
+        assert!(
+            t.contains("30 ms jitter: mouth-to-ear <= 100 ms: MET"),
+            "{t}"
+        );
+        let table = table(&points, &ceiling);
+        assert_eq!(table.lines().count(), 2 + 2 + 2, "{table}");
+        assert!(
+            table.contains("| 10 % | random | 30 | 3.10 | 3.10 | 2.90 |"),
+            "{table}"
+        );
     }
 }

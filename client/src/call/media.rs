@@ -1,43 +1,32 @@
-//! The media loop of a connected call: every 20 ms capture, encode, seal and send one
-//! frame ([`sender`]), and play one frame out of the jitter buffer ([`receiver`]); in
-//! between, open what arrives. Once a second each side reports what it received, and
-//! the other adapts its bitrate and FEC to it. It does not know which path a datagram
-//! took: [`MediaPaths`] chooses.
+//! The shell of a connected call's media: the async loop that moves bytes for the
+//! sans-IO media engine (`parley_proto::media::MediaSession`), which owns the 20 ms
+//! cadence, reports, probes, path choice, mute, Bye and timeouts. Here: wake the engine
+//! when it asks, hand it the datagrams the paths receive and the paths coming up or
+//! failing, send what it transmits (through `PARLEY_IMPAIR` if set), and print its
+//! events.
 
 mod impair;
-mod receiver;
-mod sender;
 
-use super::media_paths::{read_datagrams, MediaPaths, PathKind, PROBE_INTERVAL};
+use super::media_paths::{read_datagrams, MediaPaths, PathKind};
 use super::paths::PathEvent;
 use super::stats::CallStats;
 use crate::output::Printer;
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use impair::Outbox;
-use parley_audio::{FrameSink, FrameSource};
-use parley_net::clock::now;
-use parley_proto::call::media::{MediaCrypto, MediaError, MediaFrame};
-use receiver::Receiver;
-use sender::Sender;
+use parley_audio::{FrameSink, FrameSource, OpusCodec};
+use parley_proto::call::media::MediaCrypto;
+use parley_proto::media::rate::RateConfig;
+use parley_proto::media::{
+    AudioPort, EncoderTarget, EndReason, HostError, MediaEvent, MediaSession, PlayKind,
+    SessionConfig, TransmitKind,
+};
+use parley_proto::Timestamp;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
+use tokio::sync::{mpsc, watch};
 
-const FRAME: Duration = Duration::from_millis(20);
-/// A call that hears nothing at all for this long has lost its peer.
-const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
-/// Byes are sent a few times: they are datagrams and may be lost.
-const BYE_COPIES: usize = 3;
 /// Stats go out once a second.
-const STATS_EVERY_TICKS: u64 = 50;
-/// Receiver reports go out once a second too, half a second after the pings.
-const REPORT_EVERY_TICKS: u64 = 50;
-const REPORT_OFFSET_TICKS: u64 = 25;
-/// Every path is probed this often (in frame periods).
-const PROBE_EVERY_TICKS: u64 = (PROBE_INTERVAL.as_millis() / FRAME.as_millis()) as u64;
-/// After the input ends, how long to keep going so the last frames are played out there.
-const INPUT_TAIL: Duration = Duration::from_millis(400);
+const STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the loop needs besides its inputs.
 pub struct MediaParams {
@@ -49,162 +38,213 @@ pub struct MediaParams {
     /// When the user dialed (or the call arrived): setup time is measured from here.
     pub dialed_at: Instant,
     pub out: Printer,
+    /// Mute switch: `true` sends silence (the stream and its timing go on).
+    pub mute: Option<watch::Receiver<bool>>,
 }
 
-/// Runs the call until someone hangs up, then returns its statistics.
+/// The call's audio input and output as the engine sees them.
+struct Port {
+    source: Box<dyn FrameSource>,
+    sink: Box<dyn FrameSink>,
+    /// Whether anything has been played yet: before, the output stays empty.
+    started: bool,
+}
+
+impl AudioPort for Port {
+    fn capture(&mut self) -> Option<Vec<f32>> {
+        self.source.next_frame()
+    }
+
+    fn play(&mut self, pcm: &[f32], kind: PlayKind) -> Result<(), HostError> {
+        if kind == PlayKind::Silence && !self.started {
+            return Ok(());
+        }
+        self.started = true;
+        self.sink.play(pcm).map_err(|e| HostError(e.to_string()))
+    }
+}
+
+/// A monotonic millisecond clock for the engine, starting at 1.
+#[derive(Clone, Copy)]
+struct Clock(tokio::time::Instant);
+
+impl Clock {
+    fn now(self) -> Timestamp {
+        Timestamp(1 + self.0.elapsed().as_millis() as u64)
+    }
+    fn instant(self, t: Timestamp) -> tokio::time::Instant {
+        self.0 + Duration::from_millis(t.0.saturating_sub(1))
+    }
+}
+
+/// Runs the call until it ends, then returns its statistics. A call that never had a
+/// working media path is an error naming why each path failed.
 pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> Result<CallStats> {
     let MediaParams {
-        mut crypto,
-        mut source,
+        crypto,
+        source,
         sink,
         bitrate,
         duration,
         dialed_at,
         out,
+        mut mute,
     } = p;
-    let mut stats = CallStats::default();
-    let mut sender = Sender::new(bitrate, Outbox::from_env(out)?, out, &mut stats)?;
-    let mut receiver = Receiver::new(sink)?;
-    let mut paths = MediaPaths::default();
-    let (dgram_tx, mut dgram_rx) = mpsc::channel::<(PathKind, bytes::Bytes)>(512);
-    let started = Instant::now();
-    let mut last_heard = Instant::now();
-    let mut last_audio: Option<Instant> = None;
-    let mut tick = tokio::time::interval(FRAME);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let mut ticks: u64 = 0;
-    let mut input_done = false;
-    let mut input_done_at: Option<Instant> = None;
-    let mut stop = std::pin::pin!(parley_net::shutdown_signal());
-    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let sleep_until_deadline = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
+    let clock = Clock(tokio::time::Instant::now());
+    let config = SessionConfig {
+        rate: Some(RateConfig::capped_at(bitrate)),
+        duration,
+        ..SessionConfig::default()
     };
-    let mut sleep_until_deadline = std::pin::pin!(sleep_until_deadline);
+    let codec = OpusCodec::new(bitrate)?;
+    let port = Port {
+        source,
+        sink,
+        started: false,
+    };
+    let mut session = MediaSession::new(config, crypto, codec, port, clock.now())
+        .map_err(|e| anyhow!("audio: {e}"))?;
+    let mut stats = CallStats::default();
+    let mut outbox = Outbox::from_env(out)?;
+    let mut paths = MediaPaths::default();
+    let (dgram_tx, mut dgram_rx) = mpsc::channel::<(PathKind, Option<bytes::Bytes>)>(512);
+    let started = Instant::now();
+    let mut next_stats = started + STATS_EVERY;
+    let mut stop = std::pin::pin!(parley_net::shutdown_signal());
+    let mut mute_open = mute.is_some();
 
-    let ended_by = loop {
+    let ended = loop {
+        flush(&mut session, &paths, &mut outbox);
+        if let Some(why) = drain_events(&mut session, &mut stats, out, dialed_at) {
+            break why;
+        }
+        if Instant::now() >= next_stats {
+            next_stats += STATS_EVERY;
+            stats.duration = started.elapsed();
+            stats.absorb(&session.stats());
+            if out.json {
+                out.event("stats", stats.to_json(), "");
+            } else {
+                eprintln!("{}", stats.status_line());
+            }
+        }
+        let Some(wake) = session.poll_timeout() else {
+            continue;
+        };
         tokio::select! {
-            _ = &mut stop => break "local hang-up",
-            _ = &mut sleep_until_deadline => break "duration reached",
+            _ = &mut stop => session.hang_up(clock.now()),
             Some(event) = path_events.recv() => match event {
+                PathEvent::Expect(kinds) => session.expect_paths(&kinds),
                 PathEvent::Up(kind, conn) => {
                     read_datagrams(kind, conn.clone(), dgram_tx.clone());
                     paths.add(kind, conn);
-                    let now_on = paths.current().map(|(k, _)| k);
-                    out.event("path", json!({"path": kind.name(), "sending_on": now_on.map(PathKind::name)}),
-                        format!("{} path up; sending on {}", kind.name(), now_on.map(PathKind::name).unwrap_or("none")));
-                    last_heard = Instant::now();
+                    session.path_up(clock.now(), kind);
+                    let on = session.current_path(clock.now());
+                    out.event("path", json!({"path": kind.name(), "sending_on": on.map(PathKind::name)}),
+                        format!("{} path up; sending on {}", kind.name(), on.map(PathKind::name).unwrap_or("none")));
                 }
-                PathEvent::Failed(kind, why) => out.event("path_failed", json!({"path": kind.name(), "error": why}),
-                    format!("{} path failed: {why}", kind.name())),
+                PathEvent::Failed(kind, why) => {
+                    out.event("path_failed", json!({"path": kind.name(), "error": why}),
+                        format!("{} path failed: {why}", kind.name()));
+                    session.path_failed(clock.now(), kind, why);
+                }
             },
-            Some((kind, datagram)) = dgram_rx.recv() => {
-                last_heard = Instant::now();
-                match crypto.open(&datagram) {
-                    Ok((_, MediaFrame::Audio { frame, opus })) => {
-                        let arrived = Instant::now();
-                        if let Some(last) = last_audio.replace(arrived) {
-                            stats.max_gap = stats.max_gap.max(arrived - last);
-                        }
-                        match kind {
-                            PathKind::Direct => stats.frames_received_direct += 1,
-                            PathKind::Relay(_) => stats.frames_received_relay += 1,
-                        }
-                        receiver.on_audio(frame, opus);
-                    }
-                    Ok((_, MediaFrame::Bye)) => break "peer hung up",
-                    // Probes are answered on the path they came in on: that proves the path.
-                    Ok((_, MediaFrame::Ping(t))) => {
-                        paths.send_on(kind, crypto.seal(&MediaFrame::Pong(t)));
-                    }
-                    Ok((_, MediaFrame::Pong(t))) => {
-                        paths.answered(kind);
-                        if paths.current().is_some_and(|(k, _)| k == kind) {
-                            let rtt = Duration::from_millis(now().as_millis().saturating_sub(t));
-                            sender.on_rtt(rtt, &mut stats)?;
-                        }
-                    }
-                    Ok((_, MediaFrame::Report { received, lost })) => {
-                        sender.on_report(received, lost, &mut stats)?;
-                    }
-                    Err(MediaError::Forged) => stats.forged += 1,
-                    Err(MediaError::Replayed) => stats.replayed += 1,
-                    Err(MediaError::Malformed) => stats.malformed += 1,
+            Some((kind, datagram)) = dgram_rx.recv() => match datagram {
+                Some(d) => session.handle_datagram(clock.now(), kind, &d),
+                None => session.path_down(clock.now(), kind),
+            },
+            changed = async { mute.as_mut()?.changed().await.ok() }, if mute_open => match changed {
+                Some(()) => {
+                    let muted = mute.as_ref().is_some_and(|m| *m.borrow());
+                    session.set_muted(muted);
+                    out.event("mute", json!({"muted": muted}), if muted { "muted" } else { "unmuted" });
                 }
-            }
-            _ = tick.tick() => {
-                ticks += 1;
-                if !input_done {
-                    match source.next_frame() {
-                        Some(pcm) => sender.send_audio(&pcm, &mut crypto, &paths, &mut stats)?,
-                        None => {
-                            input_done = true;
-                            input_done_at = Some(Instant::now());
-                        }
-                    }
-                }
-                if receiver.play_one()? && stats.setup.is_none() {
-                    stats.setup = Some(dialed_at.elapsed());
-                }
-                if ticks % REPORT_EVERY_TICKS == REPORT_OFFSET_TICKS {
-                    if let Some(report) = receiver.report() {
-                        sender.send_control(&report, &mut crypto, &paths);
-                    }
-                }
-                if ticks % PROBE_EVERY_TICKS == 0 {
-                    let open: Vec<PathKind> = paths.open().map(|(k, _)| k).collect();
-                    for kind in open {
-                        paths.send_on(kind, crypto.seal(&MediaFrame::Ping(now().as_millis())));
-                    }
-                }
-                if ticks % STATS_EVERY_TICKS == 0 {
-                    stats.duration = started.elapsed();
-                    receiver.update_stats(&mut stats);
-                    if out.json {
-                        out.event("stats", stats.to_json(), "");
-                    } else {
-                        eprintln!("{}", stats.status_line());
-                    }
-                }
-                let on = paths.current().map(|(k, _)| k);
-                if on.is_some() && on != stats.path {
-                    if stats.path.is_some() {
-                        stats.path_switches += 1;
-                        out.event("path_switch", json!({"path": on.map(PathKind::name)}),
-                            format!("now sending on the {} path", on.map(PathKind::name).unwrap_or("none")));
-                    }
-                    stats.path = on;
-                }
-                // The last frames need a moment to reach the peer before we say Bye.
-                if input_done_at.is_some_and(|t| t.elapsed() >= INPUT_TAIL) {
-                    break "input ended";
-                }
-                if last_heard.elapsed() >= MEDIA_TIMEOUT {
-                    break "connection lost";
-                }
+                None => mute_open = false,
+            },
+            _ = tokio::time::sleep_until(clock.instant(wake)) => {
+                session.handle_timeout(clock.now()).map_err(|e| anyhow!("audio: {e}"))?;
             }
         }
     };
-    if ended_by != "peer hung up" {
-        // Straight to the path, never through PARLEY_IMPAIR: a test call must end when
-        // it says it does.
-        for _ in 0..BYE_COPIES {
-            paths.send(crypto.seal(&MediaFrame::Bye));
-        }
-    }
+    // The Byes the engine queued on ending.
+    flush(&mut session, &paths, &mut outbox);
     // Give the Byes a moment to leave before the connections close.
     tokio::time::sleep(Duration::from_millis(100)).await;
     paths.close_all(b"call ended");
-    receiver.finish()?;
+    session.audio_mut().sink.finish()?;
     stats.duration = started.elapsed();
-    receiver.update_stats(&mut stats);
-    stats.path = stats.path.or(paths.current().map(|(k, _)| k));
-    stats.ended_by = ended_by.to_string();
+    stats.absorb(&session.stats());
+    stats.ended_by = ended.to_string();
     if stats.rtt.is_none() {
-        stats.rtt = paths.transport_rtt();
+        stats.rtt = stats.path.and_then(|k| paths.transport_rtt(k));
+    }
+    if ended.is_failure() {
+        return Err(anyhow!("call failed: {ended}"));
     }
     Ok(stats)
+}
+
+type Session = MediaSession<OpusCodec, Port>;
+
+/// Sends what the engine transmits: hang-ups straight to the path (never impaired: a
+/// test call must end when it says it does), the rest through the outbox.
+fn flush(session: &mut Session, paths: &MediaPaths, outbox: &mut Outbox) {
+    while let Some(t) = session.poll_transmit() {
+        let Some(conn) = paths.get(t.path) else {
+            continue;
+        };
+        match t.kind {
+            TransmitKind::Bye => {
+                let _ = conn.send_datagram(t.bytes.into());
+            }
+            TransmitKind::Audio | TransmitKind::Control => {
+                let _ = outbox.send(conn, t.bytes);
+            }
+        }
+    }
+}
+
+/// Shows the engine's events; the reason once the call ended.
+fn drain_events(
+    session: &mut Session,
+    stats: &mut CallStats,
+    out: Printer,
+    dialed_at: Instant,
+) -> Option<EndReason> {
+    let mut ended = None;
+    while let Some(event) = session.poll_event() {
+        match event {
+            MediaEvent::FirstAudio => {
+                stats.setup.get_or_insert(dialed_at.elapsed());
+            }
+            MediaEvent::PathSwitch { from, to } => {
+                if from.is_some() {
+                    out.event(
+                        "path_switch",
+                        json!({"path": to.name()}),
+                        format!("now sending on the {} path", to.name()),
+                    );
+                }
+            }
+            MediaEvent::Target(t) => bitrate_event(out, &t, stats),
+            MediaEvent::Ended(why) => ended = Some(why),
+        }
+    }
+    ended
+}
+
+fn bitrate_event(out: Printer, t: &EncoderTarget, stats: &mut CallStats) {
+    let bps = t.bitrate_bps;
+    let dred_ms = u32::from(t.dred_10ms) * 10;
+    out.event(
+        "bitrate",
+        json!({"bitrate_bps": bps, "expected_loss_percent": t.expected_loss_percent, "dred_ms": dred_ms}),
+        format!(
+            "bitrate now {:.1} kbit/s (FEC sized for {} % loss, {} ms of DRED)",
+            f64::from(bps) / 1000.0,
+            t.expected_loss_percent,
+            dred_ms
+        ),
+    );
+    stats.bitrate_bps = bps;
 }

@@ -1,49 +1,17 @@
-//! The media paths of a call, as one thing to send on: a direct QUIC connection between
-//! the two clients and/or legs through relays (a primary and a standby). All are QUIC
-//! connections carrying the same sealed datagrams, so the media loop never knows which
-//! path a byte took.
-//!
-//! Which path sends go on is decided by probing: every path is pinged a few times a
-//! second (the peer answers on the path the ping came in on), and the preferred path —
-//! direct first, then the relays in the order granted — that answered within
-//! [`PATH_DEAD_AFTER`] carries the call. A new path takes over only once it has answered
-//! (make before break); a path that stops answering (a relay killed, a NAT mapping gone)
-//! is left within [`PATH_DEAD_AFTER`] for the next one that still answers.
+//! The media paths of a call as connections to send on: a direct QUIC connection between
+//! the two clients and/or legs through relays (a primary and a standby). All carry the
+//! same sealed datagrams. Which one carries the call is the media engine's decision
+//! (`parley_proto::media::paths`); this only holds the connections and moves bytes.
 
+pub use parley_proto::media::PathKind;
 use quinn::Connection;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// A path that has not answered a probe for this long is not sent on.
-pub const PATH_DEAD_AFTER: Duration = Duration::from_millis(500);
-/// How often every path is probed.
-pub const PROBE_INTERVAL: Duration = Duration::from_millis(160);
-
-/// Which path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PathKind {
-    /// Straight to the peer.
-    Direct,
-    /// Through the n-th granted relay (0: primary).
-    Relay(u8),
-}
-
-impl PathKind {
-    /// The path's kind for people and JSON: "direct" or "relay".
-    pub fn name(self) -> &'static str {
-        match self {
-            PathKind::Direct => "direct",
-            PathKind::Relay(_) => "relay",
-        }
-    }
-}
-
-/// The live paths, and when each last proved it works.
+/// The connections of the paths that came up, by kind.
 #[derive(Default)]
 pub struct MediaPaths {
     up: Vec<(PathKind, Connection)>,
-    answered: HashMap<PathKind, Instant>,
 }
 
 impl MediaPaths {
@@ -51,61 +19,19 @@ impl MediaPaths {
     pub fn add(&mut self, kind: PathKind, conn: Connection) {
         self.up.retain(|(k, _)| *k != kind);
         self.up.push((kind, conn));
-        self.up.sort_by_key(|(k, _)| *k);
     }
 
-    /// A probe came back on `kind`: the path works both ways.
-    pub fn answered(&mut self, kind: PathKind) {
-        self.answered.insert(kind, Instant::now());
-    }
-
-    /// The paths whose connection is still open, preferred first.
-    pub fn open(&self) -> impl Iterator<Item = (PathKind, &Connection)> {
+    /// The open connection of `kind`.
+    pub fn get(&self, kind: PathKind) -> Option<&Connection> {
         self.up
             .iter()
-            .filter(|(_, c)| c.close_reason().is_none())
-            .map(|(k, c)| (*k, c))
+            .find(|(k, c)| *k == kind && c.close_reason().is_none())
+            .map(|(_, c)| c)
     }
 
-    /// The path sends use now: the preferred one that answered lately; before any has
-    /// answered, the preferred open one.
-    pub fn current(&self) -> Option<(PathKind, &Connection)> {
-        let fresh = |k: &PathKind| {
-            self.answered
-                .get(k)
-                .is_some_and(|t| t.elapsed() < PATH_DEAD_AFTER)
-        };
-        let any_answered = self
-            .answered
-            .values()
-            .any(|t| t.elapsed() < PATH_DEAD_AFTER);
-        self.open().find(|(k, _)| fresh(k)).or_else(|| {
-            if any_answered {
-                None
-            } else {
-                self.open().next()
-            }
-        })
-    }
-
-    /// Sends one datagram on the current path; false when there is none or it is full.
-    pub fn send(&self, datagram: Vec<u8>) -> bool {
-        match self.current() {
-            Some((_, conn)) => conn.send_datagram(datagram.into()).is_ok(),
-            None => false,
-        }
-    }
-
-    /// Sends one datagram on a given path (probes and their answers).
-    pub fn send_on(&self, kind: PathKind, datagram: Vec<u8>) -> bool {
-        self.open()
-            .find(|(k, _)| *k == kind)
-            .is_some_and(|(_, c)| c.send_datagram(datagram.into()).is_ok())
-    }
-
-    /// Round-trip time of the current path's QUIC connection (to the peer, or to the relay).
-    pub fn transport_rtt(&self) -> Option<Duration> {
-        self.current().map(|(_, c)| c.rtt())
+    /// Round-trip time of a path's QUIC connection (to the peer, or to the relay).
+    pub fn transport_rtt(&self, kind: PathKind) -> Option<Duration> {
+        self.get(kind).map(Connection::rtt)
     }
 
     /// Closes every path.
@@ -116,17 +42,19 @@ impl MediaPaths {
     }
 }
 
-/// Forwards every datagram received on `conn` into `tx`, tagged with its path.
+/// Forwards every datagram received on `conn` into `tx`, tagged with its path; `None`
+/// once the connection has closed.
 pub fn read_datagrams(
     kind: PathKind,
     conn: Connection,
-    tx: mpsc::Sender<(PathKind, bytes::Bytes)>,
+    tx: mpsc::Sender<(PathKind, Option<bytes::Bytes>)>,
 ) {
     tokio::spawn(async move {
         while let Ok(d) = conn.read_datagram().await {
-            if tx.send((kind, d)).await.is_err() {
+            if tx.send((kind, Some(d))).await.is_err() {
                 return;
             }
         }
+        let _ = tx.send((kind, None)).await;
     });
 }

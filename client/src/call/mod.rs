@@ -92,7 +92,6 @@ pub async fn talk(
             peer_candidates: call.peer_candidates,
             relays: call.relays,
             policy: opts.paths,
-            out,
         },
         call.direct_in,
         events_tx,
@@ -108,6 +107,7 @@ pub async fn talk(
             duration: opts.duration,
             dialed_at: call.dialed_at,
             out,
+            mute: None,
         },
         events,
     )

@@ -1,17 +1,15 @@
 //! Establishing the media paths of a call: a direct QUIC connection between the two
-//! clients, and legs through every granted relay. [`super::media_paths`] then chooses
-//! among them.
+//! clients, and legs through every granted relay. The media engine then chooses among
+//! them (`parley_proto::media::paths`).
 
 use super::media_paths::PathKind;
 use super::PathPolicy;
-use crate::output::Printer;
 use parley_net::{dial, NetError};
 use parley_proto::call::signal::RelayGrant;
 use parley_proto::call::ALPN_CALL;
 use parley_proto::presence::CandidateAddr;
 use parley_proto::{Identity, PeerId};
 use quinn::{Connection, Endpoint};
-use serde_json::json;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -23,6 +21,8 @@ const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A path came up or went down.
 pub enum PathEvent {
+    /// The paths being set up (sent first): when all have failed, the call has none.
+    Expect(Vec<PathKind>),
     Up(PathKind, Connection),
     Failed(PathKind, String),
 }
@@ -36,7 +36,6 @@ pub struct PathSetup {
     /// Relays granted for the call, preferred first; every one is joined.
     pub relays: Vec<RelayGrant>,
     pub policy: PathPolicy,
-    pub out: Printer,
 }
 
 /// Brings the paths up concurrently, reporting each on `events` as it happens.
@@ -52,13 +51,23 @@ pub fn establish(
     direct_in: mpsc::Receiver<(PeerId, Connection)>,
     events: mpsc::Sender<PathEvent>,
 ) {
+    let mut expected = Vec::new();
+    if setup.policy != PathPolicy::RelayOnly {
+        expected.push(PathKind::Direct);
+    }
+    if setup.policy != PathPolicy::DirectOnly {
+        expected.extend((0..setup.relays.len()).map(|i| PathKind::Relay(i as u8)));
+        if setup.relays.is_empty() {
+            // Fails the call at once if no other path is coming (relay-only).
+            expected.push(PathKind::Relay(0));
+        }
+    }
+    // The channel is new and roomy: this cannot be full.
+    let _ = events.try_send(PathEvent::Expect(expected));
     if setup.policy != PathPolicy::DirectOnly {
         if setup.relays.is_empty() {
-            setup.out.event(
-                "path_failed",
-                json!({"path": "relay", "error": "no relay was granted"}),
-                "no relay is available for this call",
-            );
+            let why = "no relay was granted for this call (the supernode has none available)";
+            let _ = events.try_send(PathEvent::Failed(PathKind::Relay(0), why.into()));
         }
         // The primary and the standby relay alike: a relay's death then costs no set-up.
         for (i, grant) in setup.relays.iter().enumerate() {

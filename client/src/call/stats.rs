@@ -1,7 +1,7 @@
 //! Call statistics: the live status line and the summary printed at hang-up.
 
 use super::media_paths::PathKind;
-use parley_proto::media::JitterStats;
+use parley_proto::media::{JitterStats, SessionStats};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -38,9 +38,44 @@ pub struct CallStats {
     pub max_gap: Duration,
     /// How our datagrams leave this machine: "udp", or "tcp" where UDP is blocked.
     pub transport: &'static str,
+    /// Deep redundancy (DRED) the encoder adds now, ms of history (0: none).
+    pub dred_ms: u32,
+    /// Lost frames rebuilt from a later packet (FEC or DRED).
+    pub frames_recovered: u64,
+    /// Whether our audio is muted.
+    pub muted: bool,
 }
 
 impl CallStats {
+    /// Takes the media engine's counters.
+    pub fn absorb(&mut self, s: &SessionStats) {
+        self.path = s.path.or(self.path);
+        self.path_switches = s.path_switches;
+        self.frames_sent = s.frames_sent;
+        self.bytes_sent = s.bytes_sent;
+        self.frames_received_direct = s.frames_received_direct;
+        self.frames_received_relay = s.frames_received_relay;
+        self.forged = s.forged;
+        self.replayed = s.replayed;
+        self.malformed = s.malformed;
+        self.rtt = s.rtt.or(self.rtt);
+        if let Some(t) = s.target {
+            self.bitrate_bps = t.bitrate_bps;
+            self.expected_loss_percent = t.expected_loss_percent;
+            self.dred_ms = u32::from(t.dred_10ms) * 10;
+        }
+        self.bitrate_min_bps = s.bitrate_min_bps;
+        self.bitrate_max_bps = s.bitrate_max_bps;
+        self.bitrate_changes = s.bitrate_changes;
+        self.reports_received = s.reports_received;
+        self.peer_received = s.peer_received;
+        self.peer_lost = s.peer_lost;
+        self.max_gap = s.max_gap;
+        self.jitter = s.jitter.clone();
+        self.frames_recovered = s.recovered;
+        self.muted = s.muted;
+    }
+
     fn path_name(&self) -> &'static str {
         self.path.map(PathKind::name).unwrap_or("none")
     }
@@ -119,6 +154,9 @@ impl CallStats {
             "ended_by": self.ended_by,
             "max_gap_ms": self.max_gap.as_millis() as u64,
             "transport": if self.transport.is_empty() { "udp" } else { self.transport },
+            "dred_ms": self.dred_ms,
+            "frames_recovered": self.frames_recovered,
+            "muted": self.muted,
         })
     }
 }

@@ -109,18 +109,23 @@ impl PathSet {
     }
 
     /// The path sends use at `now`: the preferred one that answered within `dead_after`;
-    /// before any has answered, the preferred open one.
+    /// if none did, the one that answered last; before any has answered, the preferred
+    /// open one. `None` only when no path is up.
     pub fn current(&self, now: Timestamp, dead_after: Duration) -> Option<PathKind> {
         let fresh = |p: &Path| p.answered.is_some_and(|t| now.since(t) < dead_after);
         let live = self.paths.iter().filter(|p| p.up);
         if let Some(p) = live.clone().find(|p| fresh(p)) {
             return Some(p.kind);
         }
-        if self.paths.iter().any(|p| p.up && p.answered.is_some()) {
-            // Paths answered once and all went quiet: none is known to work.
-            return None;
-        }
-        live.map(|p| p.kind).next()
+        // None answered lately (a lossy stretch can eat a few probes in a row): keep
+        // sending on the one that answered last, else the preferred one. Sending on a
+        // path that may be dead costs nothing; the engine's peer timeout ends the call
+        // if they all are.
+        let last = live
+            .clone()
+            .filter(|p| p.answered.is_some())
+            .max_by_key(|p| p.answered);
+        last.or_else(|| live.clone().next()).map(|p| p.kind)
     }
 }
 
@@ -144,8 +149,13 @@ mod tests {
         assert_eq!(s.current(Timestamp(40), DEAD), Some(PathKind::Direct));
         s.answered(PathKind::Relay(0), Timestamp(600));
         assert_eq!(s.current(Timestamp(600), DEAD), Some(PathKind::Relay(0)));
+        // All quiet: stay on the one that answered last.
+        assert_eq!(s.current(Timestamp(1200), DEAD), Some(PathKind::Relay(0)));
+        s.down(PathKind::Relay(0));
+        assert_eq!(s.current(Timestamp(1200), DEAD), Some(PathKind::Direct));
+        s.down(PathKind::Direct);
         assert_eq!(s.current(Timestamp(1200), DEAD), None);
-        assert!(!s.exhausted());
+        assert!(s.exhausted(), "nothing pending, nothing up");
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! this client sends is impaired; set it on both clients to impair both directions.
 //! Hang-ups are exempt, so that a test call still ends when it should.
 
-use super::super::media_paths::MediaPaths;
 use crate::output::Printer;
 use anyhow::{anyhow, Result};
 use parley_net::clock::now;
@@ -40,15 +39,12 @@ impl Outbox {
         })
     }
 
-    /// Sends `datagram` now, later, twice or never, as the impairment decides. True if
-    /// it was handed to a path (the impairment plays the network, so a datagram it drops
-    /// still counts as sent).
-    pub fn send(&mut self, paths: &MediaPaths, datagram: Vec<u8>) -> bool {
+    /// Sends `datagram` on `conn` now, later, twice or never, as the impairment decides.
+    /// True if it was handed to the path (the impairment plays the network, so a datagram
+    /// it drops still counts as sent).
+    pub fn send(&mut self, conn: &quinn::Connection, datagram: Vec<u8>) -> bool {
         let Some(channel) = &mut self.channel else {
-            return paths.send(datagram);
-        };
-        let Some((_, conn)) = paths.current() else {
-            return false;
+            return conn.send_datagram(datagram.into()).is_ok();
         };
         let sent = now();
         let mut ok = true;
@@ -58,8 +54,8 @@ impl Outbox {
             if delay.is_zero() {
                 ok &= conn.send_datagram(bytes).is_ok();
             } else {
-                // The path may change meanwhile; the delayed copy keeps the one it was
-                // sent on, as a packet already on the wire would.
+                // The delayed copy keeps the path it was sent on, as a packet already on
+                // the wire would.
                 let conn = conn.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
