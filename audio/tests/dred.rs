@@ -22,7 +22,7 @@ fn burst_score(packets: &[Vec<u8>], clean: &[Vec<f32>], burst: usize, dred: bool
     while k < packets.len() {
         if k >= 50 && k % 25 == 0 && k + burst < packets.len() {
             let later = (k + burst) as u64;
-            for lost in k..k + burst {
+            for (lost, clean_frame) in clean.iter().enumerate().skip(k).take(burst) {
                 let pcm = if dred {
                     dec.recover(lost as u64, later, &packets[k + burst])
                 } else {
@@ -30,7 +30,7 @@ fn burst_score(packets: &[Vec<u8>], clean: &[Vec<f32>], burst: usize, dred: bool
                 }
                 .expect("rebuild");
                 got.extend(pcm);
-                want.extend(&clean[lost]);
+                want.extend(clean_frame);
             }
             k += burst;
         } else {

@@ -203,10 +203,8 @@ pub fn simulate_call(reference: &[f32], config: &CallConfig) -> Result<CallOutpu
         Timestamp(T0 + config.phase_ms),
     )
     .map_err(|e| anyhow::anyhow!("receiver: {e}"))?;
-    for s in [PathKind::Direct] {
-        a.path_up(Timestamp(T0), s);
-        b.path_up(Timestamp(T0), s);
-    }
+    a.path_up(Timestamp(T0), PathKind::Direct);
+    b.path_up(Timestamp(T0), PathKind::Direct);
     // Channels: [from][audio, control]. Audio from the sender has the call's own seed,
     // so its packets meet the same fate whatever the controller does.
     let channel = |n: u64| {
@@ -239,6 +237,7 @@ pub fn simulate_call(reference: &[f32], config: &CallConfig) -> Result<CallOutpu
                 ticks += 1;
             }
         }
+        #[allow(clippy::needless_range_loop)] // `step` is the sending side, not an index.
         for step in 0..2 {
             let transmits: Vec<_> = if step == 0 {
                 std::iter::from_fn(|| a.poll_transmit()).collect()

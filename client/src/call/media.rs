@@ -179,6 +179,11 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         stats.rtt = stats.path.and_then(|k| paths.transport_rtt(k));
     }
     if ended.is_failure() {
+        out.event(
+            "call_failed",
+            json!({"reason": ended.to_string()}),
+            format!("call failed: {ended}"),
+        );
         return Err(anyhow!("call failed: {ended}"));
     }
     Ok(stats)

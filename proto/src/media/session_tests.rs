@@ -90,6 +90,9 @@ fn session(crypto: MediaCrypto, config: SessionConfig, frames: u32, ends: bool) 
     MediaSession::new(config, crypto, codec, port, Timestamp(T0)).expect("session")
 }
 
+/// A datagram on its way: arrival, order sent, receiving side, path, bytes.
+type Flight = Reverse<(Timestamp, u64, usize, PathKind, Vec<u8>)>;
+
 /// One direction of one path.
 struct Link {
     channel: Impairment,
@@ -101,7 +104,7 @@ struct Call {
     s: [Session; 2],
     /// links[from][path index]: 0 direct, 1 relay 0.
     links: [[Link; 2]; 2],
-    in_flight: BinaryHeap<Reverse<(Timestamp, u64, usize, PathKind, Vec<u8>)>>,
+    in_flight: BinaryHeap<Flight>,
     order: u64,
     now: Timestamp,
 }
