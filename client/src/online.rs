@@ -166,20 +166,36 @@ fn release(shared: &Shared) {
 }
 
 /// Lines typed at the terminal, read by one task for the whole run: a `y` typed after a
-/// call stopped ringing is not kept for the next one.
+/// call stopped ringing is not kept for the next one. Only while the client is the
+/// terminal's foreground job: a background job reading its terminal would be stopped
+/// (SIGTTIN) — `parley online &` must keep running.
 fn stdin_lines(terminal: bool) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel(4);
     if terminal {
         std::thread::spawn(move || {
             let mut line = String::new();
-            while matches!(std::io::stdin().read_line(&mut line), Ok(n) if n > 0) {
-                if tx.blocking_send(std::mem::take(&mut line)).is_err() {
-                    return;
+            loop {
+                if !in_foreground() {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    continue;
+                }
+                match std::io::stdin().read_line(&mut line) {
+                    Ok(n) if n > 0 => {
+                        if tx.blocking_send(std::mem::take(&mut line)).is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
                 }
             }
         });
     }
     rx
+}
+
+/// Whether this process is in the foreground process group of the terminal on stdin.
+fn in_foreground() -> bool {
+    rustix::termios::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == rustix::process::getpgrp())
 }
 
 fn done(reply: &mpsc::UnboundedSender<Value>, code: i32) {

@@ -234,7 +234,7 @@ impl Shell {
             "online",
             json!({
                 "id": me.to_string(),
-                "name": home.display_name(),
+                "display_name": home.display_name(),
                 "local": local.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 "nat": nat.map(|n| crate::render::nat(n.nat)),
                 "mapped": nat.and_then(|n| n.mapped).map(|m| m.to_string()),
