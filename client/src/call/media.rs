@@ -131,7 +131,10 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         let Some(wake) = session.poll_timeout() else {
             continue;
         };
+        // Biased: what arrived is read before the engine's timer is served, so a stall of
+        // this process is not taken for a silent peer.
         tokio::select! {
+            biased;
             _ = &mut stop => session.hang_up(clock.now()),
             Some(event) = path_events.recv() => match event {
                 PathEvent::Expect(kinds) => session.expect_paths(&kinds),

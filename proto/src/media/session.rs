@@ -112,6 +112,9 @@ pub struct SessionConfig {
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(8);
 /// Default [`SessionConfig::peer_timeout`].
 pub const PEER_TIMEOUT: Duration = Duration::from_millis(1500);
+/// After this process itself stalled (woken more than 5 frames late), how long it runs
+/// before judging the peer silent: long enough to read what queued up meanwhile.
+pub const STALL_GRACE: Duration = Duration::from_millis(200);
 
 impl Default for SessionConfig {
     fn default() -> Self {
@@ -307,6 +310,9 @@ pub struct MediaSession<C, A> {
     first_heard: Option<Timestamp>,
     last_heard: Option<Timestamp>,
     last_audio: Option<Timestamp>,
+    /// When `handle_timeout` last ran, and when it last resumed after a stall.
+    last_wake: Option<Timestamp>,
+    resumed_at: Timestamp,
     transmits: VecDeque<Transmit>,
     events: VecDeque<MediaEvent>,
     ended: Option<EndReason>,
@@ -353,6 +359,8 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
             first_heard: None,
             last_heard: None,
             last_audio: None,
+            last_wake: None,
+            resumed_at: now,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             ended: None,
@@ -437,6 +445,15 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
     /// Runs every period due by `now` (a late shell catches up, as a sound card would
     /// demand), and the timeouts.
     pub fn handle_timeout(&mut self, now: Timestamp) -> Result<(), HostError> {
+        // Woken much later than asked (this process stalled): what the peer sent
+        // meanwhile may still be queued unread, so silence is not judged for a moment.
+        if self
+            .last_wake
+            .is_some_and(|t| now.since(t) > self.config.frame * 5)
+        {
+            self.resumed_at = now;
+        }
+        self.last_wake = Some(now);
         while self.ended.is_none() && self.next_tick <= now {
             let at = self.next_tick;
             self.tick(at)?;
@@ -650,7 +667,10 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                 let waited_ms = now.since(self.start).as_millis() as u64;
                 self.end(now, EndReason::NoMediaPath { waited_ms, reasons });
             }
-            Some(t) if now.since(t) >= self.config.peer_timeout => {
+            Some(t)
+                if now.since(t) >= self.config.peer_timeout
+                    && now.since(self.resumed_at) >= STALL_GRACE =>
+            {
                 let silent_ms = now.since(t).as_millis() as u64;
                 self.end(now, EndReason::PeerLost { silent_ms });
             }
