@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Parley: peer-to-peer voice calls over an overlay of supernodes.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "parley", version, about, long_about = None)]
 pub struct Cli {
     /// Directory holding your identity and host cache.
     #[arg(long, global = true, env = "PARLEY_HOME")]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Parley supernode: holds signed presence, answers lookups and STUN, forms the overlay.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "supernode", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -18,11 +18,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print this supernode's public key (creating the key file if missing).
+    /// Print this supernode's public key. A missing key file is an error unless
+    /// `--create` is given (so a mistyped path never silently makes a new identity).
     Id {
         /// Key file.
         #[arg(long, default_value = "supernode.key")]
         key: PathBuf,
+        /// Create the key file if it does not exist.
+        #[arg(long)]
+        create: bool,
     },
 }
 
@@ -51,6 +55,9 @@ pub struct RunArgs {
     /// QUIC address's IP and port, over TCP.
     #[arg(long)]
     pub tcp_listen: Option<SocketAddr>,
+    /// TCP address to serve Prometheus metrics (`/metrics`) and `/health` on. Default: off.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The file form of [`RunArgs`].
@@ -65,6 +72,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub relay: Vec<String>,
     pub tcp_listen: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Settings after merging flags over the file.
@@ -76,6 +84,7 @@ pub struct Settings {
     pub stun_listen: SocketAddr,
     pub relays: Vec<String>,
     pub tcp_listen: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -118,6 +127,7 @@ impl RunArgs {
         };
         let tcp_listen = self.tcp_listen.or(file.tcp_listen);
         Ok(Settings {
+            metrics: self.metrics.or(file.metrics),
             tcp_listen,
             listen,
             join,

@@ -204,10 +204,12 @@ async fn serve_connection(conn: Connection, ctx: Ctx) -> Result<(), NetError> {
     };
     if !overlay {
         ctx.router.attachments.insert(peer, conn.clone());
+        crate::metrics::client_attached(true);
     }
     let result = serve_streams(&conn, contact, overlay, &ctx).await;
     if !overlay {
         ctx.router.attachments.remove(&peer, &conn);
+        crate::metrics::client_attached(false);
     }
     result
 }
@@ -244,6 +246,7 @@ async fn serve_stream(
     if envelope_kind(&first) == Some(CallSignal::KIND) {
         return match (CallSignal::decode(&first), overlay) {
             (Ok(CallSignal::Place { offer, via }), false) => {
+                crate::metrics::call_placed();
                 ctx.router.place(from.id, send, recv, offer, via).await
             }
             (Ok(CallSignal::Deliver { offer, relays }), true) => {
@@ -315,10 +318,13 @@ async fn client_reply(
             },
             Err(e) => SupernodeToClient::Refused(Refusal::from(&e)),
         },
-        ClientToSupernode::Lookup(id) => match driver.lookup(id).await.ok()? {
-            Some(record) => SupernodeToClient::Found(record),
-            None => SupernodeToClient::NotFound,
-        },
+        ClientToSupernode::Lookup(id) => {
+            crate::metrics::lookup();
+            match driver.lookup(id).await.ok()? {
+                Some(record) => SupernodeToClient::Found(record),
+                None => SupernodeToClient::NotFound,
+            }
+        }
         ClientToSupernode::Supernodes => {
             SupernodeToClient::Supernodes(driver.known(MAX_CONTACTS).await.ok()?)
         }
