@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// Parley supernode: holds signed presence, answers lookups and STUN, forms the overlay.
@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// UDP address for STUN binding requests. Default: the QUIC port + 1 on the same IP.
     #[arg(long)]
     pub stun_listen: Option<SocketAddr>,
+    /// A second IP of this host for RFC 5780 NAT behaviour discovery: STUN then answers
+    /// on two IPs and two ports with OTHER-ADDRESS. Needs --stun-listen on a specific IP.
+    #[arg(long, value_name = "IP")]
+    pub stun_alternate_ip: Option<IpAddr>,
     /// A relay to hand out to calls (repeatable); relays can also report in themselves.
     #[arg(long = "relay", value_name = "HOST:PORT")]
     pub relay: Vec<String>,
@@ -69,6 +73,7 @@ pub struct FileConfig {
     pub join: Vec<String>,
     pub key: Option<PathBuf>,
     pub stun_listen: Option<SocketAddr>,
+    pub stun_alternate_ip: Option<IpAddr>,
     #[serde(default)]
     pub relay: Vec<String>,
     pub tcp_listen: Option<SocketAddr>,
@@ -82,6 +87,7 @@ pub struct Settings {
     pub join: Vec<String>,
     pub key: PathBuf,
     pub stun_listen: SocketAddr,
+    pub stun_alternate_ip: Option<IpAddr>,
     pub relays: Vec<String>,
     pub tcp_listen: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
@@ -127,6 +133,7 @@ impl RunArgs {
         };
         let tcp_listen = self.tcp_listen.or(file.tcp_listen);
         Ok(Settings {
+            stun_alternate_ip: self.stun_alternate_ip.or(file.stun_alternate_ip),
             metrics: self.metrics.or(file.metrics),
             tcp_listen,
             listen,

@@ -9,6 +9,8 @@ mod relay_watch;
 mod relays;
 mod server;
 mod stun;
+mod stun_limit;
+mod stun_service;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -41,6 +43,7 @@ async fn main() -> Result<()> {
             identity,
             listen: settings.listen,
             stun_listen: settings.stun_listen,
+            stun_alternate_ip: settings.stun_alternate_ip,
             join: settings.join,
             relays: settings.relays,
         },
