@@ -222,7 +222,7 @@ mod tests {
     {
         *msg.attributes()
             .iter()
-            .find_map(|a| get(a))
+            .find_map(get)
             .expect("attribute present")
             .as_ref()
     }
