@@ -37,9 +37,13 @@ pub struct ServerParams {
     pub identity: Identity,
     pub listen: SocketAddr,
     pub stun_listen: SocketAddr,
+    /// A second IP for RFC 5780 change-IP answers (`--stun-alternate-ip`).
+    pub stun_alternate_ip: Option<std::net::IpAddr>,
     pub join: Vec<String>,
     /// Relays to poll for load (`--relay`).
     pub relays: Vec<String>,
+    /// Keys of relays that may report in (`--relay-key`).
+    pub relay_keys: Vec<PeerId>,
 }
 
 /// Binds the sockets and returns a future that serves until `shutdown` turns true.
@@ -52,35 +56,38 @@ pub async fn start(
     let quic = endpoint
         .local_addr()
         .context("reading the bound QUIC address")?;
-    let stun_socket = tokio::net::UdpSocket::bind(params.stun_listen)
-        .await
-        .with_context(|| format!("cannot bind the STUN port {}", params.stun_listen))?;
-    let stun = stun_socket.local_addr()?;
-    // Change-port answers (RFC 5780) leave from a second socket on the same IP.
-    let stun_alternate = tokio::net::UdpSocket::bind(SocketAddr::new(stun.ip(), 0))
-        .await
-        .with_context(|| format!("cannot bind a second STUN port on {}", stun.ip()))?;
+    // RFC 5780: a second port, and with --stun-alternate-ip a second IP.
+    let stun_sockets =
+        crate::stun_service::bind(params.stun_listen, params.stun_alternate_ip).await?;
+    let stun = stun_sockets.layout.primary;
     let id = params.identity.peer_id();
     let me = Contact { id, addr: quic };
     let overlay = Overlay::new(me, OverlayConfig::default(), driver::now(), rand::random());
     let pool = Pool::new(endpoint.clone(), params.identity.clone());
     let driver = driver::spawn(overlay, pool.clone());
     let bound = Bound { id, quic, stun };
+    if params.relay_keys.is_empty() && params.relays.is_empty() {
+        tracing::warn!("no --relay or --relay-key configured: any relay that reports in will be handed out to calls (open mode; configure the relays you trust)");
+    }
     let ctx = Ctx {
+        endpoint: endpoint.clone(),
         me: id,
         driver,
         router: CallRouter {
             identity: params.identity.clone(),
             attachments: Attachments::default(),
-            relays: RelayDirectory::default(),
+            relays: RelayDirectory::new(
+                params.relay_keys.iter().copied(),
+                params.relay_keys.is_empty() && params.relays.is_empty(),
+            ),
             pool: pool.clone(),
         },
     };
 
     let serve = async move {
-        tokio::spawn(crate::stun::serve(
-            stun_socket,
-            Some(stun_alternate),
+        tokio::spawn(crate::stun_service::serve(
+            stun_sockets,
+            crate::stun_limit::StunLimits::default(),
             shutdown.clone(),
         ));
         for target in params.join {
@@ -116,6 +123,7 @@ pub async fn start(
 /// What every connection handler needs.
 #[derive(Clone)]
 struct Ctx {
+    endpoint: Endpoint,
     me: PeerId,
     driver: DriverHandle,
     router: CallRouter,
@@ -198,16 +206,19 @@ async fn serve_connection(conn: Connection, ctx: Ctx) -> Result<(), NetError> {
         Some(ALPN_OVERLAY) => true,
         Some(ALPN_CLIENT) => false,
         Some(ALPN_RELAY_REPORT) => {
-            return serve_reports(conn, peer, ctx.router.relays.clone()).await
+            let (e, i) = (ctx.endpoint.clone(), ctx.router.identity.clone());
+            return serve_reports(conn, peer, ctx.router.relays.clone(), e, i).await;
         }
         _ => return Ok(()),
     };
     if !overlay {
         ctx.router.attachments.insert(peer, conn.clone());
+        crate::metrics::client_attached(true);
     }
     let result = serve_streams(&conn, contact, overlay, &ctx).await;
     if !overlay {
         ctx.router.attachments.remove(&peer, &conn);
+        crate::metrics::client_attached(false);
     }
     result
 }
@@ -244,6 +255,7 @@ async fn serve_stream(
     if envelope_kind(&first) == Some(CallSignal::KIND) {
         return match (CallSignal::decode(&first), overlay) {
             (Ok(CallSignal::Place { offer, via }), false) => {
+                crate::metrics::call_placed();
                 ctx.router.place(from.id, send, recv, offer, via).await
             }
             (Ok(CallSignal::Deliver { offer, relays }), true) => {
@@ -315,10 +327,13 @@ async fn client_reply(
             },
             Err(e) => SupernodeToClient::Refused(Refusal::from(&e)),
         },
-        ClientToSupernode::Lookup(id) => match driver.lookup(id).await.ok()? {
-            Some(record) => SupernodeToClient::Found(record),
-            None => SupernodeToClient::NotFound,
-        },
+        ClientToSupernode::Lookup(id) => {
+            crate::metrics::lookup();
+            match driver.lookup(id).await.ok()? {
+                Some(record) => SupernodeToClient::Found(record),
+                None => SupernodeToClient::NotFound,
+            }
+        }
         ClientToSupernode::Supernodes => {
             SupernodeToClient::Supernodes(driver.known(MAX_CONTACTS).await.ok()?)
         }
