@@ -177,13 +177,24 @@ impl RoutingTable {
         }
     }
 
-    /// Forgets `peer` entirely.
+    /// Forgets `peer` entirely; the newest replacement, if any, takes its place.
     pub fn remove(&mut self, peer: &PeerId) {
         let node_id = peer.node_id();
         if let Some(index) = self.me.bucket_index(&node_id) {
             let bucket = &mut self.buckets[index];
-            bucket.entries.retain(|e| e.node_id != node_id);
             bucket.replacements.retain(|e| e.node_id != node_id);
+            let before = bucket.entries.len();
+            bucket.entries.retain(|e| e.node_id != node_id);
+            if bucket.entries.len() < before {
+                if let Some(newcomer) = bucket.replacements.pop() {
+                    let at = bucket
+                        .entries
+                        .iter()
+                        .position(|e| e.last_seen > newcomer.last_seen)
+                        .unwrap_or(bucket.entries.len());
+                    bucket.entries.insert(at, newcomer);
+                }
+            }
         }
     }
 
