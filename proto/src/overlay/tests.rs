@@ -263,7 +263,7 @@ fn unanswered_rpcs_time_out_and_oversized_replies_are_ignored() {
 }
 
 #[test]
-fn records_expire_and_republication_reaches_newcomers() {
+fn records_reach_newcomers_and_expire() {
     let mut net = Net::new(3);
     let carol = identity(1000);
     // Holders republish a record its publisher left alone for most of an interval
@@ -275,7 +275,8 @@ fn records_expire_and_republication_reaches_newcomers() {
     for i in 3..8 {
         net.add(i);
     }
-    assert!(net.nodes[3..].iter().all(|n| n.stored_records() == 0));
+    // Newcomers closer to the key than its closest holder got it handed over at
+    // once; the rest get it when a holder republishes.
     let later = net.now + 30 * MINUTE;
     net.run_until(later);
     assert!(
