@@ -54,6 +54,13 @@ pub struct RunArgs {
     /// QUIC address's IP and port, over TCP.
     #[arg(long)]
     pub tcp_listen: Option<SocketAddr>,
+    /// UDP address of the media data plane (default: the --listen IP, an ephemeral
+    /// port; clients learn the port when they join).
+    #[arg(long)]
+    pub data_listen: Option<SocketAddr>,
+    /// Data-plane threads, one UDP socket each (default 0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub data_threads: usize,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -159,6 +166,8 @@ pub struct Settings {
     pub supernodes: Vec<String>,
     pub advertise: Option<SocketAddr>,
     pub tcp_listen: Option<SocketAddr>,
+    pub data_listen: Option<SocketAddr>,
+    pub data_threads: usize,
     pub limits: RelayConfig,
 }
 
@@ -220,6 +229,8 @@ impl RunArgs {
                 self.supernodes
             },
             advertise: self.advertise.or(file.advertise),
+            data_listen: self.data_listen,
+            data_threads: self.data_threads,
             limits: self.limits.or(file_limits).config()?,
         })
     }

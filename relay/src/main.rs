@@ -30,6 +30,8 @@ async fn main() -> Result<()> {
             config: settings.limits,
             supernodes: settings.supernodes,
             advertise: settings.advertise,
+            data_listen: settings.data_listen,
+            data_threads: settings.data_threads,
         },
         shutdown_rx.clone(),
     )
@@ -43,7 +45,10 @@ async fn main() -> Result<()> {
     .await
     .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
     // One machine-readable line on stdout: scripts and tests wait for it.
-    println!("relay ready id={} quic={} tcp={tcp}", bound.id, bound.quic);
+    println!(
+        "relay ready id={} quic={} tcp={tcp} data={}",
+        bound.id, bound.quic, bound.data
+    );
     tracing::info!(id = %bound.id, quic = %bound.quic, "relay listening");
     parley_net::serve_until_signal(serve, shutdown_tx).await;
     Ok(())

@@ -342,6 +342,8 @@ impl Bench {
             },
             supernodes: vec![],
             advertise: None,
+            data_listen: None,
+            data_threads: 0,
         };
         // The relay runs until the process exits.
         let (stop, stop_rx) = watch::channel(false);
