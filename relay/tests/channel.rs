@@ -2,6 +2,8 @@
 //! it; spoofed, replayed and redirected datagrams are refused and counted; a channel leg
 //! and a QUIC-only leg (the TCP fallback's kind) still talk; join floods are capped.
 
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
+
 use bytes::Bytes;
 use parley_net::make_endpoint;
 use parley_proto::presence::Contact;

@@ -335,7 +335,7 @@ fn an_idle_leg_is_closed_and_its_partner_after_the_grace() {
     // Alice keeps talking, Bob says nothing.
     let mut now = t0();
     while now < t0() + secs(29) {
-        now = now + Duration::from_millis(20);
+        now += Duration::from_millis(20);
         assert_eq!(w.send(now, 1, 90), to(2));
     }
     assert!(w.core.poll_timeout().is_some_and(|t| t <= t0() + secs(30)));
@@ -412,7 +412,7 @@ fn a_call_ends_at_the_maximum_length() {
     while now < t0() + secs(100) {
         assert_eq!(w.send(now, 1, 90), to(2));
         assert_eq!(w.send(now, 2, 90), to(1));
-        now = now + Duration::from_millis(20);
+        now += Duration::from_millis(20);
     }
     // Between the deadline and the shell's timer, datagrams are already dropped.
     assert_eq!(w.send(now, 1, 90), Verdict::Drop(DropReason::CallTooLong));
