@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Data-plane threads, one UDP socket each (default 0: one per core).
     #[arg(long, default_value_t = 0)]
     pub data_threads: usize,
+    /// Joins per second per client IP (bursts of three seconds' worth); each join costs
+    /// a signature check. Default 20.
+    #[arg(long, default_value_t = parley_proto::relay::JoinLimiter::DEFAULT_PER_SEC)]
+    pub max_joins_per_ip: u32,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -168,6 +172,7 @@ pub struct Settings {
     pub tcp_listen: Option<SocketAddr>,
     pub data_listen: Option<SocketAddr>,
     pub data_threads: usize,
+    pub max_joins_per_ip: u32,
     pub limits: RelayConfig,
 }
 
@@ -231,6 +236,7 @@ impl RunArgs {
             advertise: self.advertise.or(file.advertise),
             data_listen: self.data_listen,
             data_threads: self.data_threads,
+            max_joins_per_ip: self.max_joins_per_ip,
             limits: self.limits.or(file_limits).config()?,
         })
     }

@@ -32,6 +32,8 @@ async fn main() -> Result<()> {
             advertise: settings.advertise,
             data_listen: settings.data_listen,
             data_threads: settings.data_threads,
+            max_joins_per_ip: settings.max_joins_per_ip,
+            wall_clock: None,
         },
         shutdown_rx.clone(),
     )

@@ -98,6 +98,11 @@ pub struct RelayParams {
     pub data_listen: Option<SocketAddr>,
     /// Data-plane threads (one socket each); 0: one per available core.
     pub data_threads: usize,
+    /// Joins per second per client IP; 0: [`JoinLimiter::DEFAULT_PER_SEC`].
+    pub max_joins_per_ip: u32,
+    /// The wall clock, read only for tokens' signed expiry; `None`: the system's.
+    /// (Tests step it to show that no timer follows it.)
+    pub wall_clock: Option<fn() -> parley_proto::Timestamp>,
 }
 
 struct Ctx {
@@ -136,12 +141,13 @@ pub async fn start(
     let id = params.identity.peer_id();
     let now = Instant::now();
     let core = RelayCore::new(id, params.trusted.clone(), params.config.clone(), now);
-    let joins = JoinLimiter::new(
-        JoinLimiter::DEFAULT_PER_SEC,
-        JoinLimiter::DEFAULT_MAX_IPS,
-        now,
-    );
-    let switch = Arc::new(Switch::new(core, joins));
+    let per_ip = match params.max_joins_per_ip {
+        0 => JoinLimiter::DEFAULT_PER_SEC,
+        n => n,
+    };
+    let joins = JoinLimiter::new(per_ip, JoinLimiter::DEFAULT_MAX_IPS, now);
+    let wall = params.wall_clock.unwrap_or(parley_net::clock::now);
+    let switch = Arc::new(Switch::new(core, joins, wall));
     let threads = match params.data_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

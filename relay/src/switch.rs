@@ -11,7 +11,6 @@
 //! rate check, so join floods never stall forwarding.
 
 use bytes::Bytes;
-use parley_net::clock;
 use parley_proto::relay::channel::{encode_relay, RelayDatagram};
 use parley_proto::relay::pairing::LoadCounts;
 use parley_proto::relay::{
@@ -52,6 +51,7 @@ pub(crate) struct Admitted {
 pub(crate) struct Switch {
     inner: Mutex<Inner>,
     verifier: TokenVerifier,
+    wall: fn() -> parley_proto::Timestamp,
     joins: Mutex<JoinLimiter>,
     channels: Arc<ChannelTable>,
     /// A data-port socket for QUIC legs' media to channel partners (set at start).
@@ -62,8 +62,13 @@ pub(crate) struct Switch {
 }
 
 impl Switch {
-    pub(crate) fn new(core: RelayCore, joins: JoinLimiter) -> Switch {
+    pub(crate) fn new(
+        core: RelayCore,
+        joins: JoinLimiter,
+        wall: fn() -> parley_proto::Timestamp,
+    ) -> Switch {
         Switch {
+            wall,
             verifier: core.verifier(),
             channels: core.channels(),
             joins: Mutex::new(joins),
@@ -116,7 +121,7 @@ impl Switch {
             ));
         }
         // The signature check runs here, outside the lock every join and timer takes.
-        let verified = self.verifier.verify(clock::now(), token)?;
+        let verified = self.verifier.verify((self.wall)(), token)?;
         let mut inner = self.lock();
         let before = inner.core.poll_timeout();
         let outcome = inner

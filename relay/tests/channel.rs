@@ -42,6 +42,8 @@ impl World {
                 advertise: None,
                 data_listen: None,
                 data_threads: 2,
+                max_joins_per_ip: 0,
+                wall_clock: None,
             },
             stop_rx,
         )
