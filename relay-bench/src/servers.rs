@@ -230,7 +230,11 @@ impl Coturn {
             .args(["--listening-port", &port.to_string()])
             .args(["--relay-threads", &cores().to_string()])
             .args(["--min-port", "20000", "--max-port", "59999"])
-            .args(["--allow-loopback-peers", "--no-multicast-peers", "--no-tcp-relay"])
+            .args([
+                "--allow-loopback-peers",
+                "--no-multicast-peers",
+                "--no-tcp-relay",
+            ])
             .args(["--total-quota", "0", "--user-quota", "0", "--max-bps", "0"])
             .args([
                 "--no-software-attribute",

@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Parley relay: forwards end-to-end encrypted call media between the two parties of
 /// a call, for calls whose tokens a trusted supernode signed.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "relay", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// a signature check. Default 20.
     #[arg(long, default_value_t = parley_proto::relay::JoinLimiter::DEFAULT_PER_SEC)]
     pub max_joins_per_ip: u32,
+    /// TCP address to serve Prometheus metrics (`/metrics`) and `/health` on. Default: off.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -151,6 +154,7 @@ struct FileConfig {
     supernodes: Vec<String>,
     advertise: Option<SocketAddr>,
     tcp_listen: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
     max_packets_per_sec: Option<u32>,
     max_bytes_per_sec: Option<u32>,
     max_call_secs: Option<u64>,
@@ -173,6 +177,7 @@ pub struct Settings {
     pub data_listen: Option<SocketAddr>,
     pub data_threads: usize,
     pub max_joins_per_ip: u32,
+    pub metrics: Option<SocketAddr>,
     pub limits: RelayConfig,
 }
 
@@ -221,6 +226,7 @@ impl RunArgs {
         };
         let tcp_listen = self.tcp_listen.or(file.tcp_listen);
         Ok(Settings {
+            metrics: self.metrics.or(file.metrics),
             tcp_listen,
             listen,
             trust: parse_keys(&trust)?,

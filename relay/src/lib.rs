@@ -10,12 +10,14 @@
 //! - [`media_leg`]: [`MediaLeg`], a joined leg to send media on (channel or QUIC).
 //! - [`endpoint`]: the QUIC transport settings of a leg, on both ends.
 //! - `report`: periodic load reports to supernodes.
+//! - [`metrics`]: the relay's counters as Prometheus metrics (`--metrics`).
 #![deny(missing_docs)]
 
 pub mod client;
 mod dataplane;
 pub mod endpoint;
 pub mod media_leg;
+pub mod metrics;
 mod report;
 pub mod server;
 mod switch;
