@@ -12,6 +12,8 @@ pub mod endpoint;
 pub mod error;
 pub mod framing;
 pub mod logging;
+#[cfg(feature = "metrics")]
+pub mod metrics_http;
 pub mod signal;
 pub mod tcp_tunnel;
 pub mod tls;
