@@ -180,6 +180,7 @@ pub async fn start(
             let reporter = report::Reporter {
                 endpoint: endpoint.clone(),
                 identity: params.identity.clone(),
+                trusted: params.trusted.clone(),
                 target,
             };
             let ctx = ctx.clone();
