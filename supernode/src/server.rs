@@ -42,6 +42,8 @@ pub struct ServerParams {
     pub join: Vec<String>,
     /// Relays to poll for load (`--relay`).
     pub relays: Vec<String>,
+    /// Keys of relays that may report in (`--relay-key`).
+    pub relay_keys: Vec<PeerId>,
 }
 
 /// Binds the sockets and returns a future that serves until `shutdown` turns true.
@@ -64,13 +66,20 @@ pub async fn start(
     let pool = Pool::new(endpoint.clone(), params.identity.clone());
     let driver = driver::spawn(overlay, pool.clone());
     let bound = Bound { id, quic, stun };
+    if params.relay_keys.is_empty() && params.relays.is_empty() {
+        tracing::warn!("no --relay or --relay-key configured: any relay that reports in will be handed out to calls (open mode; configure the relays you trust)");
+    }
     let ctx = Ctx {
+        endpoint: endpoint.clone(),
         me: id,
         driver,
         router: CallRouter {
             identity: params.identity.clone(),
             attachments: Attachments::default(),
-            relays: RelayDirectory::default(),
+            relays: RelayDirectory::new(
+                params.relay_keys.iter().copied(),
+                params.relay_keys.is_empty() && params.relays.is_empty(),
+            ),
             pool: pool.clone(),
         },
     };
@@ -114,6 +123,7 @@ pub async fn start(
 /// What every connection handler needs.
 #[derive(Clone)]
 struct Ctx {
+    endpoint: Endpoint,
     me: PeerId,
     driver: DriverHandle,
     router: CallRouter,
@@ -196,7 +206,8 @@ async fn serve_connection(conn: Connection, ctx: Ctx) -> Result<(), NetError> {
         Some(ALPN_OVERLAY) => true,
         Some(ALPN_CLIENT) => false,
         Some(ALPN_RELAY_REPORT) => {
-            return serve_reports(conn, peer, ctx.router.relays.clone()).await
+            let (e, i) = (ctx.endpoint.clone(), ctx.router.identity.clone());
+            return serve_reports(conn, peer, ctx.router.relays.clone(), e, i).await;
         }
         _ => return Ok(()),
     };
