@@ -130,6 +130,8 @@ struct Shard {
 /// What to send for one received datagram: its buffer index, byte range, destination.
 #[derive(Clone, Copy)]
 struct Out {
+    /// A forwarded datagram (counted as undelivered if the kernel refuses it), not an answer.
+    forward: bool,
     buf: usize,
     start: usize,
     end: usize,
@@ -179,12 +181,14 @@ impl Shard {
                 let packet = &mut buf[..len.min(BUF)];
                 match self.table.handle_datagram(now, from, packet, &mut local) {
                     ChannelVerdict::Send { to, range } => outs.push(Out {
+                        forward: true,
                         buf: i,
                         start: range.start,
                         end: range.end,
                         to: to.into(),
                     }),
                     ChannelVerdict::Answer { to, len } => outs.push(Out {
+                        forward: false,
                         buf: i,
                         start: 0,
                         end: len,
@@ -247,8 +251,7 @@ impl Shard {
 }
 
 fn uncount(stats: &mut RelayStats, out: &Out) {
-    if out.start > 0 {
-        // A forward, not an answer.
+    if out.forward {
         stats.count_undelivered(DropReason::Congested, out.end - out.start);
     }
 }
