@@ -55,12 +55,7 @@ fn check(summary: &serde_json::Value, correlation: f32, path: &str) {
     );
 }
 
-// Known regression (session 2, after the relay channel data plane and the running-client
-// landings): in about half the runs the recording shifts by ~200 ms partway through and the
-// correlation drops to 0.64-0.72 (0.96 otherwise). Not load: seen at load average 3. Disabled
-// so main stays green; the issue 12 closing note has the details. Run with --run-ignored.
 #[test]
-#[ignore = "known regression: relayed audio shifts ~200 ms in about half the runs (issue 12 note)"]
 fn a_call_through_the_relay_carries_speech() -> anyhow::Result<()> {
     let lab = Servers::start(1)?;
     let (summary, correlation) = call(&lab, "--relay-only")?;
