@@ -263,7 +263,14 @@ impl Answerer {
                 entry.duration_s = (stats.duration.as_secs_f64() * 10.0).round() / 10.0;
                 entry.path = stats.path.map(|p| p.name()).unwrap_or("none").into();
             }
-            Err(_) => entry.outcome = "failed".into(),
+            Err(e) => {
+                out.event(
+                    "call_end",
+                    json!({"outcome": "failed", "reason": format!("{e:#}"), "peer": caller.to_string()}),
+                    "",
+                );
+                entry.outcome = "failed".into();
+            }
         }
         history::record(&self.home, &entry);
         result.map(|_| ())

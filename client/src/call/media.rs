@@ -38,6 +38,9 @@ const REPORT_OFFSET_TICKS: u64 = 25;
 const PROBE_EVERY_TICKS: u64 = (PROBE_INTERVAL.as_millis() / FRAME.as_millis()) as u64;
 /// After the input ends, how long to keep going so the last frames are played out there.
 const INPUT_TAIL: Duration = Duration::from_millis(400);
+/// A call with no media path up this long after it connected has none: it fails (with
+/// the reasons the paths gave) instead of playing silence.
+const NO_PATH_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// What the loop needs besides its inputs.
 pub struct MediaParams {
@@ -75,6 +78,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     let mut ticks: u64 = 0;
     let mut input_done = false;
     let mut input_done_at: Option<Instant> = None;
+    let mut path_failures: Vec<String> = Vec::new();
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let sleep_until_deadline = async {
@@ -98,8 +102,11 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                         format!("{} path up; sending on {}", kind.name(), now_on.map(PathKind::name).unwrap_or("none")));
                     last_heard = Instant::now();
                 }
-                PathEvent::Failed(kind, why) => out.event("path_failed", json!({"path": kind.name(), "error": why}),
-                    format!("{} path failed: {why}", kind.name())),
+                PathEvent::Failed(kind, why) => {
+                    out.event("path_failed", json!({"path": kind.name(), "error": why}),
+                        format!("{} path failed: {why}", kind.name()));
+                    path_failures.push(format!("{} path: {why}", kind.name()));
+                }
             },
             Some((kind, datagram)) = dgram_rx.recv() => {
                 last_heard = Instant::now();
@@ -182,6 +189,9 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                 if input_done_at.is_some_and(|t| t.elapsed() >= INPUT_TAIL) {
                     break "input ended";
                 }
+                if stats.path.is_none() && started.elapsed() >= NO_PATH_TIMEOUT {
+                    break "no media path";
+                }
                 if last_heard.elapsed() >= MEDIA_TIMEOUT {
                     break "connection lost";
                 }
@@ -194,6 +204,16 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         for _ in 0..BYE_COPIES {
             paths.send(crypto.seal(&MediaFrame::Bye));
         }
+    }
+    if stats.path.is_none() && paths.current().is_none() {
+        // Never connected media: a failure, never a "completed" call of silence.
+        paths.close_all(b"no media path");
+        let why = if path_failures.is_empty() {
+            format!("no path came up within {} s", NO_PATH_TIMEOUT.as_secs())
+        } else {
+            path_failures.join("; ")
+        };
+        anyhow::bail!("no media path: {why}");
     }
     // Give the Byes a moment to leave before the connections close.
     tokio::time::sleep(Duration::from_millis(100)).await;

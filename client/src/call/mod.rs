@@ -105,7 +105,6 @@ pub async fn talk(
             peer_candidates: call.peer_candidates,
             relays: call.relays,
             policy: opts.paths,
-            out,
         },
         call.direct_in,
         events_tx,

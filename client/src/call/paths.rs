@@ -4,7 +4,6 @@
 
 use super::media_paths::PathKind;
 use super::PathPolicy;
-use crate::output::Printer;
 use bytes::Bytes;
 use parley_net::{dial, NetError};
 use parley_proto::call::signal::RelayGrant;
@@ -13,7 +12,6 @@ use parley_proto::presence::CandidateAddr;
 use parley_proto::{Identity, PeerId};
 use parley_relay::MediaLeg;
 use quinn::{Connection, ConnectionError, Endpoint};
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -91,7 +89,6 @@ pub struct PathSetup {
     /// Relays granted for the call, preferred first; every one is joined.
     pub relays: Vec<RelayGrant>,
     pub policy: PathPolicy,
-    pub out: Printer,
 }
 
 /// Brings the paths up concurrently, reporting each on `events` as it happens.
@@ -109,11 +106,10 @@ pub fn establish(
 ) {
     if setup.policy != PathPolicy::DirectOnly {
         if setup.relays.is_empty() {
-            setup.out.event(
-                "path_failed",
-                json!({"path": "relay", "error": "no relay was granted"}),
-                "no relay is available for this call",
-            );
+            // Through the media loop like any path failure, so a call left with no
+            // path at all names this as its reason.
+            let failed = PathEvent::Failed(PathKind::Relay(0), "no relay was granted".into());
+            let _ = events.try_send(failed);
         }
         // The primary and the standby relay alike: a relay's death then costs no set-up.
         for (i, grant) in setup.relays.iter().enumerate() {
