@@ -99,18 +99,25 @@ pub struct PathSetup {
 /// open its own NAT's mapping towards the other, so the other's (retransmitted) QUIC
 /// Initials get through. A dial arriving from an address we did not know (a symmetric
 /// NAT's fresh port) is simply accepted: the peer's key, not its address, is checked.
+///
+/// Returns how many paths were tried: each reports `Up` or `Failed` at least once (a
+/// relay-or-any call with no relay granted reports that as one failed relay path), so
+/// the media loop knows when every one has failed.
 pub fn establish(
     setup: PathSetup,
     direct_in: mpsc::Receiver<(PeerId, Connection)>,
     events: mpsc::Sender<PathEvent>,
-) {
+) -> usize {
+    let mut tried = 0;
     if setup.policy != PathPolicy::DirectOnly {
         if setup.relays.is_empty() {
             // Through the media loop like any path failure, so a call left with no
             // path at all names this as its reason.
             let failed = PathEvent::Failed(PathKind::Relay(0), "no relay was granted".into());
             let _ = events.try_send(failed);
+            tried += 1;
         }
+        tried += setup.relays.len();
         // The primary and the standby relay alike: a relay's death then costs no set-up.
         for (i, grant) in setup.relays.iter().enumerate() {
             let (endpoint, identity, events, grant) = (
@@ -157,9 +164,10 @@ pub fn establish(
         }
     }
     if setup.policy == PathPolicy::RelayOnly {
-        return;
+        return tried;
     }
     tokio::spawn(direct_path(setup, direct_in, events));
+    tried + 1
 }
 
 /// Dials the peer and takes its dial; reports the first connection either way, and a
