@@ -172,6 +172,13 @@ impl SignedPresence {
         {
             return Err(RecordError::BadSignature);
         }
+        self.check_time(now)?;
+        Ok(&self.record)
+    }
+
+    /// The time-dependent part of [`SignedPresence::verify`]: not expired at `now`
+    /// and not expiring more than [`MAX_TTL`] after it.
+    pub fn check_time(&self, now: Timestamp) -> Result<(), RecordError> {
         if self.record.expires_at <= now {
             return Err(RecordError::Expired {
                 expires_at: self.record.expires_at,
@@ -181,7 +188,7 @@ impl SignedPresence {
         if self.record.expires_at > now + MAX_TTL {
             return Err(RecordError::ExpiryTooFar);
         }
-        Ok(&self.record)
+        Ok(())
     }
 
     /// Whether this record may replace `held`: a strictly higher sequence number, or the

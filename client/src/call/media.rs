@@ -1,9 +1,10 @@
 //! The shell of a connected call's media: the async loop that moves bytes for the
 //! sans-IO media engine (`parley_proto::media::MediaSession`), which owns the 20 ms
-//! cadence, reports, probes, path choice, mute, Bye and timeouts. Here: wake the engine
-//! when it asks, hand it the datagrams the paths receive and the paths coming up or
-//! failing, send what it transmits (through `PARLEY_IMPAIR` if set), and print its
-//! events.
+//! cadence, reports, probes, path choice, Bye and timeouts (no media path, a stalled
+//! and a lost peer). Here: wake the engine when it asks, hand it the datagrams the paths
+//! receive and the paths coming up or failing, send what it transmits (through
+//! `PARLEY_IMPAIR` if set), and print its events. Mute and hang-up from outside reach
+//! the call through its audio source (`super::audio::Controlled`).
 
 mod impair;
 
@@ -23,7 +24,7 @@ use parley_proto::media::{
 use parley_proto::Timestamp;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Stats go out once a second.
 const STATS_EVERY: Duration = Duration::from_secs(1);
@@ -37,9 +38,10 @@ pub struct MediaParams {
     pub duration: Option<Duration>,
     /// When the user dialed (or the call arrived): setup time is measured from here.
     pub dialed_at: Instant,
+    /// The paths being brought up (`super::paths::establish`): once every one has
+    /// failed with none up, the call has no media path and ends at once.
+    pub paths_tried: Vec<PathKind>,
     pub out: Printer,
-    /// Mute switch: `true` sends silence (the stream and its timing go on).
-    pub mute: Option<watch::Receiver<bool>>,
 }
 
 /// The call's audio input and output as the engine sees them.
@@ -87,8 +89,8 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         bitrate,
         duration,
         dialed_at,
+        paths_tried,
         out,
-        mut mute,
     } = p;
     let clock = Clock(tokio::time::Instant::now());
     let config = SessionConfig {
@@ -104,6 +106,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     };
     let mut session = MediaSession::new(config, crypto, codec, port, clock.now())
         .map_err(|e| anyhow!("audio: {e}"))?;
+    session.expect_paths(&paths_tried);
     let mut stats = CallStats::default();
     let mut outbox = Outbox::from_env(out)?;
     let mut paths = MediaPaths::default();
@@ -111,7 +114,6 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     let started = Instant::now();
     let mut next_stats = started + STATS_EVERY;
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());
-    let mut mute_open = mute.is_some();
 
     let ended = loop {
         flush(&mut session, &paths, &mut outbox);
@@ -137,7 +139,6 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
             biased;
             _ = &mut stop => session.hang_up(clock.now()),
             Some(event) = path_events.recv() => match event {
-                PathEvent::Expect(kinds) => session.expect_paths(&kinds),
                 PathEvent::Up(kind, conn) => {
                     read_datagrams(kind, conn.clone(), dgram_tx.clone());
                     paths.add(kind, conn);
@@ -155,14 +156,6 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
             Some((kind, datagram)) = dgram_rx.recv() => match datagram {
                 Some(d) => session.handle_datagram(clock.now(), kind, &d),
                 None => session.path_down(clock.now(), kind),
-            },
-            changed = async { mute.as_mut()?.changed().await.ok() }, if mute_open => match changed {
-                Some(()) => {
-                    let muted = mute.as_ref().is_some_and(|m| *m.borrow());
-                    session.set_muted(muted);
-                    out.event("mute", json!({"muted": muted}), if muted { "muted" } else { "unmuted" });
-                }
-                None => mute_open = false,
             },
             _ = tokio::time::sleep_until(clock.instant(wake)) => {
                 session.handle_timeout(clock.now()).map_err(|e| anyhow!("audio: {e}"))?;
@@ -182,12 +175,9 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         stats.rtt = stats.path.and_then(|k| paths.transport_rtt(k));
     }
     if ended.is_failure() {
-        out.event(
-            "call_failed",
-            json!({"reason": ended.to_string()}),
-            format!("call failed: {ended}"),
-        );
-        return Err(anyhow!("call failed: {ended}"));
+        // Never a "completed" call of silence: the caller ends it with `call_end`
+        // `failed` and this reason (`no media path: …`), and exits non-zero.
+        return Err(anyhow!("{ended}"));
     }
     Ok(stats)
 }
@@ -235,6 +225,26 @@ fn drain_events(
                 }
             }
             MediaEvent::Target(t) => bitrate_event(out, &t, stats),
+            MediaEvent::Stalled {
+                silent_ms,
+                gives_up_after_ms,
+            } => out.event(
+                "media_stalled",
+                json!({"silent_ms": silent_ms, "gives_up_after_ms": gives_up_after_ms}),
+                format!(
+                    "nothing from the peer for {:.1} s: reconnecting (the call ends after {} s)",
+                    silent_ms as f64 / 1000.0,
+                    gives_up_after_ms / 1000
+                ),
+            ),
+            MediaEvent::Resumed { silent_ms } => out.event(
+                "media_resumed",
+                json!({"silent_ms": silent_ms}),
+                format!(
+                    "the peer is back after {:.1} s of silence",
+                    silent_ms as f64 / 1000.0
+                ),
+            ),
             MediaEvent::Ended(why) => ended = Some(why),
         }
     }

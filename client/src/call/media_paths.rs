@@ -3,26 +3,26 @@
 //! same sealed datagrams. Which one carries the call is the media engine's decision
 //! (`parley_proto::media::paths`); this only holds the connections and moves bytes.
 
+use super::paths::PathConn;
 pub use parley_proto::media::PathKind;
-use quinn::Connection;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The connections of the paths that came up, by kind.
 #[derive(Default)]
 pub struct MediaPaths {
-    up: Vec<(PathKind, Connection)>,
+    up: Vec<(PathKind, PathConn)>,
 }
 
 impl MediaPaths {
     /// A path came up (or came back: it replaces the old connection).
-    pub fn add(&mut self, kind: PathKind, conn: Connection) {
+    pub fn add(&mut self, kind: PathKind, conn: PathConn) {
         self.up.retain(|(k, _)| *k != kind);
         self.up.push((kind, conn));
     }
 
     /// The open connection of `kind`.
-    pub fn get(&self, kind: PathKind) -> Option<&Connection> {
+    pub fn get(&self, kind: PathKind) -> Option<&PathConn> {
         self.up
             .iter()
             .find(|(k, c)| *k == kind && c.close_reason().is_none())
@@ -31,7 +31,7 @@ impl MediaPaths {
 
     /// Round-trip time of a path's QUIC connection (to the peer, or to the relay).
     pub fn transport_rtt(&self, kind: PathKind) -> Option<Duration> {
-        self.get(kind).map(Connection::rtt)
+        self.get(kind).map(PathConn::rtt)
     }
 
     /// Closes every path.
@@ -46,7 +46,7 @@ impl MediaPaths {
 /// once the connection has closed.
 pub fn read_datagrams(
     kind: PathKind,
-    conn: Connection,
+    conn: PathConn,
     tx: mpsc::Sender<(PathKind, Option<bytes::Bytes>)>,
 ) {
     tokio::spawn(async move {

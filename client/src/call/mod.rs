@@ -97,7 +97,7 @@ pub async fn talk(
 ) -> anyhow::Result<stats::CallStats> {
     let control = call.control.clone();
     let (events_tx, events) = mpsc::channel(8);
-    paths::establish(
+    let paths_tried = paths::establish(
         paths::PathSetup {
             endpoint: call.endpoint,
             identity: call.identity,
@@ -119,8 +119,8 @@ pub async fn talk(
             bitrate: opts.bitrate,
             duration: opts.duration,
             dialed_at: call.dialed_at,
+            paths_tried,
             out,
-            mute: None,
         },
         events,
     )

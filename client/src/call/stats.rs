@@ -42,8 +42,6 @@ pub struct CallStats {
     pub dred_ms: u32,
     /// Lost frames rebuilt from a later packet (FEC or DRED).
     pub frames_recovered: u64,
-    /// Whether our audio is muted.
-    pub muted: bool,
 }
 
 impl CallStats {
@@ -73,7 +71,6 @@ impl CallStats {
         self.max_gap = s.max_gap;
         self.jitter = s.jitter.clone();
         self.frames_recovered = s.recovered;
-        self.muted = s.muted;
     }
 
     fn path_name(&self) -> &'static str {
@@ -156,7 +153,6 @@ impl CallStats {
             "transport": if self.transport.is_empty() { "udp" } else { self.transport },
             "dred_ms": self.dred_ms,
             "frames_recovered": self.frames_recovered,
-            "muted": self.muted,
         })
     }
 }

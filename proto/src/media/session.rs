@@ -3,9 +3,11 @@
 //! It owns everything about a connected call's media that is a decision rather than a
 //! byte moved: the 20 ms cadence (capture, encode, seal, send; pop, decode, play), the
 //! receiver reports and the sender's rate controller they feed, per-path probes and the
-//! path choice ([`PathSet`]), mute, hang-up (Bye) and the timeouts that end a call with
-//! no working media path or a silent peer. The shell (the client's async loop, the
-//! quality benchmark's virtual network) only moves datagrams and calls:
+//! path choice ([`PathSet`]), mute, hang-up (Bye) and the timeouts: a call with no
+//! working media path fails, a silent peer is reported as stalled after
+//! [`STALL_AFTER`] and the call ends as lost after [`PEER_TIMEOUT`]. The shell (the
+//! client's async loop, the quality benchmark's virtual network) only moves datagrams
+//! and calls:
 //!
 //! - [`MediaSession::handle_timeout`] at (or after) [`MediaSession::poll_timeout`];
 //! - [`MediaSession::handle_datagram`] for every datagram that arrives on a path;
@@ -19,65 +21,15 @@
 
 use super::paths::{PathKind, PathSet};
 use super::rate::{RateConfig, RateController, RateTarget};
-use super::{JitterBuffer, JitterConfig, JitterStats, Playout};
+pub use super::session_io::{
+    AudioPort, EncoderTarget, EndReason, HostError, MediaCodec, MediaEvent, PlayKind, SessionStats,
+    Transmit, TransmitKind, FRAME_SAMPLES,
+};
+use super::{JitterBuffer, JitterConfig, Playout};
 use crate::call::media::{MediaCrypto, MediaError, MediaFrame};
 use crate::time::Timestamp;
 use std::collections::VecDeque;
 use std::time::Duration;
-use thiserror::Error;
-
-/// Samples in one 20 ms frame at 48 kHz mono.
-pub const FRAME_SAMPLES: usize = 960;
-
-/// A failure of the shell's codec or audio device, passed through the engine.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("{0}")]
-pub struct HostError(pub String);
-
-/// What the encoder should do now: bitrate, in-band FEC and DRED depth.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EncoderTarget {
-    /// Opus bitrate, bit/s.
-    pub bitrate_bps: i32,
-    /// Expected packet loss for in-band FEC, percent (0: no FEC).
-    pub expected_loss_percent: u8,
-    /// Deep redundancy (DRED) depth, in 10 ms units (0: none). See
-    /// [`super::rate::dred_frames_for`].
-    pub dred_10ms: u8,
-}
-
-/// The codec the engine drives. One 20 ms frame of 48 kHz mono `f32` per call.
-pub trait MediaCodec {
-    /// Encodes one captured frame ([`FRAME_SAMPLES`] samples) into one packet.
-    fn encode(&mut self, pcm: &[f32]) -> Result<Vec<u8>, HostError>;
-    /// Turns a jitter-buffer decision into [`FRAME_SAMPLES`] samples (decode, rebuild
-    /// from FEC or DRED, or conceal). Must not fail on a corrupt packet: conceal instead.
-    fn decode(&mut self, playout: &Playout) -> Result<Vec<f32>, HostError>;
-    /// Applies new encoder settings.
-    fn set_target(&mut self, target: &EncoderTarget) -> Result<(), HostError>;
-}
-
-/// How a period's audio came about, for [`AudioPort::play`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PlayKind {
-    /// Frame `seq` as received.
-    Frame(u64),
-    /// Lost frame `seq`, rebuilt from a later packet's redundancy or concealed.
-    Recovered(u64),
-    /// A period concealed (loss with nothing later, or the buffer stretching).
-    Concealed,
-    /// Nothing to play (before the first frame, or the stream stopped): silence.
-    Silence,
-}
-
-/// The audio the engine captures from and plays to.
-pub trait AudioPort {
-    /// The next captured frame ([`FRAME_SAMPLES`] samples), or `None` once the input
-    /// has ended (a file played to its end). Called once per period.
-    fn capture(&mut self) -> Option<Vec<f32>>;
-    /// Plays one period ([`FRAME_SAMPLES`] samples). Called once per period.
-    fn play(&mut self, pcm: &[f32], kind: PlayKind) -> Result<(), HostError>;
-}
 
 /// Tunables of a [`MediaSession`]; the defaults are what the client uses.
 #[derive(Clone, Debug)]
@@ -98,6 +50,9 @@ pub struct SessionConfig {
     pub path_dead_after: Duration,
     /// No authentic datagram from the peer this long after the start: no media path.
     pub setup_timeout: Duration,
+    /// Nothing authentic heard on any path for this long, once media flowed: the peer
+    /// is reported stalled ([`MediaEvent::Stalled`]); the call goes on.
+    pub stall_after: Duration,
     /// Nothing authentic heard on any path for this long, once media flowed: peer lost.
     pub peer_timeout: Duration,
     /// After the input ends, how long to go on so the last frames reach the peer.
@@ -110,8 +65,11 @@ pub struct SessionConfig {
 
 /// Default [`SessionConfig::setup_timeout`].
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(8);
-/// Default [`SessionConfig::peer_timeout`].
-pub const PEER_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Default [`SessionConfig::stall_after`].
+pub const STALL_AFTER: Duration = Duration::from_secs(2);
+/// Default [`SessionConfig::peer_timeout`]: long enough for a path to come back (a relay
+/// leg rejoins, a NAT mapping is punched again).
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// After this process itself stalled (woken more than 5 frames late), how long it runs
 /// before judging the peer silent: long enough to read what queued up meanwhile.
 pub const STALL_GRACE: Duration = Duration::from_millis(200);
@@ -131,163 +89,13 @@ impl Default for SessionConfig {
             probe_every: Duration::from_millis(160),
             path_dead_after: Duration::from_millis(500),
             setup_timeout: SETUP_TIMEOUT,
+            stall_after: STALL_AFTER,
             peer_timeout: PEER_TIMEOUT,
             input_tail: Duration::from_millis(400),
             duration: None,
             bye_copies: 3,
         }
     }
-}
-
-/// What a datagram to send is, so a shell can treat hang-ups specially (never impair them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransmitKind {
-    /// An audio frame.
-    Audio,
-    /// A report, probe or probe answer.
-    Control,
-    /// A hang-up.
-    Bye,
-}
-
-/// One sealed datagram to send on `path`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// The path to send it on.
-    pub path: PathKind,
-    /// The sealed datagram.
-    pub bytes: Vec<u8>,
-    /// What it carries.
-    pub kind: TransmitKind,
-}
-
-/// Why a call ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    /// [`MediaSession::hang_up`].
-    LocalHangup,
-    /// The peer sent a Bye.
-    PeerHangup,
-    /// The input ended (and its tail was sent).
-    InputEnded,
-    /// [`SessionConfig::duration`] passed.
-    DurationReached,
-    /// Nothing authentic arrived from the peer on any path: why each path failed.
-    NoMediaPath {
-        /// How long the engine waited, ms (0: every path failed before).
-        waited_ms: u64,
-        /// "kind path: reason" for every path that failed.
-        reasons: Vec<String>,
-    },
-    /// Media flowed, then nothing was heard on any path for `silent_ms`.
-    PeerLost {
-        /// How long nothing was heard, ms.
-        silent_ms: u64,
-    },
-}
-
-impl EndReason {
-    /// True when the call failed (no media path), rather than ended.
-    pub fn is_failure(&self) -> bool {
-        matches!(self, EndReason::NoMediaPath { .. })
-    }
-}
-
-impl std::fmt::Display for EndReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EndReason::LocalHangup => write!(f, "local hang-up"),
-            EndReason::PeerHangup => write!(f, "peer hung up"),
-            EndReason::InputEnded => write!(f, "input ended"),
-            EndReason::DurationReached => write!(f, "duration reached"),
-            EndReason::NoMediaPath { waited_ms, reasons } => {
-                if *waited_ms == 0 {
-                    write!(f, "no working media path")?;
-                } else {
-                    write!(
-                        f,
-                        "no working media path: nothing from the peer within {:.1} s",
-                        *waited_ms as f64 / 1000.0
-                    )?;
-                }
-                if reasons.is_empty() {
-                    Ok(())
-                } else {
-                    write!(f, " ({})", reasons.join("; "))
-                }
-            }
-            EndReason::PeerLost { silent_ms } => write!(
-                f,
-                "connection lost: nothing heard from the peer for {:.1} s",
-                *silent_ms as f64 / 1000.0
-            ),
-        }
-    }
-}
-
-/// Something the shell may want to show.
-#[derive(Clone, Debug, PartialEq)]
-pub enum MediaEvent {
-    /// Sends now go on `to` (None before: the first path chosen).
-    PathSwitch {
-        /// The previous path.
-        from: Option<PathKind>,
-        /// The new one.
-        to: PathKind,
-    },
-    /// The first frame of the peer's audio was played.
-    FirstAudio,
-    /// The encoder settings changed.
-    Target(EncoderTarget),
-    /// The call is over; nothing more will be sent except the Byes already queued.
-    Ended(EndReason),
-}
-
-/// Counters of one call's media.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SessionStats {
-    /// The path sends go on now.
-    pub path: Option<PathKind>,
-    /// Changes of that path after the first.
-    pub path_switches: u32,
-    /// Audio frames handed to a path.
-    pub frames_sent: u64,
-    /// Opus bytes in them.
-    pub bytes_sent: u64,
-    /// Audio frames received on the direct path / on relays.
-    pub frames_received_direct: u64,
-    /// See `frames_received_direct`.
-    pub frames_received_relay: u64,
-    /// Datagrams dropped: failed authentication, replayed, malformed.
-    pub forged: u64,
-    /// See `forged`.
-    pub replayed: u64,
-    /// See `forged`.
-    pub malformed: u64,
-    /// Latest end-to-end RTT on the current path.
-    pub rtt: Option<Duration>,
-    /// Encoder settings now, and the bitrate's extremes and changes.
-    pub target: Option<EncoderTarget>,
-    /// Lowest bitrate used, bit/s.
-    pub bitrate_min_bps: i32,
-    /// Highest bitrate used, bit/s.
-    pub bitrate_max_bps: i32,
-    /// Bitrate changes so far.
-    pub bitrate_changes: u64,
-    /// Reports received from the peer, and its latest cumulative counts of our frames.
-    pub reports_received: u64,
-    /// See `reports_received`.
-    pub peer_received: u64,
-    /// See `reports_received`.
-    pub peer_lost: u64,
-    /// Longest time between two audio frames arriving.
-    pub max_gap: Duration,
-    /// The jitter buffer's counters.
-    pub jitter: JitterStats,
-    /// Lost frames rebuilt from a later packet (FEC or DRED) or concealed with one there.
-    pub recovered: u64,
-    /// Whether sending is muted.
-    pub muted: bool,
 }
 
 /// The media engine of one call; see the module docs.
@@ -310,6 +118,8 @@ pub struct MediaSession<C, A> {
     first_heard: Option<Timestamp>,
     last_heard: Option<Timestamp>,
     last_audio: Option<Timestamp>,
+    /// Whether [`MediaEvent::Stalled`] was reported for the current silence.
+    stalled: bool,
     /// When `handle_timeout` last ran, and when it last resumed after a stall.
     last_wake: Option<Timestamp>,
     resumed_at: Timestamp,
@@ -359,6 +169,7 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
             first_heard: None,
             last_heard: None,
             last_audio: None,
+            stalled: false,
             last_wake: None,
             resumed_at: now,
             transmits: VecDeque::new(),
@@ -486,6 +297,13 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
             Err(MediaError::Malformed) => return self.stats.malformed += 1,
         };
         self.first_heard.get_or_insert(now);
+        if self.stalled {
+            self.stalled = false;
+            let silent_ms = self
+                .last_heard
+                .map_or(0, |t| now.since(t).as_millis() as u64);
+            self.events.push_back(MediaEvent::Resumed { silent_ms });
+        }
         self.last_heard = Some(now);
         match frame {
             MediaFrame::Audio { frame, opus } => {
@@ -667,12 +485,18 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                 let waited_ms = now.since(self.start).as_millis() as u64;
                 self.end(now, EndReason::NoMediaPath { waited_ms, reasons });
             }
-            Some(t)
-                if now.since(t) >= self.config.peer_timeout
-                    && now.since(self.resumed_at) >= STALL_GRACE =>
-            {
-                let silent_ms = now.since(t).as_millis() as u64;
-                self.end(now, EndReason::PeerLost { silent_ms });
+            Some(t) if now.since(self.resumed_at) >= STALL_GRACE => {
+                let silent = now.since(t);
+                let silent_ms = silent.as_millis() as u64;
+                if silent >= self.config.peer_timeout {
+                    self.end(now, EndReason::PeerLost { silent_ms });
+                } else if silent >= self.config.stall_after && !self.stalled {
+                    self.stalled = true;
+                    self.events.push_back(MediaEvent::Stalled {
+                        silent_ms,
+                        gives_up_after_ms: self.config.peer_timeout.as_millis() as u64,
+                    });
+                }
             }
             _ => self.check_no_path(now),
         }

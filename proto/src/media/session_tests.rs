@@ -366,30 +366,89 @@ fn a_path_dying_mid_burst_moves_the_call_to_the_other_path() {
     assert!(killed_at.is_some());
 }
 
-#[test]
-fn a_silent_peer_is_noticed_within_two_seconds() {
-    let mut call = Call::new(SessionConfig::default(), 5_000, ImpairConfig::default());
-    call.run(60_000, |c| {
-        if c.now.0 == T0 + 5_000 {
+/// Runs `call` to its end (or `limit_ms`) with every link down from `down_at` (ms after
+/// the start) until `up_at` (if any); returns each side's events with when they came.
+fn run_with_outage(
+    call: &mut Call,
+    limit_ms: u64,
+    down_at: u64,
+    up_at: Option<u64>,
+) -> [Vec<(u64, MediaEvent)>; 2] {
+    let mut seen: [Vec<(u64, MediaEvent)>; 2] = [Vec::new(), Vec::new()];
+    call.run(limit_ms, |c| {
+        let t = c.now.0 - T0;
+        if t == down_at || Some(t) == up_at {
             for l in c.links.iter_mut().flatten() {
-                l.alive = false;
+                l.alive = t != down_at;
             }
         }
+        for (i, events) in seen.iter_mut().enumerate() {
+            events.extend(c.events(i).into_iter().map(|e| (t, e)));
+        }
     });
-    for s in &call.s {
+    seen
+}
+
+#[test]
+fn a_silent_peer_is_reported_within_two_seconds_and_lost_after_ten() {
+    let mut call = Call::new(SessionConfig::default(), 5_000, ImpairConfig::default());
+    let seen = run_with_outage(&mut call, 60_000, 5_000, None);
+    for (s, events) in call.s.iter().zip(&seen) {
+        let stalls: Vec<_> = events
+            .iter()
+            .filter_map(|(t, e)| match e {
+                MediaEvent::Stalled {
+                    silent_ms,
+                    gives_up_after_ms,
+                } => Some((*t, *silent_ms, *gives_up_after_ms)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stalls.len(), 1, "{events:?}");
+        let (at, silent_ms, gives_up) = stalls[0];
+        // On the first period past 2 s of silence (the last datagram left just before
+        // the links died).
+        assert!((2_000..2_040).contains(&silent_ms), "{silent_ms}");
+        assert!((7_000..7_060).contains(&at), "stalled at {at}");
+        assert_eq!(gives_up, 10_000);
+        assert!(!events
+            .iter()
+            .any(|(_, e)| matches!(e, MediaEvent::Resumed { .. })));
         match s.ended() {
-            Some(EndReason::PeerLost { silent_ms }) => assert!(*silent_ms < 2_000),
+            Some(why @ EndReason::PeerLost { silent_ms }) => {
+                assert!((10_000..10_040).contains(silent_ms), "{silent_ms}");
+                assert_eq!(why.to_string(), "connection lost");
+                assert!(!why.is_failure());
+            }
             other => panic!("{other:?}"),
         }
     }
-    assert!(
-        call.now.0 - T0 < 5_000 + 2_000,
-        "ended at {}",
-        call.now.0 - T0
-    );
-    assert!(call.s[0]
-        .ended()
-        .is_some_and(|e| e.to_string().contains("nothing heard from the peer")));
+    let ended = call.now.0 - T0;
+    assert!((15_000..15_100).contains(&ended), "ended at {ended}");
+}
+
+#[test]
+fn a_peer_heard_again_after_a_stall_resumes_the_call() {
+    let mut call = Call::new(SessionConfig::default(), 600, ImpairConfig::default());
+    let seen = run_with_outage(&mut call, 60_000, 5_000, Some(8_000));
+    for events in &seen {
+        let kinds: Vec<_> = events
+            .iter()
+            .filter(|(_, e)| matches!(e, MediaEvent::Stalled { .. } | MediaEvent::Resumed { .. }))
+            .collect();
+        assert_eq!(kinds.len(), 2, "{events:?}");
+        assert!(matches!(kinds[0].1, MediaEvent::Stalled { .. }));
+        match kinds[1] {
+            (at, MediaEvent::Resumed { silent_ms }) => {
+                assert!((2_950..3_100).contains(silent_ms), "{silent_ms}");
+                assert!((8_000..8_100).contains(at), "resumed at {at}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The call went on to its natural end: a's input ran out, b heard the Bye.
+    assert_eq!(call.s[0].ended(), Some(&EndReason::InputEnded));
+    assert_eq!(call.s[1].ended(), Some(&EndReason::PeerHangup));
 }
 
 #[test]
@@ -405,7 +464,10 @@ fn no_media_path_fails_at_once_when_every_path_failed_and_after_the_timeout_othe
     );
     let why = s.ended().cloned().expect("ended");
     assert!(why.is_failure());
-    assert!(why.to_string().contains("relay 10.0.0.1:3478"), "{why}");
+    assert_eq!(
+        why.to_string(),
+        "no media path: relay path: relay 10.0.0.1:3478: no relay was granted"
+    );
     assert_eq!(s.poll_timeout(), None);
 
     // A path that comes up but never carries anything from the peer.
@@ -420,6 +482,11 @@ fn no_media_path_fails_at_once_when_every_path_failed_and_after_the_timeout_othe
     }
     assert!(
         matches!(s.ended(), Some(EndReason::NoMediaPath { waited_ms, .. }) if *waited_ms == 8_000)
+    );
+    let why = s.ended().map(ToString::to_string).unwrap_or_default();
+    assert_eq!(
+        why,
+        "no media path: nothing came from the peer within 8.0 s"
     );
     assert!(t.0 - T0 <= 8_000);
 }

@@ -7,6 +7,7 @@
 //! this client sends is impaired; set it on both clients to impair both directions.
 //! Hang-ups are exempt, so that a test call still ends when it should.
 
+use super::super::paths::PathConn;
 use crate::output::Printer;
 use anyhow::{anyhow, Result};
 use parley_net::clock::now;
@@ -42,7 +43,7 @@ impl Outbox {
     /// Sends `datagram` on `conn` now, later, twice or never, as the impairment decides.
     /// True if it was handed to the path (the impairment plays the network, so a datagram
     /// it drops still counts as sent).
-    pub fn send(&mut self, conn: &quinn::Connection, datagram: Vec<u8>) -> bool {
+    pub fn send(&mut self, conn: &PathConn, datagram: Vec<u8>) -> bool {
         let Some(channel) = &mut self.channel else {
             return conn.send_datagram(datagram.into()).is_ok();
         };
