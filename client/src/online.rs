@@ -44,7 +44,7 @@ pub async fn run(
             }
             Some(call) = session.incoming.recv() => {
                 if in_call.swap(true, Ordering::SeqCst) {
-                    tokio::spawn(refuse_busy(call));
+                    tokio::spawn(refuse_busy(session.identity.clone(), call));
                     continue;
                 }
                 calls += 1;

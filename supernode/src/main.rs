@@ -3,6 +3,7 @@
 mod calls;
 mod cli;
 mod driver;
+mod limits;
 mod pool;
 mod relay_watch;
 mod relays;
@@ -35,6 +36,7 @@ async fn main() -> Result<()> {
             stun_listen: settings.stun_listen,
             join: settings.join,
             relays: settings.relays,
+            limits: Default::default(),
         },
         shutdown_rx.clone(),
     )

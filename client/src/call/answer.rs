@@ -8,14 +8,14 @@ use crate::session::IncomingCall;
 use anyhow::{Context, Result};
 use parley_net::clock::now;
 use parley_net::{read_frame, send_frame};
-use parley_proto::call::session::{CallEvent, CalleeSession};
+use parley_proto::call::session::{busy_signal, CallEvent, CalleeSession};
 use parley_proto::call::signal::CallSignal;
 use parley_proto::presence::CandidateAddr;
 use parley_proto::{Identity, PeerId};
 use quinn::{Connection, Endpoint};
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
@@ -47,9 +47,17 @@ pub fn numbered_output(base: Option<&PathBuf>, n: u32) -> Option<PathBuf> {
     Some(base.with_file_name(format!("{stem}-{n}{ext}")))
 }
 
-/// Tells a second caller we are busy.
-pub async fn refuse_busy(mut call: IncomingCall) {
-    let _ = send_frame(&mut call.send, &CallSignal::Busy).await;
+/// How long, after ringing, we wait for the caller's supernode to send the call's relay
+/// grants (it grants only once we ring) before going on without a relay.
+const GRANT_WAIT: Duration = Duration::from_secs(5);
+
+/// Tells a second caller we are busy (signed, so nobody else can say it for us).
+pub async fn refuse_busy(identity: Identity, mut call: IncomingCall) {
+    if let CallSignal::Incoming { offer, .. } = &call.signal {
+        if let Some(busy) = busy_signal(&identity, offer, now()) {
+            let _ = send_frame(&mut call.send, &busy).await;
+        }
+    }
     let _ = call.send.finish();
 }
 
@@ -79,13 +87,13 @@ impl Answerer {
                     json!({"reason": why}),
                     format!("refused an incoming call: {why}"),
                 );
-                let _ = send_frame(&mut send, &CallSignal::Reject).await;
+                // Nothing is signed for an offer we refuse: the caller's chain just ends.
                 let _ = send.finish();
                 return Ok(());
             }
         };
         let (caller, name) = session.caller();
-        let name = name.to_string();
+        let name = parley_proto::text::printable(name);
         self.out.event(
             "incoming",
             json!({"caller": caller.to_string(), "name": name}),
@@ -96,6 +104,30 @@ impl Answerer {
         );
         while let Some(s) = session.poll_signal() {
             send_frame(&mut send, &s).await?;
+        }
+        // We rang: the caller's supernode now sends the relay grants (or the caller
+        // gives up first).
+        let waited = tokio::time::timeout(GRANT_WAIT, read_frame::<CallSignal>(&mut recv)).await;
+        match waited {
+            Ok(Ok(signal)) => {
+                if !session.handle_signal(signal) {
+                    self.out.event(
+                        "call_ended",
+                        json!({"reason": "cancelled"}),
+                        "the caller gave up",
+                    );
+                    return Ok(());
+                }
+            }
+            Ok(Err(_)) => {
+                self.out.event(
+                    "call_ended",
+                    json!({"reason": "cancelled"}),
+                    "the caller gave up",
+                );
+                return Ok(());
+            }
+            Err(_) => tracing::warn!("no relay grant arrived; answering without a relay"),
         }
         // Audio before answering: with no device and no file, decline with a clear error.
         let output = numbered_output(self.opts.output.as_ref(), call_number);

@@ -7,7 +7,7 @@ use crate::home::Home;
 use crate::output::Printer;
 use crate::session::ClientSession;
 use anyhow::{anyhow, bail, Context, Result};
-use parley_net::clock::now;
+use parley_net::clock::{mono, mono_until, now};
 use parley_net::{read_frame, send_frame};
 use parley_proto::call::session::{CallEvent, CallerSession};
 use parley_proto::call::signal::CallSignal;
@@ -57,7 +57,7 @@ pub async fn run(
     let label = if record.display_name.is_empty() {
         callee.short()
     } else {
-        record.display_name.clone()
+        parley_proto::text::printable(&record.display_name)
     };
     out.event(
         "calling",
@@ -73,8 +73,11 @@ pub async fn run(
         session.candidates(),
         CallId::random(),
         now(),
+        mono(),
         opts.ring_timeout,
-    )?;
+    )?
+    // Relay tokens count only if our own supernode signed them.
+    .with_grant_issuer(link.id);
     let (mut send, mut recv) = link
         .conn
         .open_bi()
@@ -110,11 +113,11 @@ pub async fn run(
         }
         let wake = call
             .poll_timeout()
-            .map(parley_net::clock::until)
+            .map(mono_until)
             .unwrap_or(Duration::from_secs(60));
         tokio::select! {
             _ = &mut stop => call.cancel(),
-            _ = tokio::time::sleep(wake) => call.handle_timeout(now()),
+            _ = tokio::time::sleep(wake) => call.handle_timeout(mono()),
             frame = read_frame::<CallSignal>(&mut recv) => match frame {
                 Ok(signal) => call.handle_signal(now(), signal),
                 Err(e) => call.handle_lost(&format!("signalling lost: {e}")),
