@@ -136,7 +136,10 @@ pub fn media_frame(data: &[u8]) {
     static PAIR: OnceLock<Mutex<(MediaCrypto, MediaCrypto)>> = OnceLock::new();
     let pair = PAIR.get_or_init(|| {
         use parley_proto::call::e2e::{initiate, prologue, respond};
-        let (a, b) = (parley_proto::Identity::generate(), parley_proto::Identity::generate());
+        let (a, b) = (
+            parley_proto::Identity::generate(),
+            parley_proto::Identity::generate(),
+        );
         let pro = prologue(&[9; 16], &a.peer_id(), &b.peer_id());
         let (pending, m1) = initiate(&a, &b.peer_id(), &pro).expect("initiate");
         let (kb, m2) = respond(&b, &a.peer_id(), &pro, &m1).expect("respond");

@@ -87,6 +87,7 @@ impl Pool {
     }
 
     /// How many connections are held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.inner
             .conns

@@ -89,7 +89,7 @@ fn offer(caller: &Identity, callee: PeerId) -> SignedOffer {
         handshake: vec![],
         sent_at: driver::now(),
     }
-    .sign(&caller)
+    .sign(caller)
 }
 
 async fn place(
