@@ -77,10 +77,10 @@ impl std::ops::Add<Duration> for Mono {
 
 /// How far apart two honest machines' wall clocks may be: every signed expiry and
 /// freshness check (presence records, relay tokens, call offers) allows this much in
-/// either direction. Ten minutes covers a machine without NTP for weeks, a wrong time
+/// either direction. Fifteen minutes covers a machine without NTP for weeks, a wrong time
 /// zone setting does not (that is hours: it is refused, and the user told which clock
 /// and by how much).
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(10 * 60);
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 
 /// The signed difference `theirs - ours` in whole seconds, for telling a user how far a
 /// clock is off ("ahead by 660 s" when positive).
