@@ -6,24 +6,31 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Parley: peer-to-peer voice calls over an overlay of supernodes.
+///
+/// Run `parley online` to be reachable; the other commands use that running client when
+/// there is one (and start a short-lived session only when there is none).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
-    /// Directory holding your identity and host cache.
+    /// Directory holding your identity, contacts, history and host cache.
     #[arg(long, global = true, env = "PARLEY_HOME")]
     pub home: Option<PathBuf>,
+    /// Print machine-readable JSON lines (errors too, as `error` events).
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create or show your identity.
+    /// Create, show or rename your identity.
     Id {
         #[command(subcommand)]
         command: IdCommand,
     },
-    /// Go online: attach to supernodes, publish your presence and answer calls until interrupted.
+    /// Run your client: attach to supernodes, publish your presence, answer calls, and
+    /// serve the other commands, until interrupted.
     Online {
         /// A supernode to bootstrap from (repeatable); the host cache is tried too.
         #[arg(long = "supernode", value_name = "HOST:PORT")]
@@ -31,50 +38,85 @@ pub enum Command {
         /// Answer every call without asking (bots and tests).
         #[arg(long)]
         auto_answer: bool,
-        /// Print machine-readable JSON lines.
-        #[arg(long)]
-        json: bool,
+        /// Be an echo service: answer every call and play the caller's audio back.
+        #[arg(long, conflicts_with_all = ["auto_answer", "input", "output", "input_device", "output_device"])]
+        echo: bool,
         #[command(flatten)]
         call: CallArgs,
     },
-    /// Call someone by id, and talk until either side hangs up.
+    /// Call a contact (by name) or anyone (by id), and talk until either side hangs up.
     Call {
-        /// The id to call (as printed by their `parley id show`).
-        id: String,
-        /// A supernode to bootstrap from (repeatable); the host cache is tried too.
+        /// A contact's name, or an id (as printed by their `parley id show`).
+        target: String,
+        /// A supernode to bootstrap from when no client is running (repeatable).
         #[arg(long = "supernode", value_name = "HOST:PORT")]
         supernodes: Vec<String>,
-        /// Print machine-readable JSON lines; the last one summarises the call.
-        #[arg(long)]
-        json: bool,
         /// Give up if nobody answers within this many seconds.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
         ring_timeout: u64,
         #[command(flatten)]
         call: CallArgs,
     },
-    /// Look up a user's presence record by id.
+    /// End the call in progress (the client stays online).
+    Hangup,
+    /// Stop sending your microphone (the peer hears silence).
+    Mute,
+    /// Send your microphone again.
+    Unmute,
+    /// Answer the call ringing now.
+    Answer,
+    /// Decline the call ringing now.
+    Decline,
+    /// Whether your client runs, where it is attached, the call in progress.
+    Status,
+    /// Look up a user's presence record by id or contact name.
     Lookup {
-        /// The id to look up (as printed by `parley id show`).
+        /// The id (as printed by `parley id show`) or a contact's name.
         id: String,
-        /// Supernode to ask (repeatable); the host cache is tried too.
+        /// Supernode to ask when no client is running (repeatable).
         #[arg(long = "supernode", value_name = "HOST:PORT")]
         supernodes: Vec<String>,
-        /// Print the record as one JSON line.
-        #[arg(long)]
-        json: bool,
+    },
+    /// Add, remove or verify a contact.
+    Contact {
+        #[command(subcommand)]
+        command: ContactCommand,
+    },
+    /// List your contacts with their presence (online, away, offline).
+    Contacts {
+        /// Supernode to ask when no client is running (repeatable).
+        #[arg(long = "supernode", value_name = "HOST:PORT")]
+        supernodes: Vec<String>,
+    },
+    /// Your calls: who, when, which way, how long, how they ended, which path.
+    History {
+        /// Show only the last N calls.
+        #[arg(long, default_value_t = 50)]
+        last: usize,
     },
     /// Discover the NAT in front of this machine (needs two supernodes on different IPs).
     Nat {
         /// A supernode to probe (give two); its STUN port is its QUIC port + 1.
         #[arg(long = "supernode", value_name = "HOST:PORT")]
         supernodes: Vec<String>,
-        /// Print the result as one JSON line.
-        #[arg(long)]
-        json: bool,
     },
     /// List sound devices.
     Devices,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactCommand {
+    /// Add a contact, pinning their key (the id) from now on.
+    Add {
+        /// The name you will call them by.
+        name: String,
+        /// Their id (as printed by their `parley id show`).
+        id: String,
+    },
+    /// Remove a contact.
+    Rm { name: String },
+    /// Mark a contact's safety code as compared and matching.
+    Verify { name: String },
 }
 
 /// Audio and path options of a call.
@@ -139,4 +181,9 @@ pub enum IdCommand {
     },
     /// Print your id.
     Show,
+    /// Change the name others see (a running client publishes it after a restart).
+    Rename {
+        /// The new name.
+        name: String,
+    },
 }

@@ -44,6 +44,31 @@ impl Home {
         self.dir.join("hosts.json")
     }
 
+    /// The directory itself.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Call history, one JSON line per call.
+    pub fn history_path(&self) -> PathBuf {
+        self.dir.join("history.jsonl")
+    }
+
+    /// Contacts and their pinned keys.
+    pub fn contacts_path(&self) -> PathBuf {
+        self.dir.join("contacts.json")
+    }
+
+    /// The running client's control socket (owner-only).
+    pub fn control_path(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    /// Held locked by the one process using this identity; holds its pid.
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join("client.lock")
+    }
+
     /// The display name chosen at `id new`, or empty.
     pub fn display_name(&self) -> String {
         std::fs::read_to_string(self.profile_path())

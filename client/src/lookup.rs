@@ -1,31 +1,82 @@
-//! `parley lookup ID`: ask a supernode for a user's presence record.
+//! `parley lookup ID|NAME`: ask a supernode for a user's presence record — through the
+//! running client's attachment when one runs (so our own attachment is never disturbed),
+//! else over a connection of our own.
 
+use crate::contacts::Contacts;
 use crate::home::Home;
+use crate::output::{Printer, EXIT_NOT_FOUND, EXIT_OK};
 use crate::render::{record_json, record_text};
+use crate::session::SessionHandle;
 use crate::supernode_link::{resolve_all, SupernodeLink};
 use anyhow::{anyhow, bail, Result};
 use parley_net::clock::now;
 use parley_proto::messages::{ClientToSupernode, SupernodeToClient};
 use parley_proto::{Identity, PeerId};
 use quinn::Endpoint;
+use serde_json::json;
+use std::time::Duration;
 
-/// Exit code for "no such user online" (distinct from errors, which exit 1).
-pub const NOT_FOUND_EXIT: i32 = 2;
-
-pub enum Outcome {
-    Found,
-    NotFound,
+/// Asks `link` for `wanted`'s record and prints it; returns the exit code, or `None`
+/// when this supernode could not answer (try another).
+async fn ask(link: &SupernodeLink, wanted: PeerId, out: Printer) -> Result<Option<i32>> {
+    let addr = link.addr;
+    match link.ask(&ClientToSupernode::Lookup(wanted)).await {
+        Ok(SupernodeToClient::Found(signed)) => {
+            // Never trust the supernode: check the owner's signature ourselves.
+            let record = signed
+                .verify(now())
+                .map_err(|e| anyhow!("supernode {addr} returned a bad record: {e}"))?;
+            if record.id != wanted {
+                bail!("supernode {addr} returned the record of another user");
+            }
+            out.event(
+                "found",
+                json!({"record": record_json(record)}),
+                record_text(record, now()),
+            );
+            Ok(Some(EXIT_OK))
+        }
+        Ok(SupernodeToClient::NotFound) => {
+            out.error(
+                &format!("not found: nobody with id {wanted} is online"),
+                EXIT_NOT_FOUND,
+            );
+            Ok(Some(EXIT_NOT_FOUND))
+        }
+        Ok(SupernodeToClient::Refused(r)) => {
+            bail!("supernode {addr} refused the lookup: {}", r.message)
+        }
+        Ok(other) => bail!("supernode {addr} answered with {other:?}"),
+        Err(e) => {
+            tracing::warn!("{e:#}");
+            Ok(None)
+        }
+    }
 }
 
+/// The id a lookup target names: an id, or a contact's name.
+pub fn target(home: &Home, id: &str) -> Result<PeerId> {
+    Ok(Contacts::load(home).resolve(id)?.0)
+}
+
+/// Inside the running client: through its attachment.
+pub async fn through_session(session: &SessionHandle, id: &str, out: Printer) -> Result<i32> {
+    let wanted: PeerId = id.parse().map_err(|e| anyhow!("{id:?}: {e}"))?;
+    let link = session.attached(Duration::from_secs(15)).await?;
+    ask(&link, wanted, out)
+        .await?
+        .ok_or_else(|| anyhow!("supernode {} did not answer", link.addr))
+}
+
+/// Without a running client: dial the given supernodes, then the host cache.
 pub async fn run(
     home: &Home,
     identity: Identity,
     endpoint: Endpoint,
-    id: &str,
+    wanted: PeerId,
     targets: &[String],
-    json: bool,
-) -> Result<Outcome> {
-    let wanted: PeerId = id.parse().map_err(|e| anyhow!("{id:?}: {e}"))?;
+    out: Printer,
+) -> Result<i32> {
     let mut candidates: Vec<(std::net::SocketAddr, Option<PeerId>)> = resolve_all(targets)
         .await?
         .into_iter()
@@ -45,43 +96,66 @@ pub async fn run(
                 continue;
             }
         };
-        let reply = link.ask(&ClientToSupernode::Lookup(wanted)).await;
+        let result = ask(&link, wanted, out).await;
         link.conn.close(0u32.into(), b"done");
-        match reply {
-            Ok(SupernodeToClient::Found(signed)) => {
-                // Never trust the supernode: check the owner's signature ourselves.
-                let record = signed
-                    .verify(now())
-                    .map_err(|e| anyhow!("supernode {addr} returned a bad record: {e}"))?;
-                if record.id != wanted {
-                    bail!("supernode {addr} returned the record of another user");
-                }
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"event": "found", "record": record_json(record)})
-                    );
-                } else {
-                    println!("{}", record_text(record, now()));
-                }
-                return Ok(Outcome::Found);
-            }
-            Ok(SupernodeToClient::NotFound) => {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"event": "not_found", "id": wanted.to_string()})
-                    );
-                }
-                eprintln!("not found: nobody with id {wanted} is online");
-                return Ok(Outcome::NotFound);
-            }
-            Ok(SupernodeToClient::Refused(r)) => {
-                bail!("supernode {addr} refused the lookup: {}", r.message)
-            }
-            Ok(other) => bail!("supernode {addr} answered with {other:?}"),
-            Err(e) => last_error = Some(e),
+        if let Some(code) = result? {
+            return Ok(code);
         }
     }
     Err(last_error.unwrap_or_else(|| anyhow!("no supernode answered")))
+}
+
+/// `parley contacts` without a running client: one connection, one lookup per contact.
+pub async fn contacts_once(
+    home: &Home,
+    identity: Identity,
+    endpoint: Endpoint,
+    targets: &[String],
+    out: Printer,
+) -> Result<()> {
+    use crate::presence::{Seen, State};
+    let contacts = Contacts::load(home);
+    let mut seen = std::collections::HashMap::new();
+    let mut candidates: Vec<(std::net::SocketAddr, Option<PeerId>)> = resolve_all(targets)
+        .await?
+        .into_iter()
+        .map(|a| (a, None))
+        .collect();
+    candidates.extend(home.host_cache().into_iter().map(|c| (c.addr, Some(c.id))));
+    let mut link = None;
+    for (addr, expected) in candidates {
+        if contacts.list.is_empty() {
+            break;
+        }
+        if let Ok(l) = SupernodeLink::connect(&endpoint, &identity, addr, expected).await {
+            link = Some(l);
+            break;
+        }
+    }
+    if let Some(link) = &link {
+        for (_, id) in contacts.ids() {
+            let (state, name) = match link.ask(&ClientToSupernode::Lookup(id)).await {
+                Ok(SupernodeToClient::Found(signed)) => match signed.verify(now()) {
+                    Ok(r) if r.id == id => (State::Online, r.display_name.clone()),
+                    _ => (State::Unknown, String::new()),
+                },
+                Ok(SupernodeToClient::NotFound) => (State::Offline, String::new()),
+                _ => (State::Unknown, String::new()),
+            };
+            seen.insert(
+                id.to_string(),
+                Seen {
+                    state,
+                    checked: std::time::Instant::now(),
+                    last_online: None,
+                    display_name: name,
+                },
+            );
+        }
+        link.conn.close(0u32.into(), b"done");
+    } else if !contacts.list.is_empty() {
+        out.warning("no supernode reachable: presence unknown (pass --supernode HOST:PORT)");
+    }
+    crate::presence::print(&contacts, &seen, out);
+    Ok(())
 }

@@ -2,97 +2,156 @@
 
 mod call;
 mod cli;
+mod contacts;
+mod control;
+mod history;
 mod home;
 mod lookup;
 mod nat;
 mod online;
 mod output;
+mod presence;
 mod render;
 mod session;
 mod supernode_link;
 
 use anyhow::{Context, Result};
-use call::place::CallOutcome;
+use call::answer::AnswerMode;
+use call::audio::{self, CallControl};
 use clap::Parser;
-use cli::{Cli, Command, IdCommand};
+use cli::{Cli, Command, ContactCommand, IdCommand};
+use contacts::Contacts;
+use control::{InstanceLock, Request};
 use home::Home;
-use output::Printer;
+use output::{exit_code_of, Failure, Printer, EXIT_FAILED, EXIT_OK};
 use parley_proto::{keyfile, Identity};
 use session::ClientSession;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn main() {
     parley_net::init_logging("warn");
     let cli = Cli::parse();
+    let out = Printer::local(cli.json);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
+            out.error(&format!("cannot start the async runtime: {e}"), EXIT_FAILED);
+            std::process::exit(EXIT_FAILED);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, out)) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(1);
+            let code = exit_code_of(&e);
+            out.error(&format!("{e:#}"), code);
+            std::process::exit(code);
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<i32> {
+/// A command only the running client can do: send it there, or say none runs.
+async fn to_running(home: &Home, request: Request, out: Printer) -> Result<i32> {
+    match control::connect(home).await {
+        Some(stream) => control::remote(stream, &request, out).await,
+        None => Err(Failure {
+            code: EXIT_FAILED,
+            message: format!(
+                "no client is running for {} (start one with `parley online`)",
+                home.dir().display()
+            ),
+        }
+        .into()),
+    }
+}
+
+async fn run(cli: Cli, out: Printer) -> Result<i32> {
     let home = Home::resolve(cli.home)?;
     match cli.command {
         Command::Id {
             command: IdCommand::New { name },
         } => {
-            if name.len() > parley_proto::presence::MAX_DISPLAY_NAME {
-                anyhow::bail!(
-                    "the name is longer than {} bytes",
-                    parley_proto::presence::MAX_DISPLAY_NAME
-                );
-            }
+            check_display_name(&name)?;
             let identity = Identity::generate();
             keyfile::create(&home.key_path(), &identity)?;
             home.set_display_name(&name)?;
             println!("{}", identity.peer_id());
             eprintln!("new identity saved in {}", home.key_path().display());
-            Ok(0)
+            Ok(EXIT_OK)
         }
         Command::Id {
             command: IdCommand::Show,
         } => {
             let identity = keyfile::load(&home.key_path())?;
             println!("{}", identity.peer_id());
-            Ok(0)
+            Ok(EXIT_OK)
+        }
+        Command::Id {
+            command: IdCommand::Rename { name },
+        } => {
+            check_display_name(&name)?;
+            keyfile::load(&home.key_path())?;
+            home.set_display_name(&name)?;
+            let running = control::connect(&home).await.is_some();
+            out.event(
+                "renamed",
+                serde_json::json!({"display_name": name, "restart_needed": running}),
+                if running {
+                    format!("your name is now {name:?}; restart `parley online` to publish it")
+                } else {
+                    format!("your name is now {name:?}")
+                },
+            );
+            Ok(EXIT_OK)
         }
         Command::Online {
             supernodes,
             auto_answer,
-            json,
+            echo,
             call,
         } => {
+            // Before anything else: one client per identity.
+            let _lock = InstanceLock::acquire(&home, "online")?;
             let identity = keyfile::load(&home.key_path())?;
-            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
             let opts = call.options(Duration::from_secs(30));
-            let out = Printer { json };
+            if !echo {
+                let mut checked = opts.clone();
+                audio::validate_files(&mut checked)?;
+            }
+            let (tx, commands) = tokio::sync::mpsc::channel(16);
+            control::serve(&home, tx)?;
+            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
             let session =
                 ClientSession::start(&home, identity, endpoint, &supernodes, nat, out).await?;
-            online::run(session, opts, auto_answer, out).await?;
-            Ok(0)
+            let mode = match (echo, auto_answer) {
+                (true, _) => AnswerMode::Echo,
+                (false, true) => AnswerMode::Auto,
+                (false, false) => AnswerMode::Ask,
+            };
+            if echo {
+                out.event(
+                    "echo",
+                    serde_json::json!({}),
+                    "echo service: answering every call and playing the caller's audio back",
+                );
+            }
+            let result =
+                online::run(&home, session, online::Config { opts, mode, out }, commands).await;
+            let _ = std::fs::remove_file(home.control_path());
+            result.map(|_| EXIT_OK)
         }
-        Command::Nat { supernodes, json } => {
+        Command::Nat { supernodes } => {
             let addrs = supernode_link::resolve_all(&supernodes).await?;
             if addrs.len() < 2 {
-                anyhow::bail!(
-                    "NAT discovery needs two supernodes on different IPs: pass --supernode twice"
-                );
+                return Err(Failure::usage(
+                    "NAT discovery needs two supernodes on different IPs: pass --supernode twice",
+                ));
             }
             let (_socket, report) = nat::bind_and_detect(&addrs).await?;
             let report = report.context("NAT discovery failed")?;
             let mapped = report.mapped.map(|m| m.to_string());
-            Printer { json }.event(
+            out.event(
                 "nat",
                 serde_json::json!({"nat": render::nat(report.nat), "mapped": mapped}),
                 format!(
@@ -101,39 +160,73 @@ async fn run(cli: Cli) -> Result<i32> {
                     mapped.as_deref().unwrap_or("(none)")
                 ),
             );
-            Ok(0)
+            Ok(EXIT_OK)
         }
         Command::Call {
-            id,
+            target,
             supernodes,
-            json,
             ring_timeout,
             call,
         } => {
-            // A mistyped id is an error before anything goes on the network.
-            id.parse::<parley_proto::PeerId>()
-                .map_err(|e| anyhow::anyhow!("{id:?}: {e}"))?;
+            // Every input is checked before anything goes on the network.
+            let (callee, contact) = Contacts::load(&home).resolve(&target)?;
             let identity = keyfile::load(&home.key_path())?;
+            if callee == identity.peer_id() {
+                return Err(Failure::usage(
+                    "that is your own id: you cannot call yourself",
+                ));
+            }
+            let mut opts = call.options(Duration::from_secs(ring_timeout));
+            audio::validate_files(&mut opts)?;
+            if let Some(stream) = control::connect(&home).await {
+                let request = Request::Call {
+                    callee: callee.to_string(),
+                    contact,
+                    opts,
+                };
+                return control::remote(stream, &request, out).await;
+            }
+            audio::check_call_audio(&opts)?;
+            let _lock = InstanceLock::acquire(&home, "call")?;
+            let (audio, _) = audio::open(&opts, opts.output.clone(), out)?;
             let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
-            let out = Printer { json };
-            let opts = call.options(Duration::from_secs(ring_timeout));
             let mut session =
                 ClientSession::start(&home, identity, endpoint, &supernodes, nat, out).await?;
-            let outcome = call::place::run(&mut session, &home, &id, &opts, out).await;
+            let handle = session.handle();
+            let direct_in = std::mem::replace(&mut session.direct, tokio::sync::mpsc::channel(1).1);
+            let outcome = call::place::run(
+                &handle,
+                call::place::PlaceCall {
+                    home: &home,
+                    callee,
+                    contact,
+                    audio,
+                    opts: &opts,
+                    out,
+                    direct_in,
+                    control: Arc::new(CallControl::default()),
+                },
+            )
+            .await;
             session.stop().await;
-            Ok(match outcome? {
-                CallOutcome::Completed(stats) => {
-                    out.event(
-                        "call_end",
-                        stats.to_json(),
-                        format!("call ended ({}): {}", stats.ended_by, stats.status_line()),
-                    );
-                    0
-                }
-                CallOutcome::NotConnected => 3,
-                CallOutcome::NotFound => lookup::NOT_FOUND_EXIT,
-            })
+            Ok(outcome?.exit_code())
         }
+        Command::Hangup => to_running(&home, Request::Hangup, out).await,
+        Command::Mute => to_running(&home, Request::Mute, out).await,
+        Command::Unmute => to_running(&home, Request::Unmute, out).await,
+        Command::Answer => to_running(&home, Request::Answer, out).await,
+        Command::Decline => to_running(&home, Request::Decline, out).await,
+        Command::Status => match control::connect(&home).await {
+            Some(stream) => control::remote(stream, &Request::Status, out).await,
+            None => {
+                out.event(
+                    "status",
+                    serde_json::json!({"online": false}),
+                    "not running: no `parley online` for this home",
+                );
+                Ok(EXIT_OK)
+            }
+        },
         Command::Devices => {
             let devices = parley_audio::list_devices()?;
             if devices.is_empty() {
@@ -153,22 +246,89 @@ async fn run(cli: Cli) -> Result<i32> {
                     if d.default { " (default)" } else { "" }
                 );
             }
-            Ok(0)
+            Ok(EXIT_OK)
         }
-        Command::Lookup {
-            id,
-            supernodes,
-            json,
-        } => {
+        Command::Lookup { id, supernodes } => {
+            let wanted = lookup::target(&home, &id)?;
+            if let Some(stream) = control::connect(&home).await {
+                let request = Request::Lookup {
+                    id: wanted.to_string(),
+                };
+                return control::remote(stream, &request, out).await;
+            }
             // Looking someone up needs no identity of our own; use a throwaway key if none.
             let identity = keyfile::load(&home.key_path()).unwrap_or_else(|_| Identity::generate());
             let endpoint = client_endpoint(&identity)?;
-            match lookup::run(&home, identity, endpoint, &id, &supernodes, json).await? {
-                lookup::Outcome::Found => Ok(0),
-                lookup::Outcome::NotFound => Ok(lookup::NOT_FOUND_EXIT),
+            lookup::run(&home, identity, endpoint, wanted, &supernodes, out).await
+        }
+        Command::Contact { command } => {
+            let mut contacts = Contacts::load(&home);
+            match command {
+                ContactCommand::Add { name, id } => {
+                    let added = contacts.add(&name, &id)?;
+                    contacts.save(&home)?;
+                    out.event(
+                        "contact_added",
+                        serde_json::json!({"name": name, "id": id, "new": added}),
+                        if added {
+                            format!("added {name}; their key is pinned (compare the safety code in your first call, then `parley contact verify {name}`)")
+                        } else {
+                            format!("{name} is already a contact with that id")
+                        },
+                    );
+                }
+                ContactCommand::Rm { name } => {
+                    let c = contacts.remove(&name)?;
+                    contacts.save(&home)?;
+                    out.event(
+                        "contact_removed",
+                        serde_json::json!({"name": c.name, "id": c.id}),
+                        format!("removed {}", c.name),
+                    );
+                }
+                ContactCommand::Verify { name } => {
+                    contacts.verify(&name)?;
+                    contacts.save(&home)?;
+                    out.event(
+                        "contact_verified",
+                        serde_json::json!({"name": name}),
+                        format!("{name}'s safety code is marked verified"),
+                    );
+                }
             }
+            Ok(EXIT_OK)
+        }
+        Command::Contacts { supernodes } => {
+            if let Some(stream) = control::connect(&home).await {
+                return control::remote(stream, &Request::Contacts, out).await;
+            }
+            let identity = keyfile::load(&home.key_path()).unwrap_or_else(|_| Identity::generate());
+            let endpoint = client_endpoint(&identity)?;
+            lookup::contacts_once(&home, identity, endpoint, &supernodes, out).await?;
+            Ok(EXIT_OK)
+        }
+        Command::History { last } => {
+            let entries = history::load(&home);
+            if entries.is_empty() && !out.json {
+                println!("no calls yet");
+            }
+            let skip = entries.len().saturating_sub(last);
+            for e in &entries[skip..] {
+                out.event("call", serde_json::to_value(e)?, history::text(e));
+            }
+            Ok(EXIT_OK)
         }
     }
+}
+
+fn check_display_name(name: &str) -> Result<()> {
+    if name.len() > parley_proto::presence::MAX_DISPLAY_NAME {
+        return Err(Failure::usage(format!(
+            "the name is longer than {} bytes",
+            parley_proto::presence::MAX_DISPLAY_NAME
+        )));
+    }
+    Ok(())
 }
 
 /// The client's one socket, its NAT discovered through two known supernodes (flags

@@ -1,67 +1,408 @@
-//! `parley online`: stay reachable, and answer calls.
+//! `parley online`: the running client of an identity. It owns the attachment and the
+//! presence record, answers calls, keeps the contacts' presence fresh, and does what
+//! other `parley` commands ask over the control socket (see `crate::control`): place a
+//! call with that command's audio options, hang up, mute, answer, decline, status,
+//! contacts, lookup. One call at a time; a second incoming call gets "busy".
 
-use crate::call::answer::{refuse_busy, Answerer};
+use crate::call::answer::{give_answer, refuse_busy, AnswerMode, Answerer, PendingAnswer};
+use crate::call::audio::{self, CallControl};
+use crate::call::place::{self, PlaceCall};
 use crate::call::CallOptions;
-use crate::output::Printer;
-use crate::session::ClientSession;
+use crate::contacts::Contacts;
+use crate::control::{Command, Request};
+use crate::home::Home;
+use crate::output::{Printer, EXIT_FAILED, EXIT_OK};
+use crate::presence::{self, PresenceMap};
+use crate::session::{ClientSession, SessionHandle};
 use anyhow::Result;
 use parley_proto::PeerId;
 use quinn::Connection;
-use std::sync::atomic::{AtomicBool, Ordering};
+use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 type DirectRoute = Arc<Mutex<Option<mpsc::Sender<(PeerId, Connection)>>>>;
 
+/// The call in progress.
+struct Current {
+    peer: PeerId,
+    label: String,
+    direction: &'static str,
+    since: Instant,
+    control: Arc<CallControl>,
+}
+
+type CurrentCall = Arc<Mutex<Option<Current>>>;
+
+/// How the running client behaves.
+pub struct Config {
+    /// Audio of answered calls.
+    pub opts: CallOptions,
+    pub mode: AnswerMode,
+    pub out: Printer,
+}
+
+/// What every task of the running client shares.
+#[derive(Clone)]
+struct Shared {
+    home: Home,
+    session: SessionHandle,
+    current: CurrentCall,
+    route: DirectRoute,
+    pending: PendingAnswer,
+    presence: PresenceMap,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs until Ctrl-C / SIGTERM.
 pub async fn run(
+    home: &Home,
     mut session: ClientSession,
-    opts: CallOptions,
-    auto_answer: bool,
-    out: Printer,
+    cfg: Config,
+    mut commands: mpsc::Receiver<Command>,
 ) -> Result<()> {
-    let (identity, endpoint) = (session.identity.clone(), session.endpoint.clone());
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let shared = Shared {
+        home: home.clone(),
+        session: session.handle(),
+        current: Arc::default(),
+        route: Arc::default(),
+        pending: Arc::default(),
+        presence: Arc::default(),
+    };
     let answerer = Arc::new(Answerer {
-        identity,
-        endpoint,
-        opts,
-        auto_answer,
-        out,
-        over_tcp: session.over_tcp,
+        session: shared.session.clone(),
+        home: home.clone(),
+        opts: cfg.opts,
+        mode: cfg.mode,
+        out: cfg.out,
+        pending: shared.pending.clone(),
+        terminal,
     });
-    let in_call = Arc::new(AtomicBool::new(false));
-    let route: DirectRoute = Arc::default();
+    let tracker = tokio::spawn(presence::track(
+        home.clone(),
+        shared.session.clone(),
+        shared.presence.clone(),
+    ));
+    let mut stdin = stdin_lines(terminal);
     let mut calls: u32 = 0;
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());
     loop {
         tokio::select! {
             _ = &mut stop => break,
             Some((peer, conn)) = session.direct.recv() => {
-                let tx = route.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let tx = lock(&shared.route).clone();
                 match tx {
                     Some(tx) => { let _ = tx.send((peer, conn)).await; }
                     None => conn.close(1u32.into(), b"not in a call"),
                 }
             }
             Some(call) = session.incoming.recv() => {
-                if in_call.swap(true, Ordering::SeqCst) {
-                    tokio::spawn(refuse_busy(session.identity.clone(), call));
+                // Unverified until the answerer checks the offer: only for `status`.
+                let parley_proto::call::signal::CallSignal::Incoming { offer, .. } = &call.signal else {
                     continue;
-                }
+                };
+                let (peer, name) = (offer.offer.caller, offer.offer.caller_name.clone());
+                let control = Arc::new(CallControl::default());
+                let Some(rx) = claim(&shared, |_| Current {
+                    peer,
+                    label: name,
+                    direction: "incoming",
+                    since: Instant::now(),
+                    control: control.clone(),
+                }) else {
+                    tokio::spawn(refuse_busy(shared.session.identity.clone(), call));
+                    continue;
+                };
                 calls += 1;
-                let (tx, rx) = mpsc::channel(4);
-                *route.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
-                let (answerer, in_call, route, candidates) = (answerer.clone(), in_call.clone(), route.clone(), session.candidates());
-                let n = calls;
+                let (answerer, shared, candidates, n) = (answerer.clone(), shared.clone(), shared.session.candidates(), calls);
                 tokio::spawn(async move {
-                    if let Err(e) = answerer.handle(call, n, candidates, rx).await {
-                        eprintln!("error: call failed: {e:#}");
+                    if let Err(e) = answerer.handle(call, n, candidates, rx, control).await {
+                        answerer.out.error(&format!("call failed: {e:#}"), EXIT_FAILED);
                     }
-                    *route.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    in_call.store(false, Ordering::SeqCst);
+                    release(&shared);
                 });
+            }
+            Some(cmd) = commands.recv() => handle(cmd, &shared, cfg.out),
+            Some(line) = stdin.recv() => {
+                let yes = line.trim().eq_ignore_ascii_case("y") || line.trim().eq_ignore_ascii_case("yes");
+                if !give_answer(&shared.pending, yes) && !line.trim().is_empty() {
+                    eprintln!("(no call is ringing)");
+                }
             }
         }
     }
+    tracker.abort();
+    if let Some(c) = lock(&shared.current).as_ref() {
+        c.control.hang_up();
+    }
     session.stop().await;
     Ok(())
+}
+
+/// Marks the client busy with a new call and routes direct connections to it; `None`
+/// when a call is already in progress.
+fn claim(
+    shared: &Shared,
+    current: impl FnOnce(()) -> Current,
+) -> Option<mpsc::Receiver<(PeerId, Connection)>> {
+    let mut slot = lock(&shared.current);
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(current(()));
+    let (tx, rx) = mpsc::channel(4);
+    *lock(&shared.route) = Some(tx);
+    Some(rx)
+}
+
+fn release(shared: &Shared) {
+    *lock(&shared.route) = None;
+    *lock(&shared.current) = None;
+}
+
+/// Lines typed at the terminal, read by one task for the whole run: a `y` typed after a
+/// call stopped ringing is not kept for the next one. Only while the client is the
+/// terminal's foreground job: a background job reading its terminal would be stopped
+/// (SIGTTIN) — `parley online &` must keep running.
+fn stdin_lines(terminal: bool) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(4);
+    if terminal {
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            loop {
+                if !in_foreground() {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    continue;
+                }
+                match std::io::stdin().read_line(&mut line) {
+                    Ok(n) if n > 0 => {
+                        if tx.blocking_send(std::mem::take(&mut line)).is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Whether this process is in the foreground process group of the terminal on stdin.
+fn in_foreground() -> bool {
+    rustix::termios::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == rustix::process::getpgrp())
+}
+
+fn done(reply: &mpsc::UnboundedSender<Value>, code: i32) {
+    let _ = reply.send(json!({ "exit": code }));
+}
+
+/// One control request.
+fn handle(cmd: Command, shared: &Shared, out: Printer) {
+    let Command {
+        request,
+        reply,
+        gone,
+    } = cmd;
+    let (out, slot) = out.forwarding(reply.clone());
+    let finish = move |code: i32| {
+        done(&reply, code);
+        lock(slot).take();
+    };
+    let current = |f: &dyn Fn(&Current)| -> bool {
+        match lock(&shared.current).as_ref() {
+            Some(c) => {
+                f(c);
+                true
+            }
+            None => false,
+        }
+    };
+    match request {
+        Request::Call {
+            callee,
+            contact,
+            opts,
+        } => {
+            let callee: PeerId = match callee.parse() {
+                Ok(id) => id,
+                Err(e) => {
+                    out.error(&format!("{callee:?}: {e}"), crate::output::EXIT_USAGE);
+                    return finish(crate::output::EXIT_USAGE);
+                }
+            };
+            let control = Arc::new(CallControl::default());
+            let label = contact.clone().unwrap_or_else(|| callee.short());
+            let Some(direct_in) = claim(shared, |_| Current {
+                peer: callee,
+                label: label.clone(),
+                direction: "outgoing",
+                since: Instant::now(),
+                control: control.clone(),
+            }) else {
+                out.error(
+                    "already in a call: hang up first (`parley hangup`)",
+                    EXIT_FAILED,
+                );
+                return finish(EXIT_FAILED);
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut gone = gone;
+                let watcher = {
+                    let control = control.clone();
+                    tokio::spawn(async move {
+                        let _ = gone.wait_for(|g| *g).await;
+                        control.hang_up();
+                    })
+                };
+                let opened = audio::open(&opts, opts.output.clone(), out)
+                    .and_then(|(io, fb)| audio::check_fallbacks(fb).map(|_| (io, fb)));
+                let code = match opened {
+                    Err(e) => {
+                        out.error(&format!("{e:#}"), EXIT_FAILED);
+                        EXIT_FAILED
+                    }
+                    Ok((audio, _)) => {
+                        let call = PlaceCall {
+                            home: &shared.home,
+                            callee,
+                            contact,
+                            audio,
+                            opts: &opts,
+                            out,
+                            direct_in,
+                            control,
+                        };
+                        match place::run(&shared.session, call).await {
+                            Ok(outcome) => outcome.exit_code(),
+                            Err(e) => {
+                                let code = crate::output::exit_code_of(&e);
+                                out.error(&format!("{e:#}"), code);
+                                code
+                            }
+                        }
+                    }
+                };
+                watcher.abort();
+                release(&shared);
+                finish(code);
+            });
+        }
+        Request::Hangup => {
+            let found = current(&|c| c.control.hang_up());
+            report(out, found, "hangup", "hanging up");
+            finish(if found { EXIT_OK } else { EXIT_FAILED });
+        }
+        Request::Mute | Request::Unmute => {
+            let mute = matches!(request, Request::Mute);
+            let found = current(&|c| c.control.set_muted(mute));
+            let word = if mute { "muted" } else { "unmuted" };
+            report(out, found, if mute { "mute" } else { "unmute" }, word);
+            finish(if found { EXIT_OK } else { EXIT_FAILED });
+        }
+        Request::Answer | Request::Decline => {
+            let accept = matches!(request, Request::Answer);
+            let found = give_answer(&shared.pending, accept);
+            let word = if accept { "answered" } else { "declined" };
+            if found {
+                out.event(word, json!({}), word);
+            } else {
+                out.error("no call is ringing", EXIT_FAILED);
+            }
+            finish(if found { EXIT_OK } else { EXIT_FAILED });
+        }
+        Request::Status => {
+            status(shared, out);
+            finish(EXIT_OK);
+        }
+        Request::Contacts => {
+            let contacts = Contacts::load(&shared.home);
+            let seen = presence::snapshot(&shared.presence);
+            presence::print(&contacts, &seen, out);
+            finish(EXIT_OK);
+        }
+        Request::Lookup { id } => {
+            let session = shared.session.clone();
+            tokio::spawn(async move {
+                let code = match crate::lookup::through_session(&session, &id, out).await {
+                    Ok(code) => code,
+                    Err(e) => {
+                        let code = crate::output::exit_code_of(&e);
+                        out.error(&format!("{e:#}"), code);
+                        code
+                    }
+                };
+                finish(code);
+            });
+        }
+    }
+}
+
+fn report(out: Printer, found: bool, event: &str, text: &str) {
+    if found {
+        out.event(event, json!({}), text);
+    } else {
+        out.error("no call in progress", EXIT_FAILED);
+    }
+}
+
+fn status(shared: &Shared, out: Printer) {
+    let me = shared.session.identity.peer_id();
+    let attached: Vec<String> = shared
+        .session
+        .attachments()
+        .iter()
+        .map(|l| l.addr.to_string())
+        .collect();
+    let call = lock(&shared.current).as_ref().map(|c| {
+        json!({
+            "peer": c.peer.to_string(),
+            "display_name": c.label,
+            "direction": c.direction,
+            "seconds": (c.since.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            "muted": c.control.muted(),
+            "level_in": c.control.levels().0,
+            "level_out": c.control.levels().1,
+        })
+    });
+    let mut text = format!(
+        "online as {me} ({}), pid {}\nattached to: {}",
+        shared.home.display_name(),
+        std::process::id(),
+        if attached.is_empty() {
+            "(none yet)".to_string()
+        } else {
+            attached.join(", ")
+        }
+    );
+    match &call {
+        Some(c) => {
+            text += &format!(
+                "\nin a call ({}) with {} for {} s{}",
+                c["direction"].as_str().unwrap_or_default(),
+                parley_proto::text::printable(c["display_name"].as_str().unwrap_or_default()),
+                c["seconds"],
+                if c["muted"] == true { ", muted" } else { "" }
+            )
+        }
+        None => text += "\nno call in progress",
+    }
+    out.event(
+        "status",
+        json!({
+            "online": true,
+            "id": me.to_string(),
+            "display_name": shared.home.display_name(),
+            "pid": std::process::id(),
+            "attached": attached,
+            "call": call,
+        }),
+        text,
+    );
 }

@@ -42,6 +42,68 @@ pub struct ClientSession {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A cheap, cloneable view of the running session: its identity, endpoint and
+/// attachments.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub identity: Identity,
+    pub endpoint: Endpoint,
+    links: watch::Receiver<Vec<SupernodeLink>>,
+    /// Our datagrams go over TCP (UDP blocked here).
+    pub over_tcp: bool,
+}
+
+impl SessionHandle {
+    /// The first attachment, once there is one.
+    pub async fn attached(&self, timeout: Duration) -> Result<SupernodeLink> {
+        let mut links = self.links.clone();
+        let wait = async move {
+            let l = links.wait_for(|l| !l.is_empty()).await;
+            l.map(|l| l.first().cloned())
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(link)) => link.context("no attachment"),
+            _ => bail!(
+                "could not attach to any supernode within {} s",
+                timeout.as_secs()
+            ),
+        }
+    }
+
+    /// The supernodes we are attached to now.
+    pub fn attachments(&self) -> Vec<SupernodeLink> {
+        self.links.borrow().clone()
+    }
+
+    /// Our candidate addresses for direct connections: local and observed.
+    pub fn candidates(&self) -> Vec<CandidateAddr> {
+        if self.over_tcp {
+            return Vec::new();
+        }
+        let port = self.endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
+        let mut out: Vec<CandidateAddr> = Vec::new();
+        for link in self.links.borrow().iter() {
+            let local = local_ip_towards(link.addr).map(|ip| SocketAddr::new(ip, port));
+            for c in local
+                .map(|addr| CandidateAddr {
+                    kind: AddressKind::Local,
+                    addr,
+                })
+                .into_iter()
+                .chain([CandidateAddr {
+                    kind: AddressKind::Observed,
+                    addr: link.observed,
+                }])
+            {
+                if !out.iter().any(|o| o.addr == c.addr) {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// What the tasks report back to the loop.
 enum Report {
     Dialed(SocketAddr, Option<SupernodeLink>),
@@ -99,44 +161,14 @@ impl ClientSession {
         })
     }
 
-    /// The first attachment, once there is one.
-    pub async fn attached(&mut self, timeout: Duration) -> Result<SupernodeLink> {
-        let wait = self.links.wait_for(|l| !l.is_empty());
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(links)) => links.first().cloned().context("no attachment"),
-            _ => bail!(
-                "could not attach to any supernode within {} s",
-                timeout.as_secs()
-            ),
+    /// What calls and lookups need of the session, to hand to other tasks.
+    pub fn handle(&self) -> SessionHandle {
+        SessionHandle {
+            identity: self.identity.clone(),
+            endpoint: self.endpoint.clone(),
+            links: self.links.clone(),
+            over_tcp: self.over_tcp,
         }
-    }
-
-    /// Our candidate addresses for direct connections: local and observed.
-    pub fn candidates(&self) -> Vec<CandidateAddr> {
-        if self.over_tcp {
-            return Vec::new();
-        }
-        let port = self.endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
-        let mut out: Vec<CandidateAddr> = Vec::new();
-        for link in self.links.borrow().iter() {
-            let local = local_ip_towards(link.addr).map(|ip| SocketAddr::new(ip, port));
-            for c in local
-                .map(|addr| CandidateAddr {
-                    kind: AddressKind::Local,
-                    addr,
-                })
-                .into_iter()
-                .chain([CandidateAddr {
-                    kind: AddressKind::Observed,
-                    addr: link.observed,
-                }])
-            {
-                if !out.iter().any(|o| o.addr == c.addr) {
-                    out.push(c);
-                }
-            }
-        }
-        out
     }
 
     /// Goes offline: closes attachments and saves the host cache.
@@ -202,7 +234,7 @@ impl Shell {
             "online",
             json!({
                 "id": me.to_string(),
-                "name": home.display_name(),
+                "display_name": home.display_name(),
                 "local": local.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 "nat": nat.map(|n| crate::render::nat(n.nat)),
                 "mapped": nat.and_then(|n| n.mapped).map(|m| m.to_string()),

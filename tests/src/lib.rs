@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod calls;
+pub mod client;
 pub mod natlab;
 
 /// Where the workspace's binaries are.

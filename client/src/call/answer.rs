@@ -1,10 +1,18 @@
 //! Incoming calls while `parley online` runs: ring, answer (automatically with
-//! `--auto-answer`, else by asking), and run the call. A second call while one is in
-//! progress gets "busy".
+//! `--auto-answer` or `--echo`, else when the user says so — `y` on the terminal, or
+//! `parley answer` / `parley decline` from anywhere), and run the call. A second call
+//! while one is in progress gets "busy" (see `crate::online`).
+//!
+//! The question is asked only while the call rings: once the caller gives up, the call
+//! is "missed" and a later `y` answers nothing (see [`PendingAnswer`]).
 
+use super::audio::{self, CallControl};
 use super::{talk, CallOptions, Connected};
+use crate::contacts::Contacts;
+use crate::history::{self, Direction, Entry};
+use crate::home::Home;
 use crate::output::Printer;
-use crate::session::IncomingCall;
+use crate::session::{IncomingCall, SessionHandle};
 use anyhow::{Context, Result};
 use parley_net::clock::now;
 use parley_net::{read_frame, send_frame};
@@ -12,22 +20,47 @@ use parley_proto::call::session::{busy_signal, CallEvent, CalleeSession};
 use parley_proto::call::signal::CallSignal;
 use parley_proto::presence::CandidateAddr;
 use parley_proto::{Identity, PeerId};
-use quinn::{Connection, Endpoint};
+use quinn::Connection;
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-/// What answering needs from the session.
+/// The longest an unanswered call rings here, whatever the caller's ring timeout.
+pub const MAX_RING: Duration = Duration::from_secs(120);
+
+/// Where the user's answer to the call ringing now goes: `y`/`n` on the terminal,
+/// `parley answer`/`decline`, the terminal UI. Empty when nothing rings.
+pub type PendingAnswer = Arc<Mutex<Option<oneshot::Sender<bool>>>>;
+
+/// Gives the ringing call an answer; false when nothing rings.
+pub fn give_answer(pending: &PendingAnswer, accept: bool) -> bool {
+    let tx = pending.lock().unwrap_or_else(|p| p.into_inner()).take();
+    tx.is_some_and(|tx| tx.send(accept).is_ok())
+}
+
+/// How incoming calls are answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerMode {
+    /// Ask the user.
+    Ask,
+    /// Answer every call (bots, tests).
+    Auto,
+    /// Answer every call and play the caller's audio back (`--echo`).
+    Echo,
+}
+
+/// What answering needs from the running client.
 pub struct Answerer {
-    pub identity: Identity,
-    pub endpoint: Endpoint,
+    pub session: SessionHandle,
+    pub home: Home,
     pub opts: CallOptions,
-    pub auto_answer: bool,
+    pub mode: AnswerMode,
     pub out: Printer,
-    /// Our datagrams go over TCP (UDP blocked here).
-    pub over_tcp: bool,
+    pub pending: PendingAnswer,
+    /// Whether a person at a terminal can type `y`.
+    pub terminal: bool,
 }
 
 /// `heard.wav` for the first call, `heard-2.wav` for the second, and so on.
@@ -61,6 +94,13 @@ pub async fn refuse_busy(identity: Identity, mut call: IncomingCall) {
     let _ = call.send.finish();
 }
 
+/// How the ringing ended.
+enum Decision {
+    Accept,
+    Decline,
+    Missed,
+}
+
 impl Answerer {
     /// Handles one incoming call to its end.
     pub async fn handle(
@@ -69,8 +109,10 @@ impl Answerer {
         call_number: u32,
         candidates: Vec<CandidateAddr>,
         direct_in: mpsc::Receiver<(PeerId, Connection)>,
+        control: Arc<CallControl>,
     ) -> Result<()> {
         let arrived = Instant::now();
+        let started_ms = history::now_ms();
         let IncomingCall {
             mut send,
             mut recv,
@@ -79,10 +121,12 @@ impl Answerer {
         let CallSignal::Incoming { offer, relays } = signal else {
             return Ok(());
         };
-        let mut session = match CalleeSession::incoming(&self.identity, &offer, relays, now()) {
+        let out = self.out;
+        let identity = &self.session.identity;
+        let mut session = match CalleeSession::incoming(identity, &offer, relays, now()) {
             Ok(s) => s,
             Err(why) => {
-                self.out.event(
+                out.event(
                     "call_refused",
                     json!({"reason": why}),
                     format!("refused an incoming call: {why}"),
@@ -92,15 +136,34 @@ impl Answerer {
                 return Ok(());
             }
         };
-        let (caller, name) = session.caller();
-        let name = parley_proto::text::printable(name);
-        self.out.event(
+        let (caller, claimed) = session.caller();
+        let claimed = claimed.to_string();
+        let contacts = Contacts::load(&self.home);
+        let contact = contacts.name_of(&caller).map(str::to_string);
+        if let Some(warning) = contacts.impostor_warning(&caller, &claimed) {
+            out.warning(&warning);
+        }
+        let label = contact.clone().unwrap_or_else(|| {
+            if claimed.is_empty() {
+                caller.short()
+            } else {
+                let shown = parley_proto::text::printable(&claimed);
+                format!("{shown} (not a contact)")
+            }
+        });
+        let mut entry = Entry {
+            peer: caller.to_string(),
+            display_name: contact.clone().unwrap_or_else(|| claimed.clone()),
+            started_ms,
+            direction: Direction::Incoming,
+            duration_s: 0.0,
+            outcome: String::new(),
+            path: "none".into(),
+        };
+        out.event(
             "incoming",
-            json!({"caller": caller.to_string(), "name": name}),
-            format!(
-                "incoming call from {} ({caller})",
-                if name.is_empty() { "someone" } else { &name }
-            ),
+            json!({"caller": caller.to_string(), "display_name": claimed, "contact": contact}),
+            format!("incoming call from {label} ({caller})"),
         );
         while let Some(s) = session.poll_signal() {
             send_frame(&mut send, &s).await?;
@@ -108,108 +171,170 @@ impl Answerer {
         // We rang: the caller's supernode now sends the relay grants (or the caller
         // gives up first).
         let waited = tokio::time::timeout(GRANT_WAIT, read_frame::<CallSignal>(&mut recv)).await;
-        match waited {
-            Ok(Ok(signal)) => {
-                if !session.handle_signal(signal) {
-                    self.out.event(
-                        "call_ended",
-                        json!({"reason": "cancelled"}),
-                        "the caller gave up",
-                    );
-                    return Ok(());
-                }
-            }
-            Ok(Err(_)) => {
-                self.out.event(
-                    "call_ended",
-                    json!({"reason": "cancelled"}),
-                    "the caller gave up",
+        match waited.map(|r| r.map(|signal| session.handle_signal(signal))) {
+            Ok(Ok(true)) => {}
+            Ok(_) => {
+                out.event(
+                    "call_end",
+                    json!({"outcome": "missed", "peer": caller.to_string()}),
+                    format!("missed call from {label}"),
                 );
+                entry.outcome = "missed".into();
+                history::record(&self.home, &entry);
                 return Ok(());
             }
             Err(_) => tracing::warn!("no relay grant arrived; answering without a relay"),
         }
-        // Audio before answering: with no device and no file, decline with a clear error.
-        let output = numbered_output(self.opts.output.as_ref(), call_number);
-        let audio = self.opts.open_audio(output);
-        if let Err(e) = &audio {
-            eprintln!("error: cannot answer: {e}");
-        }
-        let accept = audio.is_ok()
-            && if self.auto_answer {
-                true
-            } else {
-                eprint!("answer? [y/N] ");
-                let mut line = String::new();
-                let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
-                tokio::select! {
-                    r = stdin.read_line(&mut line) => r.is_ok() && line.trim().eq_ignore_ascii_case("y"),
-                    // The caller may give up while we think.
-                    _ = read_frame::<CallSignal>(&mut recv) => false,
-                }
-            };
-        let (source, sink) = match audio {
-            Ok(pair) if accept => pair,
+        // Audio before answering; a missing device is no reason to decline (see
+        // `audio::open`), but an unwritable --output is.
+        let audio = if self.mode == AnswerMode::Echo {
+            Ok(audio::echo_pair())
+        } else {
+            let output = numbered_output(self.opts.output.as_ref(), call_number);
+            audio::open(&self.opts, output, out).map(|(io, _)| io)
+        };
+        let decision = match &audio {
+            Err(e) => {
+                out.error(&format!("cannot answer: {e:#}"), crate::output::EXIT_FAILED);
+                Decision::Decline
+            }
+            Ok(_) if self.mode != AnswerMode::Ask => Decision::Accept,
+            Ok(_) => self.ask(&mut recv, &mut session, &control, &label).await,
+        };
+        let audio = match (decision, audio) {
+            (Decision::Accept, Ok(audio)) => audio,
+            (Decision::Missed, _) => {
+                out.event(
+                    "call_end",
+                    json!({"outcome": "missed", "peer": caller.to_string()}),
+                    format!("missed call from {label}"),
+                );
+                entry.outcome = "missed".into();
+                history::record(&self.home, &entry);
+                return Ok(());
+            }
             _ => {
                 session.reject();
                 while let Some(s) = session.poll_signal() {
-                    send_frame(&mut send, &s).await?;
+                    let _ = send_frame(&mut send, &s).await;
                 }
                 let _ = send.finish();
-                self.out.event(
-                    "call_ended",
-                    json!({"reason": "declined"}),
-                    "declined the call",
+                out.event(
+                    "call_end",
+                    json!({"outcome": "declined", "peer": caller.to_string()}),
+                    format!("declined the call from {label}"),
                 );
+                entry.outcome = "declined".into();
+                history::record(&self.home, &entry);
                 return Ok(());
             }
         };
-        session.accept(&self.identity, candidates);
+        session.accept(identity, candidates);
         while let Some(s) = session.poll_signal() {
             send_frame(&mut send, &s).await?;
         }
         let _ = send.finish();
-        let safety_code = match session.poll_event() {
+        let (code, peer_candidates, relays) = match session.poll_event() {
             Some(CallEvent::Connected {
                 safety_code,
                 peer_candidates,
                 relays,
             }) => (safety_code, peer_candidates, relays),
             Some(CallEvent::Ended(reason)) => {
-                self.out.event(
-                    "call_ended",
-                    json!({"reason": reason.to_string()}),
+                out.event(
+                    "call_end",
+                    json!({"outcome": "failed", "reason": reason.to_string(), "peer": caller.to_string()}),
                     format!("call ended: {reason}"),
                 );
+                entry.outcome = "failed".into();
+                history::record(&self.home, &entry);
                 return Ok(());
             }
             _ => return Ok(()),
         };
-        let (code, peer_candidates, relays) = safety_code;
         let keys = session.take_keys().context("accepted without keys")?;
-        self.out.event(
+        out.event(
             "connected",
-            json!({"safety_code": code}),
-            format!("connected. Safety code: {code}"),
+            json!({"peer": caller.to_string(), "safety_code": code}),
+            format!("connected to {label}. Safety code: {code}"),
         );
         let connected = Connected {
-            endpoint: self.endpoint.clone(),
-            identity: self.identity.clone(),
+            endpoint: self.session.endpoint.clone(),
+            identity: identity.clone(),
             peer: caller,
             peer_candidates,
             relays,
             keys,
-            audio: (source, sink),
+            audio,
             direct_in,
             dialed_at: arrived,
-            over_tcp: self.over_tcp,
+            over_tcp: self.session.over_tcp,
+            control,
         };
-        let stats = talk(connected, &self.opts, self.out).await?;
+        let result = talk(connected, &self.opts, out).await;
+        match &result {
+            Ok(stats) => {
+                let mut fields = stats.to_json();
+                fields["outcome"] = json!("completed");
+                fields["peer"] = json!(caller.to_string());
+                out.event(
+                    "call_end",
+                    fields,
+                    format!("call ended ({}): {}", stats.ended_by, stats.status_line()),
+                );
+                entry.outcome = "completed".into();
+                entry.duration_s = (stats.duration.as_secs_f64() * 10.0).round() / 10.0;
+                entry.path = stats.path.map(|p| p.name()).unwrap_or("none").into();
+            }
+            Err(_) => entry.outcome = "failed".into(),
+        }
+        history::record(&self.home, &entry);
+        result.map(|_| ())
+    }
+
+    /// Asks the user while the call rings; the question goes away with the call.
+    async fn ask(
+        &self,
+        recv: &mut quinn::RecvStream,
+        session: &mut CalleeSession,
+        control: &CallControl,
+        label: &str,
+    ) -> Decision {
+        let (tx, rx) = oneshot::channel();
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        let how = if self.terminal {
+            "answer? [y/N] (or `parley answer` / `parley decline`)"
+        } else {
+            "answer with `parley answer`, or `parley decline`"
+        };
         self.out.event(
-            "call_end",
-            stats.to_json(),
-            format!("call ended ({}): {}", stats.ended_by, stats.status_line()),
+            "prompt",
+            json!({"answer_with": ["parley answer", "parley decline"]}),
+            format!("{label} is calling: {how}"),
         );
-        Ok(())
+        let decision = tokio::select! {
+            answer = rx => match answer {
+                Ok(true) => Decision::Accept,
+                _ => Decision::Decline,
+            },
+            _ = control.wait_hangup() => Decision::Decline,
+            _ = tokio::time::sleep(MAX_RING) => Decision::Missed,
+            // The caller gives up (Cancel) or goes away (the stream ends).
+            frame = read_frame::<CallSignal>(recv) => {
+                match frame {
+                    Ok(signal) => {
+                        session.handle_signal(signal);
+                    }
+                    Err(_) => session.handle_lost(),
+                }
+                Decision::Missed
+            }
+        };
+        // Nothing rings any more: a late `y` answers nothing.
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        decision
     }
 }

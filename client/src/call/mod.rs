@@ -2,6 +2,7 @@
 //! (`paths`), the audio/media loop (`media`) and its statistics (`stats`).
 
 pub mod answer;
+pub mod audio;
 pub mod media;
 pub mod media_paths;
 pub mod paths;
@@ -15,12 +16,14 @@ use parley_proto::call::signal::RelayGrant;
 use parley_proto::presence::CandidateAddr;
 use parley_proto::{Identity, PeerId};
 use quinn::{Connection, Endpoint};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Which media paths a call may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PathPolicy {
     /// Direct when it connects, else the relay.
     Any,
@@ -30,8 +33,9 @@ pub enum PathPolicy {
     DirectOnly,
 }
 
-/// Everything about a call that the user chooses.
-#[derive(Clone, Debug)]
+/// Everything about a call that the user chooses. It travels over the control socket
+/// when a `parley call` runs through the running client.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CallOptions {
     pub input: Option<PathBuf>,
     pub output: Option<PathBuf>,
@@ -44,13 +48,19 @@ pub struct CallOptions {
 }
 
 impl CallOptions {
-    /// Opens the audio input and output (a file or a device): errors surface before
-    /// anyone's phone rings.
-    pub fn open_audio(&self, output: Option<PathBuf>) -> Result<AudioIo, parley_audio::AudioError> {
-        let source =
-            parley_audio::open_source(self.input.as_deref(), self.input_device.as_deref())?;
-        let sink = parley_audio::open_sink(output.as_deref(), self.output_device.as_deref())?;
-        Ok((source, sink))
+    /// Defaults, no files, no devices named.
+    #[cfg(test)]
+    pub fn for_test() -> CallOptions {
+        CallOptions {
+            input: None,
+            output: None,
+            input_device: None,
+            output_device: None,
+            bitrate: 32_000,
+            paths: PathPolicy::Any,
+            duration: None,
+            ring_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -75,6 +85,8 @@ pub struct Connected {
     pub dialed_at: Instant,
     /// Our datagrams go over TCP (UDP blocked here).
     pub over_tcp: bool,
+    /// Mute and hang-up from outside the call.
+    pub control: Arc<audio::CallControl>,
 }
 
 /// Runs a connected call to its end: paths up, media until someone hangs up.
@@ -83,6 +95,7 @@ pub async fn talk(
     opts: &CallOptions,
     out: Printer,
 ) -> anyhow::Result<stats::CallStats> {
+    let control = call.control.clone();
     let (events_tx, events) = mpsc::channel(8);
     paths::establish(
         paths::PathSetup {
@@ -97,7 +110,7 @@ pub async fn talk(
         call.direct_in,
         events_tx,
     );
-    let (source, sink) = call.audio;
+    let (source, sink) = audio::controlled(call.audio, &call.control);
     let over_tcp = call.over_tcp;
     let mut stats = media::run(
         media::MediaParams {
@@ -113,5 +126,9 @@ pub async fn talk(
     )
     .await?;
     stats.transport = if over_tcp { "tcp" } else { "udp" };
+    if control.hung_up() {
+        // `hangup` ends the input (see `audio::Controlled`); say what really happened.
+        stats.ended_by = "local hang-up".to_string();
+    }
     Ok(stats)
 }

@@ -1,20 +1,25 @@
 //! `parley call ID`: look the callee up, place the call through our supernode, and run
-//! it once answered.
+//! it once answered. Runs in a short-lived session, or inside the running client when
+//! one is up for the identity (see `crate::online`).
 
+use super::audio::CallControl;
 use super::stats::CallStats;
-use super::{talk, CallOptions, Connected};
+use super::{talk, AudioIo, CallOptions, Connected};
+use crate::history::{self, Direction, Entry};
 use crate::home::Home;
-use crate::output::Printer;
-use crate::session::ClientSession;
+use crate::output::{Printer, EXIT_FAILED, EXIT_NOT_CONNECTED, EXIT_NOT_FOUND, EXIT_OK};
+use crate::session::SessionHandle;
 use anyhow::{anyhow, bail, Context, Result};
 use parley_net::clock::{mono, mono_until, now};
 use parley_net::{read_frame, send_frame};
-use parley_proto::call::session::{CallEvent, CallerSession};
+use parley_proto::call::session::{CallEvent, CallerSession, EndReason};
 use parley_proto::call::signal::CallSignal;
 use parley_proto::messages::{ClientToSupernode, SupernodeToClient};
 use parley_proto::relay::CallId;
 use parley_proto::PeerId;
+use quinn::Connection;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -22,46 +27,148 @@ use tokio::sync::mpsc;
 pub enum CallOutcome {
     /// Talked, then hung up.
     Completed(Box<CallStats>),
-    /// Never connected (rejected, busy, no answer, unreachable).
-    NotConnected,
+    /// Never connected.
+    NotConnected(EndReason),
     /// The callee is not online.
     NotFound,
 }
 
-pub async fn run(
-    session: &mut ClientSession,
-    home: &Home,
-    callee: &str,
-    opts: &CallOptions,
-    out: Printer,
+impl CallOutcome {
+    /// The exit code of `parley call` (see docs/user-guide.md).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CallOutcome::Completed(_) => EXIT_OK,
+            CallOutcome::NotFound => EXIT_NOT_FOUND,
+            CallOutcome::NotConnected(
+                EndReason::Rejected | EndReason::Busy | EndReason::RingTimeout,
+            ) => EXIT_NOT_CONNECTED,
+            // We hung up ourselves while it rang: not an error.
+            CallOutcome::NotConnected(EndReason::Cancelled) => EXIT_OK,
+            CallOutcome::NotConnected(_) => EXIT_FAILED,
+        }
+    }
+}
+
+/// The `outcome` word of a call that never connected (history and `call_end`).
+pub fn outcome_word(reason: &EndReason) -> &'static str {
+    match reason {
+        EndReason::Rejected => "rejected",
+        EndReason::Busy => "busy",
+        EndReason::Cancelled => "cancelled",
+        EndReason::RingTimeout => "no_answer",
+        EndReason::Unreachable(_) => "unreachable",
+        EndReason::Failed(_) => "failed",
+    }
+}
+
+/// What a call needs besides the session.
+pub struct PlaceCall<'a> {
+    pub home: &'a Home,
+    pub callee: PeerId,
+    /// The contact name we call them by, if any.
+    pub contact: Option<String>,
+    pub audio: AudioIo,
+    pub opts: &'a CallOptions,
+    pub out: Printer,
+    /// Direct connections our endpoint accepts (the callee's punch-through dial).
+    pub direct_in: mpsc::Receiver<(PeerId, Connection)>,
+    pub control: Arc<CallControl>,
+}
+
+/// Places the call and runs it to its end; prints `call_end` and records the history.
+pub async fn run(session: &SessionHandle, p: PlaceCall<'_>) -> Result<CallOutcome> {
+    let started_ms = history::now_ms();
+    let (callee, home, out) = (p.callee, p.home, p.out);
+    let mut name = p.contact.clone().unwrap_or_default();
+    let result = place(session, p, &mut name).await;
+    let (outcome, duration_s, path) = match &result {
+        Ok(CallOutcome::Completed(stats)) => {
+            let mut fields = stats.to_json();
+            fields["outcome"] = json!("completed");
+            fields["peer"] = json!(callee.to_string());
+            out.event(
+                "call_end",
+                fields,
+                format!("call ended ({}): {}", stats.ended_by, stats.status_line()),
+            );
+            let path = stats.path.map(|p| p.name()).unwrap_or("none");
+            ("completed", stats.duration.as_secs_f64(), path)
+        }
+        Ok(CallOutcome::NotConnected(reason)) => {
+            out.event(
+                "call_end",
+                json!({"outcome": outcome_word(reason), "reason": reason.to_string(), "peer": callee.to_string()}),
+                format!("call ended: {reason}"),
+            );
+            (outcome_word(reason), 0.0, "none")
+        }
+        Ok(CallOutcome::NotFound) => ("unreachable", 0.0, "none"),
+        Err(_) => ("failed", 0.0, "none"),
+    };
+    history::record(
+        home,
+        &Entry {
+            peer: callee.to_string(),
+            display_name: name,
+            started_ms,
+            direction: Direction::Outgoing,
+            duration_s: (duration_s * 10.0).round() / 10.0,
+            outcome: outcome.to_string(),
+            path: path.to_string(),
+        },
+    );
+    result
+}
+
+async fn place(
+    session: &SessionHandle,
+    p: PlaceCall<'_>,
+    name: &mut String,
 ) -> Result<CallOutcome> {
     let dialed_at = Instant::now();
-    let callee: PeerId = callee.parse().map_err(|e| anyhow!("{callee:?}: {e}"))?;
+    let PlaceCall {
+        home,
+        callee,
+        contact,
+        audio,
+        opts,
+        out,
+        direct_in,
+        control,
+    } = p;
     if callee == session.identity.peer_id() {
         bail!("that is your own id: you cannot call yourself");
     }
-    // Audio first: a missing device is an error before anyone's phone rings.
-    let (source, sink) = opts.open_audio(opts.output.clone())?;
-    let link = session.attached(Duration::from_secs(15)).await?;
+    let link = tokio::select! {
+        link = session.attached(Duration::from_secs(15)) => link?,
+        _ = control.wait_hangup() => return Ok(CallOutcome::NotConnected(EndReason::Cancelled)),
+    };
     let record = match link.ask(&ClientToSupernode::Lookup(callee)).await? {
         SupernodeToClient::Found(signed) => signed
             .verify(now())
             .map_err(|e| anyhow!("the callee's presence record is invalid: {e}"))?
             .clone(),
         SupernodeToClient::NotFound => {
-            eprintln!("not found: nobody with id {callee} is online");
+            let who = contact.clone().unwrap_or_else(|| callee.to_string());
+            out.error(
+                &format!("not found: {who} is not online (id {callee})"),
+                EXIT_NOT_FOUND,
+            );
             return Ok(CallOutcome::NotFound);
         }
         other => bail!("lookup failed: {other:?}"),
     };
-    let label = if record.display_name.is_empty() {
-        callee.short()
-    } else {
-        parley_proto::text::printable(&record.display_name)
+    if name.is_empty() {
+        *name = record.display_name.clone();
+    }
+    let label = match (&contact, record.display_name.is_empty()) {
+        (Some(c), _) => c.clone(),
+        (None, false) => parley_proto::text::printable(&record.display_name),
+        (None, true) => callee.short(),
     };
     out.event(
         "calling",
-        json!({"callee": callee.to_string(), "name": record.display_name}),
+        json!({"callee": callee.to_string(), "display_name": record.display_name, "contact": contact}),
         format!("calling {label}…"),
     );
 
@@ -84,6 +191,8 @@ pub async fn run(
         .await
         .context("opening the signalling stream")?;
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());
+    let waiter = control.clone();
+    let mut hangup = std::pin::pin!(waiter.wait_hangup());
     let connected = loop {
         while let Some(signal) = call.poll_signal() {
             // A failed send shows up as a lost chain on the next read.
@@ -101,12 +210,7 @@ pub async fn run(
                 } => break (peer_candidates, relays, safety_code),
                 CallEvent::Ended(reason) => {
                     let _ = send.finish();
-                    out.event(
-                        "call_failed",
-                        json!({"reason": reason.to_string()}),
-                        format!("call ended: {reason}"),
-                    );
-                    return Ok(CallOutcome::NotConnected);
+                    return Ok(CallOutcome::NotConnected(reason));
                 }
             }
             continue;
@@ -117,6 +221,7 @@ pub async fn run(
             .unwrap_or(Duration::from_secs(60));
         tokio::select! {
             _ = &mut stop => call.cancel(),
+            _ = &mut hangup => call.cancel(),
             _ = tokio::time::sleep(wake) => call.handle_timeout(mono()),
             frame = read_frame::<CallSignal>(&mut recv) => match frame {
                 Ok(signal) => call.handle_signal(now(), signal),
@@ -130,6 +235,7 @@ pub async fn run(
     out.event(
         "connected",
         json!({
+            "peer": callee.to_string(),
             "safety_code": safety_code,
             "relays": relays.iter().map(|g| g.relay.addr.to_string()).collect::<Vec<_>>(),
         }),
@@ -142,11 +248,11 @@ pub async fn run(
         peer_candidates,
         relays,
         keys,
-        audio: (source, sink),
-        // The caller's endpoint takes the callee's punch-through dial too.
-        direct_in: std::mem::replace(&mut session.direct, mpsc::channel(1).1),
+        audio,
+        direct_in,
         dialed_at,
         over_tcp: session.over_tcp,
+        control,
     };
     let stats = talk(connected, opts, out).await?;
     Ok(CallOutcome::Completed(Box::new(stats)))
