@@ -52,7 +52,7 @@ impl Default for Limits {
             conns_per_ip: 256,
             conns_total: 20_000,
             handshake_timeout: Duration::from_secs(10),
-            streams_per_conn: 32,
+            streams_per_conn: 256,
             stream_window: 128 * 1024,
             conn_window: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
