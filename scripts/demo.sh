@@ -31,8 +31,8 @@ json() { # line key
 }
 
 echo "== Parley call demo (logs and recordings in $out)"
-sn1_id=$("$bin/supernode" id --key "$out/sn1.key")
-sn2_id=$("$bin/supernode" id --key "$out/sn2.key")
+sn1_id=$("$bin/supernode" id --key "$out/sn1.key" --create)
+sn2_id=$("$bin/supernode" id --key "$out/sn2.key" --create)
 RUST_LOG=warn "$bin/supernode" --listen 127.0.0.1:0 --stun-listen 127.0.0.1:0 --key "$out/sn1.key" >"$out/sn1.out" 2>"$out/sn1.log" &
 pids+=($!)
 sn1=$(field "$(wait_line "$out/sn1.out" "supernode ready" 20)" quic)

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// Run `parley online` to be reachable; the other commands use that running client when
 /// there is one (and start a short-lived session only when there is none).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "parley", version, about, long_about = None)]
 pub struct Cli {
     /// Directory holding your identity, contacts, history and host cache.
     #[arg(long, global = true, env = "PARLEY_HOME")]

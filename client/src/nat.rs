@@ -6,9 +6,11 @@
 use crate::supernode_link::local_ip_towards;
 use anyhow::{Context, Result};
 use parley_net::clock::{now, until};
-use parley_proto::nat::{NatDetector, NatReport, Probe};
+use parley_proto::nat::{NatDetector, NatReport, Probe, StunAnswer};
 use std::net::SocketAddr;
-use stun_rs::attributes::discovery::{ChangeRequest, ChangeRequestFlags, ResponsePort};
+use stun_rs::attributes::discovery::{
+    ChangeRequest, ChangeRequestFlags, OtherAddress, ResponsePort,
+};
 use stun_rs::attributes::stun::XorMappedAddress;
 use stun_rs::methods::BINDING;
 use stun_rs::{
@@ -41,8 +43,8 @@ fn encode(probe: &Probe) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// A success answer's transaction id and mapped address.
-fn decode(datagram: &[u8]) -> Option<([u8; 12], SocketAddr)> {
+/// A success answer received from `from` on the main socket (`on_main`) or the second.
+fn decode(datagram: &[u8], from: SocketAddr, on_main: bool) -> Option<StunAnswer> {
     let (msg, _) = MessageDecoderBuilder::default()
         .build()
         .decode(datagram)
@@ -54,7 +56,17 @@ fn decode(datagram: &[u8]) -> Option<([u8; 12], SocketAddr)> {
         .get::<XorMappedAddress>()?
         .as_xor_mapped_address()
         .ok()?;
-    Some((*msg.transaction_id().as_bytes(), *mapped.socket_address()))
+    let other_address = msg
+        .get::<OtherAddress>()
+        .and_then(|a| a.as_other_address().ok())
+        .map(|a| *a.socket_address());
+    Some(StunAnswer {
+        txid: *msg.transaction_id().as_bytes(),
+        mapped: *mapped.socket_address(),
+        from,
+        other_address,
+        on_main,
+    })
 }
 
 /// Discovers the NAT in front of `main`, probing the supernodes `a` and `b` (QUIC
@@ -86,14 +98,14 @@ pub async fn detect(main: &UdpSocket, a: SocketAddr, b: SocketAddr) -> Result<Na
         let wake = detector.poll_timeout().map(until).unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wake) => detector.handle_timeout(now()),
-            r = main.recv_from(&mut buf_main) => if let Ok((n, _)) = r {
-                if let Some((txid, mapped)) = decode(&buf_main[..n]) {
-                    detector.handle_response(now(), txid, mapped, true);
+            r = main.recv_from(&mut buf_main) => if let Ok((n, from)) = r {
+                if let Some(answer) = decode(&buf_main[..n], from, true) {
+                    detector.handle_response(now(), answer);
                 }
             },
-            r = second.recv_from(&mut buf_second) => if let Ok((n, _)) = r {
-                if let Some((txid, mapped)) = decode(&buf_second[..n]) {
-                    detector.handle_response(now(), txid, mapped, false);
+            r = second.recv_from(&mut buf_second) => if let Ok((n, from)) = r {
+                if let Some(answer) = decode(&buf_second[..n], from, false) {
+                    detector.handle_response(now(), answer);
                 }
             },
         }

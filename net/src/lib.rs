@@ -13,6 +13,8 @@ pub mod error;
 pub mod framing;
 pub mod limits;
 pub mod logging;
+#[cfg(feature = "metrics")]
+pub mod metrics_http;
 pub mod signal;
 pub mod tcp_tunnel;
 pub mod tls;

@@ -17,6 +17,14 @@
 //! Otherwise: an answer from B in step 2 means **full cone**, one from A's other port
 //! **restricted cone**, none **port-restricted cone**.
 //!
+//! Robustness (issue 15): if A has not answered after [`FALLBACK_AFTER`], main probes B
+//! too, and whichever answers first plays A: one dead server is not evidence that UDP
+//! is blocked. If A's answer carries OTHER-ADDRESS (RFC 5780 §7.3: the server has a
+//! second IP), that address plays B, so one supernode with `--stun-alternate-ip` is
+//! enough. Answers that cannot be right are discarded: a mapped address with an
+//! unspecified IP or port 0, an answer from an address the request did not go to, and a
+//! change-port answer from the port the request went to.
+//!
 //! Drive it like every machine here: send what [`NatDetector::poll_probe`] returns, feed
 //! answers to [`NatDetector::handle_response`], call [`NatDetector::handle_timeout`] at
 //! [`NatDetector::poll_timeout`], until [`NatDetector::result`] is `Some`.
@@ -27,8 +35,10 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// How long to wait for the first answer from A before declaring UDP blocked.
+/// How long to wait for the first answer (from A or B) before declaring UDP blocked.
 pub const BLOCKED_AFTER: Duration = Duration::from_millis(1500);
+/// How long A may stay silent before main also asks B in step 1.
+pub const FALLBACK_AFTER: Duration = Duration::from_millis(500);
 /// How long the filtering probes of step 2 may take.
 pub const FILTER_WINDOW: Duration = Duration::from_millis(700);
 /// How long step 3 may take.
@@ -66,6 +76,21 @@ pub struct Probe {
     pub change_port: bool,
 }
 
+/// One STUN success answer, as the shell received it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StunAnswer {
+    /// Its transaction id.
+    pub txid: [u8; 12],
+    /// XOR-MAPPED-ADDRESS: where the server saw the request come from.
+    pub mapped: SocketAddr,
+    /// The datagram's source address.
+    pub from: SocketAddr,
+    /// OTHER-ADDRESS, if the server sent one (it has a second IP).
+    pub other_address: Option<SocketAddr>,
+    /// Received on the main socket (else the second one).
+    pub on_main: bool,
+}
+
 /// What was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NatReport {
@@ -91,7 +116,9 @@ pub struct NatDetector {
     step: Step,
     step_deadline: Timestamp,
     next_retransmit: Timestamp,
-    txids: Vec<([u8; 12], ProbeKind)>,
+    /// When main starts asking B too in step 1.
+    fallback_at: Timestamp,
+    txids: Vec<([u8; 12], ProbeKind, SocketAddr)>,
     counter: u64,
     seed: u64,
     m1: Option<SocketAddr>,
@@ -119,6 +146,7 @@ impl NatDetector {
             step: Step::Primary,
             step_deadline: now + BLOCKED_AFTER,
             next_retransmit: now,
+            fallback_at: now + FALLBACK_AFTER,
             txids: Vec::new(),
             counter: 0,
             seed,
@@ -133,7 +161,7 @@ impl NatDetector {
         d
     }
 
-    fn txid(&mut self, kind: ProbeKind) -> [u8; 12] {
+    fn txid(&mut self, kind: ProbeKind, to: SocketAddr) -> [u8; 12] {
         self.counter += 1;
         let mut x = self.seed ^ self.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut id = [0u8; 12];
@@ -144,18 +172,29 @@ impl NatDetector {
             x ^= x << 17;
             chunk.copy_from_slice(&x.to_be_bytes()[..4]);
         }
-        self.txids.push((id, kind));
+        self.txids.push((id, kind, to));
         id
     }
 
     fn probe(&mut self, kind: ProbeKind) {
-        let txid = self.txid(kind);
+        self.probe_to(
+            kind,
+            if matches!(kind, ProbeKind::Primary | ProbeKind::ChangePort) {
+                self.a
+            } else {
+                self.b
+            },
+        );
+    }
+
+    fn probe_to(&mut self, kind: ProbeKind, to: SocketAddr) {
+        let txid = self.txid(kind, to);
         let m1_port = self.m1.map(|m| m.port());
         let probe = match kind {
             ProbeKind::Primary => Probe {
                 txid,
                 kind,
-                to: self.a,
+                to,
                 from_second_socket: false,
                 response_port: None,
                 change_port: false,
@@ -193,25 +232,36 @@ impl NatDetector {
         self.queue.pop_front()
     }
 
-    /// A STUN success answer with transaction id `txid`, mapped address `mapped`,
-    /// received on the main socket (`on_main`) or the second one.
-    pub fn handle_response(
-        &mut self,
-        now: Timestamp,
-        txid: [u8; 12],
-        mapped: SocketAddr,
-        on_main: bool,
-    ) {
-        let Some(kind) = self
+    /// A STUN success answer. Answers to unknown transactions, and answers that cannot
+    /// be right (see the module docs), are ignored.
+    pub fn handle_response(&mut self, now: Timestamp, answer: StunAnswer) {
+        let StunAnswer {
+            txid,
+            mapped,
+            from,
+            other_address,
+            on_main,
+        } = answer;
+        let Some((kind, to)) = self
             .txids
             .iter()
-            .find(|(id, _)| *id == txid)
-            .map(|(_, k)| *k)
+            .find(|(id, _, _)| *id == txid)
+            .map(|(_, k, to)| (*k, *to))
         else {
             return;
         };
+        if !plausible(kind, to, from, mapped) {
+            return;
+        }
         match (kind, self.step) {
             (ProbeKind::Primary, Step::Primary) if on_main => {
+                if to != self.a {
+                    // A is silent and B answered: B plays A from now on.
+                    std::mem::swap(&mut self.a, &mut self.b);
+                }
+                if let Some(other) = other_address.filter(|o| usable(*o) && o.ip() != self.a.ip()) {
+                    self.b = other;
+                }
                 self.m1 = Some(mapped);
                 if mapped == self.local {
                     return self.finish(NatType::Open);
@@ -271,7 +321,12 @@ impl NatDetector {
         }
         if now >= self.next_retransmit {
             match self.step {
-                Step::Primary => self.probe(ProbeKind::Primary),
+                Step::Primary => {
+                    self.probe(ProbeKind::Primary);
+                    if now >= self.fallback_at && self.b != self.a {
+                        self.probe_to(ProbeKind::Primary, self.b);
+                    }
+                }
                 Step::Filtering => {
                     if !self.change_port_ok {
                         self.probe(ProbeKind::ChangePort);
@@ -295,6 +350,31 @@ impl NatDetector {
     /// The outcome, once discovery has finished.
     pub fn result(&self) -> Option<NatReport> {
         self.result
+    }
+}
+
+/// An address a STUN server could really have observed or named: a specified IP and a
+/// non-zero port.
+fn usable(addr: SocketAddr) -> bool {
+    !addr.ip().is_unspecified() && addr.port() != 0
+}
+
+fn same(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip().to_canonical() == b.ip().to_canonical() && a.port() == b.port()
+}
+
+/// Whether an answer to a `kind` probe sent `to` could be right: a usable mapped
+/// address, from the server asked; a change-port answer from the same IP but another
+/// port.
+fn plausible(kind: ProbeKind, to: SocketAddr, from: SocketAddr, mapped: SocketAddr) -> bool {
+    if !usable(mapped) {
+        return false;
+    }
+    match kind {
+        ProbeKind::ChangePort => {
+            from.ip().to_canonical() == to.ip().to_canonical() && from.port() != to.port()
+        }
+        ProbeKind::Primary | ProbeKind::OtherServer | ProbeKind::Mapping => same(from, to),
     }
 }
 

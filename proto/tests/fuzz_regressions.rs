@@ -1,4 +1,5 @@
 //! Inputs the fuzz targets (`fuzz/`) found, kept as tests.
+#![allow(clippy::unwrap_used)]
 
 use parley_proto::call::e2e::{initiate, prologue, respond};
 use parley_proto::call::media::{MediaCrypto, MediaError, MediaFrame, MAX_DATAGRAM};

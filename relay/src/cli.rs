@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Parley relay: forwards end-to-end encrypted call media between the two parties of
 /// a call, for calls whose tokens a trusted supernode signed.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "relay", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// QUIC address's IP and port, over TCP.
     #[arg(long)]
     pub tcp_listen: Option<SocketAddr>,
+    /// TCP address to serve Prometheus metrics (`/metrics`) and `/health` on. Default: off.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -140,6 +143,7 @@ struct FileConfig {
     supernodes: Vec<String>,
     advertise: Option<SocketAddr>,
     tcp_listen: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
     max_packets_per_sec: Option<u32>,
     max_bytes_per_sec: Option<u32>,
     max_call_secs: Option<u64>,
@@ -159,6 +163,7 @@ pub struct Settings {
     pub supernodes: Vec<String>,
     pub advertise: Option<SocketAddr>,
     pub tcp_listen: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
     pub limits: RelayConfig,
 }
 
@@ -207,6 +212,7 @@ impl RunArgs {
         };
         let tcp_listen = self.tcp_listen.or(file.tcp_listen);
         Ok(Settings {
+            metrics: self.metrics.or(file.metrics),
             tcp_listen,
             listen,
             trust: parse_keys(&trust)?,

@@ -6,10 +6,12 @@
 //! - `switch`: the hot path, the sans-IO [`parley_proto::relay::RelayCore`] behind a mutex.
 //! - [`endpoint`]: the QUIC transport settings of a leg, on both ends.
 //! - `report`: periodic load reports to supernodes.
+//! - [`metrics`]: the relay's counters as Prometheus metrics (`--metrics`).
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod endpoint;
+pub mod metrics;
 mod report;
 pub mod server;
 mod switch;

@@ -13,7 +13,7 @@ async fn main() -> Result<()> {
     parley_net::init_logging("info");
     let cli = cli::Cli::parse();
     if let Some(cli::Command::Id { key }) = cli.command {
-        parley_net::print_server_id(&key)?;
+        parley_net::print_server_id(&key, true)?;
         return Ok(());
     }
     let settings = cli.run.settings()?;
@@ -22,6 +22,7 @@ async fn main() -> Result<()> {
     // The TCP tunnel presents the same identity as QUIC.
     let tunnel_identity = identity.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_rx2 = shutdown_rx.clone();
     let (bound, serve) = server::start(
         RelayParams {
             identity,
@@ -42,8 +43,23 @@ async fn main() -> Result<()> {
     )
     .await
     .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+    let metrics = match settings.metrics {
+        Some(addr) => {
+            let relay = bound.clone();
+            let refresh = std::sync::Arc::new(move || parley_relay::metrics::observe(&relay));
+            let at = parley_net::metrics_http::serve(addr, refresh, shutdown_rx2)
+                .await
+                .context("cannot serve metrics (--metrics)")?;
+            parley_relay::metrics::observe(&bound);
+            format!(" metrics={at}")
+        }
+        None => String::new(),
+    };
     // One machine-readable line on stdout: scripts and tests wait for it.
-    println!("relay ready id={} quic={} tcp={tcp}", bound.id, bound.quic);
+    println!(
+        "relay ready id={} quic={} tcp={tcp}{metrics}",
+        bound.id, bound.quic
+    );
     tracing::info!(id = %bound.id, quic = %bound.quic, "relay listening");
     parley_net::serve_until_signal(serve, shutdown_tx).await;
     Ok(())

@@ -3,12 +3,12 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// Parley supernode: holds signed presence, answers lookups and STUN, forms the overlay.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "supernode", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -18,11 +18,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print this supernode's public key (creating the key file if missing).
+    /// Print this supernode's public key. A missing key file is an error unless
+    /// `--create` is given (so a mistyped path never silently makes a new identity).
     Id {
         /// Key file.
         #[arg(long, default_value = "supernode.key")]
         key: PathBuf,
+        /// Create the key file if it does not exist.
+        #[arg(long)]
+        create: bool,
     },
 }
 
@@ -40,6 +44,10 @@ pub struct RunArgs {
     /// UDP address for STUN binding requests. Default: the QUIC port + 1 on the same IP.
     #[arg(long)]
     pub stun_listen: Option<SocketAddr>,
+    /// A second IP of this host for RFC 5780 NAT behaviour discovery: STUN then answers
+    /// on two IPs and two ports with OTHER-ADDRESS. Needs --stun-listen on a specific IP.
+    #[arg(long, value_name = "IP")]
+    pub stun_alternate_ip: Option<IpAddr>,
     /// A relay to hand out to calls (repeatable); relays can also report in themselves.
     #[arg(long = "relay", value_name = "HOST:PORT")]
     pub relay: Vec<String>,
@@ -51,6 +59,9 @@ pub struct RunArgs {
     /// QUIC address's IP and port, over TCP.
     #[arg(long)]
     pub tcp_listen: Option<SocketAddr>,
+    /// TCP address to serve Prometheus metrics (`/metrics`) and `/health` on. Default: off.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The file form of [`RunArgs`].
@@ -62,9 +73,11 @@ pub struct FileConfig {
     pub join: Vec<String>,
     pub key: Option<PathBuf>,
     pub stun_listen: Option<SocketAddr>,
+    pub stun_alternate_ip: Option<IpAddr>,
     #[serde(default)]
     pub relay: Vec<String>,
     pub tcp_listen: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Settings after merging flags over the file.
@@ -74,8 +87,10 @@ pub struct Settings {
     pub join: Vec<String>,
     pub key: PathBuf,
     pub stun_listen: SocketAddr,
+    pub stun_alternate_ip: Option<IpAddr>,
     pub relays: Vec<String>,
     pub tcp_listen: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -118,6 +133,8 @@ impl RunArgs {
         };
         let tcp_listen = self.tcp_listen.or(file.tcp_listen);
         Ok(Settings {
+            stun_alternate_ip: self.stun_alternate_ip.or(file.stun_alternate_ip),
+            metrics: self.metrics.or(file.metrics),
             tcp_listen,
             listen,
             join,

@@ -170,6 +170,7 @@ async fn run(mut overlay: Overlay, pool: Pool, mut rx: mpsc::Receiver<Command>, 
             }
         }
         drain(&mut overlay, &pool, &results, &mut waiters);
+        crate::metrics::records(overlay.stored_records());
     }
 }
 

@@ -4,23 +4,32 @@ mod calls;
 mod cli;
 mod driver;
 mod limits;
+mod metrics;
 mod pool;
 mod relay_watch;
 mod relays;
 mod server;
 mod stun;
+mod stun_limit;
+mod stun_service;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use parley_proto::keyfile;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     parley_net::init_logging("info");
     let cli = cli::Cli::parse();
-    if let Some(cli::Command::Id { key }) = cli.command {
-        parley_net::print_server_id(&key)?;
+    if let Some(cli::Command::Id { key, create }) = cli.command {
+        parley_net::print_server_id(&key, create).with_context(|| {
+            format!(
+                "no key printed (pass --create to make a new one at {})",
+                key.display()
+            )
+        })?;
         return Ok(());
     }
     let settings = cli.run.settings()?;
@@ -29,11 +38,13 @@ async fn main() -> Result<()> {
     // The TCP tunnel presents the same identity as QUIC.
     let tunnel_identity = identity.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_rx2 = shutdown_rx.clone();
     let (bound, serve) = server::start(
         server::ServerParams {
             identity,
             listen: settings.listen,
             stun_listen: settings.stun_listen,
+            stun_alternate_ip: settings.stun_alternate_ip,
             join: settings.join,
             relays: settings.relays,
             limits: Default::default(),
@@ -49,9 +60,19 @@ async fn main() -> Result<()> {
     )
     .await
     .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+    let metrics = match settings.metrics {
+        Some(addr) => {
+            let bound = parley_net::metrics_http::serve(addr, Arc::new(|| {}), shutdown_rx2)
+                .await
+                .context("cannot serve metrics (--metrics)")?;
+            metrics::describe();
+            format!(" metrics={bound}")
+        }
+        None => String::new(),
+    };
     // One machine-readable line on stdout: scripts and tests wait for it.
     println!(
-        "supernode ready id={} quic={} stun={} tcp={tcp}",
+        "supernode ready id={} quic={} stun={} tcp={tcp}{metrics}",
         bound.id, bound.quic, bound.stun
     );
     tracing::info!(id = %bound.id, quic = %bound.quic, stun = %bound.stun, "supernode listening");

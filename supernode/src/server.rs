@@ -42,6 +42,8 @@ pub struct ServerParams {
     pub identity: Identity,
     pub listen: SocketAddr,
     pub stun_listen: SocketAddr,
+    /// A second IP for RFC 5780 change-IP answers (`--stun-alternate-ip`).
+    pub stun_alternate_ip: Option<std::net::IpAddr>,
     pub join: Vec<String>,
     /// Relays to poll for load (`--relay`).
     pub relays: Vec<String>,
@@ -93,14 +95,10 @@ pub async fn start_with(
     let quic = endpoint
         .local_addr()
         .context("reading the bound QUIC address")?;
-    let stun_socket = tokio::net::UdpSocket::bind(params.stun_listen)
-        .await
-        .with_context(|| format!("cannot bind the STUN port {}", params.stun_listen))?;
-    let stun = stun_socket.local_addr()?;
-    // Change-port answers (RFC 5780) leave from a second socket on the same IP.
-    let stun_alternate = tokio::net::UdpSocket::bind(SocketAddr::new(stun.ip(), 0))
-        .await
-        .with_context(|| format!("cannot bind a second STUN port on {}", stun.ip()))?;
+    // RFC 5780: a second port, and with --stun-alternate-ip a second IP.
+    let stun_sockets =
+        crate::stun_service::bind(params.stun_listen, params.stun_alternate_ip).await?;
+    let stun = stun_sockets.layout.primary;
     let id = params.identity.peer_id();
     let me = Contact { id, addr: quic };
     let overlay = Overlay::new(me, OverlayConfig::default(), driver::now(), rand::random());
@@ -124,9 +122,9 @@ pub async fn start_with(
     };
 
     let serve = async move {
-        tokio::spawn(crate::stun::serve(
-            stun_socket,
-            Some(stun_alternate),
+        tokio::spawn(crate::stun_service::serve(
+            stun_sockets,
+            crate::stun_limit::StunLimits::default(),
             shutdown.clone(),
         ));
         for target in params.join {
@@ -264,10 +262,12 @@ async fn serve_connection(conn: Connection, ctx: Ctx, _permit: ConnPermit) -> Re
     };
     if !overlay {
         ctx.router.attachments.insert(peer, conn.clone());
+        crate::metrics::client_attached(true);
     }
     let result = serve_streams(&conn, contact, overlay, &ctx).await;
     if !overlay {
         ctx.router.attachments.remove(&peer, &conn);
+        crate::metrics::client_attached(false);
     }
     result
 }
@@ -304,6 +304,7 @@ async fn serve_stream(
     if envelope_kind(&first) == Some(CallSignal::KIND) {
         return match (CallSignal::decode(&first), overlay) {
             (Ok(CallSignal::Place { offer, via }), false) => {
+                crate::metrics::call_placed();
                 ctx.router.place(from, send, recv, offer, via).await
             }
             (Ok(CallSignal::Deliver { offer, relays }), true) => {
@@ -383,10 +384,13 @@ async fn client_reply(
             },
             Err(e) => SupernodeToClient::Refused(Refusal::from(&e)),
         },
-        ClientToSupernode::Lookup(id) => match driver.lookup(id).await.ok()? {
-            Some(record) => SupernodeToClient::Found(record),
-            None => SupernodeToClient::NotFound,
-        },
+        ClientToSupernode::Lookup(id) => {
+            crate::metrics::lookup();
+            match driver.lookup(id).await.ok()? {
+                Some(record) => SupernodeToClient::Found(record),
+                None => SupernodeToClient::NotFound,
+            }
+        }
         ClientToSupernode::Supernodes => {
             SupernodeToClient::Supernodes(driver.known(MAX_CONTACTS).await.ok()?)
         }

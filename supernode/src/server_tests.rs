@@ -20,6 +20,7 @@ async fn supernode(limits: Limits) -> Running {
         identity: Identity::generate(),
         listen: "127.0.0.1:0".parse().unwrap(),
         stun_listen: "127.0.0.1:0".parse().unwrap(),
+        stun_alternate_ip: None,
         join: vec![],
         relays: vec![],
         limits,

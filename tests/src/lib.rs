@@ -140,12 +140,19 @@ pub struct Supernode {
     pub id: String,
     pub quic: SocketAddr,
     pub stun: SocketAddr,
+    /// The whole `supernode ready ...` line (optional fields such as `metrics=`).
+    pub ready: String,
     _dir: tempfile::TempDir,
 }
 
 impl Supernode {
     /// Starts one, joining through `join`, and waits until it is listening.
     pub fn start(name: &str, join: &[SocketAddr]) -> Result<Supernode> {
+        Supernode::start_with(name, join, &[])
+    }
+
+    /// Like [`Supernode::start`], with extra flags (e.g. `--metrics 127.0.0.1:0`).
+    pub fn start_with(name: &str, join: &[SocketAddr], extra: &[&str]) -> Result<Supernode> {
         let dir = tempfile::tempdir()?;
         let key = dir.path().join("supernode.key");
         let key = key.to_str().context("temp path is not UTF-8")?.to_string();
@@ -161,6 +168,7 @@ impl Supernode {
         for j in &joins {
             args.extend(["--join", j.as_str()]);
         }
+        args.extend_from_slice(extra);
         let mut proc = Proc::spawn(name, "supernode", &args)?;
         let ready = proc.wait_for(Duration::from_secs(20), |l| {
             l.starts_with("supernode ready")
@@ -176,6 +184,7 @@ impl Supernode {
             id: field("id=")?,
             quic: field("quic=")?.parse()?,
             stun: field("stun=")?.parse()?,
+            ready: ready.clone(),
             proc,
             _dir: dir,
         })
@@ -241,6 +250,8 @@ pub struct Relay {
     pub proc: Proc,
     pub id: String,
     pub quic: SocketAddr,
+    /// The whole `relay ready ...` line (optional fields such as `metrics=`).
+    pub ready: String,
     _dir: tempfile::TempDir,
 }
 
@@ -273,10 +284,49 @@ impl Relay {
         Ok(Relay {
             id: field("id=")?,
             quic: field("quic=")?.parse()?,
+            ready: ready.clone(),
             proc,
             _dir: dir,
         })
     }
+}
+
+/// The value of `key=` in a `... ready key=value ...` line.
+pub fn ready_field(ready: &str, key: &str) -> Option<String> {
+    let prefix = format!("{key}=");
+    ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
+        .map(str::to_string)
+}
+
+/// `GET path` over plain HTTP/1.1 (what `curl` does): the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("not an HTTP answer: {text:?}"))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_string()))
+}
+
+/// The value of an unlabelled sample `name` (or `name{labels}` written out) in
+/// Prometheus text, if present.
+pub fn prometheus_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        (key == name).then(|| value.parse().ok())?
+    })
 }
 
 /// The similarity of a heard recording to the sent audio (both read as 48 kHz mono),

@@ -95,7 +95,16 @@ fn detect(kind: Kind) -> NatReport {
             if nat.inbound_ok(answer_from, answer_to) {
                 // RESPONSE-PORT aims the second socket's answer at the main socket.
                 let on_main = !p.from_second_socket || p.response_port.is_some();
-                d.handle_response(now, p.txid, ext, on_main);
+                d.handle_response(
+                    now,
+                    StunAnswer {
+                        txid: p.txid,
+                        mapped: ext,
+                        from: answer_from,
+                        other_address: None,
+                        on_main,
+                    },
+                );
             }
         }
         if let Some(r) = d.result() {
@@ -153,6 +162,117 @@ fn answers_to_unknown_transactions_are_ignored() {
         Timestamp(0),
         1,
     );
-    d.handle_response(Timestamp(1), [9; 12], "1.2.3.4:5".parse().unwrap(), true);
+    d.handle_response(
+        Timestamp(1),
+        StunAnswer {
+            txid: [9; 12],
+            mapped: "1.2.3.4:5".parse().unwrap(),
+            from: A.parse().unwrap(),
+            other_address: None,
+            on_main: true,
+        },
+    );
     assert!(d.result().is_none());
+}
+
+fn answer(p: &Probe, mapped: &str, from: SocketAddr) -> StunAnswer {
+    StunAnswer {
+        txid: p.txid,
+        mapped: mapped.parse().unwrap(),
+        from,
+        other_address: None,
+        on_main: !p.from_second_socket || p.response_port.is_some(),
+    }
+}
+
+/// Runs a detector whose servers are answered by `serve` (None: no answer), to the end.
+fn run(
+    a: SocketAddr,
+    b: SocketAddr,
+    mut serve: impl FnMut(&Probe) -> Option<StunAnswer>,
+) -> NatReport {
+    let mut d = NatDetector::new(a, b, LOCAL.parse().unwrap(), Timestamp(0), 7);
+    let mut now = Timestamp(0);
+    for _ in 0..1000 {
+        while let Some(p) = d.poll_probe() {
+            if let Some(ans) = serve(&p) {
+                d.handle_response(now, ans);
+            }
+        }
+        if let Some(r) = d.result() {
+            return r;
+        }
+        now = d.poll_timeout().unwrap();
+        d.handle_timeout(now);
+    }
+    panic!("detection did not finish");
+}
+
+#[test]
+fn a_dead_first_server_is_not_udp_blocked() {
+    let (a, b): (SocketAddr, SocketAddr) = (A.parse().unwrap(), B.parse().unwrap());
+    // A never answers; B answers everything straight (a full cone seen from B).
+    let r = run(a, b, |p| {
+        (p.to == b).then(|| answer(p, "198.51.100.101:5000", b))
+    });
+    assert_ne!(r.nat, NatType::UdpBlocked);
+    assert_eq!(r.mapped, Some("198.51.100.101:5000".parse().unwrap()));
+}
+
+#[test]
+fn zero_mapped_addresses_are_discarded() {
+    let (a, b): (SocketAddr, SocketAddr) = (A.parse().unwrap(), B.parse().unwrap());
+    let r = run(a, b, |p| Some(answer(p, "0.0.0.0:0", p.to)));
+    assert_eq!(r.nat, NatType::UdpBlocked, "no believable answer came");
+    assert_eq!(r.mapped, None);
+}
+
+#[test]
+fn a_change_port_answer_from_the_same_port_does_not_count() {
+    let (a, b): (SocketAddr, SocketAddr) = (A.parse().unwrap(), B.parse().unwrap());
+    // A broken server answers change-port requests from its primary port; B is silent
+    // to the second socket. Without the check this reads as a restricted cone.
+    let r = run(a, b, |p| {
+        if p.from_second_socket {
+            return None;
+        }
+        Some(answer(p, "198.51.100.101:5000", p.to))
+    });
+    assert_eq!(r.nat, NatType::PortRestrictedCone);
+    // The same with a correct server: restricted cone.
+    let r = run(a, b, |p| {
+        if p.from_second_socket {
+            return None;
+        }
+        let from = if p.change_port {
+            A_ALT.parse().unwrap()
+        } else {
+            p.to
+        };
+        Some(answer(p, "198.51.100.101:5000", from))
+    });
+    assert_eq!(r.nat, NatType::RestrictedCone);
+}
+
+#[test]
+fn other_address_stands_in_for_a_second_server() {
+    let a: SocketAddr = A.parse().unwrap();
+    let dead: SocketAddr = "192.0.2.99:3478".parse().unwrap();
+    let other: SocketAddr = "198.51.100.21:3479".parse().unwrap();
+    // No NAT filtering (full cone): every probe is answered, by the server it went to;
+    // A names its second IP in OTHER-ADDRESS, B (dead) never answers.
+    let r = run(a, dead, |p| {
+        if p.to == dead {
+            return None;
+        }
+        let from = if p.change_port {
+            A_ALT.parse().unwrap()
+        } else {
+            p.to
+        };
+        let mut ans = answer(p, "198.51.100.101:5000", from);
+        ans.other_address = Some(other);
+        Some(ans)
+    });
+    assert_eq!(r.nat, NatType::FullCone);
 }
