@@ -33,10 +33,11 @@ json() { # line key
 echo "== Parley call demo (logs and recordings in $out)"
 sn1_id=$("$bin/supernode" id --key "$out/sn1.key" --create)
 sn2_id=$("$bin/supernode" id --key "$out/sn2.key" --create)
-RUST_LOG=warn "$bin/supernode" --listen 127.0.0.1:0 --stun-listen 127.0.0.1:0 --key "$out/sn1.key" >"$out/sn1.out" 2>"$out/sn1.log" &
+relay_id=$("$bin/relay" id --key "$out/relay.key")
+RUST_LOG=warn "$bin/supernode" --listen 127.0.0.1:0 --stun-listen 127.0.0.1:0 --key "$out/sn1.key" --relay-key "$relay_id" >"$out/sn1.out" 2>"$out/sn1.log" &
 pids+=($!)
 sn1=$(field "$(wait_line "$out/sn1.out" "supernode ready" 20)" quic)
-RUST_LOG=warn "$bin/supernode" --listen 127.0.0.1:0 --stun-listen 127.0.0.1:0 --key "$out/sn2.key" --join "$sn1" >"$out/sn2.out" 2>"$out/sn2.log" &
+RUST_LOG=warn "$bin/supernode" --listen 127.0.0.1:0 --stun-listen 127.0.0.1:0 --key "$out/sn2.key" --relay-key "$relay_id" --join "$sn1" >"$out/sn2.out" 2>"$out/sn2.log" &
 pids+=($!)
 sn2=$(field "$(wait_line "$out/sn2.out" "supernode ready" 20)" quic)
 RUST_LOG=warn "$bin/relay" --listen 127.0.0.1:0 --key "$out/relay.key" --trust "$sn1_id" --trust "$sn2_id" \

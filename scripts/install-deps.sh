@@ -3,9 +3,10 @@
 # cmake: the opus crate builds its bundled libopus; libasound2-dev: cpal's ALSA backend;
 # iproute2 + nftables: the NAT lab tests build network namespaces; pkg-config for -sys crates.
 # coturn: its turnutils_natdiscovery checks the supernode's RFC 5780 STUN; systemd:
-# systemd-analyze verifies the units in packaging/.
+# systemd-analyze verifies the units in packaging/; tmux: the terminal UI test drives
+# `parley ui` in a real terminal.
 set -euo pipefail
-packages=(cmake libasound2-dev pkg-config iproute2 nftables coturn systemd)
+packages=(cmake libasound2-dev pkg-config iproute2 nftables coturn systemd tmux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

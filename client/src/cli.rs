@@ -18,8 +18,9 @@ pub struct Cli {
     /// Print machine-readable JSON lines (errors too, as `error` events).
     #[arg(long, global = true)]
     pub json: bool,
+    /// What to do; none opens the terminal UI (on a terminal).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,7 +65,11 @@ pub enum Command {
     /// Send your microphone again.
     Unmute,
     /// Answer the call ringing now.
-    Answer,
+    Answer {
+        /// If nothing rings yet, wait up to this many seconds for a call.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        wait: u64,
+    },
     /// Decline the call ringing now.
     Decline,
     /// Whether your client runs, where it is attached, the call in progress.
@@ -102,6 +107,16 @@ pub enum Command {
     },
     /// List sound devices.
     Devices,
+    /// The full-screen terminal UI (also what `parley` alone opens on a terminal); starts
+    /// your client if none runs, and stops it on quit.
+    Ui {
+        /// A supernode to bootstrap from if the UI starts the client (repeatable).
+        #[arg(long = "supernode", value_name = "HOST:PORT")]
+        supernodes: Vec<String>,
+        /// Audio of the calls you place from the UI.
+        #[command(flatten)]
+        call: CallArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +162,22 @@ pub struct CallArgs {
     /// Hang up by yourself after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+}
+
+impl Default for CallArgs {
+    /// What the flags default to.
+    fn default() -> Self {
+        CallArgs {
+            input: None,
+            output: None,
+            input_device: None,
+            output_device: None,
+            bitrate: 32_000,
+            relay_only: false,
+            direct_only: false,
+            duration: None,
+        }
+    }
 }
 
 impl CallArgs {

@@ -188,10 +188,15 @@ pub async fn remote(stream: UnixStream, request: &Request, out: Printer) -> Resu
     write.write_all(line.as_bytes()).await?;
     let mut lines = BufReader::new(read).lines();
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());
+    let mut stopped = false;
     loop {
         let line = tokio::select! {
             // Closing our end tells the running client to cancel; then wait for its word.
-            _ = &mut stop => { let _ = write.shutdown().await; continue; }
+            _ = &mut stop, if !stopped => {
+                stopped = true;
+                let _ = write.shutdown().await;
+                continue;
+            }
             l = lines.next_line() => l?,
         };
         let Some(line) = line else {
@@ -208,17 +213,42 @@ pub async fn remote(stream: UnixStream, request: &Request, out: Printer) -> Resu
             .and_then(|o| o.remove("text"))
             .and_then(|t| t.as_str().map(str::to_string))
             .unwrap_or_default();
-        match v.get("event").and_then(Value::as_str) {
-            Some("error") => out.error(
+        let event = v
+            .as_object_mut()
+            .and_then(|o| o.remove("event"))
+            .and_then(|e| e.as_str().map(str::to_string))
+            .unwrap_or_default();
+        match event.as_str() {
+            "error" => out.error(
                 v["error"].as_str().unwrap_or_default(),
                 v["exit_code"].as_i64().unwrap_or(1) as i32,
             ),
-            Some("warning") => out.warning(v["warning"].as_str().unwrap_or_default()),
-            _ if out.json => println!("{v}"),
-            _ if !text.is_empty() => println!("{text}"),
-            _ => {}
+            "warning" => out.warning(v["warning"].as_str().unwrap_or_default()),
+            _ => out.event(&event, v, text),
         }
     }
+}
+
+/// Sends `request` to the running client and collects what comes back: its events and
+/// the exit code (the terminal UI's way of asking).
+pub async fn ask(home: &Home, request: &Request) -> Result<(Vec<Value>, i32)> {
+    let stream = connect(home).await.context("no client is running")?;
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all((serde_json::to_string(request)? + "\n").as_bytes())
+        .await?;
+    let mut lines = BufReader::new(read).lines();
+    let mut events = Vec::new();
+    while let Some(line) = lines.next_line().await? {
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if let Some(code) = v.get("exit").and_then(Value::as_i64) {
+            return Ok((events, code as i32));
+        }
+        events.push(v);
+    }
+    bail!("the running client closed the connection without an answer")
 }
 
 #[cfg(test)]

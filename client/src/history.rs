@@ -100,21 +100,12 @@ fn short(id: &str) -> String {
     id.chars().take(12).collect()
 }
 
-/// `YYYY-MM-DD HH:MM UTC` from Unix milliseconds (civil-from-days, H. Hinnant).
+/// `YYYY-MM-DD HH:MM UTC` from Unix milliseconds (humantime's RFC 3339, trimmed to minutes).
 pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02} UTC")
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    // Always `YYYY-MM-DDTHH:MM:SSZ` for times after 1970, so the slices are in range.
+    let rfc3339 = humantime::format_rfc3339_seconds(at).to_string();
+    format!("{} {} UTC", &rfc3339[..10], &rfc3339[11..16])
 }
 
 #[cfg(test)]

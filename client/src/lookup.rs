@@ -68,6 +68,21 @@ pub async fn through_session(session: &SessionHandle, id: &str, out: Printer) ->
         .ok_or_else(|| anyhow!("supernode {} did not answer", link.addr))
 }
 
+/// Supernodes to ask without a running client: the given addresses (key unknown), then the
+/// host cache (keys pinned).
+async fn candidates(
+    home: &Home,
+    targets: &[String],
+) -> Result<Vec<(std::net::SocketAddr, Option<PeerId>)>> {
+    let mut candidates: Vec<_> = resolve_all(targets)
+        .await?
+        .into_iter()
+        .map(|a| (a, None))
+        .collect();
+    candidates.extend(home.host_cache().into_iter().map(|c| (c.addr, Some(c.id))));
+    Ok(candidates)
+}
+
 /// Without a running client: dial the given supernodes, then the host cache.
 pub async fn run(
     home: &Home,
@@ -77,12 +92,7 @@ pub async fn run(
     targets: &[String],
     out: Printer,
 ) -> Result<i32> {
-    let mut candidates: Vec<(std::net::SocketAddr, Option<PeerId>)> = resolve_all(targets)
-        .await?
-        .into_iter()
-        .map(|a| (a, None))
-        .collect();
-    candidates.extend(home.host_cache().into_iter().map(|c| (c.addr, Some(c.id))));
+    let candidates = candidates(home, targets).await?;
     if candidates.is_empty() {
         bail!("no supernode to ask: pass --supernode HOST:PORT");
     }
@@ -116,12 +126,7 @@ pub async fn contacts_once(
     use crate::presence::{Seen, State};
     let contacts = Contacts::load(home);
     let mut seen = std::collections::HashMap::new();
-    let mut candidates: Vec<(std::net::SocketAddr, Option<PeerId>)> = resolve_all(targets)
-        .await?
-        .into_iter()
-        .map(|a| (a, None))
-        .collect();
-    candidates.extend(home.host_cache().into_iter().map(|c| (c.addr, Some(c.id))));
+    let candidates = candidates(home, targets).await?;
     let mut link = None;
     for (addr, expected) in candidates {
         if contacts.list.is_empty() {

@@ -14,6 +14,7 @@ mod presence;
 mod render;
 mod session;
 mod supernode_link;
+mod tui;
 
 use anyhow::{Context, Result};
 use call::answer::AnswerMode;
@@ -68,7 +69,21 @@ async fn to_running(home: &Home, request: Request, out: Printer) -> Result<i32> 
 
 async fn run(cli: Cli, out: Printer) -> Result<i32> {
     let home = Home::resolve(cli.home)?;
-    match cli.command {
+    let command = match cli.command {
+        Some(c) => c,
+        None if std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
+        {
+            Command::Ui {
+                supernodes: Vec::new(),
+                call: cli::CallArgs::default(),
+            }
+        }
+        None => return Err(Failure::usage(
+            "no command given (run `parley --help`; on a terminal, `parley` alone opens the UI)",
+        )),
+    };
+    match command {
         Command::Id {
             command: IdCommand::New { name },
         } => {
@@ -214,7 +229,27 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
         Command::Hangup => to_running(&home, Request::Hangup, out).await,
         Command::Mute => to_running(&home, Request::Mute, out).await,
         Command::Unmute => to_running(&home, Request::Unmute, out).await,
-        Command::Answer => to_running(&home, Request::Answer, out).await,
+        Command::Answer { wait } => {
+            // Until something rings (up to --wait), answering is tried quietly.
+            let deadline = std::time::Instant::now() + Duration::from_secs(wait);
+            while std::time::Instant::now() < deadline {
+                if control::connect(&home).await.is_none() {
+                    break;
+                }
+                if let Ok((events, EXIT_OK)) = control::ask(&home, &Request::Answer).await {
+                    for v in events.iter().filter(|v| v["event"] == "answered") {
+                        out.event(
+                            "answered",
+                            serde_json::json!({}),
+                            v["text"].as_str().unwrap_or("answered"),
+                        );
+                    }
+                    return Ok(EXIT_OK);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            to_running(&home, Request::Answer, out).await
+        }
         Command::Decline => to_running(&home, Request::Decline, out).await,
         Command::Status => match control::connect(&home).await {
             Some(stream) => control::remote(stream, &Request::Status, out).await,
@@ -307,9 +342,15 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             lookup::contacts_once(&home, identity, endpoint, &supernodes, out).await?;
             Ok(EXIT_OK)
         }
+        Command::Ui { supernodes, call } => {
+            keyfile::load(&home.key_path())?;
+            let mut opts = call.options(Duration::from_secs(30));
+            audio::validate_files(&mut opts)?;
+            tui::run(&home, &supernodes, opts).await
+        }
         Command::History { last } => {
             let entries = history::load(&home);
-            if entries.is_empty() && !out.json {
+            if entries.is_empty() && !out.is_json() {
                 println!("no calls yet");
             }
             let skip = entries.len().saturating_sub(last);

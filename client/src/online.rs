@@ -11,7 +11,7 @@ use crate::call::CallOptions;
 use crate::contacts::Contacts;
 use crate::control::{Command, Request};
 use crate::home::Home;
-use crate::output::{Printer, EXIT_FAILED, EXIT_OK};
+use crate::output::{ForwardSlot, Printer, EXIT_FAILED, EXIT_OK};
 use crate::presence::{self, PresenceMap};
 use crate::session::{ClientSession, SessionHandle};
 use anyhow::Result;
@@ -31,6 +31,33 @@ struct Current {
     direction: &'static str,
     since: Instant,
     control: Arc<CallControl>,
+    /// `calling`, `ringing`, `connected`.
+    state: &'static str,
+    /// The latest `stats` event of the call.
+    stats: Option<Value>,
+}
+
+impl Current {
+    fn new(
+        peer: PeerId,
+        label: String,
+        direction: &'static str,
+        control: Arc<CallControl>,
+    ) -> Self {
+        Current {
+            peer,
+            label,
+            direction,
+            since: Instant::now(),
+            control,
+            state: if direction == "incoming" {
+                "ringing"
+            } else {
+                "calling"
+            },
+            stats: None,
+        }
+    }
 }
 
 type CurrentCall = Arc<Mutex<Option<Current>>>;
@@ -108,23 +135,19 @@ pub async fn run(
                 };
                 let (peer, name) = (offer.offer.caller, offer.offer.caller_name.clone());
                 let control = Arc::new(CallControl::default());
-                let Some(rx) = claim(&shared, |_| Current {
-                    peer,
-                    label: name,
-                    direction: "incoming",
-                    since: Instant::now(),
-                    control: control.clone(),
-                }) else {
+                let Some(rx) = claim(&shared, |_| Current::new(peer, name, "incoming", control.clone())) else {
                     tokio::spawn(refuse_busy(shared.session.identity.clone(), call));
                     continue;
                 };
                 calls += 1;
                 let (answerer, shared, candidates, n) = (answerer.clone(), shared.clone(), shared.session.candidates(), calls);
+                let (out, slot) = monitor(&shared, answerer.out, None);
                 tokio::spawn(async move {
-                    if let Err(e) = answerer.handle(call, n, candidates, rx, control).await {
-                        answerer.out.error(&format!("call failed: {e:#}"), EXIT_FAILED);
+                    if let Err(e) = answerer.handle(out, call, n, candidates, rx, control).await {
+                        out.error(&format!("call failed: {e:#}"), EXIT_FAILED);
                     }
                     release(&shared);
+                    lock(slot).take();
                 });
             }
             Some(cmd) = commands.recv() => handle(cmd, &shared, cfg.out),
@@ -136,6 +159,8 @@ pub async fn run(
             }
         }
     }
+    // Going offline: new commands find no client from here on.
+    let _ = std::fs::remove_file(home.control_path());
     tracker.abort();
     if let Some(c) = lock(&shared.current).as_ref() {
         c.control.hang_up();
@@ -158,6 +183,41 @@ fn claim(
     let (tx, rx) = mpsc::channel(4);
     *lock(&shared.route) = Some(tx);
     Some(rx)
+}
+
+/// A printer for one call: its events also update the call's state and stats for
+/// `status` (and the terminal UI), and go on to `requester` (a control connection) in
+/// order, ending with the `{"exit": N}` sent through the returned slot.
+fn monitor(
+    shared: &Shared,
+    base: Printer,
+    requester: Option<mpsc::UnboundedSender<Value>>,
+) -> (Printer, &'static ForwardSlot) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    let (printer, slot) = match requester {
+        Some(_) => base.forwarding_quietly(tx),
+        None => base.forwarding(tx),
+    };
+    let current = shared.current.clone();
+    tokio::spawn(async move {
+        while let Some(v) = rx.recv().await {
+            if let Some(c) = lock(&current).as_mut() {
+                match v["event"].as_str() {
+                    Some("ringing") => c.state = "ringing",
+                    Some("connected") => {
+                        c.state = "connected";
+                        c.since = Instant::now();
+                    }
+                    Some("stats") => c.stats = Some(v.clone()),
+                    _ => {}
+                }
+            }
+            if let Some(r) = &requester {
+                let _ = r.send(v);
+            }
+        }
+    });
+    (printer, slot)
 }
 
 fn release(shared: &Shared) {
@@ -198,10 +258,6 @@ fn in_foreground() -> bool {
     rustix::termios::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == rustix::process::getpgrp())
 }
 
-fn done(reply: &mpsc::UnboundedSender<Value>, code: i32) {
-    let _ = reply.send(json!({ "exit": code }));
-}
-
 /// One control request.
 fn handle(cmd: Command, shared: &Shared, out: Printer) {
     let Command {
@@ -209,10 +265,15 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
         reply,
         gone,
     } = cmd;
-    let (out, slot) = out.forwarding(reply.clone());
+    let (out, slot) = match &request {
+        // A call's events also feed `status`; the exit follows them in order.
+        Request::Call { .. } => monitor(shared, out, Some(reply.clone())),
+        _ => out.forwarding_quietly(reply.clone()),
+    };
     let finish = move |code: i32| {
-        done(&reply, code);
-        lock(slot).take();
+        if let Some(tx) = lock(slot).take() {
+            let _ = tx.send(json!({ "exit": code }));
+        }
     };
     let current = |f: &dyn Fn(&Current)| -> bool {
         match lock(&shared.current).as_ref() {
@@ -238,12 +299,8 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
             };
             let control = Arc::new(CallControl::default());
             let label = contact.clone().unwrap_or_else(|| callee.short());
-            let Some(direct_in) = claim(shared, |_| Current {
-                peer: callee,
-                label: label.clone(),
-                direction: "outgoing",
-                since: Instant::now(),
-                control: control.clone(),
+            let Some(direct_in) = claim(shared, |_| {
+                Current::new(callee, label.clone(), "outgoing", control.clone())
             }) else {
                 out.error(
                     "already in a call: hang up first (`parley hangup`)",
@@ -366,6 +423,8 @@ fn status(shared: &Shared, out: Printer) {
             "display_name": c.label,
             "direction": c.direction,
             "seconds": (c.since.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            "state": c.state,
+            "stats": c.stats,
             "muted": c.control.muted(),
             "level_in": c.control.levels().0,
             "level_out": c.control.levels().1,

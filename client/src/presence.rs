@@ -145,7 +145,7 @@ async fn check(session: &SessionHandle, map: &PresenceMap, id: parley_proto::Pee
 
 /// One `contact` event per contact (a table for people).
 pub fn print(contacts: &Contacts, seen: &HashMap<String, Seen>, out: Printer) {
-    if contacts.list.is_empty() && !out.json {
+    if contacts.list.is_empty() && !out.is_json() {
         println!("no contacts yet: add one with `parley contact add NAME ID`");
     }
     for c in &contacts.list {

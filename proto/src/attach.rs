@@ -16,9 +16,17 @@ use crate::presence::{
     MAX_SUPERNODES,
 };
 use crate::time::Timestamp;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+fn identity_prefix(identity: &Identity) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&identity.peer_id().as_bytes()[..8]);
+    out
+}
 
 /// Most supernodes remembered in the host cache.
 pub const HOST_CACHE_SIZE: usize = 64;
@@ -28,15 +36,23 @@ pub const HOST_CACHE_SIZE: usize = 64;
 pub struct AttachConfig {
     /// How many supernodes to stay attached to.
     pub target: usize,
-    /// First retry delay after a failed dial; doubles per failure.
+    /// First retry delay after a failed dial (or a refused record); doubles per
+    /// failure, and each delay is drawn from its upper half, so clients that lost the
+    /// same supernode do not come back in step.
     pub retry_min: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
-    /// How often the record is re-signed and republished.
+    /// How often the record is re-signed and republished, ±10 % at random. Changes
+    /// (an attachment gained or lost) republish at once besides.
     pub republish_interval: Duration,
-    /// How long a published record lives.
+    /// How long a published record lives. Must exceed `republish_interval` with
+    /// room for a lost publication, and stay below
+    /// [`crate::presence::MAX_TTL`] with room for clock skew.
     pub record_ttl: Duration,
 }
+
+/// How long a published record lives by default ([`AttachConfig::record_ttl`]).
+pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(50 * 60);
 
 impl Default for AttachConfig {
     fn default() -> Self {
@@ -44,8 +60,11 @@ impl Default for AttachConfig {
             target: 2,
             retry_min: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
-            republish_interval: Duration::from_secs(60),
-            record_ttl: Duration::from_secs(10 * 60),
+            // Publisher-driven refresh (as Mainline DHT's announces): each refresh
+            // costs one publication per attachment, so it is rare; the overlay's
+            // holders only republish what is not refreshed (see `overlay`).
+            republish_interval: Duration::from_secs(20 * 60),
+            record_ttl: DEFAULT_RECORD_TTL,
         }
     }
 }
@@ -89,6 +108,8 @@ struct Candidate {
     next_try: Timestamp,
     /// When it last answered; never-seen bootstrap entries sort after known-good ones.
     last_ok: Option<Timestamp>,
+    /// Our address as this supernode saw it while attached.
+    observed: Option<SocketAddr>,
 }
 
 /// The attachment state of one client.
@@ -98,8 +119,8 @@ pub struct Attachment {
     config: AttachConfig,
     candidates: Vec<Candidate>,
     local_addrs: Vec<SocketAddr>,
-    observed: Vec<SocketAddr>,
     seq: u64,
+    rng: StdRng,
     nat: NatType,
     next_republish: Option<Timestamp>,
     actions: VecDeque<AttachAction>,
@@ -116,14 +137,15 @@ impl Attachment {
         local_addrs: Vec<SocketAddr>,
         now: Timestamp,
     ) -> Attachment {
+        let seed = u64::from_le_bytes(identity_prefix(&identity)) ^ now.as_millis();
         let mut a = Attachment {
             identity,
             display_name,
             config,
             candidates: Vec::new(),
             local_addrs,
-            observed: Vec::new(),
             seq: 0,
+            rng: StdRng::seed_from_u64(seed),
             nat: NatType::Unknown,
             next_republish: None,
             actions: VecDeque::new(),
@@ -155,6 +177,7 @@ impl Attachment {
             failures: 0,
             next_try: Timestamp(0),
             last_ok,
+            observed: None,
         });
     }
 
@@ -222,11 +245,11 @@ impl Attachment {
                 let c = &mut self.candidates[i];
                 c.state = State::Attached;
                 c.id = Some(id);
-                c.failures = 0;
+                // Failures are forgiven when a publication succeeds, not on connect:
+                // a supernode that accepts us but refuses our record must not be
+                // re-dialled in a tight loop.
                 c.last_ok = Some(now);
-                if !self.observed.contains(&observed) {
-                    self.observed.push(observed);
-                }
+                c.observed = Some(observed);
                 self.actions
                     .push_back(AttachAction::Attached(Contact { id, addr }));
                 self.republish(now);
@@ -240,9 +263,10 @@ impl Attachment {
         let (min, max) = (self.config.retry_min, self.config.retry_max);
         let c = &mut self.candidates[i];
         c.state = State::Idle;
+        c.observed = None;
         c.failures = c.failures.saturating_add(1);
         let backoff = min.saturating_mul(1 << c.failures.min(16)).min(max);
-        c.next_try = now + backoff;
+        c.next_try = now + backoff.mul_f64(self.rng.gen_range(0.5..=1.0));
     }
 
     /// An attachment's connection was lost.
@@ -265,7 +289,11 @@ impl Attachment {
 
     /// The outcome of a `Publish`; a refusal is treated like a lost attachment.
     pub fn handle_published(&mut self, now: Timestamp, to: Contact, ok: bool) {
-        if !ok {
+        if ok {
+            if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == to.addr) {
+                c.failures = 0;
+            }
+        } else {
             self.handle_lost(now, to.addr);
         }
     }
@@ -354,7 +382,7 @@ impl Attachment {
                 kind: AddressKind::Local,
                 addr,
             })
-            .chain(self.observed.iter().map(|&addr| CandidateAddr {
+            .chain(self.observed_now().into_iter().map(|addr| CandidateAddr {
                 kind: AddressKind::Observed,
                 addr,
             }))
@@ -385,7 +413,26 @@ impl Attachment {
                 record: record.clone(),
             });
         }
-        self.next_republish = Some(now + self.config.republish_interval);
+        let interval = self.config.republish_interval;
+        self.next_republish = Some(now + interval.mul_f64(self.rng.gen_range(0.9..=1.1)));
+    }
+
+    /// Our addresses as the supernodes attached right now see them: the ones that
+    /// are true now, never an accumulation of past ones.
+    fn observed_now(&self) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for c in self
+            .candidates
+            .iter()
+            .filter(|c| c.state == State::Attached)
+        {
+            if let Some(addr) = c.observed {
+                if !out.contains(&addr) {
+                    out.push(addr);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -458,10 +505,14 @@ mod tests {
         assert_eq!(dials(&drain(&mut a)), vec![addr(3)]);
         // With every address tried and two failed, a retry is scheduled after a backoff.
         a.handle_dialed(Timestamp(1_200), addr(3), None);
+        // The backoff is randomised (so clients that lost the same supernode do not all
+        // come back at once): whichever dead address is due first is dialled, alone.
         let retry_at = a.poll_timeout().unwrap();
         assert!(retry_at > Timestamp(1_200));
         a.handle_timeout(retry_at);
-        assert_eq!(dials(&drain(&mut a)), vec![addr(1)]);
+        let retried = dials(&drain(&mut a));
+        assert_eq!(retried.len(), 1, "{retried:?}");
+        assert!([addr(1), addr(3)].contains(&retried[0]), "{retried:?}");
     }
 
     #[test]
@@ -532,10 +583,83 @@ mod tests {
         );
         drain(&mut a);
         let due = a.poll_timeout().unwrap();
-        assert_eq!(due, Timestamp(61_000));
+        let interval = AttachConfig::default().republish_interval.as_millis() as u64;
+        let (lo, hi) = (interval * 9 / 10, interval * 11 / 10);
+        assert!(
+            (1_000 + lo..=1_000 + hi).contains(&due.as_millis()),
+            "{due}"
+        );
         a.handle_timeout(due);
         assert!(drain(&mut a)
             .iter()
             .any(|x| matches!(x, AttachAction::Publish { .. })));
+    }
+
+    fn observed(record: &SignedPresence) -> Vec<SocketAddr> {
+        record
+            .record
+            .addresses
+            .iter()
+            .filter(|a| a.kind == AddressKind::Observed)
+            .map(|a| a.addr)
+            .collect()
+    }
+
+    #[test]
+    fn the_record_carries_the_addresses_true_now() {
+        let mut a = machine(&[addr(1), addr(2), addr(3)], &[]);
+        drain(&mut a);
+        let sn = || Identity::generate().peer_id();
+        a.handle_dialed(Timestamp(2_000), addr(1), Some((sn(), addr(50))));
+        a.handle_dialed(Timestamp(2_000), addr(2), Some((sn(), addr(50))));
+        assert_eq!(
+            observed(&a.current_record(Timestamp(2_000))),
+            vec![addr(50)]
+        );
+        // The NAT moves us to a new port nine times; each time both attachments
+        // break and come back.
+        for (n, port) in (51..60).enumerate() {
+            let now = Timestamp(3_000 + 100_000 * n as u64);
+            a.handle_lost(now, addr(1));
+            a.handle_lost(now, addr(2));
+            drain(&mut a);
+            a.handle_dialed(now, addr(1), Some((sn(), addr(port))));
+            a.handle_dialed(now, addr(2), Some((sn(), addr(port))));
+            assert_eq!(observed(&a.current_record(now)), vec![addr(port)]);
+            drain(&mut a);
+        }
+    }
+
+    #[test]
+    fn a_refused_record_backs_off_with_jitter() {
+        let mut a = machine(&[addr(1)], &[]);
+        drain(&mut a);
+        let sn = Identity::generate().peer_id();
+        let mut now = Timestamp(1_000);
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            a.handle_dialed(now, addr(1), Some((sn, addr(50))));
+            drain(&mut a);
+            a.handle_published(
+                now,
+                Contact {
+                    id: sn,
+                    addr: addr(1),
+                },
+                false,
+            );
+            drain(&mut a);
+            let next = a.poll_timeout().unwrap();
+            gaps.push(next.since(now));
+            now = next;
+            a.handle_timeout(now);
+            assert_eq!(dials(&drain(&mut a)), vec![addr(1)]);
+        }
+        // Each delay at least doubles the lower bound of the one before, up to the cap.
+        let min = AttachConfig::default().retry_min;
+        for (i, gap) in gaps.iter().enumerate() {
+            let full = min * (1 << (i + 1));
+            assert!(*gap >= full / 2 && *gap <= full, "{i}: {gap:?}");
+        }
     }
 }

@@ -31,26 +31,39 @@ pub enum IdError {
     InvalidKey,
 }
 
+/// The curve's identity point, compressed: a valid key that verifies nothing
+/// (strict verification refuses small-order keys).
+const IDENTITY_POINT: [u8; 32] = {
+    let mut p = [0u8; 32];
+    p[0] = 1;
+    p
+};
+
 /// A public identity: an ed25519 verifying key.
+///
+/// Held as its 32 compressed bytes, checked to be a valid point when made: ids are
+/// copied, hashed and compared far more often than they verify signatures (every
+/// contact in every DHT reply carries one), and the decompressed key is six times
+/// the size. [`PeerId::verify`] decompresses on use.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PeerId(VerifyingKey);
+pub struct PeerId([u8; 32]);
 
 impl PeerId {
     /// From the 32 raw key bytes; refuses bytes that are not a curve point.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<PeerId, IdError> {
         VerifyingKey::from_bytes(bytes)
-            .map(PeerId)
+            .map(|_| PeerId(*bytes))
             .map_err(|_| IdError::InvalidKey)
     }
 
     /// The 32 raw key bytes.
     pub fn to_bytes(&self) -> [u8; 32] {
-        self.0.to_bytes()
+        self.0
     }
 
     /// The key bytes, borrowed.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
+        &self.0
     }
 
     /// The DHT key of this identity.
@@ -60,14 +73,18 @@ impl PeerId {
 
     /// Checks `signature` over `message` (callers add their own domain separation).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        self.0
+        self.verifying_key()
             .verify_strict(message, &Signature::from_bytes(signature))
             .is_ok()
     }
 
-    /// The underlying dalek key.
-    pub fn verifying_key(&self) -> &VerifyingKey {
-        &self.0
+    /// The underlying dalek key (decompressed on each call).
+    pub fn verifying_key(&self) -> VerifyingKey {
+        // Checked to decompress when the id was made; the fallback is unreachable
+        // and verifies nothing.
+        VerifyingKey::from_bytes(&self.0).unwrap_or_else(|_| {
+            VerifyingKey::from_bytes(&IDENTITY_POINT).expect("the identity point decompresses")
+        })
     }
 
     /// The first characters of the printable id: enough for logs.
@@ -162,7 +179,7 @@ impl Identity {
 
     /// The public half.
     pub fn peer_id(&self) -> PeerId {
-        PeerId(self.0.verifying_key())
+        PeerId(self.0.verifying_key().to_bytes())
     }
 
     /// Signs `message` (callers add their own domain separation).

@@ -83,6 +83,11 @@ pub enum SupernodeReply {
     Stored,
     /// The request was refused.
     Refused(Refusal),
+    /// A `Store` refused as stale, with the newer record the receiver holds as
+    /// proof. The requester verifies it before acting on it: a bare claim of
+    /// staleness (a `Refused` with [`RefusalCode::Stale`]) never makes anyone drop
+    /// a valid record.
+    Superseded(SignedPresence),
 }
 
 /// Why a request was refused, for the requester to act on.

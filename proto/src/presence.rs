@@ -108,10 +108,11 @@ pub enum RecordError {
     /// The record has expired.
     #[error(
         "presence record expired at {expires_at} (now {now}, even allowing {} s of clock \
-         skew); if it was just made with the usual 600 s lifetime, the signing machine's clock \
+         skew); if it was just made with the usual {} s lifetime, the signing machine's clock \
          is about {} s behind this one",
         MAX_CLOCK_SKEW.as_secs(),
-        now.since(*expires_at).as_secs() + 600
+        crate::attach::DEFAULT_RECORD_TTL.as_secs(),
+        now.since(*expires_at).as_secs() + crate::attach::DEFAULT_RECORD_TTL.as_secs()
     )]
     Expired {
         /// When it expired.
@@ -186,6 +187,14 @@ impl SignedPresence {
         {
             return Err(RecordError::BadSignature);
         }
+        self.check_time(now)?;
+        Ok(&self.record)
+    }
+
+    /// The time-dependent part of [`SignedPresence::verify`]: not lapsed at `now` (its
+    /// expiry plus [`MAX_CLOCK_SKEW`], see [`PresenceRecord::lapses_at`]) and not expiring
+    /// more than [`MAX_TTL`] + [`MAX_CLOCK_SKEW`] after it.
+    pub fn check_time(&self, now: Timestamp) -> Result<(), RecordError> {
         if self.record.lapses_at() <= now {
             return Err(RecordError::Expired {
                 expires_at: self.record.expires_at,
@@ -195,7 +204,7 @@ impl SignedPresence {
         if self.record.expires_at > now + MAX_TTL + MAX_CLOCK_SKEW {
             return Err(RecordError::ExpiryTooFar);
         }
-        Ok(&self.record)
+        Ok(())
     }
 
     /// Whether this record may replace `held`: a strictly higher sequence number, or the

@@ -22,7 +22,9 @@ const KILLED: usize = SUPERNODES / 5;
 const SEED: u64 = 0x5eed_0f9a_71e7;
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 const LATENCY_MS: std::ops::RangeInclusive<u64> = 5..=80;
-const RECORD_TTL: Duration = Duration::from_secs(10 * 60);
+// Clients refresh records within their lifetime; holders republish after most of
+// an interval (30 min) without a refresh, so records must outlive that.
+const RECORD_TTL: Duration = Duration::from_secs(60 * 60);
 
 enum Msg {
     Request {

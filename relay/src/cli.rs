@@ -54,6 +54,17 @@ pub struct RunArgs {
     /// QUIC address's IP and port, over TCP.
     #[arg(long)]
     pub tcp_listen: Option<SocketAddr>,
+    /// UDP address of the media data plane (default: the --listen IP, an ephemeral
+    /// port; clients learn the port when they join).
+    #[arg(long)]
+    pub data_listen: Option<SocketAddr>,
+    /// Data-plane threads, one UDP socket each (default 0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub data_threads: usize,
+    /// Joins per second per client IP (bursts of three seconds' worth); each join costs
+    /// a signature check. Default 20.
+    #[arg(long, default_value_t = parley_proto::relay::JoinLimiter::DEFAULT_PER_SEC)]
+    pub max_joins_per_ip: u32,
     /// TCP address to serve Prometheus metrics (`/metrics`) and `/health` on. Default: off.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -163,6 +174,9 @@ pub struct Settings {
     pub supernodes: Vec<String>,
     pub advertise: Option<SocketAddr>,
     pub tcp_listen: Option<SocketAddr>,
+    pub data_listen: Option<SocketAddr>,
+    pub data_threads: usize,
+    pub max_joins_per_ip: u32,
     pub metrics: Option<SocketAddr>,
     pub limits: RelayConfig,
 }
@@ -226,6 +240,9 @@ impl RunArgs {
                 self.supernodes
             },
             advertise: self.advertise.or(file.advertise),
+            data_listen: self.data_listen,
+            data_threads: self.data_threads,
+            max_joins_per_ip: self.max_joins_per_ip,
             limits: self.limits.or(file_limits).config()?,
         })
     }

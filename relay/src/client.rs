@@ -17,8 +17,9 @@
 use crate::endpoint::dial_leg;
 use parley_net::{peer_id_of, read_frame, request, write_frame, NetError};
 use parley_proto::presence::Contact;
+use parley_proto::relay::channel::{ChannelKey, EXPORTER_LABEL, KEY_LEN};
 use parley_proto::relay::messages::{ClientToRelay, RelayToClient};
-use parley_proto::relay::{RelayLoad, RelayRefusal, SignedRelayToken};
+use parley_proto::relay::{ChannelGrant, RelayLoad, RelayRefusal, SignedRelayToken};
 use parley_proto::Identity;
 use quinn::{Connection, Endpoint, RecvStream};
 use std::time::Duration;
@@ -45,6 +46,9 @@ pub enum RelayClientError {
     /// Nothing in time.
     #[error("the relay did not answer within {0:?}")]
     Timeout(Duration),
+    /// The media channel's socket failed.
+    #[error("relay channel: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// A joined leg: the connection to the relay, over which datagrams now go to the
@@ -56,6 +60,10 @@ pub struct RelayLeg {
     pub conn: Connection,
     /// Whether the other party's leg is there (datagrams cross already).
     pub paired: bool,
+    /// The leg's media channel on the relay's data port, if granted.
+    pub channel: Option<ChannelGrant>,
+    /// The channel's key, exported from this connection's TLS session.
+    pub channel_key: Option<ChannelKey>,
     /// The join stream, on which `Paired` arrives. Dropping it is harmless.
     control: RecvStream,
 }
@@ -79,11 +87,20 @@ pub async fn join_relay(
         let (mut send, mut control) = conn.open_bi().await.map_err(NetError::from)?;
         write_frame(&mut send, &ClientToRelay::Join(token.clone())).await?;
         match read_frame::<RelayToClient>(&mut control).await? {
-            RelayToClient::Joined { paired } => Ok(RelayLeg {
-                conn,
-                paired,
-                control,
-            }),
+            RelayToClient::Joined { paired, channel } => {
+                let mut key = [0u8; KEY_LEN];
+                let channel_key = conn
+                    .export_keying_material(&mut key, EXPORTER_LABEL, b"")
+                    .ok()
+                    .map(|()| ChannelKey(key));
+                Ok(RelayLeg {
+                    conn,
+                    paired,
+                    channel,
+                    channel_key,
+                    control,
+                })
+            }
             RelayToClient::Refused(refusal) => {
                 conn.close(0u32.into(), b"join refused");
                 Err(RelayClientError::Refused(refusal))

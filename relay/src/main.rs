@@ -31,6 +31,10 @@ async fn main() -> Result<()> {
             config: settings.limits,
             supernodes: settings.supernodes,
             advertise: settings.advertise,
+            data_listen: settings.data_listen,
+            data_threads: settings.data_threads,
+            max_joins_per_ip: settings.max_joins_per_ip,
+            wall_clock: None,
         },
         shutdown_rx.clone(),
     )
@@ -57,8 +61,8 @@ async fn main() -> Result<()> {
     };
     // One machine-readable line on stdout: scripts and tests wait for it.
     println!(
-        "relay ready id={} quic={} tcp={tcp}{metrics}",
-        bound.id, bound.quic
+        "relay ready id={} quic={} tcp={tcp} data={}{metrics}",
+        bound.id, bound.quic, bound.data
     );
     tracing::info!(id = %bound.id, quic = %bound.quic, "relay listening");
     parley_net::serve_until_signal(serve, shutdown_tx).await;

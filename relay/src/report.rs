@@ -8,7 +8,7 @@
 use parley_net::{dial, request, NetError};
 use parley_proto::relay::messages::{RelayToSupernode, SupernodeToRelay};
 use parley_proto::relay::{RelayLoad, ALPN_RELAY_REPORT};
-use parley_proto::Identity;
+use parley_proto::{Identity, PeerId};
 use quinn::{Connection, Endpoint};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,6 +22,9 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(4);
 pub(crate) struct Reporter {
     pub endpoint: Endpoint,
     pub identity: Identity,
+    /// The supernodes whose tokens this relay accepts: a supernode outside this list
+    /// gets no reports, so it never hands this relay out (its tokens would be refused).
+    pub trusted: Vec<PeerId>,
     /// `HOST:PORT` of the supernode.
     pub target: String,
 }
@@ -32,6 +35,8 @@ enum ReportError {
     Resolve(std::io::Error),
     #[error("resolves to no address")]
     NoAddress,
+    #[error("the supernode there ({0}) is not in --trust: not reporting to it")]
+    Untrusted(PeerId),
     #[error(transparent)]
     Net(#[from] NetError),
 }
@@ -83,7 +88,7 @@ impl Reporter {
             Some(c) if c.close_reason().is_none() => c,
             _ => {
                 let addr = self.resolve().await?;
-                let (c, _) = dial(
+                let (c, supernode) = dial(
                     &self.endpoint,
                     &self.identity,
                     addr,
@@ -92,6 +97,10 @@ impl Reporter {
                     REPORT_TIMEOUT,
                 )
                 .await?;
+                if !self.trusted.contains(&supernode) {
+                    c.close(0u32.into(), b"not a trusted supernode");
+                    return Err(ReportError::Untrusted(supernode));
+                }
                 c
             }
         };

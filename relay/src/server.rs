@@ -2,23 +2,25 @@
 //! streams, forwards their datagrams through the switch (`switch.rs`), and runs the timers.
 //! [`start`] is what `main` and tests call.
 
+use crate::dataplane::DataPlane;
 use crate::endpoint::relay_endpoint;
 use crate::report;
 use crate::switch::{Admitted, Switch};
 use anyhow::{bail, Context, Result};
-use parley_net::{clock, peer_id_of, read_frame, NetError};
+use parley_net::{peer_id_of, read_frame, NetError};
 use parley_proto::codec::WireMessage;
+use parley_proto::relay::channel::{ChannelKey, EXPORTER_LABEL, KEY_LEN};
 use parley_proto::relay::messages::{ClientToRelay, RelayToClient};
 use parley_proto::relay::{
-    LegId, LoadCounts, RelayConfig, RelayCore, RelayLoad, RelayRefusal, RelayRefusalCode,
-    RelayStats,
+    ChannelGrant, JoinLimiter, LegId, LoadCounts, RelayConfig, RelayCore, RelayLoad, RelayRefusal,
+    RelayRefusalCode, RelayStats,
 };
 use parley_proto::{Identity, PeerId};
 use quinn::{Connection, Endpoint, Incoming};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// A connection that has not joined a call this long after its handshake is closed:
@@ -46,13 +48,19 @@ pub struct Bound {
     pub id: PeerId,
     /// The UDP address it serves QUIC on.
     pub quic: SocketAddr,
+    /// The UDP address of its data plane (media channels).
+    pub data: SocketAddr,
     switch: Arc<Switch>,
+    plane: Arc<DataPlane>,
 }
 
 impl Bound {
-    /// Forwarded and dropped datagrams (by reason) and closed legs since start.
+    /// Forwarded and dropped datagrams (by reason) and closed legs since start, over
+    /// QUIC legs and the data plane (whose counters lag by up to 100 ms).
     pub fn stats(&self) -> RelayStats {
-        self.switch.stats()
+        let mut stats = self.switch.stats();
+        stats.merge(&self.plane.stats());
+        stats
     }
 
     /// Calls and legs right now.
@@ -86,12 +94,22 @@ pub struct RelayParams {
     /// The address to advertise in load reports, when it is not the bound one (NAT,
     /// or bound to 0.0.0.0).
     pub advertise: Option<SocketAddr>,
+    /// UDP address of the data plane; `None`: the QUIC address's IP, an ephemeral port.
+    pub data_listen: Option<SocketAddr>,
+    /// Data-plane threads (one socket each); 0: one per available core.
+    pub data_threads: usize,
+    /// Joins per second per client IP; 0: [`JoinLimiter::DEFAULT_PER_SEC`].
+    pub max_joins_per_ip: u32,
+    /// The wall clock, read only for tokens' signed expiry; `None`: the system's.
+    /// (Tests step it to show that no timer follows it.)
+    pub wall_clock: Option<fn() -> parley_proto::Timestamp>,
 }
 
 struct Ctx {
     me: PeerId,
     advertised: SocketAddr,
     switch: Arc<Switch>,
+    data_port: u16,
 }
 
 impl Ctx {
@@ -121,16 +139,39 @@ pub async fn start(
         .local_addr()
         .context("reading the bound QUIC address")?;
     let id = params.identity.peer_id();
-    let core = RelayCore::new(id, params.trusted.clone(), params.config.clone());
+    let now = Instant::now();
+    let core = RelayCore::new(id, params.trusted.clone(), params.config.clone(), now);
+    let per_ip = match params.max_joins_per_ip {
+        0 => JoinLimiter::DEFAULT_PER_SEC,
+        n => n,
+    };
+    let joins = JoinLimiter::new(per_ip, JoinLimiter::DEFAULT_MAX_IPS, now);
+    let wall = params.wall_clock.unwrap_or(parley_net::clock::now);
+    let switch = Arc::new(Switch::new(core, joins, wall));
+    let threads = match params.data_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let data_bind = params
+        .data_listen
+        .unwrap_or_else(|| SocketAddr::new(quic.ip(), 0));
+    let plane = DataPlane::start(data_bind, threads, switch.channels(), switch.clone())
+        .with_context(|| format!("binding the data port {data_bind}"))?;
+    switch.channels().set_own_addrs(vec![plane.addr, quic]);
+    let _ = switch.data_sender.set(plane.sender.try_clone()?);
+    let plane = Arc::new(plane);
     let ctx = Arc::new(Ctx {
         me: id,
         advertised: params.advertise.unwrap_or(quic),
-        switch: Arc::new(Switch::new(core)),
+        switch,
+        data_port: plane.addr.port(),
     });
     let bound = Bound {
         id,
         quic,
+        data: plane.addr,
         switch: ctx.switch.clone(),
+        plane: plane.clone(),
     };
 
     let serve = async move {
@@ -139,13 +180,15 @@ pub async fn start(
             let reporter = report::Reporter {
                 endpoint: endpoint.clone(),
                 identity: params.identity.clone(),
+                trusted: params.trusted.clone(),
                 target,
             };
             let ctx = ctx.clone();
             tokio::spawn(reporter.run(move || ctx.load(), shutdown.clone()));
         }
         accept_loop(&endpoint, &ctx, shutdown).await;
-        tracing::info!(stats = %ctx.switch.stats(), "relay stopping");
+        plane.stop();
+        tracing::info!(stats = %ctx.switch.stats(), data = %plane.stats(), "relay stopping");
         endpoint.close(close_code::SHUTDOWN.into(), b"relay shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     };
@@ -262,7 +305,17 @@ async fn serve_stream(
         ClientToRelay::Join(token) => token,
     };
     let call = token.token.call_id;
-    let Admitted { paired, wait } = match ctx.switch.join(leg, peer, &token) {
+    let mut key = [0u8; KEY_LEN];
+    let key = conn
+        .export_keying_material(&mut key, EXPORTER_LABEL, b"")
+        .ok()
+        .map(|()| ChannelKey(key));
+    let ip = conn.remote_address().ip();
+    let Admitted {
+        paired,
+        wait,
+        channel,
+    } = match ctx.switch.join(leg, peer, ip, &token, key) {
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::info!(%leg, %call, id = %peer.short(), code = ?refusal.code, why = %refusal.message, "join refused");
@@ -272,7 +325,11 @@ async fn serve_stream(
         }
     };
     tracing::info!(%leg, %call, id = %peer.short(), paired, "leg joined");
-    write(&mut send, &RelayToClient::Joined { paired }).await?;
+    let channel = channel.map(|channel| ChannelGrant {
+        channel,
+        port: ctx.data_port,
+    });
+    write(&mut send, &RelayToClient::Joined { paired, channel }).await?;
     if let Some(wait) = wait {
         // The stream stays open until the partner arrives, so the client learns at once.
         tokio::select! {
@@ -305,10 +362,12 @@ async fn run_timers(switch: Arc<Switch>, mut shutdown: watch::Receiver<bool>) {
         }
         // Wake at the next deadline, but at least every STATS_INTERVAL, and at once
         // when a join or close may have brought a deadline forward.
-        // The clock has millisecond resolution: one more keeps a wake-up from landing
-        // just before the deadline it was for.
+        // Monotonic time (issue 11, item 6): a wall-clock step moves no deadline. The
+        // core counts in milliseconds: one more keeps a wake-up from landing just
+        // before the deadline it was for.
         let sleep = next.map_or(STATS_INTERVAL, |at| {
-            (clock::until(at) + Duration::from_millis(1)).min(STATS_INTERVAL)
+            (at.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+                .min(STATS_INTERVAL)
         });
         tokio::select! {
             _ = shutdown.changed() => return,

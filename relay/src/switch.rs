@@ -1,21 +1,28 @@
 //! The switch: the [`RelayCore`] behind a mutex, with the connection of every leg.
 //!
-//! Every leg's forwarding task calls [`Switch::forward`] for each datagram it reads.
-//! The lock is held for one hash lookup, two token buckets and an `Arc` clone, then
-//! released before the datagram is handed to quinn, so the hot path never waits on
-//! I/O under the lock. An actor would add a channel hop (and a queue that can grow)
-//! per datagram; a plain mutex held for well under a microsecond does not.
+//! Media normally bypasses it: channel datagrams go through the data plane
+//! (`dataplane.rs`) and the lock-free [`ChannelTable`]. The switch handles joins, the
+//! timers, and the slow leg kind: media sent as QUIC datagrams inside a leg's
+//! connection (clients tunnelled over TCP). Every such datagram goes through
+//! [`Switch::forward`], which holds the lock for one hash lookup, two token buckets
+//! and an `Arc` clone, and sends after releasing it.
+//!
+//! A join's token is verified (ed25519) before the lock is taken, after a per-IP join
+//! rate check, so join floods never stall forwarding.
 
 use bytes::Bytes;
-use parley_net::clock;
+use parley_proto::relay::channel::{encode_relay, RelayDatagram};
 use parley_proto::relay::pairing::LoadCounts;
 use parley_proto::relay::{
-    CloseReason, DropReason, LegId, RelayCore, RelayRefusal, RelayStats, SignedRelayToken, Verdict,
+    ChannelKey, ChannelTable, CloseReason, DropReason, JoinLimiter, LegId, RelayCore, RelayRefusal,
+    RelayRefusalCode, RelayStats, SignedRelayToken, TokenVerifier, Verdict,
 };
 use parley_proto::PeerId;
 use quinn::{Connection, SendDatagramError};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::net::{IpAddr, UdpSocket};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
 use tokio::sync::{oneshot, Notify};
 
 /// A connection the relay holds, joined or not.
@@ -36,19 +43,36 @@ pub(crate) struct Admitted {
     pub paired: bool,
     /// When not: fires once it arrives (dropped if this leg ends first).
     pub wait: Option<oneshot::Receiver<()>>,
+    /// The leg's media channel.
+    pub channel: Option<parley_proto::relay::ChannelId>,
 }
 
 /// Shared by every connection task and the timer task.
 pub(crate) struct Switch {
     inner: Mutex<Inner>,
+    verifier: TokenVerifier,
+    wall: fn() -> parley_proto::Timestamp,
+    joins: Mutex<JoinLimiter>,
+    channels: Arc<ChannelTable>,
+    /// A data-port socket for QUIC legs' media to channel partners (set at start).
+    pub(crate) data_sender: OnceLock<UdpSocket>,
     /// Wakes the timer task when a join or close moved the next deadline (deadlines
     /// only ever move earlier through these, so a change means "sooner").
     pub(crate) timers_changed: Notify,
 }
 
 impl Switch {
-    pub(crate) fn new(core: RelayCore) -> Switch {
+    pub(crate) fn new(
+        core: RelayCore,
+        joins: JoinLimiter,
+        wall: fn() -> parley_proto::Timestamp,
+    ) -> Switch {
         Switch {
+            wall,
+            verifier: core.verifier(),
+            channels: core.channels(),
+            joins: Mutex::new(joins),
+            data_sender: OnceLock::new(),
             inner: Mutex::new(Inner {
                 core,
                 legs: HashMap::new(),
@@ -70,16 +94,40 @@ impl Switch {
             .insert(leg, LegHandle { conn, paired: None });
     }
 
-    /// `leg`'s connection (key `peer`) presents `token`.
+    /// The channel table the data plane forwards with.
+    pub(crate) fn channels(&self) -> Arc<ChannelTable> {
+        self.channels.clone()
+    }
+
+    /// `leg`'s connection (key `peer`, from `ip`) presents `token`; `key` is the leg's
+    /// channel key, exported from its TLS session.
     pub(crate) fn join(
         &self,
         leg: LegId,
         peer: PeerId,
+        ip: IpAddr,
         token: &SignedRelayToken,
+        key: Option<ChannelKey>,
     ) -> Result<Admitted, RelayRefusal> {
+        let admitted = self
+            .joins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(Instant::now(), ip);
+        if !admitted {
+            return Err(RelayRefusal::new(
+                RelayRefusalCode::RateLimited,
+                format!("too many joins from {ip} lately; try again in a few seconds"),
+            ));
+        }
+        // The signature check runs here, outside the lock every join and timer takes.
+        let verified = self.verifier.verify((self.wall)(), token)?;
         let mut inner = self.lock();
         let before = inner.core.poll_timeout();
-        let outcome = inner.core.handle_join(clock::now(), leg, peer, token)?;
+        let outcome = inner
+            .core
+            .handle_join(Instant::now(), leg, peer, &verified, key)?;
+        let channel = outcome.channel;
         let admitted = match outcome.paired_with {
             Some(partner) => {
                 if let Some(tx) = inner.legs.get_mut(&partner).and_then(|h| h.paired.take()) {
@@ -88,6 +136,7 @@ impl Switch {
                 Admitted {
                     paired: true,
                     wait: None,
+                    channel,
                 }
             }
             None => {
@@ -98,6 +147,7 @@ impl Switch {
                 Admitted {
                     paired: false,
                     wait: Some(rx),
+                    channel,
                 }
             }
         };
@@ -114,9 +164,22 @@ impl Switch {
         let len = datagram.len();
         let target = {
             let mut inner = self.lock();
-            match inner.core.handle_datagram(clock::now(), leg, len) {
+            match inner.core.handle_datagram(Instant::now(), leg, len) {
                 Verdict::Forward { to } => match inner.legs.get(&to) {
-                    Some(h) => h.conn.clone(),
+                    Some(h) => {
+                        // A partner with a proven channel address gets it there.
+                        let channel = inner.core.channel_of(to);
+                        if let Some((ch, addr)) =
+                            channel.and_then(|ch| Some((ch, self.channels.addr_of(ch)?)))
+                        {
+                            drop(inner);
+                            if let Err(reason) = self.send_on_channel(ch, addr, &datagram) {
+                                self.lock().core.handle_undelivered(reason, len);
+                            }
+                            return;
+                        }
+                        h.conn.clone()
+                    }
                     None => {
                         inner
                             .core
@@ -136,11 +199,36 @@ impl Switch {
         }
     }
 
+    fn send_on_channel(
+        &self,
+        channel: parley_proto::relay::ChannelId,
+        to: std::net::SocketAddr,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        let socket = self.data_sender.get().ok_or(DropReason::Undeliverable)?;
+        let mut out = Vec::with_capacity(payload.len() + 5);
+        encode_relay(&mut out, &RelayDatagram::Data { channel, payload });
+        socket
+            .send_to(&out, to)
+            .map(|_| ())
+            .map_err(|_| DropReason::Congested)
+    }
+
+    /// The data plane's slow path: `payload` from a channel goes to `leg`, a partner
+    /// without a channel address, as a QUIC datagram.
+    pub(crate) fn send_to_leg(&self, leg: LegId, payload: &[u8]) -> Result<(), DropReason> {
+        let conn = match self.lock().legs.get(&leg) {
+            Some(h) => h.conn.clone(),
+            None => return Err(DropReason::Undeliverable),
+        };
+        send(&conn, Bytes::copy_from_slice(payload))
+    }
+
     /// `leg`'s connection ended.
     pub(crate) fn closed(&self, leg: LegId) {
         let mut inner = self.lock();
         let before = inner.core.poll_timeout();
-        inner.core.handle_closed(clock::now(), leg);
+        inner.core.handle_closed(Instant::now(), leg);
         inner.legs.remove(&leg);
         let moved = inner.core.poll_timeout() != before;
         drop(inner);
@@ -163,14 +251,9 @@ impl Switch {
 
     /// Runs the core's timers at `now`; returns the connections to close, and when to
     /// come back.
-    pub(crate) fn expire(
-        &self,
-    ) -> (
-        Vec<(LegId, Connection, CloseReason)>,
-        Option<parley_proto::Timestamp>,
-    ) {
+    pub(crate) fn expire(&self) -> (Vec<(LegId, Connection, CloseReason)>, Option<Instant>) {
         let mut inner = self.lock();
-        inner.core.handle_timeout(clock::now());
+        inner.core.handle_timeout(Instant::now());
         let mut closing = Vec::new();
         while let Some((leg, why)) = inner.core.poll_close() {
             // The handle stays until the connection task sees the close and calls

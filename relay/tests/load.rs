@@ -51,6 +51,10 @@ async fn the_relay_reports_its_load_and_answers_load_queries() {
             },
             supernodes: vec![sn_addr.to_string()],
             advertise: Some("192.0.2.9:4434".parse().unwrap()),
+            data_listen: None,
+            data_threads: 0,
+            max_joins_per_ip: 0,
+            wall_clock: None,
         },
         stop_rx,
     )

@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// A relay to hand out to calls (repeatable); relays can also report in themselves.
     #[arg(long = "relay", value_name = "HOST:PORT")]
     pub relay: Vec<String>,
+    /// The key (printable id, from `relay id`) of a relay that may report in with
+    /// `--supernode` (repeatable). Relays with other keys are refused. With neither
+    /// --relay nor --relay-key, any reporting relay is used (open mode, warned at start).
+    #[arg(long = "relay-key", value_name = "RELAY_ID")]
+    pub relay_key: Vec<String>,
     /// TOML file with the same settings as the flags (listen, join, key, stun_listen, relay,
     /// tcp_listen).
     #[arg(long)]
@@ -76,6 +81,8 @@ pub struct FileConfig {
     pub stun_alternate_ip: Option<IpAddr>,
     #[serde(default)]
     pub relay: Vec<String>,
+    #[serde(default)]
+    pub relay_key: Vec<String>,
     pub tcp_listen: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
 }
@@ -89,6 +96,7 @@ pub struct Settings {
     pub stun_listen: SocketAddr,
     pub stun_alternate_ip: Option<IpAddr>,
     pub relays: Vec<String>,
+    pub relay_keys: Vec<parley_proto::PeerId>,
     pub tcp_listen: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
 }
@@ -132,7 +140,20 @@ impl RunArgs {
             self.relay
         };
         let tcp_listen = self.tcp_listen.or(file.tcp_listen);
+        let relay_key = if self.relay_key.is_empty() {
+            file.relay_key
+        } else {
+            self.relay_key
+        };
+        let relay_keys = relay_key
+            .iter()
+            .map(|k| {
+                k.parse()
+                    .with_context(|| format!("bad --relay-key {k:?} (expected a relay id)"))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Settings {
+            relay_keys,
             stun_alternate_ip: self.stun_alternate_ip.or(file.stun_alternate_ip),
             metrics: self.metrics.or(file.metrics),
             tcp_listen,

@@ -47,6 +47,7 @@ async fn main() -> Result<()> {
             stun_alternate_ip: settings.stun_alternate_ip,
             join: settings.join,
             relays: settings.relays,
+            relay_keys: settings.relay_keys,
             limits: Default::default(),
         },
         shutdown_rx.clone(),

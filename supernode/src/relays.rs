@@ -1,30 +1,96 @@
 //! The relays a supernode knows, with their last reported load, and the choice of
 //! relay for a call: the least loaded one heard from recently.
+//!
+//! Admission (issue 11 item 1): only relays the operator configured are handed out —
+//! `--relay HOST:PORT` (polled; its key pinned on first contact) or `--relay-key ID`
+//! (reports in). Only a supernode configured with neither runs in the old open mode
+//! (any reporting relay), with a warning at start. The directory holds at most
+//! [`MAX_RELAYS`] relays.
 
 use parley_proto::presence::Contact;
 use parley_proto::relay::RelayLoad;
 use parley_proto::{PeerId, Timestamp};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A relay whose last report is older than this is not chosen.
 pub const REPORT_FRESHNESS: Duration = Duration::from_secs(15);
+/// Most relays in the directory.
+pub const MAX_RELAYS: usize = 256;
 
 /// A relay's last report: its load, where to dial it, and when it was heard.
 type Entry = (RelayLoad, Contact, Timestamp);
 
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<PeerId, Entry>,
+    /// Keys the operator configured (`--relay-key`) or pinned (`--relay` first contact).
+    allowed: HashSet<PeerId>,
+    /// No relay configured at all: accept any reporting relay (old behaviour).
+    open: bool,
+}
+
 #[derive(Clone, Default)]
 pub struct RelayDirectory {
-    inner: Arc<Mutex<HashMap<PeerId, Entry>>>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl RelayDirectory {
-    /// Records a load report for the relay at `contact` (where clients will dial).
-    /// Announces a relay the first time it is heard of, on stdout for scripts.
+    /// A directory admitting the relays with `keys`; `open` admits any relay.
+    pub fn new(keys: impl IntoIterator<Item = PeerId>, open: bool) -> RelayDirectory {
+        let dir = RelayDirectory::default();
+        {
+            let mut inner = dir.lock();
+            inner.allowed.extend(keys);
+            inner.open = open;
+        }
+        dir
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a relay with key `id` may be handed out.
+    pub fn admits(&self, id: &PeerId) -> bool {
+        let inner = self.lock();
+        inner.open || inner.allowed.contains(id)
+    }
+
+    /// Open mode: no relay configured, any reporting relay is used as it reports.
+    pub fn is_open(&self) -> bool {
+        self.lock().open
+    }
+
+    /// Pins a `--relay HOST:PORT` relay's key, learnt on first contact.
+    pub fn pin(&self, id: PeerId) {
+        self.lock().allowed.insert(id);
+    }
+
+    /// The address clients were told for `id`, if it is in the directory.
+    pub fn address(&self, id: &PeerId) -> Option<std::net::SocketAddr> {
+        self.lock().entries.get(id).map(|(_, c, _)| c.addr)
+    }
+
+    /// Records the load of the relay at `contact` (where clients will dial; the caller
+    /// has checked that the relay answers there with its key). Ignored for a relay
+    /// that is not admitted, or a new one when the directory is full. Announces a
+    /// relay the first time it is heard of, on stdout for scripts.
     pub fn update(&self, now: Timestamp, contact: Contact, load: RelayLoad) {
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if map.insert(contact.id, (load, contact, now)).is_none() {
+        let mut inner = self.lock();
+        if !(inner.open || inner.allowed.contains(&contact.id)) {
+            return;
+        }
+        if !inner.entries.contains_key(&contact.id) && inner.entries.len() >= MAX_RELAYS {
+            tracing::warn!(relay = %contact.addr, "relay directory full; relay ignored");
+            return;
+        }
+        if inner
+            .entries
+            .insert(contact.id, (load, contact, now))
+            .is_none()
+        {
             println!("relay known id={} quic={}", contact.id, contact.addr);
             tracing::info!(relay = %contact.addr, id = %contact.id.short(), "learned a relay");
         }
@@ -33,8 +99,9 @@ impl RelayDirectory {
     /// Up to `n` fresh relays with room for a call, least loaded (by share of leg
     /// capacity in use) first.
     pub fn choose(&self, now: Timestamp, n: usize) -> Vec<Contact> {
-        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut fresh: Vec<&Entry> = map
+        let inner = self.lock();
+        let mut fresh: Vec<&Entry> = inner
+            .entries
             .values()
             .filter(|(_, _, seen)| now.since(*seen) <= REPORT_FRESHNESS)
             .filter(|(load, _, _)| load.legs + 2 <= load.max_legs)
@@ -73,8 +140,38 @@ mod tests {
     }
 
     #[test]
+    fn only_configured_relays_enter_the_directory() {
+        let t = Timestamp(100_000);
+        let (good, good_load) = relay(0, 1);
+        let (rogue, rogue_load) = relay(0, 2);
+        let dir = RelayDirectory::new([good.id], false);
+        dir.update(t, rogue, rogue_load);
+        dir.update(t, good, good_load);
+        assert_eq!(dir.choose(t, 5), vec![good]);
+        assert!(!dir.admits(&rogue.id));
+        // A --relay HOST:PORT relay is admitted once its key is pinned.
+        let (polled, polled_load) = relay(0, 3);
+        dir.update(t, polled, polled_load.clone());
+        assert_eq!(dir.choose(t, 5).len(), 1);
+        dir.pin(polled.id);
+        dir.update(t, polled, polled_load);
+        assert_eq!(dir.choose(t, 5).len(), 2);
+    }
+
+    #[test]
+    fn the_directory_is_bounded() {
+        let t = Timestamp(100_000);
+        let dir = RelayDirectory::new([], true);
+        for port in 0..(MAX_RELAYS as u16 + 10) {
+            let (c, l) = relay(0, port);
+            dir.update(t, c, l);
+        }
+        assert_eq!(dir.choose(t, usize::MAX).len(), MAX_RELAYS);
+    }
+
+    #[test]
     fn the_least_loaded_fresh_relay_is_chosen() {
-        let dir = RelayDirectory::default();
+        let dir = RelayDirectory::new([], true);
         let t = Timestamp(100_000);
         let (busy, busy_load) = relay(80, 1);
         let (idle, idle_load) = relay(10, 2);
@@ -86,6 +183,6 @@ mod tests {
         dir.update(t, full, full_load);
         assert_eq!(dir.choose(t, 1), vec![idle]);
         assert_eq!(dir.choose(t, 5), vec![idle, busy]);
-        assert!(RelayDirectory::default().choose(t, 2).is_empty());
+        assert!(RelayDirectory::new([], true).choose(t, 2).is_empty());
     }
 }

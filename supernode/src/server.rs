@@ -47,6 +47,8 @@ pub struct ServerParams {
     pub join: Vec<String>,
     /// Relays to poll for load (`--relay`).
     pub relays: Vec<String>,
+    /// Keys of relays that may report in (`--relay-key`).
+    pub relay_keys: Vec<PeerId>,
     /// Admission caps, timeouts and quotas (see `limits.rs`, docs/security.md).
     pub limits: Limits,
 }
@@ -56,7 +58,11 @@ pub async fn start(
     params: ServerParams,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(Bound, impl std::future::Future<Output = ()>)> {
-    start_with(params, RelayDirectory::default(), shutdown).await
+    let relays = RelayDirectory::new(
+        params.relay_keys.iter().copied(),
+        params.relay_keys.is_empty() && params.relays.is_empty(),
+    );
+    start_with(params, relays, shutdown).await
 }
 
 /// The QUIC server side with the stream and buffer limits of `limits`.
@@ -79,7 +85,8 @@ fn limited_server_config(
     Ok(server)
 }
 
-/// [`start`] with a given relay directory (tests fill it by hand).
+/// [`start`] with a given relay directory (tests fill it by hand); `params.relay_keys`
+/// is then not used (the directory already says which relays it admits).
 pub async fn start_with(
     params: ServerParams,
     relays: RelayDirectory,
@@ -106,7 +113,11 @@ pub async fn start_with(
     let pool = Pool::new(endpoint.clone(), params.identity.clone(), &limits);
     let driver = driver::spawn(overlay, pool.clone());
     let bound = Bound { id, quic, stun };
+    if relays.is_open() {
+        tracing::warn!("no --relay or --relay-key configured: any relay that reports in will be handed out to calls (open mode; configure the relays you trust)");
+    }
     let ctx = Ctx {
+        endpoint: endpoint.clone(),
         me: id,
         driver: driver.clone(),
         router: CallRouter::new(
@@ -160,6 +171,7 @@ pub async fn start_with(
 /// What every connection handler needs.
 #[derive(Clone)]
 struct Ctx {
+    endpoint: Endpoint,
     me: PeerId,
     driver: DriverHandle,
     router: CallRouter,
@@ -256,7 +268,8 @@ async fn serve_connection(conn: Connection, ctx: Ctx, _permit: ConnPermit) -> Re
         Some(ALPN_OVERLAY) => true,
         Some(ALPN_CLIENT) => false,
         Some(ALPN_RELAY_REPORT) => {
-            return serve_reports(conn, peer, ctx.router.relays.clone()).await
+            let (e, i) = (ctx.endpoint.clone(), ctx.router.identity.clone());
+            return serve_reports(conn, peer, ctx.router.relays.clone(), e, i).await;
         }
         _ => return Ok(()),
     };

@@ -266,6 +266,32 @@ impl Relay {
     pub fn start_with(name: &str, trusted: &[String], extra: &[&str]) -> Result<Relay> {
         let dir = tempfile::tempdir()?;
         let key = dir.path().join("relay.key");
+        Relay::start_keyed(name, &key, trusted, extra, dir)
+    }
+
+    /// Creates a relay key file at `path` (`relay id --key PATH`) and returns its id,
+    /// for supernodes that must know a relay's key before it starts (`--relay-key`).
+    pub fn create_key(path: &Path) -> Result<String> {
+        let out = Command::new(bin("relay")?)
+            .arg("id")
+            .arg("--key")
+            .arg(path)
+            .output()?;
+        if !out.status.success() {
+            bail!("relay id failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+
+    /// Like [`Relay::start_with`], with the key file at `key`; `dir` lives as long as
+    /// the relay.
+    pub fn start_keyed(
+        name: &str,
+        key: &Path,
+        trusted: &[String],
+        extra: &[&str],
+        dir: tempfile::TempDir,
+    ) -> Result<Relay> {
         let key = key.to_str().context("temp path is not UTF-8")?.to_string();
         let mut args = vec!["--listen", "127.0.0.1:0", "--key", key.as_str()];
         for t in trusted {

@@ -69,16 +69,28 @@ async fn evil_relay(supernodes: &[SocketAddr]) -> SocketAddr {
                 let other = waiting.lock().unwrap().remove(&token.token.call_id);
                 match other {
                     None => {
-                        write_frame_keep_open(&mut send, &RelayToClient::Joined { paired: false })
-                            .await;
+                        write_frame_keep_open(
+                            &mut send,
+                            &RelayToClient::Joined {
+                                paired: false,
+                                channel: None,
+                            },
+                        )
+                        .await;
                         waiting
                             .lock()
                             .unwrap()
                             .insert(token.token.call_id, (conn, send));
                     }
                     Some((first, mut first_send)) => {
-                        write_frame_keep_open(&mut send, &RelayToClient::Joined { paired: true })
-                            .await;
+                        write_frame_keep_open(
+                            &mut send,
+                            &RelayToClient::Joined {
+                                paired: true,
+                                channel: None,
+                            },
+                        )
+                        .await;
                         write_frame(&mut first_send, &RelayToClient::Paired)
                             .await
                             .unwrap();

@@ -83,8 +83,9 @@ fn a_contact_called_by_name_is_the_echo_service_and_it_echoes() -> anyhow::Resul
         s.correlation,
         s.lag_samples / 48
     );
-    // 0.89 on an idle machine; the margin is for a loaded one (two codec passes).
-    assert!(s.correlation >= 0.7, "the echo correlates only {s:?}");
+    // 0.89 on an idle machine, 0.56-0.67 at a load average of 15 on 2 cores (two codec
+    // passes, two jitter buffers); silence or noise would be near 0.
+    assert!(s.correlation >= 0.5, "the echo correlates only {s:?}");
     let history = run(alice.path(), &["history", "--json"], &[], T)?;
     let last = history.events().pop().unwrap();
     assert_eq!(last["display_name"], "Echo");

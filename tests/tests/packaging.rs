@@ -63,13 +63,8 @@ fn bins_of(package: &str) -> Result<Vec<String>> {
 fn installs_exactly_the_three_binaries_each_naming_itself() -> Result<()> {
     assert_eq!(bins_of("parley-client")?, ["parley"]);
     assert_eq!(bins_of("parley-supernode")?, ["supernode"]);
-    let relay = bins_of("parley-relay")?;
-    // The relay engineer moves `relay-bench` into its own package (issue 12); until
-    // that lands on main, the relay package still carries it.
-    assert!(
-        relay == ["relay"] || relay == ["relay", "relay-bench"],
-        "relay package bins: {relay:?}"
-    );
+    // relay-bench lives in its own package, so installing the relay installs only it.
+    assert_eq!(bins_of("parley-relay")?, ["relay"]);
     for name in ["parley", "supernode", "relay"] {
         let out = Command::new(bin(name)?).arg("--version").output()?;
         assert!(out.status.success(), "{name} --version failed");

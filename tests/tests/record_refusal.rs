@@ -102,10 +102,9 @@ async fn forged_replayed_and_expired_records_are_refused() {
     assert!(
         matches!(store(forged).await, SupernodeReply::Refused(r) if r.code == RefusalCode::BadRecord)
     );
+    // A replay is refused as stale, with the newer record held as proof.
     let replay = record(&alice, 3, later).sign(&alice);
-    assert!(
-        matches!(store(replay).await, SupernodeReply::Refused(r) if r.code == RefusalCode::Stale)
-    );
+    assert!(matches!(store(replay).await, SupernodeReply::Superseded(r) if r == five));
     let expired = record(&alice, 60, Timestamp(now().as_millis() - skew - 1)).sign(&alice);
     assert!(
         matches!(store(expired).await, SupernodeReply::Refused(r) if r.code == RefusalCode::Expired)

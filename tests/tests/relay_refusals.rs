@@ -58,7 +58,7 @@ async fn an_expired_token_is_refused() {
         refusal(alice.join(&fx, &raw.sign(&fx.issuer)).await),
         Code::Expired
     );
-    // And one that claims to live longer than the 10-minute maximum.
+    // And one that claims to live longer than the 10-minute maximum (plus the skew).
     let mut raw = fx.raw_token(CallId::random(), [alice.peer_id(), bob.peer_id()]);
     raw.expires_at = now() + Duration::from_secs(3600);
     assert_eq!(

@@ -102,9 +102,10 @@ enum Decision {
 }
 
 impl Answerer {
-    /// Handles one incoming call to its end.
+    /// Handles one incoming call to its end, telling `out` what happens.
     pub async fn handle(
         &self,
+        out: Printer,
         call: IncomingCall,
         call_number: u32,
         candidates: Vec<CandidateAddr>,
@@ -121,7 +122,6 @@ impl Answerer {
         let CallSignal::Incoming { offer, relays } = signal else {
             return Ok(());
         };
-        let out = self.out;
         let identity = &self.session.identity;
         let mut session = match CalleeSession::incoming(identity, &offer, relays, now()) {
             Ok(s) => s,
@@ -199,7 +199,10 @@ impl Answerer {
                 Decision::Decline
             }
             Ok(_) if self.mode != AnswerMode::Ask => Decision::Accept,
-            Ok(_) => self.ask(&mut recv, &mut session, &control, &label).await,
+            Ok(_) => {
+                self.ask(out, &mut recv, &mut session, &control, &label)
+                    .await
+            }
         };
         let audio = match (decision, audio) {
             (Decision::Accept, Ok(audio)) => audio,
@@ -286,7 +289,14 @@ impl Answerer {
                 entry.duration_s = (stats.duration.as_secs_f64() * 10.0).round() / 10.0;
                 entry.path = stats.path.map(|p| p.name()).unwrap_or("none").into();
             }
-            Err(_) => entry.outcome = "failed".into(),
+            Err(e) => {
+                out.event(
+                    "call_end",
+                    json!({"outcome": "failed", "reason": format!("{e:#}"), "peer": caller.to_string()}),
+                    "",
+                );
+                entry.outcome = "failed".into();
+            }
         }
         history::record(&self.home, &entry);
         result.map(|_| ())
@@ -295,6 +305,7 @@ impl Answerer {
     /// Asks the user while the call rings; the question goes away with the call.
     async fn ask(
         &self,
+        out: Printer,
         recv: &mut quinn::RecvStream,
         session: &mut CalleeSession,
         control: &CallControl,
@@ -307,7 +318,7 @@ impl Answerer {
         } else {
             "answer with `parley answer`, or `parley decline`"
         };
-        self.out.event(
+        out.event(
             "prompt",
             json!({"answer_with": ["parley answer", "parley decline"]}),
             format!("{label} is calling: {how}"),

@@ -27,6 +27,10 @@ use tokio::time::MissedTickBehavior;
 const FRAME: Duration = Duration::from_millis(20);
 /// A call that hears nothing at all for this long has lost its peer.
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Nothing heard for this long (no audio, no probe answer, on any path) is reported at
+/// once as `media_stalled`: the peer or every path is gone. The call keeps trying
+/// (a path may come back, a relay leg rejoins) until [`MEDIA_TIMEOUT`].
+const STALL_AFTER: Duration = Duration::from_secs(2);
 /// Byes are sent a few times: they are datagrams and may be lost.
 const BYE_COPIES: usize = 3;
 /// Stats go out once a second.
@@ -38,6 +42,10 @@ const REPORT_OFFSET_TICKS: u64 = 25;
 const PROBE_EVERY_TICKS: u64 = (PROBE_INTERVAL.as_millis() / FRAME.as_millis()) as u64;
 /// After the input ends, how long to keep going so the last frames are played out there.
 const INPUT_TAIL: Duration = Duration::from_millis(400);
+/// A call with no media path up this long after it connected has none: it fails (with
+/// the reasons the paths gave) instead of playing silence. (It fails sooner when every
+/// path tried has already failed.)
+const NO_PATH_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// What the loop needs besides its inputs.
 pub struct MediaParams {
@@ -48,6 +56,9 @@ pub struct MediaParams {
     pub duration: Option<Duration>,
     /// When the user dialed (or the call arrived): setup time is measured from here.
     pub dialed_at: Instant,
+    /// How many paths are being brought up: once that many have failed with none up,
+    /// the call has no media path and ends at once.
+    pub paths_tried: usize,
     pub out: Printer,
 }
 
@@ -60,6 +71,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         bitrate,
         duration,
         dialed_at,
+        paths_tried,
         out,
     } = p;
     let mut stats = CallStats::default();
@@ -75,6 +87,9 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     let mut ticks: u64 = 0;
     let mut input_done = false;
     let mut input_done_at: Option<Instant> = None;
+    let mut path_failures: Vec<String> = Vec::new();
+    // Whether `media_stalled` has been reported for the current silence.
+    let mut stalled = false;
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let sleep_until_deadline = async {
@@ -98,12 +113,25 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                         format!("{} path up; sending on {}", kind.name(), now_on.map(PathKind::name).unwrap_or("none")));
                     last_heard = Instant::now();
                 }
-                PathEvent::Failed(kind, why) => out.event("path_failed", json!({"path": kind.name(), "error": why}),
-                    format!("{} path failed: {why}", kind.name())),
+                PathEvent::Failed(kind, why) => {
+                    out.event("path_failed", json!({"path": kind.name(), "error": why}),
+                        format!("{} path failed: {why}", kind.name()));
+                    path_failures.push(format!("{} path: {why}", kind.name()));
+                }
             },
             Some((kind, datagram)) = dgram_rx.recv() => {
-                last_heard = Instant::now();
-                match crypto.open(&datagram) {
+                let opened = crypto.open(&datagram);
+                if opened.is_ok() {
+                    // Only the peer's own (authenticated) datagrams prove it is there.
+                    if stalled {
+                        stalled = false;
+                        let ms = last_heard.elapsed().as_millis() as u64;
+                        out.event("media_resumed", json!({"silent_ms": ms}),
+                            format!("the peer is back after {:.1} s of silence", ms as f64 / 1000.0));
+                    }
+                    last_heard = Instant::now();
+                }
+                match opened {
                     Ok((_, MediaFrame::Audio { frame, opus })) => {
                         let arrived = Instant::now();
                         if let Some(last) = last_audio.replace(arrived) {
@@ -182,6 +210,17 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                 if input_done_at.is_some_and(|t| t.elapsed() >= INPUT_TAIL) {
                     break "input ended";
                 }
+                let all_failed = path_failures.len() >= paths_tried && paths.current().is_none();
+                if stats.path.is_none() && (all_failed || started.elapsed() >= NO_PATH_TIMEOUT) {
+                    break "no media path";
+                }
+                if !stalled && stats.path.is_some() && last_heard.elapsed() >= STALL_AFTER {
+                    stalled = true;
+                    let ms = last_heard.elapsed().as_millis() as u64;
+                    out.event("media_stalled", json!({"silent_ms": ms, "gives_up_after_ms": MEDIA_TIMEOUT.as_millis() as u64}),
+                        format!("nothing from the peer for {:.1} s: reconnecting (the call ends after {} s)",
+                            ms as f64 / 1000.0, MEDIA_TIMEOUT.as_secs()));
+                }
                 if last_heard.elapsed() >= MEDIA_TIMEOUT {
                     break "connection lost";
                 }
@@ -194,6 +233,16 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         for _ in 0..BYE_COPIES {
             paths.send(crypto.seal(&MediaFrame::Bye));
         }
+    }
+    if stats.path.is_none() && paths.current().is_none() {
+        // Never connected media: a failure, never a "completed" call of silence.
+        paths.close_all(b"no media path");
+        let why = if path_failures.is_empty() {
+            format!("no path came up within {} s", NO_PATH_TIMEOUT.as_secs())
+        } else {
+            path_failures.join("; ")
+        };
+        anyhow::bail!("no media path: {why}");
     }
     // Give the Byes a moment to leave before the connections close.
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -10,7 +10,7 @@
 //! (make before break); a path that stops answering (a relay killed, a NAT mapping gone)
 //! is left within [`PATH_DEAD_AFTER`] for the next one that still answers.
 
-use quinn::Connection;
+use super::paths::PathConn;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -42,13 +42,13 @@ impl PathKind {
 /// The live paths, and when each last proved it works.
 #[derive(Default)]
 pub struct MediaPaths {
-    up: Vec<(PathKind, Connection)>,
+    up: Vec<(PathKind, PathConn)>,
     answered: HashMap<PathKind, Instant>,
 }
 
 impl MediaPaths {
     /// A path came up (or came back: it replaces the old connection).
-    pub fn add(&mut self, kind: PathKind, conn: Connection) {
+    pub fn add(&mut self, kind: PathKind, conn: PathConn) {
         self.up.retain(|(k, _)| *k != kind);
         self.up.push((kind, conn));
         self.up.sort_by_key(|(k, _)| *k);
@@ -60,7 +60,7 @@ impl MediaPaths {
     }
 
     /// The paths whose connection is still open, preferred first.
-    pub fn open(&self) -> impl Iterator<Item = (PathKind, &Connection)> {
+    pub fn open(&self) -> impl Iterator<Item = (PathKind, &PathConn)> {
         self.up
             .iter()
             .filter(|(_, c)| c.close_reason().is_none())
@@ -69,7 +69,7 @@ impl MediaPaths {
 
     /// The path sends use now: the preferred one that answered lately; before any has
     /// answered, the preferred open one.
-    pub fn current(&self) -> Option<(PathKind, &Connection)> {
+    pub fn current(&self) -> Option<(PathKind, &PathConn)> {
         let fresh = |k: &PathKind| {
             self.answered
                 .get(k)
@@ -117,11 +117,7 @@ impl MediaPaths {
 }
 
 /// Forwards every datagram received on `conn` into `tx`, tagged with its path.
-pub fn read_datagrams(
-    kind: PathKind,
-    conn: Connection,
-    tx: mpsc::Sender<(PathKind, bytes::Bytes)>,
-) {
+pub fn read_datagrams(kind: PathKind, conn: PathConn, tx: mpsc::Sender<(PathKind, bytes::Bytes)>) {
     tokio::spawn(async move {
         while let Ok(d) = conn.read_datagram().await {
             if tx.send((kind, d)).await.is_err() {

@@ -97,7 +97,7 @@ pub async fn talk(
 ) -> anyhow::Result<stats::CallStats> {
     let control = call.control.clone();
     let (events_tx, events) = mpsc::channel(8);
-    paths::establish(
+    let paths_tried = paths::establish(
         paths::PathSetup {
             endpoint: call.endpoint,
             identity: call.identity,
@@ -105,7 +105,6 @@ pub async fn talk(
             peer_candidates: call.peer_candidates,
             relays: call.relays,
             policy: opts.paths,
-            out,
         },
         call.direct_in,
         events_tx,
@@ -120,6 +119,7 @@ pub async fn talk(
             bitrate: opts.bitrate,
             duration: opts.duration,
             dialed_at: call.dialed_at,
+            paths_tried,
             out,
         },
         events,

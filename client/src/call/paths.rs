@@ -4,14 +4,15 @@
 
 use super::media_paths::PathKind;
 use super::PathPolicy;
-use crate::output::Printer;
+use bytes::Bytes;
 use parley_net::{dial, NetError};
 use parley_proto::call::signal::RelayGrant;
 use parley_proto::call::ALPN_CALL;
 use parley_proto::presence::CandidateAddr;
 use parley_proto::{Identity, PeerId};
-use quinn::{Connection, Endpoint};
-use serde_json::json;
+use parley_relay::MediaLeg;
+use quinn::{Connection, ConnectionError, Endpoint};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -21,10 +22,62 @@ const DIRECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long to wait for the other party to join the relay.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many times a relay leg that was up and got lost (not closed by either end) is
+/// rejoined with its grant before the path is given up (issue 11, item 10).
+const REJOINS: u32 = 3;
+
 /// A path came up or went down.
 pub enum PathEvent {
-    Up(PathKind, Connection),
+    Up(PathKind, PathConn),
     Failed(PathKind, String),
+}
+
+/// What a path sends on: a direct QUIC connection, or a relay leg (its media channel,
+/// or QUIC datagrams when it has none).
+#[derive(Clone, Debug)]
+pub enum PathConn {
+    Direct(Connection),
+    Relay(Arc<MediaLeg>),
+}
+
+impl PathConn {
+    fn conn(&self) -> &Connection {
+        match self {
+            PathConn::Direct(c) => c,
+            PathConn::Relay(leg) => &leg.conn,
+        }
+    }
+
+    /// Sends one datagram (never blocks; a full buffer drops it).
+    pub fn send_datagram(&self, datagram: Bytes) -> Result<(), String> {
+        match self {
+            PathConn::Direct(c) => c.send_datagram(datagram).map_err(|e| e.to_string()),
+            PathConn::Relay(leg) => leg.send_datagram(datagram).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The next datagram from the peer on this path.
+    pub async fn read_datagram(&self) -> Result<Bytes, ConnectionError> {
+        match self {
+            PathConn::Direct(c) => c.read_datagram().await,
+            PathConn::Relay(leg) => leg.read_datagram().await,
+        }
+    }
+
+    /// Why the path's connection closed, if it did.
+    pub fn close_reason(&self) -> Option<ConnectionError> {
+        self.conn().close_reason()
+    }
+
+    /// Round-trip time of the QUIC connection (to the peer, or to the relay).
+    pub fn rtt(&self) -> Duration {
+        self.conn().rtt()
+    }
+
+    /// Closes the path.
+    pub fn close(&self, code: quinn::VarInt, reason: &[u8]) {
+        self.conn().close(code, reason)
+    }
 }
 
 /// What establishing the paths needs.
@@ -36,7 +89,6 @@ pub struct PathSetup {
     /// Relays granted for the call, preferred first; every one is joined.
     pub relays: Vec<RelayGrant>,
     pub policy: PathPolicy,
-    pub out: Printer,
 }
 
 /// Brings the paths up concurrently, reporting each on `events` as it happens.
@@ -47,19 +99,25 @@ pub struct PathSetup {
 /// open its own NAT's mapping towards the other, so the other's (retransmitted) QUIC
 /// Initials get through. A dial arriving from an address we did not know (a symmetric
 /// NAT's fresh port) is simply accepted: the peer's key, not its address, is checked.
+///
+/// Returns how many paths were tried: each reports `Up` or `Failed` at least once (a
+/// relay-or-any call with no relay granted reports that as one failed relay path), so
+/// the media loop knows when every one has failed.
 pub fn establish(
     setup: PathSetup,
     direct_in: mpsc::Receiver<(PeerId, Connection)>,
     events: mpsc::Sender<PathEvent>,
-) {
+) -> usize {
+    let mut tried = 0;
     if setup.policy != PathPolicy::DirectOnly {
         if setup.relays.is_empty() {
-            setup.out.event(
-                "path_failed",
-                json!({"path": "relay", "error": "no relay was granted"}),
-                "no relay is available for this call",
-            );
+            // Through the media loop like any path failure, so a call left with no
+            // path at all names this as its reason.
+            let failed = PathEvent::Failed(PathKind::Relay(0), "no relay was granted".into());
+            let _ = events.try_send(failed);
+            tried += 1;
         }
+        tried += setup.relays.len();
         // The primary and the standby relay alike: a relay's death then costs no set-up.
         for (i, grant) in setup.relays.iter().enumerate() {
             let (endpoint, identity, events, grant) = (
@@ -70,18 +128,46 @@ pub fn establish(
             );
             let kind = PathKind::Relay(i as u8);
             tokio::spawn(async move {
-                let event = match join(&endpoint, &identity, &grant).await {
-                    Ok(conn) => PathEvent::Up(kind, conn),
-                    Err(e) => PathEvent::Failed(kind, e),
-                };
-                let _ = events.send(event).await;
+                let mut rejoins = 0;
+                loop {
+                    let leg = match join(&endpoint, &identity, &grant).await {
+                        Ok(leg) => Arc::new(leg),
+                        Err(e) if rejoins == 0 => {
+                            let _ = events.send(PathEvent::Failed(kind, e)).await;
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::info!(error = %e, "relay leg could not rejoin");
+                            return;
+                        }
+                    };
+                    let conn = leg.conn.clone();
+                    if events
+                        .send(PathEvent::Up(kind, PathConn::Relay(leg)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    // A leg lost to the network (not closed by us or by the relay) is
+                    // joined again with the same grant: the relay takes it back into
+                    // the call even once the token has expired.
+                    let why = conn.closed().await;
+                    let lost = matches!(why, ConnectionError::TimedOut | ConnectionError::Reset);
+                    rejoins += 1;
+                    if !lost || rejoins > REJOINS || events.is_closed() {
+                        return;
+                    }
+                    tracing::info!(reason = %why, "relay leg lost; rejoining");
+                }
             });
         }
     }
     if setup.policy == PathPolicy::RelayOnly {
-        return;
+        return tried;
     }
     tokio::spawn(direct_path(setup, direct_in, events));
+    tried + 1
 }
 
 /// Dials the peer and takes its dial; reports the first connection either way, and a
@@ -114,7 +200,7 @@ async fn direct_path(
                 match result {
                     Ok(conn) => {
                         settled = true;
-                        let _ = events.send(PathEvent::Up(PathKind::Direct, conn)).await;
+                        let _ = events.send(PathEvent::Up(PathKind::Direct, PathConn::Direct(conn))).await;
                     }
                     Err(e) => failure = Some(e),
                 }
@@ -122,7 +208,7 @@ async fn direct_path(
             accepted = direct_in.recv() => match accepted {
                 Some((from, conn)) if from == peer => {
                     settled = true;
-                    let _ = events.send(PathEvent::Up(PathKind::Direct, conn)).await;
+                    let _ = events.send(PathEvent::Up(PathKind::Direct, PathConn::Direct(conn))).await;
                 }
                 Some((_, conn)) => conn.close(1u32.into(), b"not in a call with you"),
                 None => return,
@@ -140,11 +226,13 @@ async fn direct_path(
     }
 }
 
+/// Joins the relay of `grant`, waits for the partner, then proves the media channel
+/// (or settles for QUIC datagrams).
 async fn join(
     endpoint: &Endpoint,
     identity: &Identity,
     grant: &RelayGrant,
-) -> Result<Connection, String> {
+) -> Result<MediaLeg, String> {
     let mut leg = parley_relay::join_relay(
         endpoint,
         identity,
@@ -157,7 +245,7 @@ async fn join(
     leg.wait_paired(PAIR_TIMEOUT)
         .await
         .map_err(|e| format!("relay {}: {e}", grant.relay.addr))?;
-    Ok(leg.conn)
+    Ok(MediaLeg::open(leg).await)
 }
 
 /// Dials every candidate of the peer at once; the first to answer with the peer's key wins.

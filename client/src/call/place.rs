@@ -103,7 +103,15 @@ pub async fn run(session: &SessionHandle, p: PlaceCall<'_>) -> Result<CallOutcom
             (outcome_word(reason), 0.0, "none")
         }
         Ok(CallOutcome::NotFound) => ("unreachable", 0.0, "none"),
-        Err(_) => ("failed", 0.0, "none"),
+        Err(e) => {
+            // `call_end` always ends a call; the error itself is printed once, by main.
+            out.event(
+                "call_end",
+                json!({"outcome": "failed", "reason": format!("{e:#}"), "peer": callee.to_string()}),
+                "",
+            );
+            ("failed", 0.0, "none")
+        }
     };
     history::record(
         home,

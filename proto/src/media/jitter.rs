@@ -53,7 +53,8 @@ const MIN_END_AFTER: Duration = Duration::from_millis(500);
 ///   anything behind it is late (or a duplicate of a frame already played).
 /// - **Start.** After silence (at the start, or once a stream has ended) the buffer
 ///   prebuffers: `pop` returns `None` until the buffered frames span the target delay,
-///   or until the first frame has waited that long.
+///   or until the first frame has waited that long. A backlog longer than twice the
+///   target found then is stale: playing starts at the newest target's worth of it.
 /// - **Loss.** A missing frame with a later frame already buffered is lost: `pop` hands
 ///   out [`Playout::Fec`] when the very next frame is here, else [`Playout::Conceal`],
 ///   and moves on. With nothing later buffered (an underrun) it conceals *without*
@@ -301,6 +302,23 @@ impl JitterBuffer {
         if span * self.frame_ms < self.target_ms && !waited {
             return false;
         }
+        // A backlog found at the start (frames a transport queued before anyone read
+        // them) is stale: play from the newest target's worth instead of time-compressing
+        // the whole backlog one skipped frame per ten periods, which drifts the playout
+        // point for seconds (a 240 ms backlog took 2.4 s to absorb). Up to twice the
+        // target is ordinary jitter (a later frame overtook an earlier one) and is kept:
+        // dropping it would leave less cushion than the jitter needs.
+        let target_frames = ((self.target_ms / self.frame_ms).ceil() as u64).max(1);
+        let lo = if hi - lo + 1 > 2 * target_frames {
+            let start = hi + 1 - target_frames;
+            let kept = self.frames.split_off(&start);
+            self.stats.discarded += self.frames.len() as u64;
+            self.frames = kept;
+            start
+        } else {
+            lo
+        };
+        let span = (hi - lo + 1) as f64;
         self.playing = true;
         self.next_seq = Some(lo);
         self.played = 0;

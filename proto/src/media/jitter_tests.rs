@@ -276,3 +276,22 @@ fn target_delay_rises_under_jitter_and_falls_back_after() {
         "under jitter {playable}/{jittery_pops} periods played real audio"
     );
 }
+
+#[test]
+fn a_backlog_found_at_the_start_is_skipped_at_once_not_compressed_for_seconds() {
+    // Twelve frames a transport queued before the call read them all arrive at t = 0,
+    // then the stream goes on at its own pace.
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    let mut arrivals: Vec<(u64, u64)> = (0..12).map(|seq| (0, seq)).collect();
+    arrivals.extend((12..300).map(|seq| ((seq - 11) * 20, seq)));
+    let out = run(&mut jb, arrivals, 300 * 20);
+    let played = played(&out);
+    // Play starts at the newest target's worth (40 ms = 2 frames) of the backlog...
+    assert_eq!(played.first(), Some(&10), "{played:?}");
+    // ...and from then on every frame plays in turn: no skipping spread over seconds.
+    assert_eq!(
+        played,
+        (10..played[played.len() - 1] + 1).collect::<Vec<_>>()
+    );
+    assert_eq!(jb.stats().discarded, 10);
+}

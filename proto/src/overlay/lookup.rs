@@ -8,8 +8,11 @@
 //! "frontier". It queries the closest not-yet-queried frontier candidates, with at
 //! most `alpha` frontier queries in flight, and is done when every frontier candidate
 //! has answered. A query whose candidate was pushed out of the frontier by closer
-//! discoveries no longer holds the lookup up. A value lookup is also done as soon as
-//! one verified record arrives.
+//! discoveries no longer holds the lookup up. A value lookup is also done once
+//! [`VALUE_QUORUM`] holders answered with a verified record: it does not stop at the
+//! first, because an old record may still be served by a holder that missed the
+//! latest store (or by a liar); it keeps the highest sequence number. Its wait is
+//! bounded like any lookup's: by the frontier and the RPC deadline.
 //!
 //! Depth: seeds (from our own routing table) are depth 1; a candidate first named by
 //! a depth-`d` candidate is depth `d + 1`. The depth of the candidate that answered
@@ -22,6 +25,10 @@ use std::collections::{BTreeMap, HashMap};
 /// Not-yet-queried candidates beyond this many times `k` are dropped, farthest first,
 /// so a flood of contacts in replies cannot grow a lookup without bound.
 const CANDIDATES_PER_K: usize = 4;
+
+/// Records a value lookup collects from distinct holders before it ends (fewer if
+/// the frontier runs out first).
+pub const VALUE_QUORUM: usize = 3;
 
 /// What a lookup asks each supernode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +70,8 @@ pub struct Lookup {
     /// and this spares hashing each one into its node id every time.
     keys: HashMap<PeerId, [u8; 32]>,
     found: Option<(SignedPresence, usize)>,
+    /// Every holder that answered with a record, and that record's sequence number.
+    holders: Vec<(Contact, u64)>,
 }
 
 impl Lookup {
@@ -85,6 +94,7 @@ impl Lookup {
             candidates: BTreeMap::new(),
             keys: HashMap::new(),
             found: None,
+            holders: Vec::new(),
         };
         for seed in seeds {
             lookup.add(seed, 1);
@@ -162,7 +172,7 @@ impl Lookup {
     /// The supernodes to ask now; each is marked in flight. Empty when the lookup
     /// is done or waiting for answers.
     pub fn next_queries(&mut self) -> Vec<Contact> {
-        if self.found.is_some() {
+        if self.quorum() {
             return Vec::new();
         }
         let mut in_flight = 0;
@@ -189,7 +199,11 @@ impl Lookup {
 
     /// Whether the lookup has finished (see the module docs).
     pub fn is_done(&self) -> bool {
-        self.found.is_some() || self.frontier().all(|c| c.state == State::Answered)
+        self.quorum() || self.frontier().all(|c| c.state == State::Answered)
+    }
+
+    fn quorum(&self) -> bool {
+        self.holders.len() >= VALUE_QUORUM
     }
 
     fn in_flight(&mut self, from: &PeerId) -> Option<&mut Candidate> {
@@ -221,6 +235,8 @@ impl Lookup {
         };
         c.state = State::Answered;
         let depth = c.depth;
+        let contact = c.contact;
+        self.holders.push((contact, record.record.seq));
         let better = self
             .found
             .as_ref()
@@ -240,6 +256,19 @@ impl Lookup {
     /// The record found, if any.
     pub fn found(&self) -> Option<&SignedPresence> {
         self.found.as_ref().map(|(record, _)| record)
+    }
+
+    /// Holders that answered with an older record than the one found: they missed
+    /// a store, and the caller may send them the newest.
+    pub fn stale_holders(&self) -> Vec<Contact> {
+        let Some((best, _)) = &self.found else {
+            return Vec::new();
+        };
+        self.holders
+            .iter()
+            .filter(|(_, seq)| *seq < best.record.seq)
+            .map(|(c, _)| *c)
+            .collect()
     }
 
     /// Takes the record found, if any.
@@ -410,20 +439,24 @@ mod tests {
         assert!(!asked.contains(&all[0]));
     }
 
-    #[test]
-    fn a_value_ends_the_lookup_with_its_depth() {
-        let all = contacts(5);
-        let owner = Identity::from_seed(&[9; 32]);
-        let record = crate::presence::PresenceRecord {
+    fn presence(owner: &Identity, seq: u64) -> SignedPresence {
+        crate::presence::PresenceRecord {
             id: owner.peer_id(),
             display_name: String::new(),
             supernodes: vec![],
             addresses: vec![],
             nat: Default::default(),
-            seq: 1,
+            seq,
             expires_at: crate::Timestamp(10_000),
         }
-        .sign(&owner);
+        .sign(owner)
+    }
+
+    #[test]
+    fn a_value_lookup_ends_after_a_quorum_with_the_newest_record() {
+        let all = contacts(8);
+        let owner = Identity::from_seed(&[9; 32]);
+        let (old, new) = (presence(&owner, 1), presence(&owner, 2));
         let target = owner.peer_id().node_id();
         let mut lookup = Lookup::new(
             target,
@@ -433,16 +466,42 @@ mod tests {
             1,
             vec![all[0]],
         );
-        let first = lookup.next_queries();
-        assert_eq!(first, vec![all[0]]);
+        assert_eq!(lookup.next_queries(), vec![all[0]]);
         lookup.on_nodes(&all[0].id, &all[1..]);
+        // The first holder serves the old record: not the end.
         let second = lookup.next_queries();
-        assert_eq!(second.len(), 1);
-        lookup.on_value(&second[0].id, record.clone());
+        lookup.on_value(&second[0].id, old.clone());
+        assert!(!lookup.is_done());
+        let third = lookup.next_queries();
+        lookup.on_value(&third[0].id, new.clone());
+        assert!(!lookup.is_done());
+        let fourth = lookup.next_queries();
+        lookup.on_value(&fourth[0].id, old);
         assert!(lookup.is_done());
         assert!(lookup.next_queries().is_empty());
         assert_eq!(lookup.hops(), 2);
-        assert_eq!(lookup.take_found(), Some(record));
+        assert_eq!(lookup.stale_holders(), vec![second[0], fourth[0]]);
+        assert_eq!(lookup.take_found(), Some(new));
+    }
+
+    #[test]
+    fn a_value_lookup_short_of_a_quorum_ends_with_the_frontier() {
+        let all = contacts(2);
+        let owner = Identity::from_seed(&[9; 32]);
+        let mut lookup = Lookup::new(
+            owner.peer_id().node_id(),
+            LookupKind::FindValue,
+            NodeId([0; 32]),
+            20,
+            3,
+            all.clone(),
+        );
+        assert_eq!(lookup.next_queries().len(), 2);
+        lookup.on_value(&all[0].id, presence(&owner, 1));
+        assert!(!lookup.is_done());
+        lookup.on_nodes(&all[1].id, &[]);
+        assert!(lookup.is_done());
+        assert_eq!(lookup.found().map(|r| r.record.seq), Some(1));
     }
 
     #[test]

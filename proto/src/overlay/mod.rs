@@ -27,8 +27,10 @@ pub mod routing;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub mod verified;
 
 pub use node::Overlay;
+pub use verified::{VerifiedRecords, Verifier};
 
 use crate::messages::SupernodeToSupernode;
 use crate::presence::{Contact, RecordError, SignedPresence};
@@ -59,7 +61,11 @@ impl Default for OverlayConfig {
             k: 20,
             alpha: 3,
             rpc_timeout: Duration::from_secs(2),
-            republish_interval: Duration::from_secs(60),
+            // Publishers refresh their records well within this (see
+            // `attach::AttachConfig::republish_interval`), and each refresh postpones
+            // every holder's turn, so holders republish only records whose publisher
+            // went quiet: background traffic grows with changes, not with records.
+            republish_interval: Duration::from_secs(30 * 60),
             refresh_interval: Duration::from_secs(15 * 60),
         }
     }

@@ -5,6 +5,7 @@
 use super::lookup::LookupKind;
 use super::routing::RoutingTable;
 use super::store::RecordStore;
+use super::verified::Verifier;
 use super::{OpId, OutgoingRpc, OverlayConfig, OverlayEvent, RpcFailure, RpcId};
 use crate::identity::{NodeId, PeerId};
 use crate::messages::{Refusal, RefusalCode, SupernodeReply, SupernodeToSupernode, MAX_CONTACTS};
@@ -27,6 +28,8 @@ enum Purpose {
     Store(OpId),
     /// Is a full bucket's least-recently-seen entry still there?
     Liveness,
+    /// A record handed over to a newcomer.
+    HandOver,
 }
 
 struct Pending {
@@ -41,6 +44,7 @@ pub struct Overlay {
     my_id: NodeId,
     config: OverlayConfig,
     rng: StdRng,
+    verifier: Verifier,
     table: RoutingTable,
     store: RecordStore,
     ops: HashMap<OpId, Operation>,
@@ -57,6 +61,18 @@ impl Overlay {
     /// The overlay of the supernode `me`. `seed` drives every random choice
     /// (republication jitter, refresh targets), so equal inputs give equal runs.
     pub fn new(me: Contact, config: OverlayConfig, now: Timestamp, seed: u64) -> Overlay {
+        Overlay::with_verifier(me, config, now, seed, Verifier::Alone)
+    }
+
+    /// Like [`Overlay::new`], checking records from the network with `verifier`
+    /// (a simulation shares one verified copy of each record between its overlays).
+    pub fn with_verifier(
+        me: Contact,
+        config: OverlayConfig,
+        now: Timestamp,
+        seed: u64,
+        verifier: Verifier,
+    ) -> Overlay {
         let config = OverlayConfig {
             k: config.k.max(1),
             alpha: config.alpha.max(1),
@@ -70,7 +86,8 @@ impl Overlay {
             next_refresh: now + config.refresh_interval.max(MIN_REFRESH_GAP),
             config,
             rng: StdRng::seed_from_u64(seed),
-            store: RecordStore::new(),
+            store: RecordStore::with_verifier(verifier.clone()),
+            verifier,
             ops: HashMap::new(),
             rpcs: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -104,7 +121,7 @@ impl Overlay {
                 SupernodeReply::Nodes(self.closest_for(&target, &from))
             }
             SupernodeToSupernode::FindValue(key) => match self.store.get(now, &key) {
-                Some(record) => SupernodeReply::Value(record.clone()),
+                Some(record) => SupernodeReply::Value(SignedPresence::clone(record)),
                 None => SupernodeReply::Nodes(self.closest_for(&key, &from)),
             },
             SupernodeToSupernode::Store(record) => {
@@ -118,6 +135,16 @@ impl Overlay {
                 let at = self.republish_at(now, &key);
                 match self.store.offer(now, record, at) {
                     Ok(_) => SupernodeReply::Stored,
+                    Err(error @ RecordError::Stale { .. }) => {
+                        // Prove it: the sender checks the newer record itself.
+                        let held = self.store.get(now, &key).map(|r| SignedPresence::clone(r));
+                        let refusal = Refusal::from(&error);
+                        self.refused(Some(from), error);
+                        match held {
+                            Some(held) => SupernodeReply::Superseded(held),
+                            None => SupernodeReply::Refused(refusal),
+                        }
+                    }
                     Err(error) => {
                         let refusal = Refusal::from(&error);
                         self.refused(Some(from), error);
@@ -200,8 +227,16 @@ impl Overlay {
     pub fn publish(&mut self, now: Timestamp, record: SignedPresence) -> Result<OpId, RecordError> {
         let key = record.record.id.node_id();
         let at = self.republish_at(now, &key);
-        self.store.offer(now, record.clone(), at)?;
-        Ok(self.start_lookup(now, key, LookupKind::FindNode, Goal::Publish(record)))
+        self.store.offer(now, record, at)?;
+        let shared = self
+            .store
+            .get(now, &key)
+            .cloned()
+            .ok_or(RecordError::Expired {
+                expires_at: now,
+                now,
+            })?;
+        Ok(self.start_lookup(now, key, LookupKind::FindNode, Goal::Publish(shared)))
     }
 
     /// Finds the record of `id`: from the local store if held (still reported by an
@@ -209,7 +244,8 @@ impl Overlay {
     /// [`OverlayEvent::LookupDone`].
     pub fn lookup(&mut self, now: Timestamp, id: PeerId) -> OpId {
         let key = id.node_id();
-        if let Some(record) = self.store.get(now, &key).cloned() {
+        if let Some(record) = self.store.get(now, &key) {
+            let record = SignedPresence::clone(record);
             let op = self.new_op();
             self.events.push_back(OverlayEvent::LookupDone {
                 op,
@@ -295,8 +331,37 @@ impl Overlay {
         if contact.id == self.me.id {
             return;
         }
+        let before = self.table.len();
         if let Some(quiet) = self.table.seen(now, contact) {
             self.send(now, quiet, SupernodeToSupernode::Ping, Purpose::Liveness);
+        }
+        if self.table.len() > before {
+            self.hand_over(now, contact);
+        }
+    }
+
+    /// A supernode new to our table may be closer to some of our records' keys
+    /// than any holder (it just joined). For each record where it is closer than
+    /// us and we are the closest holder we know of, we store it there: Kademlia's
+    /// hand-over on join, done by one holder per record, so replicas follow the
+    /// membership at a cost proportional to joins, not to records.
+    fn hand_over(&mut self, now: Timestamp, newcomer: Contact) {
+        if self.store.is_empty() {
+            return;
+        }
+        let theirs = newcomer.id.node_id();
+        let mut due: Vec<(NodeId, SignedPresence)> = self
+            .store
+            .iter(now)
+            .filter(|(key, _)| theirs.distance(key) < self.my_id.distance(key))
+            .filter(|(key, _)| self.table.closer_than_me(key, 2) <= 1)
+            .map(|(key, r)| (*key, SignedPresence::clone(r)))
+            .collect();
+        // In key order, so equal inputs give equal runs.
+        due.sort_unstable_by_key(|(key, _)| *key);
+        for (_, record) in due {
+            let request = SupernodeToSupernode::Store(record);
+            self.send(now, newcomer, request, Purpose::HandOver);
         }
     }
 

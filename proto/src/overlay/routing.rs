@@ -88,6 +88,21 @@ struct Bucket {
     last_lookup: Timestamp,
 }
 
+impl Bucket {
+    /// Moves the newest replacement into the entries, kept in `last_seen` order, after an
+    /// entry left (the replacement cache of the Kademlia paper, §4.1).
+    fn promote_replacement(&mut self) {
+        if let Some(newcomer) = self.replacements.pop() {
+            let at = self
+                .entries
+                .iter()
+                .position(|e| e.last_seen > newcomer.last_seen)
+                .unwrap_or(self.entries.len());
+            self.entries.insert(at, newcomer);
+        }
+    }
+}
+
 /// The k-buckets of one supernode.
 #[derive(Clone, Debug)]
 pub struct RoutingTable {
@@ -167,23 +182,20 @@ impl RoutingTable {
             return;
         }
         bucket.entries.remove(pos);
-        if let Some(newcomer) = bucket.replacements.pop() {
-            let at = bucket
-                .entries
-                .iter()
-                .position(|e| e.last_seen > newcomer.last_seen)
-                .unwrap_or(bucket.entries.len());
-            bucket.entries.insert(at, newcomer);
-        }
+        bucket.promote_replacement();
     }
 
-    /// Forgets `peer` entirely.
+    /// Forgets `peer` entirely; the newest replacement, if any, takes its place.
     pub fn remove(&mut self, peer: &PeerId) {
         let node_id = peer.node_id();
         if let Some(index) = self.me.bucket_index(&node_id) {
             let bucket = &mut self.buckets[index];
-            bucket.entries.retain(|e| e.node_id != node_id);
             bucket.replacements.retain(|e| e.node_id != node_id);
+            let before = bucket.entries.len();
+            bucket.entries.retain(|e| e.node_id != node_id);
+            if bucket.entries.len() < before {
+                bucket.promote_replacement();
+            }
         }
     }
 

@@ -1,10 +1,12 @@
 //! The presence store: at most one signed record per identity, verified on the way in,
 //! with the timers for its expiry and republication.
 
+use super::verified::Verifier;
 use crate::identity::NodeId;
 use crate::presence::{RecordError, SignedPresence};
 use crate::time::Timestamp;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most records a supernode holds. Valid records cost nothing but a fresh key each,
@@ -25,13 +27,15 @@ pub enum Accepted {
 
 #[derive(Clone, Debug)]
 struct Held {
-    record: SignedPresence,
+    /// Shared with other stores of the same process when the verifier is shared.
+    record: Arc<SignedPresence>,
     republish_at: Option<Timestamp>,
 }
 
 /// Presence records held by one supernode, keyed by `record.id.node_id()`.
 #[derive(Clone, Debug, Default)]
 pub struct RecordStore {
+    verifier: Verifier,
     records: HashMap<NodeId, Held>,
     expiries: BTreeSet<(Timestamp, NodeId)>,
     republish: BTreeSet<(Timestamp, NodeId)>,
@@ -41,6 +45,14 @@ impl RecordStore {
     /// An empty store.
     pub fn new() -> RecordStore {
         RecordStore::default()
+    }
+
+    /// An empty store that verifies records with `verifier`.
+    pub fn with_verifier(verifier: Verifier) -> RecordStore {
+        RecordStore {
+            verifier,
+            ..RecordStore::default()
+        }
     }
 
     /// Stores `record` if it verifies at `now` (signature, limits, expiry) and
@@ -55,7 +67,7 @@ impl RecordStore {
     ) -> Result<Accepted, RecordError> {
         let key = record.record.id.node_id();
         let outcome = match self.records.get(&key) {
-            Some(held) if held.record == record => {
+            Some(held) if *held.record == record => {
                 // Verified in full when it first arrived; only the clock has moved.
                 if record.record.lapses_at() <= now {
                     return Err(RecordError::Expired {
@@ -67,15 +79,12 @@ impl RecordStore {
                 return Ok(Accepted::Same);
             }
             Some(held) => {
-                record.verify(now)?;
                 record.supersedes(&held.record)?;
-                Accepted::Newer
+                (self.verifier.verify(now, record)?, Accepted::Newer)
             }
-            None => {
-                record.verify(now)?;
-                Accepted::New
-            }
+            None => (self.verifier.verify(now, record)?, Accepted::New),
         };
+        let (record, outcome) = outcome;
         self.remove(&key);
         self.expiries.insert((record.record.lapses_at(), key));
         self.republish.insert((republish_at, key));
@@ -90,11 +99,19 @@ impl RecordStore {
     }
 
     /// The live record under `key`.
-    pub fn get(&self, now: Timestamp, key: &NodeId) -> Option<&SignedPresence> {
+    pub fn get(&self, now: Timestamp, key: &NodeId) -> Option<&Arc<SignedPresence>> {
         self.records
             .get(key)
             .map(|held| &held.record)
             .filter(|r| r.record.lapses_at() > now)
+    }
+
+    /// Every live record with its key, in no particular order.
+    pub fn iter(&self, now: Timestamp) -> impl Iterator<Item = (&NodeId, &Arc<SignedPresence>)> {
+        self.records
+            .iter()
+            .map(|(key, held)| (key, &held.record))
+            .filter(move |(_, r)| r.record.lapses_at() > now)
     }
 
     /// Whether a record (live or not yet expired away) is held under `key`.
@@ -108,7 +125,7 @@ impl RecordStore {
     }
 
     /// Drops the record under `key`.
-    pub fn remove(&mut self, key: &NodeId) -> Option<SignedPresence> {
+    pub fn remove(&mut self, key: &NodeId) -> Option<Arc<SignedPresence>> {
         let held = self.records.remove(key)?;
         self.expiries
             .remove(&(held.record.record.lapses_at(), *key));
@@ -160,7 +177,7 @@ impl RecordStore {
     /// The records due for republication at `now`, unscheduled: the caller
     /// reschedules those it republishes. Records with less than `min_life` left are
     /// left to expire instead; their owners republish on their own schedule.
-    pub fn take_due(&mut self, now: Timestamp, min_life: Duration) -> Vec<SignedPresence> {
+    pub fn take_due(&mut self, now: Timestamp, min_life: Duration) -> Vec<Arc<SignedPresence>> {
         let mut due = Vec::new();
         while let Some(&(at, key)) = self.republish.first() {
             if at > now {
@@ -248,7 +265,7 @@ mod tests {
             store.offer(now, other_two, Timestamp(MIN)),
             Err(RecordError::Stale { got: 2, held: 2 })
         );
-        assert_eq!(store.get(now, &key), Some(&two));
+        assert_eq!(store.get(now, &key).map(|r| &**r), Some(&two));
         assert_eq!(store.offer(now, two, Timestamp(MIN)), Ok(Accepted::Same));
     }
 
@@ -280,7 +297,9 @@ mod tests {
             Err(RecordError::BadSignature)
         );
         assert_eq!(
-            store.get(Timestamp(0), &bob.peer_id().node_id()),
+            store
+                .get(Timestamp(0), &bob.peer_id().node_id())
+                .map(|r| &**r),
             Some(&good)
         );
         assert_eq!(store.len(), 1);
@@ -321,7 +340,10 @@ mod tests {
         store.offer(at(0), long.clone(), at(MIN)).unwrap();
         store.offer(at(0), short, at(MIN)).unwrap();
         assert!(store.take_due(at(MIN - 1), MIN_HALF).is_empty());
-        assert_eq!(store.take_due(at(MIN), MIN_HALF), vec![long.clone()]);
+        assert_eq!(
+            store.take_due(at(MIN), MIN_HALF),
+            vec![Arc::new(long.clone())]
+        );
         // Taken records are unscheduled until the caller reschedules them.
         assert!(store.take_due(at(2 * MIN), MIN_HALF).is_empty());
         store.schedule_republish(&bob.peer_id().node_id(), Some(at(2 * MIN)));

@@ -185,7 +185,11 @@ fn bad_stores_are_refused_with_a_reason_and_an_event() {
     // A replay of an older record.
     let one = record(&carol, 1, now + MINUTE);
     let reply = node.handle_request(now, from, store(one));
-    assert_eq!(refusal_code(reply), Some(RefusalCode::Stale));
+    assert_eq!(
+        reply,
+        SupernodeReply::Superseded(two.clone()),
+        "proved stale"
+    );
     // A forgery.
     let mut forged = record(&identity(666), 3, now + MINUTE);
     forged.record.id = carol.peer_id();
@@ -263,24 +267,28 @@ fn unanswered_rpcs_time_out_and_oversized_replies_are_ignored() {
 }
 
 #[test]
-fn records_expire_and_republication_reaches_newcomers() {
+fn records_reach_newcomers_and_expire() {
     let mut net = Net::new(3);
     let carol = identity(1000);
-    let r = record(&carol, 1, net.now + 10 * MINUTE);
+    // Holders republish a record its publisher left alone for most of an interval
+    // (30 min by default), if it still has half an interval to live.
+    let r = record(&carol, 1, net.now + 59 * MINUTE);
     net.nodes[0].publish(net.now, r.clone()).unwrap();
     net.settle();
     assert!(net.nodes.iter().all(|n| n.stored_records() == 1));
     for i in 3..8 {
         net.add(i);
     }
-    assert!(net.nodes[3..].iter().all(|n| n.stored_records() == 0));
-    let later = net.now + MINUTE;
+    // Newcomers closer to the key than its closest holder got it handed over at
+    // once; the rest get it when a holder republishes.
+    let later = net.now + 30 * MINUTE;
     net.run_until(later);
     assert!(
         net.nodes.iter().all(|n| n.stored_records() == 1),
         "republished to the newcomers"
     );
-    let end = net.now + 10 * MINUTE + crate::time::MAX_CLOCK_SKEW;
+    // Lapsed: past its expiry by more than the clock skew a reader allows.
+    let end = net.now + 30 * MINUTE + crate::time::MAX_CLOCK_SKEW;
     net.run_until(end);
     assert!(
         net.nodes.iter().all(|n| n.stored_records() == 0),
@@ -311,4 +319,93 @@ fn dead_nodes_leave_the_routing_table() {
             "node {i}"
         );
     }
+}
+
+/// A node with three peers in its table, and the record `carol` published through it
+/// up to the point where its `Store`s are out: returns the node and those RPCs.
+fn publishing(carol: &Identity, r: &SignedPresence) -> (Overlay, Vec<OutgoingRpc>) {
+    let mut node = Overlay::new(contact(0), OverlayConfig::default(), T0, 0);
+    for i in 1..=3 {
+        node.handle_request(T0, contact(i), SupernodeToSupernode::Ping);
+    }
+    let _ = carol;
+    node.publish(T0, r.clone()).unwrap();
+    let finds: Vec<OutgoingRpc> = std::iter::from_fn(|| node.poll_transmit()).collect();
+    assert_eq!(finds.len(), 3);
+    for f in finds {
+        node.handle_reply(T0, f.id, Ok(SupernodeReply::Nodes(vec![])));
+    }
+    let stores: Vec<OutgoingRpc> = std::iter::from_fn(|| node.poll_transmit()).collect();
+    assert_eq!(stores.len(), 3);
+    assert!(stores
+        .iter()
+        .all(|s| matches!(s.request, SupernodeToSupernode::Store(_))));
+    (node, stores)
+}
+
+fn held_seq(node: &mut Overlay, owner: &Identity, now: Timestamp) -> Option<u64> {
+    node.lookup(now, owner.peer_id());
+    std::iter::from_fn(|| node.poll_event()).find_map(|e| match e {
+        OverlayEvent::LookupDone { record, .. } => Some(record.map(|r| r.record.seq)),
+        _ => None,
+    })?
+}
+
+#[test]
+fn a_forged_stale_refusal_does_not_delete_a_valid_record() {
+    let carol = identity(1000);
+    let r1 = record(&carol, 1, T0 + 10 * MINUTE);
+    let (mut node, stores) = publishing(&carol, &r1);
+    let now = T0 + Duration::from_millis(100);
+    // A bare claim of staleness, with no proof.
+    let bare = SupernodeReply::Refused(crate::messages::Refusal {
+        code: RefusalCode::Stale,
+        message: "stale presence record: seq 1 but seq 2 is already held".into(),
+    });
+    node.handle_reply(now, stores[0].id, Ok(bare));
+    assert_eq!(held_seq(&mut node, &carol, now), Some(1));
+    // A "newer" record that does not verify.
+    let mut forged = record(&identity(666), 9, T0 + 10 * MINUTE);
+    forged.record.id = carol.peer_id();
+    node.handle_reply(now, stores[1].id, Ok(SupernodeReply::Superseded(forged)));
+    assert_eq!(held_seq(&mut node, &carol, now), Some(1));
+    // A real newer record replaces ours (it does not merely delete it).
+    let r2 = record(&carol, 2, T0 + 10 * MINUTE);
+    node.handle_reply(now, stores[2].id, Ok(SupernodeReply::Superseded(r2)));
+    assert_eq!(held_seq(&mut node, &carol, now), Some(2));
+}
+
+#[test]
+fn a_lookup_racing_an_old_and_a_new_record_returns_the_new_one_and_repairs() {
+    let carol = identity(1000);
+    let old = record(&carol, 1, T0 + 10 * MINUTE);
+    let new = record(&carol, 2, T0 + 10 * MINUTE);
+    let mut node = Overlay::new(contact(0), OverlayConfig::default(), T0, 0);
+    for i in 1..=3 {
+        node.handle_request(T0, contact(i), SupernodeToSupernode::Ping);
+    }
+    let op = node.lookup(T0, carol.peer_id());
+    let finds: Vec<OutgoingRpc> = std::iter::from_fn(|| node.poll_transmit()).collect();
+    assert_eq!(finds.len(), 3);
+    // The old record arrives first, from a holder that missed the latest store.
+    let answers = [old.clone(), new.clone(), old];
+    for (i, (f, r)) in finds.iter().zip(answers).enumerate() {
+        let at = T0 + Duration::from_millis(20 * (i as u64 + 1));
+        node.handle_reply(at, f.id, Ok(SupernodeReply::Value(r)));
+    }
+    let done = std::iter::from_fn(|| node.poll_event())
+        .find(|e| matches!(e, OverlayEvent::LookupDone { .. }));
+    assert!(
+        matches!(done, Some(OverlayEvent::LookupDone { op: o, record: Some(r), .. }) if o == op && r == new)
+    );
+    // The two holders of the old record are sent the new one.
+    let repairs: Vec<OutgoingRpc> = std::iter::from_fn(|| node.poll_transmit()).collect();
+    let mut to: Vec<PeerId> = repairs.iter().map(|r| r.to.id).collect();
+    to.sort_by_key(|id| id.to_bytes());
+    let mut expect = vec![finds[0].to.id, finds[2].to.id];
+    expect.sort_by_key(|id| id.to_bytes());
+    assert_eq!(to, expect);
+    assert!(repairs
+        .iter()
+        .all(|r| r.request == SupernodeToSupernode::Store(new.clone())));
 }

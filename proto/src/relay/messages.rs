@@ -42,6 +42,9 @@ pub enum RelayToClient {
     Joined {
         /// Whether datagrams are already forwarded to the other party.
         paired: bool,
+        /// The leg's media channel on the relay's data port, when it has one; without
+        /// one, media goes as QUIC datagrams on the leg's connection.
+        channel: Option<ChannelGrant>,
     },
     /// Sent after `Joined { paired: false }` once the other party's leg arrives.
     Paired,
@@ -49,6 +52,15 @@ pub enum RelayToClient {
     Load(RelayLoad),
     /// The request was refused.
     Refused(RelayRefusal),
+}
+
+/// A leg's media channel (see [`crate::relay::channel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelGrant {
+    /// The channel number to put in every channel datagram.
+    pub channel: u32,
+    /// The relay's UDP data port, on the IP address the leg dialed.
+    pub port: u16,
 }
 
 /// A relay's load, for clients choosing a relay and supernodes handing out tokens.
@@ -114,6 +126,8 @@ pub enum RelayRefusalCode {
     TooManyLegs,
     /// The relay is at its leg limit; try another relay.
     Overloaded,
+    /// Too many joins from this address lately; try again in a moment.
+    RateLimited,
 }
 
 impl From<&TokenError> for RelayRefusal {
@@ -195,7 +209,17 @@ mod tests {
             assert_eq!(ClientToRelay::decode(&m.encode()).unwrap(), m);
         }
         for m in [
-            RelayToClient::Joined { paired: true },
+            RelayToClient::Joined {
+                paired: true,
+                channel: Some(ChannelGrant {
+                    channel: 7,
+                    port: 3479,
+                }),
+            },
+            RelayToClient::Joined {
+                paired: false,
+                channel: None,
+            },
             RelayToClient::Paired,
             RelayToClient::Load(load.clone()),
             RelayToClient::Refused(RelayRefusal::new(RelayRefusalCode::CallFull, "full")),

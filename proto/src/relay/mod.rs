@@ -9,9 +9,13 @@
 //! - [`messages`]: what clients and supernodes say to a relay, and its refusals.
 //! - [`pairing`]: [`pairing::RelayCore`], the sans-IO machine that admits legs, pairs
 //!   them, enforces the limits and decides where each datagram goes.
+//! - [`channel`] and [`channel_table`]: the media channel's wire format and the
+//!   data plane's table (MAC, replay window, proven addresses, rate caps).
 //! - [`stats`]: typed reasons for every drop and close, and their counters.
 //! - [`RateLimit`]: the per-leg token buckets (module `rate`).
 
+pub mod channel;
+pub mod channel_table;
 pub mod messages;
 pub mod pairing;
 mod rate;
@@ -21,8 +25,14 @@ pub mod token;
 #[cfg(test)]
 mod pairing_tests;
 
-pub use messages::{RelayLoad, RelayRefusal, RelayRefusalCode, ALPN_RELAY, ALPN_RELAY_REPORT};
-pub use pairing::{JoinOutcome, LegId, LoadCounts, RelayConfig, RelayCore, Verdict};
-pub use rate::RateLimit;
+pub use channel::{ChannelId, ChannelKey};
+pub use channel_table::{ChannelTable, ChannelVerdict};
+pub use messages::{
+    ChannelGrant, RelayLoad, RelayRefusal, RelayRefusalCode, ALPN_RELAY, ALPN_RELAY_REPORT,
+};
+pub use pairing::{
+    JoinOutcome, LegId, LoadCounts, RelayConfig, RelayCore, TokenVerifier, Verdict, VerifiedJoin,
+};
+pub use rate::{JoinLimiter, RateLimit};
 pub use stats::{CloseReason, DropReason, RelayStats};
 pub use token::{CallId, RelayToken, SignedRelayToken, TokenError, MAX_TOKEN_LIFETIME};

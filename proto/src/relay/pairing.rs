@@ -15,16 +15,77 @@
 //! again with the same token and the call resumes. If nobody comes back in time, the
 //! partner is closed with [`CloseReason::PartnerLeft`]. A hang-up is signalled between
 //! the parties end to end, so the grace only delays cleanup after a crash.
+//!
+//! Every timer runs on the monotonic clock the shell passes in (`now: Instant`): a
+//! wall-clock step neither freezes the rate caps nor closes legs. Wall time is used for
+//! one thing only, the signed expiry of a token, checked by [`TokenVerifier`] with
+//! [`MAX_CLOCK_SKEW`](crate::time::MAX_CLOCK_SKEW) of tolerance either way, before (and outside) this machine.
+//!
+//! A joined leg also gets a media channel in the shared [`ChannelTable`] (when the shell
+//! passes the channel key): the data plane forwards channel datagrams through that table
+//! without this machine; its timers read the channels' activity from it.
 
 use crate::identity::PeerId;
+use crate::relay::channel::{ChannelId, ChannelKey};
+use crate::relay::channel_table::ChannelTable;
 use crate::relay::messages::{RelayRefusal, RelayRefusalCode};
 use crate::relay::rate::{Limiter, RateLimit};
 use crate::relay::stats::{CloseReason, DropReason, RelayStats};
-use crate::relay::token::{CallId, SignedRelayToken};
+use crate::relay::token::{CallId, RelayToken, SignedRelayToken, TokenError};
 use crate::time::Timestamp;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Checks join tokens: signature, issuer, relay, expiry. Cheap to clone, needs no lock,
+/// so the shell runs the ed25519 check before touching any shared state (a flood of
+/// joins then costs CPU, not every call's forwarding).
+#[derive(Clone, Debug)]
+pub struct TokenVerifier {
+    me: PeerId,
+    trusted: Vec<PeerId>,
+}
+
+/// A token whose signature, issuer and relay were checked by [`TokenVerifier`].
+#[derive(Clone, Debug)]
+pub struct VerifiedJoin {
+    token: RelayToken,
+    /// The expiry has passed (by more than [`MAX_CLOCK_SKEW`](crate::time::MAX_CLOCK_SKEW)): only a rejoin to a call
+    /// still open on this relay is admitted with it.
+    expired: Option<RelayRefusal>,
+}
+
+impl VerifiedJoin {
+    /// The token.
+    pub fn token(&self) -> &RelayToken {
+        &self.token
+    }
+}
+
+impl TokenVerifier {
+    /// Verifies `token` at wall time `wall`. An expired token is returned marked
+    /// expired (see [`VerifiedJoin`]); every other failure is a refusal.
+    pub fn verify(
+        &self,
+        wall: Timestamp,
+        token: &SignedRelayToken,
+    ) -> Result<VerifiedJoin, RelayRefusal> {
+        // The skew tolerance (MAX_CLOCK_SKEW either way) is applied by the token check
+        // itself, the one rule for every signed expiry.
+        match token.verify(wall, &self.me, &self.trusted) {
+            Ok(t) => Ok(VerifiedJoin {
+                token: t.clone(),
+                expired: None,
+            }),
+            Err(e @ TokenError::Expired { .. }) => Ok(VerifiedJoin {
+                token: token.token.clone(),
+                expired: Some(RelayRefusal::from(&e)),
+            }),
+            Err(e) => Err(RelayRefusal::from(&e)),
+        }
+    }
+}
 
 /// A leg: one client connection to the relay, numbered by the shell.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -75,6 +136,8 @@ pub struct JoinOutcome {
     /// The other party's leg, when it was already there: the two are now paired, and
     /// the shell should tell that leg (`Paired`).
     pub paired_with: Option<LegId>,
+    /// The leg's media channel, when the shell gave a key and the table had room.
+    pub channel: Option<ChannelId>,
 }
 
 /// What to do with one datagram.
@@ -108,19 +171,27 @@ struct Leg {
     slot: usize,
     /// Cached from the call so the hot path needs one lookup.
     partner: Option<LegId>,
-    ends_at: Timestamp,
+    /// The leg's media channel in the shared table.
+    channel: Option<ChannelId>,
+    ends_at: Instant,
     limiter: Limiter,
-    last_active: Timestamp,
+    last_active: Instant,
     /// While unpaired: when to give up on the partner, and with which reason.
-    waiting: Option<(Timestamp, CloseReason)>,
+    waiting: Option<(Instant, CloseReason)>,
 }
 
 impl Leg {
-    /// The earliest moment this leg must be closed, and why.
-    fn deadline(&self, idle_timeout: Duration) -> (Timestamp, CloseReason) {
+    /// The earliest moment this leg must be closed, and why. `channel_active`: the last
+    /// datagram on its media channel.
+    fn deadline(
+        &self,
+        idle_timeout: Duration,
+        channel_active: Option<Instant>,
+    ) -> (Instant, CloseReason) {
+        let active = channel_active.map_or(self.last_active, |c| c.max(self.last_active));
         let (at, why) = match self.waiting {
             Some(wait) => wait,
-            None => (self.last_active + idle_timeout, CloseReason::IdleTimeout),
+            None => (active + idle_timeout, CloseReason::IdleTimeout),
         };
         if self.ends_at <= at {
             (self.ends_at, CloseReason::CallTooLong)
@@ -134,22 +205,24 @@ impl Leg {
 struct Call {
     parties: [PeerId; 2],
     legs: [Option<LegId>; 2],
-    ends_at: Timestamp,
+    /// Which parties have held a leg (an expired token only brings one back).
+    joined: [bool; 2],
+    ends_at: Instant,
 }
 
 /// The relay's state machine. See the module documentation.
 #[derive(Debug)]
 pub struct RelayCore {
-    me: PeerId,
-    trusted: Vec<PeerId>,
+    verifier: TokenVerifier,
     config: RelayConfig,
+    channels: Arc<ChannelTable>,
     legs: HashMap<LegId, Leg>,
     calls: HashMap<CallId, Call>,
     legs_per_key: HashMap<PeerId, u32>,
     closes: VecDeque<(LegId, CloseReason)>,
     /// A lower bound on the next deadline: activity only moves deadlines later, so a
     /// stale value just wakes the shell early, and `handle_timeout` recomputes it.
-    next_wakeup: Option<Timestamp>,
+    next_wakeup: Option<Instant>,
     stats: RelayStats,
 }
 
@@ -158,12 +231,18 @@ fn refuse(code: RelayRefusalCode, message: String) -> Result<JoinOutcome, RelayR
 }
 
 impl RelayCore {
-    /// A relay with identity `me` that accepts tokens issued by `trusted` supernodes.
-    pub fn new(me: PeerId, trusted: Vec<PeerId>, config: RelayConfig) -> RelayCore {
+    /// A relay with identity `me` that accepts tokens issued by `trusted` supernodes,
+    /// started at monotonic time `now`. Its channel table holds `config.max_legs`.
+    pub fn new(me: PeerId, trusted: Vec<PeerId>, config: RelayConfig, now: Instant) -> RelayCore {
+        let channels = Arc::new(ChannelTable::new(
+            config.max_legs as usize,
+            config.rate,
+            now,
+        ));
         RelayCore {
-            me,
-            trusted,
+            verifier: TokenVerifier { me, trusted },
             config,
+            channels,
             legs: HashMap::new(),
             calls: HashMap::new(),
             legs_per_key: HashMap::new(),
@@ -178,14 +257,26 @@ impl RelayCore {
         &self.config
     }
 
+    /// The token check, to run outside whatever lock guards this machine.
+    pub fn verifier(&self) -> TokenVerifier {
+        self.verifier.clone()
+    }
+
+    /// The media channel table, for the data plane.
+    pub fn channels(&self) -> Arc<ChannelTable> {
+        self.channels.clone()
+    }
+
     /// Connection `leg`, whose TLS handshake proved key `peer`, asks to join the call
-    /// of `token`.
+    /// of `join` (a token checked by [`TokenVerifier`]). With `key` (exported from the
+    /// leg's TLS session) the leg also gets a media channel.
     pub fn handle_join(
         &mut self,
-        now: Timestamp,
+        now: Instant,
         leg: LegId,
         peer: PeerId,
-        token: &SignedRelayToken,
+        join: &VerifiedJoin,
+        key: Option<ChannelKey>,
     ) -> Result<JoinOutcome, RelayRefusal> {
         if let Some(held) = self.legs.get(&leg) {
             return refuse(
@@ -196,9 +287,19 @@ impl RelayCore {
                 ),
             );
         }
-        let token = token
-            .verify(now, &self.me, &self.trusted)
-            .map_err(|e| RelayRefusal::from(&e))?;
+        let token = &join.token;
+        if let Some(expired) = &join.expired {
+            // An expired token still lets a party back into its own call while the call
+            // is open here (a leg lost after the token's lifetime): it proves nothing
+            // new, and the call was admitted with a valid one.
+            let open = self.calls.get(&token.call_id).is_some_and(|c| {
+                token.parties.iter().all(|p| c.parties.contains(p))
+                    && c.parties.iter().zip(c.joined).any(|(p, j)| *p == peer && j)
+            });
+            if !open {
+                return Err(expired.clone());
+            }
+        }
         if !token.is_party(&peer) {
             return refuse(
                 RelayRefusalCode::NotAParty,
@@ -255,44 +356,65 @@ impl RelayCore {
         let call = self.calls.entry(call_id).or_insert_with(|| Call {
             parties: token.parties,
             legs: [None, None],
+            joined: [false, false],
             ends_at: now + max_call_length,
         });
         let slot = usize::from(call.parties[1] == peer);
         call.legs[slot] = Some(leg);
+        call.joined[slot] = true;
         let partner = call.legs[1 - slot];
         let ends_at = call.ends_at;
         let waiting = match partner {
             Some(_) => None,
             None => Some((now + self.config.pair_timeout, CloseReason::NotPaired)),
         };
+        let channel = key.and_then(|k| self.channels.open(now, leg, k, ends_at));
         if let Some(p) = partner.and_then(|p| self.legs.get_mut(&p)) {
             p.partner = Some(leg);
             p.waiting = None;
             // Idle time counts from pairing: waiting for the partner was not idling.
             p.last_active = now;
+            if let (Some(mine), Some(theirs)) = (channel, p.channel) {
+                self.channels.set_partner(theirs, Some((mine, leg)));
+            }
+        }
+        let partner_channel = partner.and_then(|p| {
+            let c = self.legs.get(&p)?.channel?;
+            Some((c, p))
+        });
+        if let Some(mine) = channel {
+            self.channels.set_partner(mine, partner_channel);
         }
         let new = Leg {
             call: call_id,
             peer,
             slot,
             partner,
+            channel,
             ends_at,
-            limiter: Limiter::new(&self.config.rate, now),
+            limiter: Limiter::new(&self.config.rate, self.channels.ms(now)),
             last_active: now,
             waiting,
         };
-        let (deadline, _) = new.deadline(self.config.idle_timeout);
+        let (deadline, _) = new.deadline(self.config.idle_timeout, None);
         self.wake_by(deadline);
         self.legs.insert(leg, new);
         *self.legs_per_key.entry(peer).or_insert(0) += 1;
         Ok(JoinOutcome {
             paired_with: partner,
+            channel,
         })
+    }
+
+    /// The media channel of `leg`, if it has one.
+    pub fn channel_of(&self, leg: LegId) -> Option<ChannelId> {
+        self.legs.get(&leg).and_then(|l| l.channel)
     }
 
     /// Leg `leg` sent a datagram of `len` bytes: where does it go? This is the hot
     /// path: one hash lookup and two token buckets.
-    pub fn handle_datagram(&mut self, now: Timestamp, leg: LegId, len: usize) -> Verdict {
+    pub fn handle_datagram(&mut self, now: Instant, leg: LegId, len: usize) -> Verdict {
+        let now_ms = self.channels.ms(now);
         let verdict = match self.legs.get_mut(&leg) {
             None => Verdict::Drop(DropReason::NotJoined),
             Some(l) => {
@@ -301,7 +423,7 @@ impl RelayCore {
                 if now >= l.ends_at {
                     Verdict::Drop(DropReason::CallTooLong)
                 } else if let Some(to) = l.partner {
-                    if l.limiter.admit(now, len) {
+                    if l.limiter.admit(now_ms, len) {
                         Verdict::Forward { to }
                     } else {
                         Verdict::Drop(DropReason::RateLimited)
@@ -327,17 +449,18 @@ impl RelayCore {
 
     /// Leg `leg`'s connection ended (for any reason, including a close this machine
     /// asked for). Unknown legs are ignored.
-    pub fn handle_closed(&mut self, now: Timestamp, leg: LegId) {
+    pub fn handle_closed(&mut self, now: Instant, leg: LegId) {
         self.remove_leg(now, leg);
     }
 
     /// Closes every leg whose deadline is at or before `now`.
-    pub fn handle_timeout(&mut self, now: Timestamp) {
+    pub fn handle_timeout(&mut self, now: Instant) {
         let idle = self.config.idle_timeout;
-        let mut next: Option<Timestamp> = None;
+        let mut next: Option<Instant> = None;
         let mut expired = Vec::new();
         for (id, leg) in &self.legs {
-            let (at, why) = leg.deadline(idle);
+            let active = leg.channel.and_then(|c| self.channels.last_active(c));
+            let (at, why) = leg.deadline(idle, active);
             if at <= now {
                 expired.push((*id, why));
             } else {
@@ -357,7 +480,7 @@ impl RelayCore {
 
     /// When `handle_timeout` should be called next, if anything is pending. May be
     /// early (the shell then finds nothing to do), never late.
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_wakeup
     }
 
@@ -390,15 +513,18 @@ impl RelayCore {
         &self.stats
     }
 
-    fn wake_by(&mut self, at: Timestamp) {
+    fn wake_by(&mut self, at: Instant) {
         self.next_wakeup = Some(self.next_wakeup.map_or(at, |n| n.min(at)));
     }
 
     /// Forgets `leg`; its partner, if any, goes back to waiting for `rejoin_grace`.
-    fn remove_leg(&mut self, now: Timestamp, leg: LegId) -> bool {
+    fn remove_leg(&mut self, now: Instant, leg: LegId) -> bool {
         let Some(gone) = self.legs.remove(&leg) else {
             return false;
         };
+        if let Some(c) = gone.channel {
+            self.channels.close(c);
+        }
         if let Some(n) = self.legs_per_key.get_mut(&gone.peer) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -417,6 +543,9 @@ impl RelayCore {
                 let grace = now + self.config.rejoin_grace;
                 if let Some(p) = self.legs.get_mut(&partner) {
                     p.partner = None;
+                    if let Some(c) = p.channel {
+                        self.channels.set_partner(c, None);
+                    }
                     p.waiting = Some((grace, CloseReason::PartnerLeft));
                 }
                 self.wake_by(grace);

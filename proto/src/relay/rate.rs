@@ -3,8 +3,10 @@
 //! Levels are kept in milli-tokens so that refilling at `rate` tokens per second over
 //! whole milliseconds (the protocol clock's resolution) is exact integer arithmetic:
 //! one millisecond adds exactly `rate` milli-tokens, and nothing is lost to rounding.
+//!
+//! Time is milliseconds on the relay's monotonic clock (see [`super::pairing`]): a
+//! wall-clock step can neither freeze nor refill the buckets.
 
-use crate::time::Timestamp;
 use std::time::Duration;
 
 /// A leg's allowance: sustained rates, and how long a burst at zero may last before
@@ -76,12 +78,13 @@ impl Bucket {
 pub(crate) struct Limiter {
     packets: Bucket,
     bytes: Bucket,
-    last: Timestamp,
+    /// Monotonic milliseconds of the last refill.
+    last: u64,
 }
 
 impl Limiter {
     /// Full buckets at `now`: a new leg may burst at once.
-    pub(crate) fn new(limit: &RateLimit, now: Timestamp) -> Limiter {
+    pub(crate) fn new(limit: &RateLimit, now: u64) -> Limiter {
         Limiter {
             packets: Bucket::full(limit.packets_per_sec, limit.burst),
             bytes: Bucket::full(limit.bytes_per_sec, limit.burst),
@@ -91,9 +94,9 @@ impl Limiter {
 
     /// Takes one datagram of `len` bytes if both buckets have room; otherwise takes
     /// nothing (a dropped datagram must not eat the allowance of the next ones).
-    pub(crate) fn admit(&mut self, now: Timestamp, len: usize) -> bool {
-        // A clock that steps backwards adds nothing rather than panicking or refilling.
-        let elapsed = now.0.saturating_sub(self.last.0);
+    pub(crate) fn admit(&mut self, now: u64, len: usize) -> bool {
+        // Monotonic input never goes back; if it did, it would add nothing.
+        let elapsed = now.saturating_sub(self.last);
         if elapsed > 0 {
             self.packets.refill(elapsed);
             self.bytes.refill(elapsed);
@@ -107,6 +110,59 @@ impl Limiter {
         } else {
             false
         }
+    }
+}
+
+/// Joins per source IP: each costs the relay an ed25519 verification, so a flood of
+/// them is capped before any is verified (issue 11, item 5).
+#[derive(Debug)]
+pub struct JoinLimiter {
+    limit: RateLimit,
+    max_ips: usize,
+    epoch: std::time::Instant,
+    per_ip: std::collections::HashMap<std::net::IpAddr, Limiter>,
+}
+
+impl JoinLimiter {
+    /// Default: 20 joins/s per IP with a burst of 60 (three seconds' worth): a NAT with
+    /// dozens of clients or a test starting twenty parties is never slowed.
+    pub const DEFAULT_PER_SEC: u32 = 20;
+    /// Default bound on the IPs tracked at once.
+    pub const DEFAULT_MAX_IPS: usize = 4096;
+
+    /// A limiter allowing `per_sec` joins per IP (bursts of three seconds' worth),
+    /// tracking at most `max_ips` addresses, on a monotonic clock from `epoch`.
+    pub fn new(per_sec: u32, max_ips: usize, epoch: std::time::Instant) -> JoinLimiter {
+        JoinLimiter {
+            limit: RateLimit {
+                packets_per_sec: per_sec,
+                bytes_per_sec: u32::MAX,
+                burst: Duration::from_secs(3),
+            },
+            max_ips,
+            epoch,
+            per_ip: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Whether a join from `ip` at `now` may go on to verification.
+    pub fn admit(&mut self, now: std::time::Instant, ip: std::net::IpAddr) -> bool {
+        let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        if !self.per_ip.contains_key(&ip) && self.per_ip.len() >= self.max_ips {
+            // Forget addresses whose allowance has refilled: they are indistinguishable
+            // from new ones. If none has, the table is under attack: refuse.
+            let depth_ms = self.limit.burst.as_millis() as u64;
+            self.per_ip
+                .retain(|_, l| ms.saturating_sub(l.last) < depth_ms);
+            if self.per_ip.len() >= self.max_ips {
+                return false;
+            }
+        }
+        let limit = self.limit;
+        self.per_ip
+            .entry(ip)
+            .or_insert_with(|| Limiter::new(&limit, ms))
+            .admit(ms, 0)
     }
 }
 
@@ -124,17 +180,17 @@ mod tests {
 
     #[test]
     fn a_full_bucket_allows_one_burst_then_the_sustained_rate() {
-        let mut l = Limiter::new(&limit(100, 1_000_000), Timestamp(0));
-        let admitted = (0..150).filter(|_| l.admit(Timestamp(0), 100)).count();
+        let mut l = Limiter::new(&limit(100, 1_000_000), 0);
+        let admitted = (0..150).filter(|_| l.admit(0, 100)).count();
         assert_eq!(admitted, 100);
         // 100 packets/s is one every 10 ms.
-        assert!(!l.admit(Timestamp(9), 100));
-        assert!(l.admit(Timestamp(10), 100));
-        assert!(!l.admit(Timestamp(10), 100));
+        assert!(!l.admit(9, 100));
+        assert!(l.admit(10, 100));
+        assert!(!l.admit(10, 100));
         // Over a long run the rate converges to the cap.
         let mut ok = 0;
         for ms in 11..=10_010u64 {
-            if l.admit(Timestamp(ms), 100) {
+            if l.admit(ms, 100) {
                 ok += 1;
             }
         }
@@ -142,28 +198,46 @@ mod tests {
     }
 
     #[test]
+    fn joins_are_capped_per_ip_and_the_table_is_bounded() {
+        let t0 = std::time::Instant::now();
+        let mut j = JoinLimiter::new(20, 2, t0);
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        let c: std::net::IpAddr = "192.0.2.3".parse().unwrap();
+        assert_eq!((0..100).filter(|_| j.admit(t0, a)).count(), 60);
+        // Another address is not affected.
+        assert!(j.admit(t0, b));
+        // A third while both are busy: refused, the table stays bounded.
+        assert!(!j.admit(t0, c));
+        // 50 ms later one more join from `a` fits.
+        assert!(j.admit(t0 + Duration::from_millis(50), a));
+        // Once the others' allowance has refilled, new addresses get in.
+        assert!(j.admit(t0 + Duration::from_secs(10), c));
+    }
+
+    #[test]
     fn the_byte_bucket_caps_large_datagrams() {
-        let mut l = Limiter::new(&limit(1_000, 10_000), Timestamp(0));
-        let admitted = (0..20).filter(|_| l.admit(Timestamp(0), 1_000)).count();
+        let mut l = Limiter::new(&limit(1_000, 10_000), 0);
+        let admitted = (0..20).filter(|_| l.admit(0, 1_000)).count();
         assert_eq!(admitted, 10);
         // After 100 ms there are 1,000 bytes again: one more fits, a small one does not.
-        assert!(l.admit(Timestamp(100), 1_000));
-        assert!(!l.admit(Timestamp(100), 1));
+        assert!(l.admit(100, 1_000));
+        assert!(!l.admit(100, 1));
     }
 
     #[test]
     fn a_refused_datagram_takes_nothing() {
-        let mut l = Limiter::new(&limit(10, 1_000), Timestamp(0));
-        assert!(!l.admit(Timestamp(0), 2_000));
+        let mut l = Limiter::new(&limit(10, 1_000), 0);
+        assert!(!l.admit(0, 2_000));
         // The packet allowance is intact.
-        assert_eq!((0..20).filter(|_| l.admit(Timestamp(0), 1)).count(), 10);
+        assert_eq!((0..20).filter(|_| l.admit(0, 1)).count(), 10);
     }
 
     #[test]
-    fn a_clock_stepping_back_is_harmless() {
-        let mut l = Limiter::new(&limit(1, 1_000), Timestamp(10_000));
-        assert!(l.admit(Timestamp(10_000), 1));
-        assert!(!l.admit(Timestamp(5_000), 1));
-        assert!(l.admit(Timestamp(11_000), 1));
+    fn time_going_back_adds_nothing() {
+        let mut l = Limiter::new(&limit(1, 1_000), 10_000);
+        assert!(l.admit(10_000, 1));
+        assert!(!l.admit(5_000, 1));
+        assert!(l.admit(11_000, 1));
     }
 }

@@ -23,11 +23,27 @@ pub enum DropReason {
     Congested,
     /// The partner's connection is gone or does not take datagrams.
     Undeliverable,
+    /// A channel datagram too short, of an unknown kind, or otherwise not well formed.
+    Malformed,
+    /// A channel datagram naming a channel that is not open (or no longer is).
+    UnknownChannel,
+    /// A channel datagram whose MAC does not verify under its channel's key: a spoofed
+    /// or corrupted packet.
+    BadMac,
+    /// A channel datagram whose counter was already seen or is older than the replay
+    /// window.
+    Replayed,
+    /// A channel datagram with a valid MAC from an address the channel has not proven
+    /// (the sender must answer a challenge there first).
+    UnprovenAddress,
+    /// A datagram from (or to) the relay's own address, port 0 or an unspecified IP:
+    /// a reflection loop or a forged source.
+    Reflection,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::NotJoined,
         DropReason::NotPaired,
         DropReason::RateLimited,
@@ -35,6 +51,12 @@ impl DropReason {
         DropReason::TooLarge,
         DropReason::Congested,
         DropReason::Undeliverable,
+        DropReason::Malformed,
+        DropReason::UnknownChannel,
+        DropReason::BadMac,
+        DropReason::Replayed,
+        DropReason::UnprovenAddress,
+        DropReason::Reflection,
     ];
 
     fn index(self) -> usize {
@@ -51,6 +73,12 @@ impl DropReason {
             DropReason::TooLarge => "too_large",
             DropReason::Congested => "congested",
             DropReason::Undeliverable => "undeliverable",
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownChannel => "unknown_channel",
+            DropReason::BadMac => "bad_mac",
+            DropReason::Replayed => "replayed",
+            DropReason::UnprovenAddress => "unproven_address",
+            DropReason::Reflection => "reflection",
         }
     }
 }
@@ -146,6 +174,26 @@ impl RelayStats {
     /// Legs the relay closed for `reason`.
     pub fn closes(&self, reason: CloseReason) -> u64 {
         self.closes[reason as usize]
+    }
+
+    /// Adds `other`'s counters to these (the relay's data-plane shards keep their own
+    /// and are summed for reports).
+    pub fn merge(&mut self, other: &RelayStats) {
+        self.forwarded_packets += other.forwarded_packets;
+        self.forwarded_bytes += other.forwarded_bytes;
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+        for (a, b) in self.closes.iter_mut().zip(other.closes) {
+            *a += b;
+        }
+    }
+
+    /// A datagram counted as forwarded that the shell could not send after all: moves
+    /// it from the forwarded counters to the drops under `reason`.
+    pub fn count_undelivered(&mut self, reason: DropReason, len: usize) {
+        self.uncount_forward(len);
+        self.count_drop(reason);
     }
 
     pub(crate) fn count_drop(&mut self, reason: DropReason) {

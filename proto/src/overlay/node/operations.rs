@@ -11,20 +11,25 @@
 
 use super::{Overlay, Pending, Purpose};
 use crate::identity::{NodeId, PeerId};
-use crate::messages::{RefusalCode, SupernodeReply, SupernodeToSupernode, MAX_CONTACTS};
+use crate::messages::{SupernodeReply, SupernodeToSupernode, MAX_CONTACTS};
 use crate::overlay::lookup::{Lookup, LookupKind};
 use crate::overlay::{OpId, OverlayEvent, RpcFailure};
 use crate::presence::{Contact, SignedPresence};
 use crate::time::Timestamp;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How many times `k` further answered supernodes a publication keeps in reserve
+/// for stores that fail.
+const SPARE_PER_K: usize = 1;
 
 pub(super) enum Goal {
     /// A caller's lookup; reports `LookupDone`.
     Find,
     /// A caller's publish; reports `Published`.
-    Publish(SignedPresence),
+    Publish(Arc<SignedPresence>),
     /// Our periodic re-replication of a held record; silent.
-    Republish(SignedPresence),
+    Republish(Arc<SignedPresence>),
     /// The self-lookup after joining; refreshes every bucket when done.
     Join,
     /// Keeps a bucket populated; silent.
@@ -41,6 +46,10 @@ pub(super) struct Operation {
     stored: usize,
     /// Everyone a `Store` went to, so no one gets it twice.
     stored_to: Vec<PeerId>,
+    /// Supernodes that answered the lookup beyond the `k` closest, closest last:
+    /// each failed or refused `Store` is sent on to the next of them, so a
+    /// publication reaches `k` replicas even where some supernodes refuse or drop.
+    spare: Vec<Contact>,
 }
 
 impl Overlay {
@@ -72,6 +81,7 @@ impl Overlay {
             outstanding: 0,
             stored: 0,
             stored_to: Vec::new(),
+            spare: Vec::new(),
         };
         self.ops.insert(op, operation);
         if let Some((record, targets)) = early {
@@ -129,7 +139,13 @@ impl Overlay {
         match &operation.goal {
             Goal::Find => {
                 let hops = lookup.hops();
+                let stale = lookup.stale_holders();
                 let record = lookup.take_found();
+                if let Some(newest) = &record {
+                    // Holders that served an older record missed a store: repair
+                    // them now (the replies are only counted, like any store).
+                    self.store_to(now, op, newest, &stale);
+                }
                 self.events
                     .push_back(OverlayEvent::LookupDone { op, record, hops });
             }
@@ -137,7 +153,13 @@ impl Overlay {
             Goal::Refresh => {}
             Goal::Publish(record) | Goal::Republish(record) => {
                 let record = record.clone();
-                let targets = lookup.closest_answered(self.config.k);
+                let k = self.config.k;
+                let mut targets = lookup.closest_answered(k.saturating_mul(SPARE_PER_K + 1));
+                let mut spare = targets.split_off(k.min(targets.len()));
+                spare.reverse();
+                if let Some(operation) = self.ops.get_mut(&op) {
+                    operation.spare = spare;
+                }
                 self.store_to(now, op, &record, &targets);
             }
         }
@@ -172,8 +194,8 @@ impl Overlay {
         }
         match pending.purpose {
             Purpose::Lookup(op) => self.on_lookup_reply(now, op, pending.to, reply),
-            Purpose::Store(op) => self.on_store_reply(op, reply),
-            Purpose::Liveness => {}
+            Purpose::Store(op) => self.on_store_reply(now, op, reply),
+            Purpose::Liveness | Purpose::HandOver => {}
         }
     }
 
@@ -196,8 +218,8 @@ impl Overlay {
                 if lookup.kind() == LookupKind::FindValue
                     && record.record.id.node_id() == lookup.target() =>
             {
-                match record.verify(now) {
-                    Ok(_) => lookup.on_value(&from.id, record),
+                match self.verifier.verify(now, record) {
+                    Ok(record) => lookup.on_value(&from.id, SignedPresence::clone(&record)),
                     Err(error) => {
                         lookup.on_failure(&from.id);
                         self.refused(Some(from), error);
@@ -210,23 +232,57 @@ impl Overlay {
         self.advance(now, op);
     }
 
-    fn on_store_reply(&mut self, op: OpId, reply: Result<SupernodeReply, RpcFailure>) {
+    fn on_store_reply(
+        &mut self,
+        now: Timestamp,
+        op: OpId,
+        reply: Result<SupernodeReply, RpcFailure>,
+    ) {
         let Some(operation) = self.ops.get_mut(&op) else {
             return;
         };
         operation.outstanding = operation.outstanding.saturating_sub(1);
+        if !matches!(reply, Ok(SupernodeReply::Stored))
+            && operation.stored + operation.outstanding < self.config.k
+        {
+            let next = std::iter::from_fn(|| operation.spare.pop())
+                .find(|c| !operation.stored_to.contains(&c.id));
+            if let (Some(to), Goal::Publish(record) | Goal::Republish(record)) =
+                (next, &operation.goal)
+            {
+                let record = record.clone();
+                self.store_to(now, op, &record, &[to]);
+            }
+        }
+        let Some(operation) = self.ops.get_mut(&op) else {
+            return;
+        };
         match reply {
             Ok(SupernodeReply::Stored) => operation.stored += 1,
-            Ok(SupernodeReply::Refused(refusal)) if refusal.code == RefusalCode::Stale => {
-                if let Goal::Republish(record) = &operation.goal {
-                    // A replica holds a newer record, so ours is out of date: drop it
-                    // so that lookups here go to the network and find the new one.
-                    let key = record.record.id.node_id();
-                    self.store.remove_if_seq(&key, record.record.seq);
+            Ok(SupernodeReply::Superseded(newer)) => {
+                if let Goal::Republish(record) | Goal::Publish(record) = &operation.goal {
+                    // A replica holds a newer record and proved it: if it verifies
+                    // and supersedes ours, hold it instead. A bare or forged claim
+                    // changes nothing.
+                    let ours = record.clone();
+                    self.take_newer(now, &ours, newer);
                 }
             }
             _ => {}
         }
         self.finish_if_done(op);
+    }
+
+    /// Replaces our copy of `ours` with `newer` if `newer` is a valid, newer record
+    /// of the same identity (verification and supersession are checked by the store).
+    fn take_newer(&mut self, now: Timestamp, ours: &SignedPresence, newer: SignedPresence) {
+        if newer.record.id != ours.record.id || newer.record.seq <= ours.record.seq {
+            return;
+        }
+        let key = ours.record.id.node_id();
+        let at = self.republish_at(now, &key);
+        if let Err(error) = self.store.offer(now, newer, at) {
+            self.refused(None, error);
+        }
     }
 }

@@ -1,0 +1,73 @@
+//! Malicious supernodes: they collude to hide records.
+//!
+//! A liar runs the real overlay underneath (so it answers pings, stays in routing
+//! tables and looks like any supernode), but:
+//! - it drops [`DROP_SHARE`] of all requests other than pings;
+//! - asked for nodes, it names only fellow liars (trying to trap lookups among them);
+//! - asked for a value, it answers with the oldest record it ever saw for that key,
+//!   else with fellow liars only;
+//! - asked to store, it keeps the record as its "old" copy and refuses with `Stale`,
+//!   claiming to hold a newer one.
+
+use parley_proto::messages::{Refusal, RefusalCode, SupernodeReply, SupernodeToSupernode};
+use parley_proto::overlay::Overlay;
+use parley_proto::presence::{Contact, SignedPresence};
+use parley_proto::{NodeId, PeerId, Timestamp};
+use rand::Rng;
+use std::collections::{HashMap, HashSet};
+
+/// Share of non-ping requests a liar drops.
+pub const DROP_SHARE: f64 = 0.3;
+
+/// One liar's memory: the first record it saw per key.
+#[derive(Default)]
+pub struct Liar {
+    old: HashMap<NodeId, SignedPresence>,
+}
+
+impl Liar {
+    /// The liar's answer to `request` from `from`, or `None` to drop it.
+    pub fn answer<R: Rng>(
+        &mut self,
+        overlay: &mut Overlay,
+        now: Timestamp,
+        from: Contact,
+        request: SupernodeToSupernode,
+        colluders: &HashSet<PeerId>,
+        rng: &mut R,
+    ) -> Option<SupernodeReply> {
+        if request != SupernodeToSupernode::Ping && rng.gen_bool(DROP_SHARE) {
+            return None;
+        }
+        let only_liars = |reply: SupernodeReply| match reply {
+            SupernodeReply::Nodes(mut contacts) => {
+                contacts.retain(|c| colluders.contains(&c.id));
+                SupernodeReply::Nodes(contacts)
+            }
+            other => other,
+        };
+        match request {
+            SupernodeToSupernode::Store(record) => {
+                let key = record.record.id.node_id();
+                let seq = record.record.seq;
+                self.old.entry(key).or_insert(record);
+                Some(SupernodeReply::Refused(Refusal {
+                    code: RefusalCode::Stale,
+                    message: format!(
+                        "stale presence record: seq {seq} but seq {} is already held",
+                        seq + 1
+                    ),
+                }))
+            }
+            SupernodeToSupernode::FindValue(key) => match self.old.get(&key) {
+                Some(old) => Some(SupernodeReply::Value(old.clone())),
+                None => Some(only_liars(overlay.handle_request(
+                    now,
+                    from,
+                    SupernodeToSupernode::FindValue(key),
+                ))),
+            },
+            other => Some(only_liars(overlay.handle_request(now, from, other))),
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The simulated world: supernodes running the real [`Overlay`] machine, the network
+//! between them, and the virtual clock. Clients (see `clients`) act through it.
+//!
+//! Every input reaches a machine exactly as the supernode shell would hand it over:
+//! `handle_request` with the authenticated sender, `handle_reply` with the reply or
+//! nothing (a lost message or a dead peer lets the machine's own RPC deadline fire),
+//! `handle_timeout` when `poll_timeout` asked for it.
+
+use crate::clients::{Client, ClientAction};
+use crate::latency::{Network, Place};
+use crate::malice;
+use crate::queue::{Timers, Wheel};
+use parley_proto::messages::{SupernodeReply, SupernodeToSupernode};
+use parley_proto::overlay::{
+    OpId, Overlay, OverlayConfig, OverlayEvent, RpcId, VerifiedRecords, Verifier,
+};
+use parley_proto::presence::{Contact, SignedPresence};
+use parley_proto::{Identity, NodeId, PeerId, Timestamp};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Where the virtual clock starts (a plausible Unix time in milliseconds).
+pub const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+/// One simulated supernode.
+pub struct Supernode {
+    /// The real machine; `None` once the supernode has left (its memory is freed).
+    pub overlay: Option<Overlay>,
+    /// Its contact.
+    pub contact: Contact,
+    /// Where it sits on the latency map.
+    pub place: Place,
+    /// Drops, lies and refuses (see `malice`).
+    pub malicious: Option<Box<malice::Liar>>,
+    /// When its session ends, if it has a lifetime (churn; a promoted peer).
+    pub leaves_at: Option<Timestamp>,
+    /// When it joined.
+    pub joined_at: Timestamp,
+    armed: Option<Timestamp>,
+}
+
+impl Supernode {
+    /// Whether it is up.
+    pub fn alive(&self) -> bool {
+        self.overlay.is_some()
+    }
+}
+
+/// A message on the wire between supernodes.
+pub enum Msg {
+    /// A DHT request.
+    Request {
+        /// Sender.
+        from: u32,
+        /// Receiver.
+        to: u32,
+        /// The sender's RPC id.
+        id: RpcId,
+        /// What is asked.
+        request: SupernodeToSupernode,
+    },
+    /// Its reply.
+    Reply {
+        /// The requester.
+        to: u32,
+        /// Its RPC id.
+        id: RpcId,
+        /// The answer.
+        reply: SupernodeReply,
+    },
+}
+
+/// Things that happen at a set time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// A supernode's `poll_timeout`.
+    Node(u32),
+    /// A supernode's session ends.
+    Leave(u32),
+    /// A client does something.
+    Client(u32, ClientAction),
+}
+
+/// What an operation started on a supernode's overlay was for.
+#[derive(Clone, Copy, Debug)]
+pub enum OpKind {
+    /// A client's publication of its record with this sequence number.
+    Publish {
+        /// The client.
+        client: u32,
+        /// The record's sequence number.
+        seq: u64,
+    },
+    /// Someone looks a client up.
+    Lookup {
+        /// The client looked up.
+        target: u32,
+        /// The oldest sequence number that counts as current.
+        min_seq: u64,
+    },
+}
+
+/// Counters.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// DHT RPCs sent by supernodes.
+    pub rpcs: u64,
+    /// Messages lost on the network.
+    pub lost: u64,
+    /// Records refused by overlays (`RecordRefused` events).
+    pub refused: u64,
+    /// Lookups finished.
+    pub lookups: u64,
+    /// Lookups that found the client's current record.
+    pub found: u64,
+    /// Hop counts of the lookups that found it.
+    pub hops: Vec<u8>,
+    /// Publications finished, and their replica counts summed.
+    pub published: u64,
+    /// Sum of replicas over `published`.
+    pub replicas: u64,
+    /// Publications a supernode refused at once.
+    pub publish_refused: u64,
+    /// Supernodes replaced under churn.
+    pub replaced: u64,
+    /// `Store` requests delivered to honest and to malicious supernodes.
+    pub stores: [u64; 2],
+    /// Lookups that found nothing, and that found an older record than current.
+    pub missed: [u64; 2],
+}
+
+/// The whole simulation.
+pub struct Sim {
+    /// Seeded randomness of the world (not of the machines: each has its own seed).
+    pub rng: StdRng,
+    /// The virtual clock.
+    pub now: Timestamp,
+    /// Overlay settings for every supernode.
+    pub config: OverlayConfig,
+    /// Every supernode ever started, by index.
+    pub nodes: Vec<Supernode>,
+    /// Supernode index by identity.
+    pub index: HashMap<PeerId, u32>,
+    /// Live supernodes, unordered (for random choice).
+    pub live: Vec<u32>,
+    live_pos: HashMap<u32, usize>,
+    /// The clients.
+    pub clients: Vec<Client>,
+    /// Clients attached to each supernode (may hold stale entries; check `attached`).
+    pub attached_to: Vec<Vec<u32>>,
+    /// The network model.
+    pub network: Network,
+    wheel: Wheel<Msg>,
+    timers: Timers<Timer>,
+    /// Operations in progress on overlays, by (supernode, op).
+    pub ops: HashMap<(u32, OpId), OpKind>,
+    /// The malicious supernodes, which name only each other in their replies.
+    pub colluders: std::collections::HashSet<PeerId>,
+    /// The verified-record cache the overlays share.
+    pub verified: Arc<VerifiedRecords>,
+    /// Counters.
+    pub stats: Stats,
+    /// Continuous churn, when on.
+    pub churn: Option<crate::churn::Churn>,
+}
+
+impl Sim {
+    /// An empty world.
+    pub fn new(seed: u64, config: OverlayConfig, network: Network, cache: usize) -> Sim {
+        Sim {
+            rng: StdRng::seed_from_u64(seed),
+            now: T0,
+            config,
+            nodes: Vec::new(),
+            index: HashMap::new(),
+            live: Vec::new(),
+            live_pos: HashMap::new(),
+            clients: Vec::new(),
+            attached_to: Vec::new(),
+            network,
+            wheel: Wheel::new(T0.0),
+            timers: Timers::default(),
+            ops: HashMap::new(),
+            colluders: Default::default(),
+            verified: Arc::new(VerifiedRecords::new(cache)),
+            stats: Stats::default(),
+            churn: None,
+        }
+    }
+
+    /// Starts a supernode with `identity`; it joins through `via` if given.
+    pub fn add_supernode(&mut self, identity: &Identity, via: Option<u32>, malicious: bool) -> u32 {
+        let i = u32::try_from(self.nodes.len()).expect("fewer than 2^32 supernodes");
+        let contact = Contact {
+            id: identity.peer_id(),
+            addr: SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7000)),
+        };
+        let seed = self.rng.gen();
+        let verifier = Verifier::Shared(self.verified.clone());
+        let overlay =
+            Overlay::with_verifier(contact, self.config.clone(), self.now, seed, verifier);
+        let place = Place::random(&mut self.rng);
+        self.nodes.push(Supernode {
+            overlay: Some(overlay),
+            contact,
+            place,
+            malicious: malicious.then(Box::default),
+            leaves_at: None,
+            joined_at: self.now,
+            armed: None,
+        });
+        self.attached_to.push(Vec::new());
+        if malicious {
+            self.colluders.insert(contact.id);
+        }
+        self.index.insert(contact.id, i);
+        self.live_pos.insert(i, self.live.len());
+        self.live.push(i);
+        if let Some(via) = via {
+            let via = self.nodes[via as usize].contact;
+            if let Some(o) = self.nodes[i as usize].overlay.as_mut() {
+                o.join(self.now, via);
+            }
+        }
+        self.touch(i);
+        i
+    }
+
+    /// Stops supernode `i` at once (a crash or the end of its session): it answers
+    /// nothing from now on. Its attached clients notice after their keep-alive
+    /// timeout and re-attach (see `clients`).
+    pub fn kill(&mut self, i: u32) {
+        if self.nodes[i as usize].overlay.take().is_none() {
+            return;
+        }
+        self.nodes[i as usize].malicious = None;
+        if let Some(pos) = self.live_pos.remove(&i) {
+            self.live.swap_remove(pos);
+            if let Some(&moved) = self.live.get(pos) {
+                self.live_pos.insert(moved, pos);
+            }
+        }
+        let attached = std::mem::take(&mut self.attached_to[i as usize]);
+        for c in attached {
+            self.client_lost_supernode(c, i);
+        }
+    }
+
+    /// Schedules supernode `i` to leave at `at`.
+    pub fn set_lifetime(&mut self, i: u32, at: Timestamp) {
+        self.nodes[i as usize].leaves_at = Some(at);
+        self.timers.push(at.0, Timer::Leave(i));
+    }
+
+    /// Schedules a client action.
+    pub fn schedule(&mut self, at: Timestamp, client: u32, action: ClientAction) {
+        self.timers
+            .push(at.0.max(self.now.0), Timer::Client(client, action));
+    }
+
+    /// A random live supernode, honest if `honest`.
+    pub fn random_live(&mut self, honest: bool) -> Option<u32> {
+        for _ in 0..1000 {
+            let i = *self
+                .live
+                .get(self.rng.gen_range(0..self.live.len().max(1)))?;
+            if !honest || self.nodes[i as usize].malicious.is_none() {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Lets supernode `i`'s overlay act, then collects what it produced.
+    pub fn with_overlay<T>(
+        &mut self,
+        i: u32,
+        f: impl FnOnce(&mut Overlay, Timestamp) -> T,
+    ) -> Option<T> {
+        let now = self.now;
+        let out = f(self.nodes[i as usize].overlay.as_mut()?, now);
+        self.touch(i);
+        Some(out)
+    }
+
+    /// Lets supernode `i`'s overlay act without collecting its output yet: the
+    /// caller records the operation it started, then calls [`Sim::touch`].
+    pub fn with_overlay_quiet<T>(
+        &mut self,
+        i: u32,
+        f: impl FnOnce(&mut Overlay, Timestamp) -> T,
+    ) -> Option<T> {
+        let now = self.now;
+        Some(f(self.nodes[i as usize].overlay.as_mut()?, now))
+    }
+
+    /// Collects RPCs and events from supernode `i` after an input, and re-arms its timer.
+    pub fn touch(&mut self, i: u32) {
+        let node = &mut self.nodes[i as usize];
+        let Some(overlay) = node.overlay.as_mut() else {
+            return;
+        };
+        let from_place = node.place;
+        let mut out = Vec::new();
+        while let Some(rpc) = overlay.poll_transmit() {
+            out.push(rpc);
+        }
+        let mut events = Vec::new();
+        while let Some(event) = overlay.poll_event() {
+            events.push(event);
+        }
+        let next = overlay.poll_timeout();
+        if next.is_some() && next != node.armed {
+            node.armed = next;
+            if let Some(t) = next {
+                self.timers.push(t.0.max(self.now.0), Timer::Node(i));
+            }
+        }
+        for rpc in out {
+            self.stats.rpcs += 1;
+            // A contact nobody runs (a lie) cannot be reached: the RPC times out.
+            let Some(&to) = self.index.get(&rpc.to.id) else {
+                continue;
+            };
+            let to_place = self.nodes[to as usize].place;
+            self.post(
+                &from_place,
+                &to_place,
+                Msg::Request {
+                    from: i,
+                    to,
+                    id: rpc.id,
+                    request: rpc.request,
+                },
+            );
+        }
+        for event in events {
+            self.on_event(i, event);
+        }
+    }
+
+    fn post(&mut self, a: &Place, b: &Place, msg: Msg) {
+        match self.network.delay(&mut self.rng, a, b) {
+            Some(ms) => self.wheel.push(self.now.0, self.now.0 + u64::from(ms), msg),
+            None => self.stats.lost += 1,
+        }
+    }
+
+    fn on_event(&mut self, i: u32, event: OverlayEvent) {
+        match event {
+            OverlayEvent::Published { op, replicas } => {
+                if let Some(OpKind::Publish { client, seq }) = self.ops.remove(&(i, op)) {
+                    self.stats.published += 1;
+                    self.stats.replicas += replicas as u64;
+                    self.client_published(client, seq);
+                }
+            }
+            OverlayEvent::LookupDone { op, record, hops } => {
+                if let Some(OpKind::Lookup { target, min_seq }) = self.ops.remove(&(i, op)) {
+                    self.lookup_done(target, min_seq, record.as_ref(), hops);
+                }
+            }
+            OverlayEvent::RecordRefused { .. } => self.stats.refused += 1,
+        }
+    }
+
+    fn lookup_done(
+        &mut self,
+        target: u32,
+        min_seq: u64,
+        record: Option<&SignedPresence>,
+        hops: usize,
+    ) {
+        self.stats.lookups += 1;
+        let id = self.clients[target as usize].identity.peer_id();
+        match record {
+            Some(r) if r.record.id == id && r.record.seq >= min_seq => {
+                self.stats.found += 1;
+                self.stats.hops.push(u8::try_from(hops).unwrap_or(u8::MAX));
+            }
+            Some(_) => self.stats.missed[1] += 1,
+            None => self.stats.missed[0] += 1,
+        }
+    }
+
+    fn deliver(&mut self, msg: Msg) {
+        match msg {
+            Msg::Request {
+                from,
+                to,
+                id,
+                request,
+            } => {
+                let now = self.now;
+                let sender = self.nodes[from as usize].contact;
+                let node = &mut self.nodes[to as usize];
+                let Some(overlay) = node.overlay.as_mut() else {
+                    return;
+                };
+                if matches!(request, SupernodeToSupernode::Store(_)) {
+                    self.stats.stores[usize::from(node.malicious.is_some())] += 1;
+                }
+                let reply = match node.malicious.as_mut() {
+                    Some(liar) => {
+                        let colluders = &self.colluders;
+                        liar.answer(overlay, now, sender, request, colluders, &mut self.rng)
+                    }
+                    None => Some(overlay.handle_request(now, sender, request)),
+                };
+                let (a, b) = (node.place, self.nodes[from as usize].place);
+                self.touch(to);
+                if let Some(reply) = reply {
+                    self.post(
+                        &a,
+                        &b,
+                        Msg::Reply {
+                            to: from,
+                            id,
+                            reply,
+                        },
+                    );
+                }
+            }
+            Msg::Reply { to, id, reply } => {
+                self.with_overlay(to, |o, now| o.handle_reply(now, id, Ok(reply)));
+            }
+        }
+    }
+
+    /// Runs every message and timer due up to `until`, then sets the clock there.
+    pub fn run_until(&mut self, until: Timestamp) {
+        loop {
+            let msg_at = self.wheel.next_time();
+            let timer_at = self.timers.next_time();
+            let t = match (msg_at, timer_at) {
+                (Some(m), Some(t)) => m.min(t),
+                (Some(m), None) => m,
+                (None, Some(t)) => t,
+                (None, None) => break,
+            };
+            if t > until.0 {
+                break;
+            }
+            self.now = Timestamp(t.max(self.now.0));
+            if msg_at == Some(t) {
+                let batch = self.wheel.take(t);
+                for msg in batch {
+                    self.deliver(msg);
+                }
+            } else if let Some((_, timer)) = self.timers.pop() {
+                self.fire(timer);
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn fire(&mut self, timer: Timer) {
+        match timer {
+            Timer::Node(i) => {
+                let node = &mut self.nodes[i as usize];
+                if node.armed.is_some_and(|t| t <= self.now) {
+                    node.armed = None;
+                    self.with_overlay(i, |o, now| o.handle_timeout(now));
+                }
+            }
+            Timer::Leave(i) => {
+                if self.nodes[i as usize]
+                    .leaves_at
+                    .is_some_and(|t| t <= self.now)
+                {
+                    self.kill(i);
+                    self.on_supernode_left(i);
+                }
+            }
+            Timer::Client(c, action) => self.client_act(c, action),
+        }
+    }
+
+    /// Messages in flight.
+    pub fn in_flight(&self) -> usize {
+        self.wheel.len()
+    }
+
+    /// The node id of supernode `i`.
+    pub fn node_id(&self, i: u32) -> NodeId {
+        self.nodes[i as usize].contact.id.node_id()
+    }
+}

@@ -1,0 +1,45 @@
+//! Small runs of the simulator end to end (the big ones are benchmarks, see
+//! docs/performance.md).
+
+use parley_proto::overlay::OverlayConfig;
+use parley_sim::scenario::{run, Scenario};
+
+fn scenario() -> Scenario {
+    Scenario {
+        supernodes: 60,
+        clients: 600,
+        crash_pct: 0.0,
+        churn: false,
+        malicious_pct: 0.0,
+        loss_pct: 1.0,
+        seed: 7,
+        config: OverlayConfig {
+            k: 8,
+            ..OverlayConfig::default()
+        },
+    }
+}
+
+#[test]
+fn after_a_20_percent_crash_almost_everyone_is_found_with_few_hops() {
+    let r = run(
+        &Scenario {
+            crash_pct: 20.0,
+            ..scenario()
+        },
+        &mut |line| println!("{line}"),
+    );
+    assert_eq!(r.total, 600);
+    assert!(r.found * 100 >= r.total * 99, "{} of {}", r.found, r.total);
+    assert!(r.hops_median <= 5);
+    assert!(r.replicas_mean >= 8.0, "{}", r.replicas_mean);
+    // Nothing republishes while nothing changes.
+    assert!(r.rpcs_per_sn_min_idle < 5.0, "{}", r.rpcs_per_sn_min_idle);
+}
+
+#[test]
+fn equal_seeds_give_equal_runs() {
+    let a = run(&scenario(), &mut |_| {});
+    let b = run(&scenario(), &mut |_| {});
+    assert_eq!((a.found, a.rpcs), (b.found, b.rpcs));
+}
