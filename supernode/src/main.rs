@@ -3,6 +3,7 @@
 mod calls;
 mod cli;
 mod driver;
+mod limits;
 mod metrics;
 mod pool;
 mod relay_watch;
@@ -47,6 +48,7 @@ async fn main() -> Result<()> {
             join: settings.join,
             relays: settings.relays,
             relay_keys: settings.relay_keys,
+            limits: Default::default(),
         },
         shutdown_rx.clone(),
     )
