@@ -8,7 +8,7 @@
 
 mod impair;
 
-use super::media_paths::{read_datagrams, MediaPaths, PathKind};
+use super::media_paths::{read_datagrams, Arrival, MediaPaths, PathKind};
 use super::paths::PathEvent;
 use super::stats::CallStats;
 use crate::output::Printer;
@@ -110,7 +110,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     let mut stats = CallStats::default();
     let mut outbox = Outbox::from_env(out)?;
     let mut paths = MediaPaths::default();
-    let (dgram_tx, mut dgram_rx) = mpsc::channel::<(PathKind, Option<bytes::Bytes>)>(512);
+    let (dgram_tx, mut dgram_rx) = mpsc::channel::<Arrival>(512);
     let started = Instant::now();
     let mut next_stats = started + STATS_EVERY;
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());
@@ -140,9 +140,14 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
             _ = &mut stop => session.hang_up(clock.now()),
             Some(event) = path_events.recv() => match event {
                 PathEvent::Up(kind, conn) => {
-                    read_datagrams(kind, conn.clone(), dgram_tx.clone());
-                    paths.add(kind, conn);
-                    session.path_up(clock.now(), kind);
+                    // A second connection of an open path (both ends' punches came
+                    // through) is the same path to the engine.
+                    let was_open = paths.is_open(kind);
+                    let serial = paths.add(kind, conn.clone());
+                    read_datagrams(kind, serial, conn, dgram_tx.clone());
+                    if !was_open {
+                        session.path_up(clock.now(), kind);
+                    }
                     let on = session.current_path(clock.now());
                     out.event("path", json!({"path": kind.name(), "sending_on": on.map(PathKind::name)}),
                         format!("{} path up; sending on {}", kind.name(), on.map(PathKind::name).unwrap_or("none")));
@@ -153,9 +158,13 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                     session.path_failed(clock.now(), kind, why);
                 }
             },
-            Some((kind, datagram)) = dgram_rx.recv() => match datagram {
-                Some(d) => session.handle_datagram(clock.now(), kind, &d),
-                None => session.path_down(clock.now(), kind),
+            Some((kind, serial, datagram)) = dgram_rx.recv() => match datagram {
+                Some(d) => {
+                    paths.heard(serial);
+                    session.handle_datagram(clock.now(), kind, &d);
+                }
+                None if !paths.is_open(kind) => session.path_down(clock.now(), kind),
+                None => {}
             },
             _ = tokio::time::sleep_until(clock.instant(wake)) => {
                 session.handle_timeout(clock.now()).map_err(|e| anyhow!("audio: {e}"))?;

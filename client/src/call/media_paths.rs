@@ -1,32 +1,78 @@
 //! The media paths of a call as connections to send on: a direct QUIC connection between
 //! the two clients and/or legs through relays (a primary and a standby). All carry the
-//! same sealed datagrams. Which one carries the call is the media engine's decision
+//! same sealed datagrams. Which path carries the call is the media engine's decision
 //! (`parley_proto::media::paths`); this only holds the connections and moves bytes.
+//!
+//! A path may have more than one connection: both ends dial each other at once (the hole
+//! punch), so a direct path often comes up twice, and a relay leg that was lost comes
+//! back as a new connection. The two ends of a connection do not finish its handshake at
+//! the same moment (under loss, one end may wait seconds for a retransmitted handshake
+//! packet), so the newest connection is not necessarily one the peer can read yet. Sends
+//! go on the connection of the path that last brought something from the peer (proof
+//! that the peer holds it), else the newest; every connection is read until it closes.
 
 use super::paths::PathConn;
 pub use parley_proto::media::PathKind;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// The connections of the paths that came up, by kind.
-#[derive(Default)]
-pub struct MediaPaths {
-    up: Vec<(PathKind, PathConn)>,
+/// One connection of a path.
+struct Conn {
+    kind: PathKind,
+    /// Unique within the call, rising: which connection a datagram came on.
+    serial: u64,
+    conn: PathConn,
+    /// When a datagram last arrived on it.
+    heard: Option<Instant>,
 }
 
+/// The connections of the paths that came up.
+#[derive(Default)]
+pub struct MediaPaths {
+    up: Vec<Conn>,
+    next_serial: u64,
+}
+
+/// What [`read_datagrams`] forwards: the path, the connection's serial, and a datagram
+/// (`None` once that connection has closed).
+pub type Arrival = (PathKind, u64, Option<bytes::Bytes>);
+
 impl MediaPaths {
-    /// A path came up (or came back: it replaces the old connection).
-    pub fn add(&mut self, kind: PathKind, conn: PathConn) {
-        self.up.retain(|(k, _)| *k != kind);
-        self.up.push((kind, conn));
+    /// A connection of `kind` came up; returns its serial (for [`read_datagrams`]).
+    /// Closed connections of the path are forgotten; open ones stay usable.
+    pub fn add(&mut self, kind: PathKind, conn: PathConn) -> u64 {
+        self.up
+            .retain(|c| c.kind != kind || c.conn.close_reason().is_none());
+        self.next_serial += 1;
+        self.up.push(Conn {
+            kind,
+            serial: self.next_serial,
+            conn,
+            heard: None,
+        });
+        self.next_serial
     }
 
-    /// The open connection of `kind`.
+    /// A datagram arrived on connection `serial`: the peer holds it.
+    pub fn heard(&mut self, serial: u64) {
+        if let Some(c) = self.up.iter_mut().find(|c| c.serial == serial) {
+            c.heard = Some(Instant::now());
+        }
+    }
+
+    /// Whether `kind` still has an open connection.
+    pub fn is_open(&self, kind: PathKind) -> bool {
+        self.get(kind).is_some()
+    }
+
+    /// The connection sends on `kind` use: the open one heard from last, else the
+    /// newest open one.
     pub fn get(&self, kind: PathKind) -> Option<&PathConn> {
         self.up
             .iter()
-            .find(|(k, c)| *k == kind && c.close_reason().is_none())
-            .map(|(_, c)| c)
+            .filter(|c| c.kind == kind && c.conn.close_reason().is_none())
+            .max_by_key(|c| (c.heard, c.serial))
+            .map(|c| &c.conn)
     }
 
     /// Round-trip time of a path's QUIC connection (to the peer, or to the relay).
@@ -34,27 +80,23 @@ impl MediaPaths {
         self.get(kind).map(PathConn::rtt)
     }
 
-    /// Closes every path.
+    /// Closes every connection.
     pub fn close_all(&self, reason: &[u8]) {
-        for (_, c) in &self.up {
-            c.close(0u32.into(), reason);
+        for c in &self.up {
+            c.conn.close(0u32.into(), reason);
         }
     }
 }
 
-/// Forwards every datagram received on `conn` into `tx`, tagged with its path; `None`
+/// Forwards every datagram received on connection `serial` of `kind` into `tx`; `None`
 /// once the connection has closed.
-pub fn read_datagrams(
-    kind: PathKind,
-    conn: PathConn,
-    tx: mpsc::Sender<(PathKind, Option<bytes::Bytes>)>,
-) {
+pub fn read_datagrams(kind: PathKind, serial: u64, conn: PathConn, tx: mpsc::Sender<Arrival>) {
     tokio::spawn(async move {
         while let Ok(d) = conn.read_datagram().await {
-            if tx.send((kind, Some(d))).await.is_err() {
+            if tx.send((kind, serial, Some(d))).await.is_err() {
                 return;
             }
         }
-        let _ = tx.send((kind, None)).await;
+        let _ = tx.send((kind, serial, None)).await;
     });
 }
