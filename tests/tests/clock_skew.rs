@@ -115,3 +115,46 @@ fn a_relayed_call_carries_on_while_the_clocks_step_by_minutes() {
     );
     drop(bob);
 }
+
+/// The seconds in "about N s <dir> this one" of a refusal message.
+fn skew_told(line: &str, dir: &str) -> Option<u64> {
+    let tail = format!(" s {dir} this one");
+    let end = line.find(&tail)?;
+    let start = line[..end].rfind("about ")? + "about ".len();
+    line[start..end].parse().ok()
+}
+
+#[test]
+fn a_client_two_hours_off_is_told_which_clock_is_wrong_and_by_how_much() {
+    let sn = parley_e2e::Supernode::start("sn", &[]).unwrap();
+    for (offset, dir) in [(7200, "ahead of"), (-7200, "behind")] {
+        let home = parley_e2e::ClientHome::new("carol").unwrap();
+        let spawn = with_env(vec![("PARLEY_CLOCK_OFFSET_S", offset.to_string())]);
+        let q = sn.quic.to_string();
+        let mut carol = spawn(
+            "carol",
+            &["--home", home.path(), "online", "--json", "--supernode", &q],
+        )
+        .unwrap();
+        // Refused, and the refusal names the signing machine's clock and the offset.
+        let line = carol
+            .wait_for(Duration::from_secs(20), |l| {
+                l.contains("\"event\":\"publish_failed\"")
+            })
+            .unwrap();
+        let told = skew_told(&line, dir).unwrap_or_else(|| panic!("{offset}: {line}"));
+        assert!(
+            (7100..=7300).contains(&told),
+            "{offset}: told {told} s: {line}"
+        );
+        assert!(line.contains("\"clock\":true"), "{line}");
+        // No re-dial loop: the attachment is kept (it works) and nothing is retried
+        // within the next few seconds.
+        std::thread::sleep(Duration::from_secs(4));
+        let again = carol.wait_for(Duration::from_millis(100), |l| {
+            l.contains("\"event\":\"detached\"")
+                || (l.contains("\"event\":\"publish_failed\"") && l != line)
+        });
+        assert!(again.is_err(), "{offset}: retried at once: {again:?}");
+    }
+}
