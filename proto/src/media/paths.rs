@@ -2,10 +2,11 @@
 //! legs) carries the audio. Part of [`super::session::MediaSession`]; sans-IO.
 //!
 //! Every path is probed a few times a second (the peer answers on the path the probe came
-//! in on). The preferred path — direct first, then the relays in the order granted — that
-//! answered within `dead_after` carries the call. A new path takes over only once it has
-//! answered (make before break); a path that stops answering (a relay killed, a NAT
-//! mapping gone) is left within `dead_after` for the next one that still answers.
+//! in on; the peer's audio arriving on a path counts as an answer too). The preferred
+//! path — direct first, then the relays in the order granted — that answered within
+//! `dead_after` carries the call. A new path takes over only once it has answered (make
+//! before break); a path that stops answering (a relay killed, a NAT mapping gone) is
+//! left within `dead_after` for the next one that still answers.
 
 use crate::time::Timestamp;
 use std::time::Duration;

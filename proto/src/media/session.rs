@@ -314,6 +314,10 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                     PathKind::Direct => self.stats.frames_received_direct += 1,
                     PathKind::Relay(_) => self.stats.frames_received_relay += 1,
                 }
+                // The peer sends audio only on a path its own probes found working both
+                // ways: as good as an answer, and 8 times as frequent, so a lossy
+                // stretch that eats a few probes in a row does not move the call.
+                self.paths.answered(path, now);
                 self.jitter.insert(now, frame, opus);
             }
             MediaFrame::Bye => self.end(now, EndReason::PeerHangup),
