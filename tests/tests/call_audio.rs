@@ -24,10 +24,11 @@ fn call(lab: &Servers, path_flag: &str) -> anyhow::Result<(serde_json::Value, f3
         &["--supernode", &sn1, path_flag],
     )?;
     let summary = call_end(&mut alice, Duration::from_secs(60))?;
-    call_end(&mut bob, Duration::from_secs(10))?;
+    let heard_by_bob = call_end(&mut bob, Duration::from_secs(10))?;
     let s = similarity(&parley_audio::speech_fixture(), &bob.heard)?;
     eprintln!(
-        "{path_flag}: correlation {:.3} at lag {} samples; summary {summary}",
+        "{path_flag}: correlation {:.3} at lag {} samples; alice's summary {summary}; \
+         bob's (the recording's) {heard_by_bob}",
         s.correlation, s.lag_samples
     );
     Ok((summary, s.correlation))
