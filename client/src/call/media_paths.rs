@@ -100,3 +100,64 @@ pub fn read_datagrams(kind: PathKind, serial: u64, conn: PathConn, tx: mpsc::Sen
         let _ = tx.send((kind, serial, None)).await;
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parley_proto::call::ALPN_CALL;
+    use parley_proto::Identity;
+
+    /// Two direct connections from alice to bob, as bob holds them.
+    async fn two_connections() -> (Vec<quinn::Connection>, Vec<quinn::Connection>) {
+        let (alice, bob) = (Identity::generate(), Identity::generate());
+        let local = "127.0.0.1:0".parse().unwrap();
+        let a = parley_net::make_endpoint(local, &alice, &[ALPN_CALL]).unwrap();
+        let b = parley_net::make_endpoint(local, &bob, &[ALPN_CALL]).unwrap();
+        let to = b.local_addr().unwrap();
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            let wait = Duration::from_secs(5);
+            let dial = parley_net::dial(&a, &alice, to, ALPN_CALL, Some(bob.peer_id()), wait);
+            let (dialed, accepted) =
+                tokio::join!(dial, async { b.accept().await.unwrap().await.unwrap() });
+            theirs.push(dialed.unwrap().0);
+            ours.push(accepted);
+        }
+        (ours, theirs)
+    }
+
+    #[tokio::test]
+    async fn a_second_connection_of_a_kind_does_not_cost_the_one_the_peer_uses() {
+        let (ours, theirs) = two_connections().await;
+        let ids: Vec<usize> = ours.iter().map(|c| c.stable_id()).collect();
+        let mut paths = MediaPaths::default();
+        let first = paths.add(PathKind::Direct, PathConn::Direct(ours[0].clone()));
+        paths.add(PathKind::Direct, PathConn::Direct(ours[1].clone()));
+        let sending_on = |p: &MediaPaths| p.get(PathKind::Direct).map(PathConn::id);
+        // Neither heard from yet: the newest.
+        assert_eq!(sending_on(&paths), Some(ids[1]));
+        // The peer sends on the first one: ours follows it there.
+        paths.heard(first);
+        assert_eq!(sending_on(&paths), Some(ids[0]));
+        let conn = paths.get(PathKind::Direct).expect("a connection");
+        assert!(conn
+            .send_datagram(bytes::Bytes::from_static(b"hello"))
+            .is_ok());
+        let got = tokio::time::timeout(Duration::from_secs(5), theirs[0].read_datagram())
+            .await
+            .expect("the datagram went on the connection the peer uses")
+            .unwrap();
+        assert_eq!(&got[..], b"hello");
+        // The peer closes the other one: the path is still open on the first.
+        theirs[1].close(0u32.into(), b"not this one");
+        let closed = tokio::time::timeout(Duration::from_secs(5), ours[1].closed()).await;
+        assert!(closed.is_ok());
+        assert!(paths.is_open(PathKind::Direct));
+        assert_eq!(sending_on(&paths), Some(ids[0]));
+        // Once both are closed, the path is down.
+        theirs[0].close(0u32.into(), b"bye");
+        let closed = tokio::time::timeout(Duration::from_secs(5), ours[0].closed()).await;
+        assert!(closed.is_ok());
+        assert!(!paths.is_open(PathKind::Direct));
+    }
+}
