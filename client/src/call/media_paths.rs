@@ -39,10 +39,12 @@ pub type Arrival = (PathKind, u64, Option<bytes::Bytes>);
 
 impl MediaPaths {
     /// A connection of `kind` came up; returns its serial (for [`read_datagrams`]).
-    /// Closed connections of the path are forgotten; open ones stay usable.
+    /// Closed connections of the path (and an earlier copy of this one) are forgotten;
+    /// open ones stay usable.
     pub fn add(&mut self, kind: PathKind, conn: PathConn) -> u64 {
+        let id = conn.id();
         self.up
-            .retain(|c| c.kind != kind || c.conn.close_reason().is_none());
+            .retain(|c| c.kind != kind || (c.conn.close_reason().is_none() && c.conn.id() != id));
         self.next_serial += 1;
         self.up.push(Conn {
             kind,
