@@ -107,6 +107,9 @@ struct Candidate {
     last_ok: Option<Timestamp>,
     /// Our address as this supernode saw it while attached.
     observed: Option<SocketAddr>,
+    /// The QUIC address the supernode advertises, when we dial it elsewhere (its TCP
+    /// fallback): presence records name this one, which other supernodes can reach.
+    quic: Option<SocketAddr>,
 }
 
 /// The attachment state of one client.
@@ -175,6 +178,7 @@ impl Attachment {
             next_try: Timestamp(0),
             last_ok,
             observed: None,
+            quic: None,
         });
     }
 
@@ -264,6 +268,21 @@ impl Attachment {
         c.failures = c.failures.saturating_add(1);
         let backoff = min.saturating_mul(1 << c.failures.min(16)).min(max);
         c.next_try = now + backoff.mul_f64(self.rng.gen_range(0.5..=1.0));
+    }
+
+    /// The supernode dialed at `addr` (e.g. its TCP fallback, from a network that
+    /// drops UDP) advertises QUIC at `quic`: presence records name it there, since
+    /// the supernodes that route calls to us reach it over UDP. Call after
+    /// [`Attachment::handle_dialed`]; the next publication carries it.
+    pub fn set_quic_address(&mut self, now: Timestamp, addr: SocketAddr, quic: SocketAddr) {
+        if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == addr) {
+            if c.quic != Some(quic) && quic != addr {
+                c.quic = Some(quic);
+                if c.state == State::Attached {
+                    self.republish(now);
+                }
+            }
+        }
     }
 
     /// An attachment's connection was lost.
@@ -358,7 +377,17 @@ impl Attachment {
     pub fn current_record(&mut self, now: Timestamp) -> SignedPresence {
         // Milliseconds since the epoch keep sequence numbers rising across restarts.
         self.seq = self.seq.saturating_add(1).max(now.as_millis());
-        let mut supernodes = self.attached();
+        let mut supernodes: Vec<Contact> = self
+            .candidates
+            .iter()
+            .filter(|c| c.state == State::Attached)
+            .filter_map(|c| {
+                c.id.map(|id| Contact {
+                    id,
+                    addr: c.quic.unwrap_or(c.addr),
+                })
+            })
+            .collect();
         supernodes.truncate(MAX_SUPERNODES);
         let mut addresses: Vec<CandidateAddr> = self
             .local_addrs
@@ -480,6 +509,35 @@ mod tests {
             .addresses
             .iter()
             .any(|c| c.kind == AddressKind::Observed && c.addr == addr(50)));
+    }
+
+    #[test]
+    fn a_supernode_reached_over_tcp_is_published_at_its_quic_address() {
+        // Dialed at its TCP fallback (port 443); it advertises QUIC at port 4433.
+        let tcp = addr(443);
+        let mut a = machine(&[tcp], &[]);
+        drain(&mut a);
+        let sn = Identity::generate().peer_id();
+        a.set_quic_address(Timestamp(1_050), tcp, addr(4433));
+        a.handle_dialed(Timestamp(1_100), tcp, Some((sn, addr(50))));
+        let records: Vec<PresenceRecord> = drain(&mut a)
+            .into_iter()
+            .filter_map(|a| match a {
+                AttachAction::Publish { to, record } => {
+                    assert_eq!(to.addr, tcp, "published through the tunnel");
+                    record.verify(Timestamp(1_100)).ok().cloned()
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            records[0].supernodes,
+            vec![Contact {
+                id: sn,
+                addr: addr(4433)
+            }]
+        );
     }
 
     #[test]

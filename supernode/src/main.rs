@@ -38,6 +38,11 @@ async fn main() -> Result<()> {
     let tunnel_identity = identity.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutdown_rx2 = shutdown_rx.clone();
+    // Bound first, so that Welcome advertises it (any port: clients never derive it).
+    let tunnel = parley_net::tcp_tunnel::bind(settings.tcp_listen.unwrap_or(settings.listen))
+        .await
+        .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+    let tcp = tunnel.addr;
     let (bound, serve) = server::start(
         server::ServerParams {
             identity,
@@ -47,18 +52,14 @@ async fn main() -> Result<()> {
             join: settings.join,
             relays: settings.relays,
             relay_keys: settings.relay_keys,
+            tcp: Some(tcp),
         },
         shutdown_rx.clone(),
     )
     .await?;
-    let tcp = parley_net::tcp_tunnel::start(
-        settings.tcp_listen,
-        bound.quic,
-        &tunnel_identity,
-        shutdown_rx,
-    )
-    .await
-    .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+    tunnel
+        .serve(bound.quic, &tunnel_identity, shutdown_rx)
+        .context("cannot serve the TCP tunnel")?;
     let metrics = match settings.metrics {
         Some(addr) => {
             let bound = parley_net::metrics_http::serve(addr, Arc::new(|| {}), shutdown_rx2)

@@ -11,7 +11,7 @@ use parley_net::{envelope_kind, make_endpoint, peer_id_of, read_raw_frame, write
 use parley_proto::call::signal::CallSignal;
 use parley_proto::codec::WireMessage;
 use parley_proto::messages::{
-    ClientToSupernode, Refusal, RefusalCode, SupernodeReply, SupernodeToClient,
+    ClientToSupernode, Refusal, RefusalCode, ServerEndpoints, SupernodeReply, SupernodeToClient,
     SupernodeToSupernode, ALPN_CLIENT, ALPN_OVERLAY, MAX_CONTACTS,
 };
 use parley_proto::overlay::{Overlay, OverlayConfig};
@@ -44,6 +44,8 @@ pub struct ServerParams {
     pub relays: Vec<String>,
     /// Keys of relays that may report in (`--relay-key`).
     pub relay_keys: Vec<PeerId>,
+    /// The bound TCP fallback (`--tcp-listen`), advertised to clients.
+    pub tcp: Option<SocketAddr>,
 }
 
 /// Binds the sockets and returns a future that serves until `shutdown` turns true.
@@ -72,6 +74,11 @@ pub async fn start(
     let ctx = Ctx {
         endpoint: endpoint.clone(),
         me: id,
+        endpoints: ServerEndpoints {
+            quic: Some(quic),
+            tcp: params.tcp,
+            stun: Some(stun),
+        },
         driver,
         router: CallRouter {
             identity: params.identity.clone(),
@@ -125,6 +132,8 @@ pub async fn start(
 struct Ctx {
     endpoint: Endpoint,
     me: PeerId,
+    /// What Welcome and Endpoints advertise (unspecified IPs: "where you reached me").
+    endpoints: ServerEndpoints,
     driver: DriverHandle,
     router: CallRouter,
 }
@@ -198,7 +207,7 @@ async fn serve_connection(conn: Connection, ctx: Ctx) -> Result<(), NetError> {
     let peer = peer_id_of(&conn)?;
     let contact = Contact {
         id: peer,
-        addr: conn.remote_address(),
+        addr: canonical(conn.remote_address()),
     };
     let alpn = alpn_of(&conn);
     tracing::debug!(peer = %contact.addr, id = %peer.short(), "connection accepted");
@@ -282,7 +291,7 @@ async fn serve_stream(
         return write_frame(&mut send, &reply).await;
     }
     let reply = match ClientToSupernode::decode(&first) {
-        Ok(request) => match client_reply(request, conn, ctx.me, from, &ctx.driver).await {
+        Ok(request) => match client_reply(request, conn, ctx, from).await {
             Some(reply) => reply,
             None => return Ok(()),
         },
@@ -292,6 +301,12 @@ async fn serve_stream(
         }
     };
     write_frame(&mut send, &reply).await
+}
+
+/// An address as IPv4 when it is IPv4 (a dual-stack socket reports IPv4 peers as
+/// IPv4-mapped IPv6): what clients store, advertise and dial.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 fn malformed(e: &impl std::fmt::Display) -> Refusal {
@@ -305,15 +320,17 @@ fn malformed(e: &impl std::fmt::Display) -> Refusal {
 async fn client_reply(
     request: ClientToSupernode,
     conn: &Connection,
-    me: PeerId,
+    ctx: &Ctx,
     from: Contact,
-    driver: &DriverHandle,
 ) -> Option<SupernodeToClient> {
+    let driver = &ctx.driver;
     Some(match request {
         ClientToSupernode::Hello => SupernodeToClient::Welcome {
-            supernode: me,
-            observed: conn.remote_address(),
+            supernode: ctx.me,
+            observed: canonical(conn.remote_address()),
+            endpoints: ctx.endpoints,
         },
+        ClientToSupernode::Endpoints => SupernodeToClient::Endpoints(ctx.endpoints),
         ClientToSupernode::Publish(record) if record.record.id != from.id => {
             tracing::warn!(peer = %from.addr, "client tried to publish another identity's record");
             SupernodeToClient::Refused(Refusal {
