@@ -23,12 +23,15 @@ async fn main() -> Result<()> {
     parley_net::init_logging("info");
     let cli = cli::Cli::parse();
     if let Some(cli::Command::Id { key, create }) = cli.command {
-        parley_net::print_server_id(&key, create).with_context(|| {
-            format!(
-                "no key printed (pass --create to make a new one at {})",
-                key.display()
-            )
-        })?;
+        if let Err(e) = parley_net::print_server_id(&key, create) {
+            if let keyfile::KeyFileError::Missing(path) = &e {
+                anyhow::bail!(
+                    "no supernode key at {p}: create one with `supernode id --create --key {p}` (a supernode started with --key {p} also creates it)",
+                    p = path.display()
+                );
+            }
+            return Err(e).context("cannot print the supernode id");
+        }
         return Ok(());
     }
     let settings = cli.run.settings()?;
