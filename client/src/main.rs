@@ -266,7 +266,8 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
                     serde_json::json!({"online": false}),
                     "not running: no `parley online` for this home",
                 );
-                Ok(EXIT_OK)
+                // Documented exit code 1: no running client (the event still says so).
+                Ok(EXIT_FAILED)
             }
         },
         Command::Devices => {

@@ -63,8 +63,8 @@ pub struct RunArgs {
     /// tcp_listen).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// TCP address for clients whose networks drop UDP (QUIC over TCP). Default: the
-    /// QUIC address's IP and port, over TCP.
+    /// TCP address for clients whose networks drop UDP (QUIC over TCP), advertised to
+    /// clients (any port works). Default: the --listen IP and port number, over TCP.
     #[arg(long)]
     pub tcp_listen: Option<SocketAddr>,
     /// TCP address to serve Prometheus metrics (`/metrics`) and `/health` on. Default: off.
