@@ -103,6 +103,9 @@ pub struct Settings {
     pub join: Vec<String>,
     pub key: PathBuf,
     pub stun_listen: SocketAddr,
+    /// `stun_listen` is the default (neither flag nor file set it): if port 3478 is
+    /// taken, STUN may answer on an ephemeral port instead (it is advertised).
+    pub stun_default: bool,
     pub stun_alternate_ip: Option<IpAddr>,
     pub relays: Vec<String>,
     pub relay_keys: Vec<parley_proto::PeerId>,
@@ -135,6 +138,7 @@ impl RunArgs {
             .key
             .or(file.key)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY));
+        let stun_default = self.stun_listen.is_none() && file.stun_listen.is_none();
         let stun_listen = self.stun_listen.or(file.stun_listen).unwrap_or_else(|| {
             let port = if listen.port() == 0 { 0 } else { STUN_PORT };
             SocketAddr::new(listen.ip(), port)
@@ -166,6 +170,7 @@ impl RunArgs {
             join,
             key,
             stun_listen,
+            stun_default,
             relays,
         })
     }

@@ -51,6 +51,7 @@ async fn main() -> Result<()> {
             identity,
             listen: settings.listen,
             stun_listen: settings.stun_listen,
+            stun_fallback: settings.stun_default,
             stun_alternate_ip: settings.stun_alternate_ip,
             join: settings.join,
             relays: settings.relays,

@@ -37,6 +37,10 @@ pub struct ServerParams {
     pub identity: Identity,
     pub listen: SocketAddr,
     pub stun_listen: SocketAddr,
+    /// If `stun_listen` cannot be bound (the default port 3478 taken by another
+    /// supernode on this host), bind an ephemeral port on its IP instead, with a
+    /// warning: clients use the advertised STUN address, whatever its port.
+    pub stun_fallback: bool,
     /// A second IP for RFC 5780 change-IP answers (`--stun-alternate-ip`).
     pub stun_alternate_ip: Option<std::net::IpAddr>,
     pub join: Vec<String>,
@@ -59,8 +63,19 @@ pub async fn start(
         .local_addr()
         .context("reading the bound QUIC address")?;
     // RFC 5780: a second port, and with --stun-alternate-ip a second IP.
-    let stun_sockets =
-        crate::stun_service::bind(params.stun_listen, params.stun_alternate_ip).await?;
+    let alt = params.stun_alternate_ip;
+    let stun_sockets = match crate::stun_service::bind(params.stun_listen, alt).await {
+        Err(e) if params.stun_fallback => {
+            let any = SocketAddr::new(params.stun_listen.ip(), 0);
+            let sockets = crate::stun_service::bind(any, alt).await?;
+            tracing::warn!(
+                "{e:#}; STUN answers on {} instead (advertised to clients; --stun-listen chooses)",
+                sockets.layout.primary
+            );
+            sockets
+        }
+        r => r?,
+    };
     let stun = stun_sockets.layout.primary;
     let id = params.identity.peer_id();
     let me = Contact { id, addr: quic };

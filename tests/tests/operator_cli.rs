@@ -47,3 +47,21 @@ fn supernode_id_without_a_key_names_supernode_id_create() -> Result<()> {
     assert!(!err.contains("parley id new"), "{err}");
     Ok(())
 }
+
+/// The operator guide's metrics table names every reason the relay counts drops by.
+#[test]
+fn the_operator_guide_lists_every_drop_reason() -> Result<()> {
+    let guide = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operator-guide.md");
+    let guide = std::fs::read_to_string(guide)?;
+    let row = guide
+        .lines()
+        .find(|l| l.contains("parley_relay_dropped_datagrams_total{reason}"))
+        .unwrap_or_default();
+    for reason in parley_proto::relay::DropReason::ALL {
+        assert!(
+            row.contains(&format!("`{}`", reason.as_str())),
+            "docs/operator-guide.md: {reason} missing from {row}"
+        );
+    }
+    Ok(())
+}
