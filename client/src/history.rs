@@ -85,7 +85,7 @@ pub fn text(e: &Entry) -> String {
     let who = if e.display_name.is_empty() {
         short(&e.peer)
     } else {
-        e.display_name.clone()
+        parley_proto::text::printable(&e.display_name)
     };
     format!(
         "{}  {arrow} {who:<16} {:<11} {:>7.1} s  {}",

@@ -88,6 +88,29 @@ impl Home {
             .with_context(|| format!("cannot write {}", self.profile_path().display()))
     }
 
+    fn seq_path(&self) -> PathBuf {
+        self.dir.join("seq")
+    }
+
+    /// The last presence sequence number used (0 if none is kept). Kept so that
+    /// sequence numbers keep rising across restarts even when the clock stepped back
+    /// (they are `max(last + 1, wall-clock ms)`).
+    pub fn last_seq(&self) -> u64 {
+        std::fs::read_to_string(self.seq_path())
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Keeps `seq` as the last sequence number used, atomically.
+    pub fn save_seq(&self, seq: u64) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join("seq.tmp");
+        std::fs::write(&tmp, format!("{seq}\n"))?;
+        std::fs::rename(&tmp, self.seq_path())?;
+        Ok(())
+    }
+
     /// Supernodes that answered before (QUIC addresses); a missing or corrupt cache is
     /// just empty.
     pub fn host_cache(&self) -> Vec<Contact> {
@@ -200,5 +223,14 @@ mod tests {
         assert_eq!(home.known_hosts(), vec![k]);
         std::fs::write(dir.path().join("hosts.json"), "{not json").unwrap();
         assert!(home.host_cache().is_empty());
+    }
+
+    #[test]
+    fn the_last_sequence_number_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::resolve(Some(dir.path().to_path_buf())).unwrap();
+        assert_eq!(home.last_seq(), 0);
+        home.save_seq(1_700_000_000_123).unwrap();
+        assert_eq!(home.last_seq(), 1_700_000_000_123);
     }
 }

@@ -136,7 +136,7 @@ pub async fn run(
                 let (peer, name) = (offer.offer.caller, offer.offer.caller_name.clone());
                 let control = Arc::new(CallControl::default());
                 let Some(rx) = claim(&shared, |_| Current::new(peer, name, "incoming", control.clone())) else {
-                    tokio::spawn(refuse_busy(call));
+                    tokio::spawn(refuse_busy(shared.session.identity.clone(), call));
                     continue;
                 };
                 calls += 1;
@@ -445,7 +445,7 @@ fn status(shared: &Shared, out: Printer) {
             text += &format!(
                 "\nin a call ({}) with {} for {} s{}",
                 c["direction"].as_str().unwrap_or_default(),
-                c["display_name"].as_str().unwrap_or_default(),
+                parley_proto::text::printable(c["display_name"].as_str().unwrap_or_default()),
                 c["seconds"],
                 if c["muted"] == true { ", muted" } else { "" }
             )

@@ -23,9 +23,9 @@ pub fn record_text(r: &PresenceRecord, now: Timestamp) -> String {
     out += &format!(
         "name:         {}\n",
         if r.display_name.is_empty() {
-            "(none)"
+            "(none)".to_string()
         } else {
-            &r.display_name
+            parley_proto::text::printable(&r.display_name)
         }
     );
     for c in &r.supernodes {

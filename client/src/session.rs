@@ -283,11 +283,19 @@ impl Shell {
         if let Some(n) = nat {
             machine.set_nat(n.nat);
         }
+        machine.resume_seq(home.last_seq());
+        let mut saved_seq = machine.seq();
         let (tx, mut rx) = mpsc::channel::<Report>(256);
         let mut links: HashMap<SocketAddr, SupernodeLink> = HashMap::new();
         loop {
             while let Some(action) = machine.poll_action() {
                 perform(action, &endpoint, &identity, &links, &tx, &out);
+            }
+            if machine.seq() != saved_seq {
+                saved_seq = machine.seq();
+                if let Err(e) = home.save_seq(saved_seq) {
+                    tracing::warn!(error = %e, "cannot keep the presence sequence number");
+                }
             }
             let sleep = machine
                 .poll_timeout()

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod endpoint;
 pub mod error;
 pub mod framing;
+pub mod limits;
 pub mod logging;
 #[cfg(feature = "metrics")]
 pub mod metrics_http;
@@ -22,6 +23,9 @@ pub use endpoint::{
     dial, dial_with, make_endpoint, make_endpoint_on, make_endpoint_with, peer_id_of, Liveness,
 };
 pub use error::NetError;
-pub use framing::{envelope_kind, read_frame, read_raw_frame, request, send_frame, write_frame};
+pub use framing::{
+    envelope_kind, read_frame, read_raw_frame, read_raw_frame_within, request, send_frame,
+    write_frame,
+};
 pub use logging::{init_logging, print_server_id};
 pub use signal::{serve_until_signal, shutdown_signal};

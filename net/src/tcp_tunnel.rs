@@ -17,6 +17,7 @@
 //! Datagram semantics are kept: when a connection's queue is full, datagrams are dropped,
 //! never blocked on; QUIC recovers as it would from loss.
 
+use crate::limits::ConnLimiter;
 use crate::tls::{client_tls, server_tls, SERVER_NAME};
 use bytes::Bytes;
 use parley_proto::Identity;
@@ -28,6 +29,7 @@ use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,6 +44,29 @@ pub const ALPN_TUNNEL: &[u8] = b"parley-tunnel/1";
 /// Datagrams queued per tunnel connection before new ones are dropped.
 const QUEUE: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one server's tunnels may take (docs/security.md).
+#[derive(Clone, Copy, Debug)]
+pub struct TunnelLimits {
+    /// Live tunnels from one IP address.
+    pub per_ip: usize,
+    /// Live tunnels in total.
+    pub total: usize,
+    /// A tunnel that carries nothing either way for this long is closed. QUIC inside
+    /// sends keep-alives every 10 s (0.5 s on attachments), so only dead or abandoned
+    /// tunnels get this quiet.
+    pub idle: Duration,
+}
+
+impl Default for TunnelLimits {
+    fn default() -> TunnelLimits {
+        TunnelLimits {
+            per_ip: 64,
+            total: 4096,
+            idle: Duration::from_secs(60),
+        }
+    }
+}
 
 /// A quinn socket whose datagrams travel over TCP connections, one per destination.
 pub struct TcpTunnelSocket {
@@ -126,7 +151,9 @@ async fn run_client_connection(
     }
 }
 
-async fn read_frame(read: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Option<Bytes>> {
+/// Reads one tunnel frame (`length:u16be datagram`); `None` at a clean end of stream.
+/// A zero length is an error. Public for the fuzz target `tunnel_frames`.
+pub async fn read_frame(read: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Option<Bytes>> {
     let mut len = [0u8; 2];
     match read.read_exact(&mut len).await {
         Ok(_) => {}
@@ -145,7 +172,11 @@ async fn read_frame(read: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Option
     Ok(Some(buf.into()))
 }
 
-async fn write_frame(write: &mut (impl AsyncWriteExt + Unpin), datagram: &[u8]) -> io::Result<()> {
+/// Writes one tunnel frame; a datagram over 65535 bytes is an error.
+pub async fn write_frame(
+    write: &mut (impl AsyncWriteExt + Unpin),
+    datagram: &[u8],
+) -> io::Result<()> {
     let len = u16::try_from(datagram.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "datagram too large"))?;
     let mut frame = Vec::with_capacity(2 + datagram.len());
@@ -252,7 +283,13 @@ impl TunnelListener {
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), crate::NetError> {
         let tls = TlsAcceptor::from(Arc::new(server_tls(identity, &[ALPN_TUNNEL])?));
-        tokio::spawn(serve_tunnel(self.listener, tls, quic, shutdown));
+        tokio::spawn(serve_tunnel(
+            self.listener,
+            tls,
+            quic,
+            TunnelLimits::default(),
+            shutdown,
+        ));
         Ok(())
     }
 }
@@ -272,13 +309,15 @@ pub async fn start(
 }
 
 /// Serves tunnels on `listener` into the QUIC socket at `quic` (on this host) until
-/// `shutdown` turns true.
+/// `shutdown` turns true, within `limits`: a connection over a cap is closed at once.
 pub async fn serve_tunnel(
     listener: TcpListener,
     tls: TlsAcceptor,
     quic: SocketAddr,
+    limits: TunnelLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let admission = ConnLimiter::new(limits.per_ip, limits.total);
     // The QUIC server listens on `quic`; reach it on loopback when it listens on any IP.
     let target = if quic.ip().is_unspecified() {
         let loopback: std::net::IpAddr = if quic.is_ipv4() {
@@ -295,11 +334,19 @@ pub async fn serve_tunnel(
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let permit = match admission.try_acquire(peer.ip()) {
+                        Ok(p) => p,
+                        Err(why) => {
+                            tracing::warn!(%peer, %why, "tunnel refused");
+                            continue;
+                        }
+                    };
                     let tls = tls.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = bridge(stream, tls, target).await {
+                        if let Err(e) = bridge(stream, tls, target, limits.idle).await {
                             tracing::debug!(%peer, error = %e, "tunnel ended");
                         }
+                        drop(permit);
                     });
                 }
                 Err(e) => {
@@ -311,8 +358,14 @@ pub async fn serve_tunnel(
     }
 }
 
-/// One tunnel: TCP frames ↔ datagrams from a socket of its own to the QUIC server.
-async fn bridge(stream: TcpStream, tls: TlsAcceptor, target: SocketAddr) -> io::Result<()> {
+/// One tunnel: TCP frames ↔ datagrams from a socket of its own to the QUIC server,
+/// until either side ends or nothing moves for `idle`.
+async fn bridge(
+    stream: TcpStream,
+    tls: TlsAcceptor,
+    target: SocketAddr,
+    idle: Duration,
+) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(stream))
         .await
@@ -321,8 +374,13 @@ async fn bridge(stream: TcpStream, tls: TlsAcceptor, target: SocketAddr) -> io::
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(target).await?;
     let (mut read, mut write) = tokio::io::split(stream);
+    // Monotonic milliseconds since `start` at the last datagram either way.
+    let start = tokio::time::Instant::now();
+    let last = AtomicU64::new(0);
+    let touch = || last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     let up = async {
         while let Some(datagram) = read_frame(&mut read).await? {
+            touch();
             socket.send(&datagram).await?;
         }
         io::Result::Ok(())
@@ -331,14 +389,25 @@ async fn bridge(stream: TcpStream, tls: TlsAcceptor, target: SocketAddr) -> io::
         let mut buf = vec![0u8; 65_535];
         loop {
             let n = socket.recv(&mut buf).await?;
+            touch();
             write_frame(&mut write, &buf[..n]).await?;
         }
         #[allow(unreachable_code)]
         io::Result::Ok(())
     };
+    let watchdog = async {
+        loop {
+            let quiet_since = start + Duration::from_millis(last.load(Ordering::Relaxed));
+            if quiet_since.elapsed() >= idle {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel idle"));
+            }
+            tokio::time::sleep_until(quiet_since + idle).await;
+        }
+    };
     tokio::select! {
         r = up => r,
         r = down => r,
+        r = watchdog => r,
     }
 }
 
@@ -348,6 +417,91 @@ mod tests {
     use crate::{dial, make_endpoint};
     use parley_proto::Identity;
     use std::sync::Arc as StdArc;
+
+    /// A tunnel server in front of a UDP echo socket.
+    async fn echo_tunnel(limits: TunnelLimits) -> (SocketAddr, watch::Sender<bool>) {
+        let echo = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let quic = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+                let _ = echo.send_to(&buf[..n], from).await;
+            }
+        });
+        let id = Identity::generate();
+        let tls = TlsAcceptor::from(Arc::new(server_tls(&id, &[ALPN_TUNNEL]).unwrap()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(serve_tunnel(listener, tls, quic, limits, stop_rx));
+        (addr, stop)
+    }
+
+    async fn open_tunnel(
+        addr: SocketAddr,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let me = Identity::generate();
+        let tls = TlsConnector::from(Arc::new(client_tls(&me, ALPN_TUNNEL, None).unwrap()));
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from(SERVER_NAME).unwrap();
+        tls.connect(name, tcp).await
+    }
+
+    /// Sends one datagram through the tunnel and waits for its echo.
+    async fn echoes(t: &mut tokio_rustls::client::TlsStream<TcpStream>) -> bool {
+        if write_frame(t, b"ping").await.is_err() {
+            return false;
+        }
+        let back = tokio::time::timeout(Duration::from_secs(5), read_frame(t)).await;
+        matches!(back, Ok(Ok(Some(d))) if &d[..] == b"ping")
+    }
+
+    #[tokio::test]
+    async fn tunnels_over_the_cap_are_refused_and_the_others_keep_working() {
+        let limits = TunnelLimits {
+            per_ip: 2,
+            ..TunnelLimits::default()
+        };
+        let (addr, _stop) = echo_tunnel(limits).await;
+        let mut first = open_tunnel(addr).await.unwrap();
+        let mut second = open_tunnel(addr).await.unwrap();
+        assert!(echoes(&mut first).await && echoes(&mut second).await);
+        // A third from the same address is closed before TLS completes.
+        assert!(open_tunnel(addr).await.is_err());
+        // The bystanders are alive; closing one frees its slot.
+        assert!(echoes(&mut first).await);
+        drop(second);
+        let mut third = None;
+        for _ in 0..50 {
+            if let Ok(t) = open_tunnel(addr).await {
+                third = Some(t);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(echoes(third.as_mut().expect("a freed slot is reusable")).await);
+    }
+
+    #[tokio::test]
+    async fn an_idle_tunnel_is_closed_and_a_busy_one_is_not() {
+        let limits = TunnelLimits {
+            idle: Duration::from_millis(300),
+            ..TunnelLimits::default()
+        };
+        let (addr, _stop) = echo_tunnel(limits).await;
+        let mut idle = open_tunnel(addr).await.unwrap();
+        let mut busy = open_tunnel(addr).await.unwrap();
+        // The busy one talks every 100 ms for 1.2 s; the idle one says nothing.
+        for _ in 0..12 {
+            assert!(echoes(&mut busy).await, "a busy tunnel stays open");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let end = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut idle)).await;
+        assert!(
+            matches!(end, Ok(Ok(None)) | Ok(Err(_))),
+            "the idle tunnel was closed by the server"
+        );
+    }
 
     #[tokio::test]
     async fn quic_runs_through_the_tunnel() {

@@ -51,6 +51,9 @@ pub struct AttachConfig {
     pub record_ttl: Duration,
 }
 
+/// How long a published record lives by default ([`AttachConfig::record_ttl`]).
+pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(50 * 60);
+
 impl Default for AttachConfig {
     fn default() -> Self {
         AttachConfig {
@@ -61,7 +64,7 @@ impl Default for AttachConfig {
             // costs one publication per attachment, so it is rare; the overlay's
             // holders only republish what is not refreshed (see `overlay`).
             republish_interval: Duration::from_secs(20 * 60),
-            record_ttl: Duration::from_secs(50 * 60),
+            record_ttl: DEFAULT_RECORD_TTL,
         }
     }
 }
@@ -373,6 +376,18 @@ impl Attachment {
         out
     }
 
+    /// Continues sequence numbers after `seq` (the last one used, kept on disk by the
+    /// shell): a record signed after a run with a clock that was ahead still supersedes
+    /// the ones left behind.
+    pub fn resume_seq(&mut self, seq: u64) {
+        self.seq = self.seq.max(seq);
+    }
+
+    /// The last sequence number used (for the shell to keep on disk).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// The record as it would be signed now (what `Publish` actions carry).
     pub fn current_record(&mut self, now: Timestamp) -> SignedPresence {
         // Milliseconds since the epoch keep sequence numbers rising across restarts.
@@ -573,6 +588,17 @@ mod tests {
                 expected: Some(known.id)
             }
         );
+    }
+
+    #[test]
+    fn resumed_sequence_numbers_rise_even_when_the_clock_went_back() {
+        let mut a = machine(&[addr(1)], &[]);
+        // A previous run's clock was 30 minutes ahead.
+        let ahead = 1_000_000 + 30 * 60 * 1000;
+        a.resume_seq(ahead);
+        let record = a.current_record(Timestamp(1_000_000));
+        assert_eq!(record.record.seq, ahead + 1);
+        assert_eq!(a.seq(), ahead + 1);
     }
 
     #[test]

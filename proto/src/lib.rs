@@ -18,8 +18,10 @@ pub mod messages;
 pub mod nat;
 pub mod overlay;
 pub mod presence;
+pub mod quota;
 pub mod relay;
+pub mod text;
 pub mod time;
 
 pub use identity::{Identity, NodeId, PeerId};
-pub use time::Timestamp;
+pub use time::{Mono, Timestamp};

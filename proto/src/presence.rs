@@ -5,7 +5,7 @@
 //! signature over any other Parley message.
 
 use crate::identity::PeerId;
-use crate::time::Timestamp;
+use crate::time::{Timestamp, MAX_CLOCK_SKEW};
 use crate::Identity;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -106,7 +106,14 @@ pub enum RecordError {
     #[error("presence record signature does not verify (forged or corrupted record)")]
     BadSignature,
     /// The record has expired.
-    #[error("presence record expired at {expires_at} (now {now})")]
+    #[error(
+        "presence record expired at {expires_at} (now {now}, even allowing {} s of clock \
+         skew); if it was just made with the usual {} s lifetime, the signing machine's clock \
+         is about {} s behind this one",
+        MAX_CLOCK_SKEW.as_secs(),
+        crate::attach::DEFAULT_RECORD_TTL.as_secs(),
+        now.since(*expires_at).as_secs() + crate::attach::DEFAULT_RECORD_TTL.as_secs()
+    )]
     Expired {
         /// When it expired.
         expires_at: Timestamp,
@@ -161,6 +168,14 @@ impl PresenceRecord {
     }
 }
 
+impl PresenceRecord {
+    /// When this record stops being served, by the reader's clock: `expires_at` plus
+    /// [`MAX_CLOCK_SKEW`], because the owner's clock may be that far behind ours.
+    pub fn lapses_at(&self) -> Timestamp {
+        self.expires_at + MAX_CLOCK_SKEW
+    }
+}
+
 impl SignedPresence {
     /// Checks signature, limits and expiry at time `now`.
     pub fn verify(&self, now: Timestamp) -> Result<&PresenceRecord, RecordError> {
@@ -176,16 +191,17 @@ impl SignedPresence {
         Ok(&self.record)
     }
 
-    /// The time-dependent part of [`SignedPresence::verify`]: not expired at `now`
-    /// and not expiring more than [`MAX_TTL`] after it.
+    /// The time-dependent part of [`SignedPresence::verify`]: not lapsed at `now` (its
+    /// expiry plus [`MAX_CLOCK_SKEW`], see [`PresenceRecord::lapses_at`]) and not expiring
+    /// more than [`MAX_TTL`] + [`MAX_CLOCK_SKEW`] after it.
     pub fn check_time(&self, now: Timestamp) -> Result<(), RecordError> {
-        if self.record.expires_at <= now {
+        if self.record.lapses_at() <= now {
             return Err(RecordError::Expired {
                 expires_at: self.record.expires_at,
                 now,
             });
         }
-        if self.record.expires_at > now + MAX_TTL {
+        if self.record.expires_at > now + MAX_TTL + MAX_CLOCK_SKEW {
             return Err(RecordError::ExpiryTooFar);
         }
         Ok(())
@@ -272,8 +288,11 @@ mod tests {
     fn expired_and_far_future_records_are_refused() {
         let alice = Identity::generate();
         let signed = record(&alice, 1, 60_000).sign(&alice);
+        // Ten minutes of clock skew are forgiven, not more.
+        let skew = MAX_CLOCK_SKEW.as_millis() as u64;
+        assert!(signed.verify(Timestamp(60_000 + skew - 1)).is_ok());
         assert!(matches!(
-            signed.verify(Timestamp(60_000)),
+            signed.verify(Timestamp(60_000 + skew)),
             Err(RecordError::Expired { .. })
         ));
         let far = record(&alice, 1, 10 * 60 * 60 * 1000).sign(&alice);

@@ -40,3 +40,50 @@ impl std::fmt::Display for Timestamp {
         write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
     }
 }
+
+/// Monotonic time: milliseconds since an origin the shell fixes once (its process start).
+///
+/// Use it for every timer, deadline, rate and idle check: it never goes backwards and
+/// does not jump when the wall clock is stepped (NTP, a user, a suspended laptop).
+/// It means nothing outside the process that made it: never put it on the wire or in
+/// a signature (that is what [`Timestamp`] is for: `sent_at` and signed expiries).
+/// The shells read it with `parley_net::clock::mono()`; tests and simulations make
+/// their own, e.g. `Mono(0)` and `Mono(0) + Duration::from_millis(20)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mono(pub u64);
+
+impl Mono {
+    /// How long after `earlier` this is (zero if it is not after it).
+    pub fn since(self, earlier: Mono) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Milliseconds since the shell's origin.
+    pub fn as_millis(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::ops::Add<Duration> for Mono {
+    type Output = Mono;
+    /// Saturates at the far future instead of overflowing.
+    fn add(self, d: Duration) -> Mono {
+        Mono(
+            self.0
+                .saturating_add(d.as_millis().min(u64::MAX as u128) as u64),
+        )
+    }
+}
+
+/// How far apart two honest machines' wall clocks may be: every signed expiry and
+/// freshness check (presence records, relay tokens, call offers) allows this much in
+/// either direction. Fifteen minutes covers a machine without NTP for weeks, a wrong time
+/// zone setting does not (that is hours: it is refused, and the user told which clock
+/// and by how much).
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
+
+/// The signed difference `theirs - ours` in whole seconds, for telling a user how far a
+/// clock is off ("ahead by 660 s" when positive).
+pub fn skew_secs(theirs: Timestamp, ours: Timestamp) -> i64 {
+    (theirs.0 as i128 - ours.0 as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64 / 1000
+}

@@ -3,6 +3,7 @@
 mod calls;
 mod cli;
 mod driver;
+mod limits;
 mod metrics;
 mod pool;
 mod relay_watch;
@@ -57,6 +58,7 @@ async fn main() -> Result<()> {
             relays: settings.relays,
             relay_keys: settings.relay_keys,
             tcp: Some(tcp),
+            limits: Default::default(),
         },
         shutdown_rx.clone(),
     )

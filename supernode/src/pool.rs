@@ -1,14 +1,20 @@
 //! Outgoing overlay connections, one per remote supernode, dialed on demand.
 //!
+//! The pool shrinks: closed connections are dropped, a connection unused for
+//! `Limits::pool_idle` is closed, and past `Limits::pool_max` the least recently used
+//! ones are closed (all checked on every new dial, on monotonic time).
+//!
 //! Requests a supernode sends travel on connections it dialed; requests it receives
 //! arrive on connections others dialed. Keeping the two apart means a connection never
 //! needs two owners.
 
+use crate::limits::Limits;
+use parley_net::clock::mono;
 use parley_net::{dial, request, NetError};
 use parley_proto::messages::{SupernodeReply, SupernodeToSupernode, ALPN_OVERLAY};
 use parley_proto::overlay::RpcFailure;
 use parley_proto::presence::Contact;
-use parley_proto::{Identity, PeerId};
+use parley_proto::{Identity, Mono, PeerId};
 use quinn::{Connection, Endpoint};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,26 +32,68 @@ pub struct Pool {
 struct Inner {
     endpoint: Endpoint,
     identity: Identity,
-    conns: Mutex<HashMap<PeerId, Connection>>,
+    max: usize,
+    idle: Duration,
+    /// Each connection with when it was last used.
+    conns: Mutex<HashMap<PeerId, (Connection, Mono)>>,
 }
 
 impl Pool {
-    pub fn new(endpoint: Endpoint, identity: Identity) -> Pool {
+    pub fn new(endpoint: Endpoint, identity: Identity, limits: &Limits) -> Pool {
         Pool {
             inner: Arc::new(Inner {
                 endpoint,
                 identity,
+                max: limits.pool_max.max(1),
+                idle: limits.pool_idle,
                 conns: Mutex::new(HashMap::new()),
             }),
         }
     }
 
     fn cached(&self, id: &PeerId) -> Option<Connection> {
-        let conns = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
-        conns
-            .get(id)
-            .filter(|c| c.close_reason().is_none())
-            .cloned()
+        let mut conns = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let (conn, used) = conns
+            .get_mut(id)
+            .filter(|(c, _)| c.close_reason().is_none())?;
+        *used = mono();
+        Some(conn.clone())
+    }
+
+    /// Drops closed connections, closes idle ones, then the least recently used ones
+    /// until there is room for one more.
+    pub fn sweep(&self, now: Mono) {
+        let mut conns = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = self.inner.idle;
+        conns.retain(|_, (c, used)| {
+            let keep = c.close_reason().is_none() && now.since(*used) < idle;
+            if !keep {
+                c.close(0u32.into(), b"idle");
+            }
+            keep
+        });
+        while conns.len() >= self.inner.max {
+            let Some(oldest) = conns
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            if let Some((c, _)) = conns.remove(&oldest) {
+                c.close(0u32.into(), b"pool full");
+            }
+        }
+    }
+
+    /// How many connections are held.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.inner
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Dials `addr` (any key, or the pinned one) and caches the connection.
@@ -63,11 +111,13 @@ impl Pool {
             RPC_TIMEOUT,
         )
         .await?;
+        let now = mono();
+        self.sweep(now);
         self.inner
             .conns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, conn);
+            .insert(id, (conn, now));
         Ok(Contact { id, addr })
     }
 
@@ -106,5 +156,52 @@ impl Pool {
                 RpcFailure::Unreachable
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parley_net::make_endpoint;
+
+    #[tokio::test]
+    async fn the_pool_closes_idle_connections_and_stays_under_its_cap() {
+        let alpns: [&[u8]; 1] = [ALPN_OVERLAY];
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            let id = Identity::generate();
+            let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &id, &alpns).unwrap();
+            let accepting = ep.clone();
+            tokio::spawn(async move {
+                while let Some(inc) = accepting.accept().await {
+                    tokio::spawn(async move {
+                        if let Ok(c) = inc.await {
+                            c.closed().await;
+                        }
+                    });
+                }
+            });
+            servers.push(ep);
+        }
+        let me = Identity::generate();
+        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &me, &alpns).unwrap();
+        let limits = Limits {
+            pool_max: 2,
+            ..Limits::default()
+        };
+        let pool = Pool::new(ep, me, &limits);
+        let mut conns = Vec::new();
+        for s in &servers {
+            let c = pool.connect(s.local_addr().unwrap(), None).await.unwrap();
+            conns.push(pool.cached(&c.id).unwrap());
+        }
+        // Three dials, a cap of two: the least recently used went.
+        assert_eq!(pool.len(), 2);
+        assert!(conns[0].close_reason().is_some());
+        assert!(conns[2].close_reason().is_none(), "the newest is alive");
+        // Nothing used for longer than pool_idle: everything is closed.
+        pool.sweep(mono() + limits.pool_idle);
+        assert_eq!(pool.len(), 0);
+        assert!(conns[2].close_reason().is_some());
     }
 }

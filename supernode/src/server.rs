@@ -3,11 +3,15 @@
 
 use crate::calls::{Attachments, CallRouter};
 use crate::driver::{self, DriverHandle};
+use crate::limits::Limits;
 use crate::pool::Pool;
 use crate::relay_watch::{poll_relay, serve_reports};
 use crate::relays::RelayDirectory;
 use anyhow::{Context, Result};
-use parley_net::{envelope_kind, make_endpoint, peer_id_of, read_raw_frame, write_frame, NetError};
+use parley_net::limits::{ConnLimiter, ConnPermit};
+use parley_net::{
+    envelope_kind, make_endpoint, peer_id_of, read_raw_frame_within, write_frame, NetError,
+};
 use parley_proto::call::signal::CallSignal;
 use parley_proto::codec::WireMessage;
 use parley_proto::messages::{
@@ -18,7 +22,8 @@ use parley_proto::overlay::{Overlay, OverlayConfig};
 use parley_proto::presence::Contact;
 use parley_proto::relay::ALPN_RELAY_REPORT;
 use parley_proto::{Identity, PeerId};
-use quinn::{Connection, Endpoint};
+use quinn::crypto::rustls::QuicServerConfig;
+use quinn::{Connection, Endpoint, TransportConfig, VarInt};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::lookup_host;
@@ -50,6 +55,8 @@ pub struct ServerParams {
     pub relay_keys: Vec<PeerId>,
     /// The bound TCP fallback (`--tcp-listen`), advertised to clients.
     pub tcp: Option<SocketAddr>,
+    /// Admission caps, timeouts and quotas (see `limits.rs`, docs/security.md).
+    pub limits: Limits,
 }
 
 /// Binds the sockets and returns a future that serves until `shutdown` turns true.
@@ -57,8 +64,47 @@ pub async fn start(
     params: ServerParams,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(Bound, impl std::future::Future<Output = ()>)> {
+    let relays = RelayDirectory::new(
+        params.relay_keys.iter().copied(),
+        params.relay_keys.is_empty() && params.relays.is_empty(),
+    );
+    start_with(params, relays, shutdown).await
+}
+
+/// The QUIC server side with the stream and buffer limits of `limits`.
+fn limited_server_config(
+    identity: &Identity,
+    alpns: &[&[u8]],
+    limits: &Limits,
+) -> Result<quinn::ServerConfig> {
+    let tls = parley_net::tls::server_tls(identity, alpns)?;
+    let quic = QuicServerConfig::try_from(tls)?;
+    let mut server = quinn::ServerConfig::with_crypto(std::sync::Arc::new(quic));
+    let mut t = TransportConfig::default();
+    t.keep_alive_interval(Some(parley_net::endpoint::KEEP_ALIVE));
+    t.max_idle_timeout(parley_net::endpoint::IDLE_TIMEOUT.try_into().ok());
+    t.max_concurrent_bidi_streams(VarInt::from_u32(limits.streams_per_conn));
+    t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    t.stream_receive_window(VarInt::from_u32(limits.stream_window));
+    t.receive_window(VarInt::from_u32(limits.conn_window));
+    server.transport_config(std::sync::Arc::new(t));
+    Ok(server)
+}
+
+/// [`start`] with a given relay directory (tests fill it by hand); `params.relay_keys`
+/// is then not used (the directory already says which relays it admits).
+pub async fn start_with(
+    params: ServerParams,
+    relays: RelayDirectory,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(Bound, impl std::future::Future<Output = ()>)> {
     let alpns = [ALPN_CLIENT, ALPN_OVERLAY, ALPN_RELAY_REPORT];
     let endpoint = make_endpoint(params.listen, &params.identity, &alpns)?;
+    endpoint.set_server_config(Some(limited_server_config(
+        &params.identity,
+        &alpns,
+        &params.limits,
+    )?));
     let quic = endpoint
         .local_addr()
         .context("reading the bound QUIC address")?;
@@ -80,10 +126,11 @@ pub async fn start(
     let id = params.identity.peer_id();
     let me = Contact { id, addr: quic };
     let overlay = Overlay::new(me, OverlayConfig::default(), driver::now(), rand::random());
-    let pool = Pool::new(endpoint.clone(), params.identity.clone());
+    let limits = params.limits.clone();
+    let pool = Pool::new(endpoint.clone(), params.identity.clone(), &limits);
     let driver = driver::spawn(overlay, pool.clone());
     let bound = Bound { id, quic, stun };
-    if params.relay_keys.is_empty() && params.relays.is_empty() {
+    if relays.is_open() {
         tracing::warn!("no --relay or --relay-key configured: any relay that reports in will be handed out to calls (open mode; configure the relays you trust)");
     }
     let ctx = Ctx {
@@ -94,16 +141,17 @@ pub async fn start(
             tcp: params.tcp,
             stun: Some(stun),
         },
-        driver,
-        router: CallRouter {
-            identity: params.identity.clone(),
-            attachments: Attachments::default(),
-            relays: RelayDirectory::new(
-                params.relay_keys.iter().copied(),
-                params.relay_keys.is_empty() && params.relays.is_empty(),
-            ),
-            pool: pool.clone(),
-        },
+        driver: driver.clone(),
+        router: CallRouter::new(
+            params.identity.clone(),
+            Attachments::default(),
+            relays,
+            pool.clone(),
+            driver,
+            &limits,
+        ),
+        limiter: ConnLimiter::new(limits.conns_per_ip, limits.conns_total),
+        limits,
     };
 
     let serve = async move {
@@ -151,6 +199,8 @@ struct Ctx {
     endpoints: ServerEndpoints,
     driver: DriverHandle,
     router: CallRouter,
+    limiter: ConnLimiter,
+    limits: Limits,
 }
 
 async fn accept_loop(endpoint: &Endpoint, ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
@@ -159,15 +209,26 @@ async fn accept_loop(endpoint: &Endpoint, ctx: Ctx, mut shutdown: watch::Receive
             _ = shutdown.changed() => return,
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { return };
+                let from = incoming.remote_address();
+                let permit = match ctx.limiter.try_acquire(from.ip()) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        tracing::warn!(peer = %from, %why, "connection refused");
+                        incoming.refuse();
+                        continue;
+                    }
+                };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    match incoming.await {
-                        Ok(conn) => {
-                            if let Err(e) = serve_connection(conn, ctx).await {
+                    let handshake = tokio::time::timeout(ctx.limits.handshake_timeout, incoming);
+                    match handshake.await {
+                        Ok(Ok(conn)) => {
+                            if let Err(e) = serve_connection(conn, ctx, permit).await {
                                 tracing::debug!(error = %e, "connection ended");
                             }
                         }
-                        Err(e) => tracing::debug!(error = %e, "handshake failed"),
+                        Ok(Err(e)) => tracing::debug!(error = %e, "handshake failed"),
+                        Err(_) => tracing::debug!(peer = %from, "handshake timed out"),
                     }
                 });
             }
@@ -218,7 +279,8 @@ fn alpn_of(conn: &Connection) -> Option<Vec<u8>> {
         .protocol
 }
 
-async fn serve_connection(conn: Connection, ctx: Ctx) -> Result<(), NetError> {
+/// Serves one connection; `_permit` holds its admission slot until it ends.
+async fn serve_connection(conn: Connection, ctx: Ctx, _permit: ConnPermit) -> Result<(), NetError> {
     let peer = peer_id_of(&conn)?;
     let contact = Contact {
         id: peer,
@@ -273,14 +335,14 @@ async fn serve_stream(
     overlay: bool,
     ctx: &Ctx,
 ) -> Result<(), NetError> {
-    let Some(first) = read_raw_frame(&mut recv).await? else {
+    let Some(first) = read_raw_frame_within(&mut recv, ctx.limits.request_timeout).await? else {
         return Ok(());
     };
     if envelope_kind(&first) == Some(CallSignal::KIND) {
         return match (CallSignal::decode(&first), overlay) {
             (Ok(CallSignal::Place { offer, via }), false) => {
                 crate::metrics::call_placed();
-                ctx.router.place(from.id, send, recv, offer, via).await
+                ctx.router.place(from, send, recv, offer, via).await
             }
             (Ok(CallSignal::Deliver { offer, relays }), true) => {
                 ctx.router.deliver(send, recv, offer, relays).await
@@ -292,12 +354,16 @@ async fn serve_stream(
             }
         };
     }
+    let within = ctx.limits.reply_timeout;
     if overlay {
         let reply = match SupernodeToSupernode::decode(&first) {
-            Ok(request) => match ctx.driver.request(from, request).await {
-                Ok(reply) => reply,
-                Err(_) => return Ok(()),
-            },
+            Ok(request) => {
+                match tokio::time::timeout(within, ctx.driver.request(from, request)).await {
+                    Ok(Ok(reply)) => reply,
+                    Ok(Err(_)) => return Ok(()),
+                    Err(_) => return Err(NetError::Timeout(within)),
+                }
+            }
             Err(e) => {
                 tracing::warn!(peer = %from.addr, error = %e, "bad overlay message");
                 SupernodeReply::Refused(malformed(&e))
@@ -306,10 +372,14 @@ async fn serve_stream(
         return write_frame(&mut send, &reply).await;
     }
     let reply = match ClientToSupernode::decode(&first) {
-        Ok(request) => match client_reply(request, conn, ctx, from).await {
-            Some(reply) => reply,
-            None => return Ok(()),
-        },
+        Ok(request) => {
+            let reply = client_reply(request, conn, ctx, from);
+            match tokio::time::timeout(within, reply).await {
+                Ok(Some(reply)) => reply,
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(NetError::Timeout(within)),
+            }
+        }
         Err(e) => {
             tracing::warn!(peer = %from.addr, error = %e, "bad client message");
             SupernodeToClient::Refused(malformed(&e))
@@ -371,3 +441,7 @@ async fn client_reply(
         }
     })
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

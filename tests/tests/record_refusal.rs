@@ -8,6 +8,7 @@ use parley_proto::messages::{
     ALPN_CLIENT, ALPN_OVERLAY,
 };
 use parley_proto::presence::{NatType, PresenceRecord, SignedPresence};
+use parley_proto::time::MAX_CLOCK_SKEW;
 use parley_proto::{Identity, Timestamp};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -80,8 +81,9 @@ async fn forged_replayed_and_expired_records_are_refused() {
     let four = record(&alice, 4, later).sign(&alice);
     assert_eq!(refusal(publish(&conn, four).await), RefusalCode::Stale);
 
-    // Expired.
-    let old = record(&alice, 6, Timestamp(now().as_millis() - 1_000)).sign(&alice);
+    // Expired, by more than the clock skew a supernode forgives.
+    let skew = MAX_CLOCK_SKEW.as_millis() as u64;
+    let old = record(&alice, 6, Timestamp(now().as_millis() - skew - 1_000)).sign(&alice);
     assert_eq!(refusal(publish(&conn, old).await), RefusalCode::Expired);
 
     // The same refusals hold for records arriving from another "supernode".
@@ -103,7 +105,7 @@ async fn forged_replayed_and_expired_records_are_refused() {
     // A replay is refused as stale, with the newer record held as proof.
     let replay = record(&alice, 3, later).sign(&alice);
     assert!(matches!(store(replay).await, SupernodeReply::Superseded(r) if r == five));
-    let expired = record(&alice, 60, Timestamp(now().as_millis() - 1)).sign(&alice);
+    let expired = record(&alice, 60, Timestamp(now().as_millis() - skew - 1)).sign(&alice);
     assert!(
         matches!(store(expired).await, SupernodeReply::Refused(r) if r.code == RefusalCode::Expired)
     );

@@ -16,10 +16,10 @@ use crate::session::{IncomingCall, SessionHandle};
 use anyhow::{Context, Result};
 use parley_net::clock::now;
 use parley_net::{read_frame, send_frame};
-use parley_proto::call::session::{CallEvent, CalleeSession};
+use parley_proto::call::session::{busy_signal, CallEvent, CalleeSession};
 use parley_proto::call::signal::CallSignal;
 use parley_proto::presence::CandidateAddr;
-use parley_proto::PeerId;
+use parley_proto::{Identity, PeerId};
 use quinn::Connection;
 use serde_json::json;
 use std::path::PathBuf;
@@ -80,9 +80,17 @@ pub fn numbered_output(base: Option<&PathBuf>, n: u32) -> Option<PathBuf> {
     Some(base.with_file_name(format!("{stem}-{n}{ext}")))
 }
 
-/// Tells a second caller we are busy.
-pub async fn refuse_busy(mut call: IncomingCall) {
-    let _ = send_frame(&mut call.send, &CallSignal::Busy).await;
+/// How long, after ringing, we wait for the caller's supernode to send the call's relay
+/// grants (it grants only once we ring) before going on without a relay.
+const GRANT_WAIT: Duration = Duration::from_secs(5);
+
+/// Tells a second caller we are busy (signed, so nobody else can say it for us).
+pub async fn refuse_busy(identity: Identity, mut call: IncomingCall) {
+    if let CallSignal::Incoming { offer, .. } = &call.signal {
+        if let Some(busy) = busy_signal(&identity, offer, now()) {
+            let _ = send_frame(&mut call.send, &busy).await;
+        }
+    }
     let _ = call.send.finish();
 }
 
@@ -123,7 +131,7 @@ impl Answerer {
                     json!({"reason": why}),
                     format!("refused an incoming call: {why}"),
                 );
-                let _ = send_frame(&mut send, &CallSignal::Reject).await;
+                // Nothing is signed for an offer we refuse: the caller's chain just ends.
                 let _ = send.finish();
                 return Ok(());
             }
@@ -139,7 +147,8 @@ impl Answerer {
             if claimed.is_empty() {
                 caller.short()
             } else {
-                format!("{claimed} (not a contact)")
+                let shown = parley_proto::text::printable(&claimed);
+                format!("{shown} (not a contact)")
             }
         });
         let mut entry = Entry {
@@ -158,6 +167,23 @@ impl Answerer {
         );
         while let Some(s) = session.poll_signal() {
             send_frame(&mut send, &s).await?;
+        }
+        // We rang: the caller's supernode now sends the relay grants (or the caller
+        // gives up first).
+        let waited = tokio::time::timeout(GRANT_WAIT, read_frame::<CallSignal>(&mut recv)).await;
+        match waited.map(|r| r.map(|signal| session.handle_signal(signal))) {
+            Ok(Ok(true)) => {}
+            Ok(_) => {
+                out.event(
+                    "call_end",
+                    json!({"outcome": "missed", "peer": caller.to_string()}),
+                    format!("missed call from {label}"),
+                );
+                entry.outcome = "missed".into();
+                history::record(&self.home, &entry);
+                return Ok(());
+            }
+            Err(_) => tracing::warn!("no relay grant arrived; answering without a relay"),
         }
         // Audio before answering; a missing device is no reason to decline (see
         // `audio::open`), but an unwritable --output is.
@@ -307,7 +333,9 @@ impl Answerer {
             // The caller gives up (Cancel) or goes away (the stream ends).
             frame = read_frame::<CallSignal>(recv) => {
                 match frame {
-                    Ok(signal) => session.handle_signal(signal),
+                    Ok(signal) => {
+                        session.handle_signal(signal);
+                    }
                     Err(_) => session.handle_lost(),
                 }
                 Decision::Missed

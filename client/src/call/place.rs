@@ -10,7 +10,7 @@ use crate::home::Home;
 use crate::output::{Printer, EXIT_FAILED, EXIT_NOT_CONNECTED, EXIT_NOT_FOUND, EXIT_OK};
 use crate::session::SessionHandle;
 use anyhow::{anyhow, bail, Context, Result};
-use parley_net::clock::now;
+use parley_net::clock::{mono, mono_until, now};
 use parley_net::{read_frame, send_frame};
 use parley_proto::call::session::{CallEvent, CallerSession, EndReason};
 use parley_proto::call::signal::CallSignal;
@@ -171,7 +171,7 @@ async fn place(
     }
     let label = match (&contact, record.display_name.is_empty()) {
         (Some(c), _) => c.clone(),
-        (None, false) => record.display_name.clone(),
+        (None, false) => parley_proto::text::printable(&record.display_name),
         (None, true) => callee.short(),
     };
     out.event(
@@ -188,8 +188,11 @@ async fn place(
         session.candidates(),
         CallId::random(),
         now(),
+        mono(),
         opts.ring_timeout,
-    )?;
+    )?
+    // Relay tokens count only if our own supernode signed them.
+    .with_grant_issuer(link.id);
     let (mut send, mut recv) = link
         .conn
         .open_bi()
@@ -222,12 +225,12 @@ async fn place(
         }
         let wake = call
             .poll_timeout()
-            .map(parley_net::clock::until)
+            .map(mono_until)
             .unwrap_or(Duration::from_secs(60));
         tokio::select! {
             _ = &mut stop => call.cancel(),
             _ = &mut hangup => call.cancel(),
-            _ = tokio::time::sleep(wake) => call.handle_timeout(now()),
+            _ = tokio::time::sleep(wake) => call.handle_timeout(mono()),
             frame = read_frame::<CallSignal>(&mut recv) => match frame {
                 Ok(signal) => call.handle_signal(now(), signal),
                 Err(e) => call.handle_lost(&format!("signalling lost: {e}")),

@@ -110,14 +110,16 @@ fn call(f: &mut Frame<'_>, app: &App, area: Rect) {
         return;
     };
     let who = c["display_name"].as_str().unwrap_or_default();
+    // A caller's name is chosen by the caller: never let it reach the terminal raw.
     let who = if who.is_empty() {
         c["peer"]
             .as_str()
             .unwrap_or_default()
             .get(..10)
             .unwrap_or_default()
+            .to_string()
     } else {
-        who
+        parley_proto::text::printable(who)
     };
     let state = c["state"].as_str().unwrap_or_default();
     let headline = match (state, c["direction"].as_str()) {

@@ -195,6 +195,14 @@ impl MediaCrypto {
     }
 }
 
+impl MediaFrame {
+    /// Parses a decrypted datagram body, as [`MediaCrypto::open`] does after the AEAD
+    /// (public for the fuzz target `media_frame`; nothing else needs it).
+    pub fn parse_plain(plain: &[u8]) -> Result<MediaFrame, MediaError> {
+        parse(plain)
+    }
+}
+
 fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }

@@ -8,14 +8,24 @@
 //! ```
 //! Feed received [`CallSignal`]s with `handle_signal`, call `handle_timeout` at
 //! `poll_timeout`, and drain `poll_event` (for the user) and `poll_signal` (frames to
-//! send up the signalling chain).
+//! send up the signalling chain). Timers run on monotonic time ([`Mono`]); the wall
+//! clock ([`Timestamp`]) is only written into the offer (`sent_at`) and used to check
+//! an incoming offer's freshness.
+//!
+//! What the caller believes from the chain (every supernode on it could forge frames):
+//! relay grants only if their tokens are signed for this call and these two parties
+//! (and, when known, by our own supernode); `Declined` only if the callee signed it;
+//! `Accept` only if the callee signed it and the key exchange completes; `Unreachable`
+//! only before the callee has rung. The unsigned `Reject` and `Busy` are ignored.
 
 use crate::call::e2e::{self, PendingHandshake, SessionKeys};
-use crate::call::signal::{CallAnswer, CallOffer, CallSignal, RelayGrant, SignedOffer};
+use crate::call::signal::{
+    CallAnswer, CallDecline, CallOffer, CallSignal, RelayGrant, SignedOffer, MAX_RELAYS,
+};
 use crate::identity::{Identity, PeerId};
 use crate::presence::{CandidateAddr, Contact};
 use crate::relay::token::CallId;
-use crate::time::Timestamp;
+use crate::time::{Mono, Timestamp};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -93,14 +103,17 @@ pub struct CallerSession {
     offer: CallOffer,
     pending: Option<PendingHandshake>,
     relays: Vec<RelayGrant>,
-    deadline: Timestamp,
+    /// The supernode that must have issued our relay tokens, if known.
+    issuer: Option<PeerId>,
+    deadline: Mono,
     ringing: bool,
     out: Outbox,
 }
 
 impl CallerSession {
     /// Starts a call to `callee` (reachable through `via`); the `Place` signal to send
-    /// to our supernode is queued.
+    /// to our supernode is queued. `now` is the wall clock (written into the offer as
+    /// `sent_at`); `mono` is monotonic time, on which the ring timeout runs.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         me: &Identity,
@@ -110,6 +123,7 @@ impl CallerSession {
         candidates: Vec<CandidateAddr>,
         call_id: CallId,
         now: Timestamp,
+        mono: Mono,
         ring_timeout: Duration,
     ) -> Result<CallerSession, e2e::E2eError> {
         let prologue = e2e::prologue(&call_id.0, &me.peer_id(), &callee);
@@ -132,10 +146,18 @@ impl CallerSession {
             offer,
             pending: Some(pending),
             relays: Vec::new(),
-            deadline: now + ring_timeout,
+            issuer: None,
+            deadline: mono + ring_timeout,
             ringing: false,
             out,
         })
+    }
+
+    /// Accept relay grants only when `supernode` (the one we placed the call through)
+    /// issued their tokens.
+    pub fn with_grant_issuer(mut self, supernode: PeerId) -> CallerSession {
+        self.issuer = Some(supernode);
+        self
     }
 
     /// A frame from the signalling chain.
@@ -144,18 +166,31 @@ impl CallerSession {
             return;
         }
         match signal {
-            CallSignal::RelayGranted(mut grants) => {
-                grants.truncate(crate::call::signal::MAX_RELAYS);
-                self.relays = grants;
+            CallSignal::RelayGranted(grants) if self.relays.is_empty() => {
+                self.relays = grants
+                    .into_iter()
+                    .filter(|g| g.verify(&self.offer, self.issuer.as_ref()))
+                    .take(MAX_RELAYS)
+                    .collect();
             }
             CallSignal::Ringing if !self.ringing => {
                 self.ringing = true;
                 self.out.events.push_back(CallEvent::Ringing);
             }
             CallSignal::Accept(signed) => self.accepted(signed),
-            CallSignal::Reject => self.out.end(EndReason::Rejected),
-            CallSignal::Busy => self.out.end(EndReason::Busy),
-            CallSignal::Unreachable(why) => self.out.end(EndReason::Unreachable(why)),
+            CallSignal::Declined(signed) => {
+                if let Ok(d) = signed.verify(&self.offer) {
+                    let reason = if d.busy {
+                        EndReason::Busy
+                    } else {
+                        EndReason::Rejected
+                    };
+                    self.out.end(reason);
+                }
+            }
+            CallSignal::Unreachable(why) if !self.ringing => {
+                self.out.end(EndReason::Unreachable(why))
+            }
             _ => {}
         }
     }
@@ -196,16 +231,16 @@ impl CallerSession {
         }
     }
 
-    /// The ring timeout.
-    pub fn handle_timeout(&mut self, now: Timestamp) {
+    /// The ring timeout (monotonic time).
+    pub fn handle_timeout(&mut self, now: Mono) {
         if !self.out.done && now >= self.deadline {
             self.out.signals.push_back(CallSignal::Cancel);
             self.out.end(EndReason::RingTimeout);
         }
     }
 
-    /// When `handle_timeout` is next due.
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
+    /// When `handle_timeout` is next due (monotonic time).
+    pub fn poll_timeout(&self) -> Option<Mono> {
         (!self.out.done).then_some(self.deadline)
     }
 
@@ -232,14 +267,35 @@ impl CallerSession {
 
 /// The callee's side of one call.
 pub struct CalleeSession {
+    me: Identity,
     offer: CallOffer,
     relays: Vec<RelayGrant>,
     out: Outbox,
 }
 
+/// The signed "busy" for an offer we cannot take (already in a call). An offer that
+/// does not verify gets nothing: the caller times out.
+pub fn busy_signal(me: &Identity, offer: &SignedOffer, now: Timestamp) -> Option<CallSignal> {
+    let o = offer.verify(now, &me.peer_id()).ok()?;
+    Some(decline(me, o, true))
+}
+
+fn decline(me: &Identity, offer: &CallOffer, busy: bool) -> CallSignal {
+    CallSignal::Declined(
+        CallDecline {
+            call_id: offer.call_id,
+            callee: offer.callee,
+            busy,
+        }
+        .sign(me),
+    )
+}
+
 impl CalleeSession {
     /// An incoming offer. A tampered, stale or misaddressed offer is refused here
-    /// (`Err`), and nothing is sent back: the caller times out.
+    /// (`Err`, saying why: a stale one says by how much the clocks differ), and nothing
+    /// is sent back: the caller times out. Relay grants usually arrive later, once we
+    /// ring (see [`CalleeSession::handle_signal`]); grants in the offer's frame count too.
     pub fn incoming(
         me: &Identity,
         offer: &SignedOffer,
@@ -252,8 +308,14 @@ impl CalleeSession {
             .clone();
         let mut out = Outbox::default();
         out.signals.push_back(CallSignal::Ringing);
-        relays.truncate(crate::call::signal::MAX_RELAYS);
-        Ok(CalleeSession { offer, relays, out })
+        relays.retain(|g| g.verify(&offer, None));
+        relays.truncate(MAX_RELAYS);
+        Ok(CalleeSession {
+            me: me.clone(),
+            offer,
+            relays,
+            out,
+        })
     }
 
     /// Who is calling, and their claimed name.
@@ -294,7 +356,8 @@ impl CalleeSession {
                 });
             }
             Err(e) => {
-                self.out.signals.push_back(CallSignal::Reject);
+                let refusal = decline(&self.me, &self.offer, false);
+                self.out.signals.push_back(refusal);
                 self.out.end(EndReason::Failed(e.to_string()));
             }
         }
@@ -303,16 +366,38 @@ impl CalleeSession {
     /// Decline.
     pub fn reject(&mut self) {
         if !self.out.done {
-            self.out.signals.push_back(CallSignal::Reject);
+            let refusal = decline(&self.me, &self.offer, false);
+            self.out.signals.push_back(refusal);
             self.out.end(EndReason::Rejected);
         }
     }
 
-    /// A frame from the caller's side (only `Cancel` matters before answering).
-    pub fn handle_signal(&mut self, signal: CallSignal) {
-        if let CallSignal::Cancel = signal {
-            self.out.end(EndReason::Cancelled);
+    /// A frame from the caller's side: `Cancel`, or the relay grants the caller's
+    /// supernode sends once we ring (kept if their tokens are signed for this call and
+    /// these parties; the first grants win). Returns whether it was a grant.
+    pub fn handle_signal(&mut self, signal: CallSignal) -> bool {
+        match signal {
+            CallSignal::Cancel => {
+                self.out.end(EndReason::Cancelled);
+                false
+            }
+            CallSignal::RelayGranted(grants) => {
+                if self.relays.is_empty() && !self.out.done {
+                    self.relays = grants
+                        .into_iter()
+                        .filter(|g| g.verify(&self.offer, None))
+                        .take(MAX_RELAYS)
+                        .collect();
+                }
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// The relays granted so far.
+    pub fn relays(&self) -> &[RelayGrant] {
+        &self.relays
     }
 
     /// The signalling chain broke before we answered: the caller is gone.
@@ -337,121 +422,5 @@ impl CalleeSession {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn start(alice: &Identity, bob: &Identity, now: Timestamp) -> (CallerSession, SignedOffer) {
-        let mut caller = CallerSession::start(
-            alice,
-            "alice",
-            bob.peer_id(),
-            vec![],
-            vec![],
-            CallId([3; 16]),
-            now,
-            DEFAULT_RING_TIMEOUT,
-        )
-        .unwrap();
-        let Some(CallSignal::Place { offer, .. }) = caller.poll_signal() else {
-            panic!("no offer")
-        };
-        (caller, offer)
-    }
-
-    #[test]
-    fn an_answered_call_connects_both_sides_with_the_same_code() {
-        let (alice, bob) = (Identity::generate(), Identity::generate());
-        let t = Timestamp(1_000_000);
-        let (mut caller, offer) = start(&alice, &bob, t);
-        let mut callee = CalleeSession::incoming(&bob, &offer, vec![], t).unwrap();
-        assert_eq!(callee.caller().0, alice.peer_id());
-        caller.handle_signal(t, callee.poll_signal().unwrap());
-        assert_eq!(caller.poll_event(), Some(CallEvent::Ringing));
-        callee.accept(&bob, vec![]);
-        caller.handle_signal(t, callee.poll_signal().unwrap());
-        let code = |e| match e {
-            Some(CallEvent::Connected { safety_code, .. }) => safety_code,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(code(caller.poll_event()), code(callee.poll_event()));
-        assert!(caller.take_keys().is_some() && callee.take_keys().is_some());
-    }
-
-    #[test]
-    fn a_tampered_offer_is_refused() {
-        let (alice, bob, mallory) = (
-            Identity::generate(),
-            Identity::generate(),
-            Identity::generate(),
-        );
-        let t = Timestamp(1_000_000);
-        let (_caller, offer) = start(&alice, &bob, t);
-        // A supernode swaps the caller's key for its own, without re-signing...
-        let mut swapped = offer.clone();
-        swapped.offer.caller = mallory.peer_id();
-        assert!(CalleeSession::incoming(&bob, &swapped, vec![], t).is_err());
-        // ...or re-signs it with its own key: the signature checks, the handshake does not.
-        let resigned = swapped.offer.clone().sign(&mallory);
-        let mut callee = CalleeSession::incoming(&bob, &resigned, vec![], t).unwrap();
-        callee.accept(&bob, vec![]);
-        assert_eq!(callee.poll_signal(), Some(CallSignal::Ringing));
-        assert_eq!(callee.poll_signal(), Some(CallSignal::Reject));
-        assert!(matches!(
-            callee.poll_event(),
-            Some(CallEvent::Ended(EndReason::Failed(_)))
-        ));
-        assert!(callee.take_keys().is_none());
-    }
-
-    #[test]
-    fn stale_and_misaddressed_offers_are_refused() {
-        let (alice, bob, carol) = (
-            Identity::generate(),
-            Identity::generate(),
-            Identity::generate(),
-        );
-        let t = Timestamp(1_000_000);
-        let (_c, offer) = start(&alice, &bob, t);
-        assert!(CalleeSession::incoming(&carol, &offer, vec![], t).is_err());
-        assert!(
-            CalleeSession::incoming(&bob, &offer, vec![], t + Duration::from_secs(600)).is_err()
-        );
-    }
-
-    #[test]
-    fn reject_busy_and_ring_timeout_end_the_call() {
-        let (alice, bob) = (Identity::generate(), Identity::generate());
-        let t = Timestamp(1_000_000);
-        for (signal, reason) in [
-            (CallSignal::Reject, EndReason::Rejected),
-            (CallSignal::Busy, EndReason::Busy),
-        ] {
-            let (mut caller, _) = start(&alice, &bob, t);
-            caller.handle_signal(t, signal);
-            assert_eq!(caller.poll_event(), Some(CallEvent::Ended(reason)));
-        }
-        let (mut caller, _) = start(&alice, &bob, t);
-        let due = caller.poll_timeout().unwrap();
-        caller.handle_timeout(due);
-        assert_eq!(caller.poll_signal(), Some(CallSignal::Cancel));
-        assert_eq!(
-            caller.poll_event(),
-            Some(CallEvent::Ended(EndReason::RingTimeout))
-        );
-        assert_eq!(caller.poll_timeout(), None);
-    }
-
-    #[test]
-    fn cancel_reaches_the_callee() {
-        let (alice, bob) = (Identity::generate(), Identity::generate());
-        let t = Timestamp(1_000_000);
-        let (mut caller, offer) = start(&alice, &bob, t);
-        let mut callee = CalleeSession::incoming(&bob, &offer, vec![], t).unwrap();
-        caller.cancel();
-        callee.handle_signal(caller.poll_signal().unwrap());
-        assert_eq!(
-            callee.poll_event(),
-            Some(CallEvent::Ended(EndReason::Cancelled))
-        );
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;

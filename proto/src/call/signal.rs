@@ -11,7 +11,7 @@ use crate::codec::WireMessage;
 use crate::identity::{Identity, PeerId};
 use crate::presence::{CandidateAddr, Contact, MAX_ADDRESSES, MAX_DISPLAY_NAME, MAX_SUPERNODES};
 use crate::relay::token::{CallId, SignedRelayToken};
-use crate::time::Timestamp;
+use crate::time::{skew_secs, Timestamp, MAX_CLOCK_SKEW};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,7 +19,9 @@ use thiserror::Error;
 
 const OFFER_DOMAIN: &[u8] = b"parley-call-offer-v1\0";
 const ANSWER_DOMAIN: &[u8] = b"parley-call-answer-v1\0";
-/// How far an offer's clock may be from ours: replayed old offers are refused.
+const DECLINE_DOMAIN: &[u8] = b"parley-call-decline-v1\0";
+/// How old an offer may be, by the caller's clock as corrected by [`MAX_CLOCK_SKEW`]:
+/// ringing plus answering. Replayed older offers are refused.
 pub const OFFER_FRESHNESS: Duration = Duration::from_secs(120);
 
 /// The caller's proposal, signed by the caller.
@@ -52,6 +54,18 @@ pub struct CallAnswer {
     pub candidates: Vec<CandidateAddr>,
     /// The second Noise IK message.
     pub handshake: Vec<u8>,
+}
+
+/// The callee's refusal (declined, or busy in another call), signed by the callee so
+/// that nobody on the signalling chain can end someone else's call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallDecline {
+    /// The call refused.
+    pub call_id: CallId,
+    /// Who refuses; signs the refusal.
+    pub callee: PeerId,
+    /// `true`: busy in another call; `false`: declined.
+    pub busy: bool,
 }
 
 macro_rules! signed {
@@ -89,6 +103,7 @@ macro_rules! signed {
 
 signed!(SignedOffer, CallOffer, offer, OFFER_DOMAIN, caller);
 signed!(SignedAnswer, CallAnswer, answer, ANSWER_DOMAIN, callee);
+signed!(SignedDecline, CallDecline, decline, DECLINE_DOMAIN, callee);
 
 fn signed_bytes<T: Serialize>(domain: &[u8], value: &T) -> Vec<u8> {
     let mut out = domain.to_vec();
@@ -103,9 +118,13 @@ pub enum SignalError {
     /// Not signed by the party it names: tampered on the way.
     #[error("call {0} refused: its signature does not verify (tampered in transit)")]
     BadSignature(&'static str),
-    /// Too old or from the future.
-    #[error("call offer is stale or from the future (check the clocks)")]
-    Stale,
+    /// Too old or from the future, beyond what clock skew explains.
+    #[error(
+        "call offer refused: it was made {0} s from now by the caller's clock (more than the \
+         {max} s clock skew allowed); the caller's or this machine's clock is wrong",
+        max = MAX_CLOCK_SKEW.as_secs()
+    )]
+    Stale(i64),
     /// Over a size limit.
     #[error("call {0} refused: a field is over its limit")]
     TooLarge(&'static str),
@@ -130,13 +149,11 @@ impl SignedOffer {
         if o.callee != *me {
             return Err(SignalError::Mismatch);
         }
-        let skew = if now > o.sent_at {
-            now.since(o.sent_at)
-        } else {
-            o.sent_at.since(now)
-        };
-        if skew > OFFER_FRESHNESS {
-            return Err(SignalError::Stale);
+        // Up to MAX_CLOCK_SKEW from the future, and up to OFFER_FRESHNESS + skew old.
+        let too_new = o.sent_at > now + MAX_CLOCK_SKEW;
+        let too_old = now.since(o.sent_at) > OFFER_FRESHNESS + MAX_CLOCK_SKEW;
+        if too_new || too_old {
+            return Err(SignalError::Stale(skew_secs(o.sent_at, now)));
         }
         Ok(o)
     }
@@ -158,6 +175,35 @@ impl SignedAnswer {
             return Err(SignalError::Mismatch);
         }
         Ok(a)
+    }
+}
+
+impl SignedDecline {
+    /// Checks the callee's signature and that it refuses `offer`.
+    pub fn verify(&self, offer: &CallOffer) -> Result<&CallDecline, SignalError> {
+        if !self.signature_ok() {
+            return Err(SignalError::BadSignature("decline"));
+        }
+        let d = &self.decline;
+        if d.call_id != offer.call_id || d.callee != offer.callee {
+            return Err(SignalError::Mismatch);
+        }
+        Ok(d)
+    }
+}
+
+impl RelayGrant {
+    /// Checks what a party can check of a grant for `offer`: the token is signed by
+    /// the issuer it names, is for this call and these two parties, names the relay
+    /// it is offered for, and (when `issuer` is given: the caller knows its own
+    /// supernode) was issued by `issuer`. Expiry is the relay's to judge.
+    pub fn verify(&self, offer: &CallOffer, issuer: Option<&PeerId>) -> bool {
+        let t = &self.token.token;
+        t.call_id == offer.call_id
+            && t.parties == [offer.caller, offer.callee]
+            && t.relay == self.relay.id
+            && issuer.is_none_or(|i| *i == t.issuer)
+            && self.token.signature_valid()
     }
 }
 
@@ -204,14 +250,19 @@ pub enum CallSignal {
     Ringing,
     /// Callee → caller: accepted.
     Accept(SignedAnswer),
-    /// Callee → caller: declined.
+    /// Unsigned refusal (anyone on the chain could forge it): ignored by callers;
+    /// see [`CallSignal::Declined`].
     Reject,
-    /// Callee → caller: already in a call.
+    /// Unsigned "busy": ignored by callers; see [`CallSignal::Declined`].
     Busy,
     /// Caller → callee: gave up before an answer.
     Cancel,
-    /// A supernode → caller: the offer could not be delivered.
+    /// A supernode → caller: the offer could not be delivered. Unsigned: believed only
+    /// before the callee has rung.
     Unreachable(String),
+    /// Callee → caller: declined or busy, signed. Replaces the unsigned `Reject` and
+    /// `Busy`, which are kept for the wire format but ignored by callers.
+    Declined(SignedDecline),
 }
 
 impl WireMessage for CallSignal {

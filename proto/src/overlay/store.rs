@@ -69,7 +69,7 @@ impl RecordStore {
         let outcome = match self.records.get(&key) {
             Some(held) if *held.record == record => {
                 // Verified in full when it first arrived; only the clock has moved.
-                if record.record.expires_at <= now {
+                if record.record.lapses_at() <= now {
                     return Err(RecordError::Expired {
                         expires_at: record.record.expires_at,
                         now,
@@ -86,7 +86,7 @@ impl RecordStore {
         };
         let (record, outcome) = outcome;
         self.remove(&key);
-        self.expiries.insert((record.record.expires_at, key));
+        self.expiries.insert((record.record.lapses_at(), key));
         self.republish.insert((republish_at, key));
         self.records.insert(
             key,
@@ -103,7 +103,7 @@ impl RecordStore {
         self.records
             .get(key)
             .map(|held| &held.record)
-            .filter(|r| r.record.expires_at > now)
+            .filter(|r| r.record.lapses_at() > now)
     }
 
     /// Every live record with its key, in no particular order.
@@ -111,7 +111,7 @@ impl RecordStore {
         self.records
             .iter()
             .map(|(key, held)| (key, &held.record))
-            .filter(move |(_, r)| r.record.expires_at > now)
+            .filter(move |(_, r)| r.record.lapses_at() > now)
     }
 
     /// Whether a record (live or not yet expired away) is held under `key`.
@@ -127,7 +127,8 @@ impl RecordStore {
     /// Drops the record under `key`.
     pub fn remove(&mut self, key: &NodeId) -> Option<Arc<SignedPresence>> {
         let held = self.records.remove(key)?;
-        self.expiries.remove(&(held.record.record.expires_at, *key));
+        self.expiries
+            .remove(&(held.record.record.lapses_at(), *key));
         if let Some(at) = held.republish_at {
             self.republish.remove(&(at, *key));
         }
@@ -185,7 +186,7 @@ impl RecordStore {
             self.republish.pop_first();
             if let Some(held) = self.records.get_mut(&key) {
                 held.republish_at = None;
-                if held.record.record.expires_at > now + min_life {
+                if held.record.record.lapses_at() > now + min_life {
                     due.push(held.record.clone());
                 }
             }
@@ -216,6 +217,9 @@ mod tests {
     use super::*;
     use crate::presence::PresenceRecord;
     use crate::Identity;
+
+    /// Records stay served this long past their expiry (clock skew).
+    const SKEW: u64 = crate::time::MAX_CLOCK_SKEW.as_millis() as u64;
 
     const MIN: u64 = 60_000;
     const MIN_HALF: Duration = Duration::from_secs(30);
@@ -278,7 +282,7 @@ mod tests {
         );
         let old = signed(&bob, 1, MIN);
         assert!(matches!(
-            store.offer(Timestamp(MIN), old, Timestamp(2 * MIN)),
+            store.offer(Timestamp(MIN + SKEW), old, Timestamp(2 * MIN)),
             Err(RecordError::Expired { .. })
         ));
         // A forged record cannot displace a good one either.
@@ -311,12 +315,15 @@ mod tests {
             .offer(Timestamp(0), r.clone(), Timestamp(MIN))
             .unwrap();
         assert_eq!(store.next_deadline(), Some(Timestamp(MIN)));
-        assert!(store.get(Timestamp(5 * MIN), &key).is_none());
+        // Served through the clock-skew allowance past its expiry, then not.
+        assert!(store.get(Timestamp(5 * MIN + SKEW - 1), &key).is_some());
+        assert_eq!(store.expire(Timestamp(5 * MIN + SKEW - 1)), 0);
+        assert!(store.get(Timestamp(5 * MIN + SKEW), &key).is_none());
         assert!(matches!(
-            store.offer(Timestamp(5 * MIN), r, Timestamp(6 * MIN)),
+            store.offer(Timestamp(5 * MIN + SKEW), r, Timestamp(6 * MIN)),
             Err(RecordError::Expired { .. })
         ));
-        assert_eq!(store.expire(Timestamp(5 * MIN)), 1);
+        assert_eq!(store.expire(Timestamp(5 * MIN + SKEW)), 1);
         assert!(store.is_empty());
         assert_eq!(store.next_deadline(), None);
     }
@@ -328,24 +335,22 @@ mod tests {
         let mut store = RecordStore::new();
         let long = signed(&bob, 1, 30 * MIN);
         let short = signed(&carol, 1, MIN + MIN / 4);
-        store
-            .offer(Timestamp(0), long.clone(), Timestamp(MIN))
-            .unwrap();
-        store.offer(Timestamp(0), short, Timestamp(MIN)).unwrap();
-        assert!(store.take_due(Timestamp(MIN - 1), MIN_HALF).is_empty());
+        // Times shifted by SKEW: `short` is then a quarter minute from lapsing.
+        let at = |ms: u64| Timestamp(ms + SKEW);
+        store.offer(at(0), long.clone(), at(MIN)).unwrap();
+        store.offer(at(0), short, at(MIN)).unwrap();
+        assert!(store.take_due(at(MIN - 1), MIN_HALF).is_empty());
         assert_eq!(
-            store.take_due(Timestamp(MIN), MIN_HALF),
+            store.take_due(at(MIN), MIN_HALF),
             vec![Arc::new(long.clone())]
         );
         // Taken records are unscheduled until the caller reschedules them.
-        assert!(store.take_due(Timestamp(2 * MIN), MIN_HALF).is_empty());
-        store.schedule_republish(&bob.peer_id().node_id(), Some(Timestamp(2 * MIN)));
+        assert!(store.take_due(at(2 * MIN), MIN_HALF).is_empty());
+        store.schedule_republish(&bob.peer_id().node_id(), Some(at(2 * MIN)));
         // Receiving the same record from another holder postpones ours.
-        store
-            .offer(Timestamp(MIN), long, Timestamp(3 * MIN))
-            .unwrap();
-        assert!(store.take_due(Timestamp(2 * MIN), MIN_HALF).is_empty());
-        assert_eq!(store.take_due(Timestamp(3 * MIN), MIN_HALF).len(), 1);
+        store.offer(at(MIN), long, at(3 * MIN)).unwrap();
+        assert!(store.take_due(at(2 * MIN), MIN_HALF).is_empty());
+        assert_eq!(store.take_due(at(3 * MIN), MIN_HALF).len(), 1);
     }
 
     #[test]

@@ -196,7 +196,11 @@ fn bad_stores_are_refused_with_a_reason_and_an_event() {
     let reply = node.handle_request(now, from, store(forged));
     assert_eq!(refusal_code(reply), Some(RefusalCode::BadRecord));
     // An expired record.
-    let old = record(&identity(5), 1, now);
+    let old = record(
+        &identity(5),
+        1,
+        Timestamp(now.0 - crate::time::MAX_CLOCK_SKEW.as_millis() as u64),
+    );
     let reply = node.handle_request(now, from, store(old));
     assert_eq!(refusal_code(reply), Some(RefusalCode::Expired));
     let mut refused = 0;
@@ -283,7 +287,8 @@ fn records_reach_newcomers_and_expire() {
         net.nodes.iter().all(|n| n.stored_records() == 1),
         "republished to the newcomers"
     );
-    let end = net.now + 30 * MINUTE;
+    // Lapsed: past its expiry by more than the clock skew a reader allows.
+    let end = net.now + 30 * MINUTE + crate::time::MAX_CLOCK_SKEW;
     net.run_until(end);
     assert!(
         net.nodes.iter().all(|n| n.stored_records() == 0),

@@ -32,7 +32,6 @@ pub use messages::{
 };
 pub use pairing::{
     JoinOutcome, LegId, LoadCounts, RelayConfig, RelayCore, TokenVerifier, Verdict, VerifiedJoin,
-    CLOCK_SKEW,
 };
 pub use rate::{JoinLimiter, RateLimit};
 pub use stats::{CloseReason, DropReason, RelayStats};

@@ -19,7 +19,7 @@
 //! Every timer runs on the monotonic clock the shell passes in (`now: Instant`): a
 //! wall-clock step neither freezes the rate caps nor closes legs. Wall time is used for
 //! one thing only, the signed expiry of a token, checked by [`TokenVerifier`] with
-//! [`CLOCK_SKEW`] of tolerance, before (and outside) this machine.
+//! [`MAX_CLOCK_SKEW`](crate::time::MAX_CLOCK_SKEW) of tolerance either way, before (and outside) this machine.
 //!
 //! A joined leg also gets a media channel in the shared [`ChannelTable`] (when the shell
 //! passes the channel key): the data plane forwards channel datagrams through that table
@@ -38,10 +38,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How far a token's signed expiry may be off because the relay's and the issuing
-/// supernode's wall clocks differ: real machines drift and step by minutes.
-pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
-
 /// Checks join tokens: signature, issuer, relay, expiry. Cheap to clone, needs no lock,
 /// so the shell runs the ed25519 check before touching any shared state (a flood of
 /// joins then costs CPU, not every call's forwarding).
@@ -55,7 +51,7 @@ pub struct TokenVerifier {
 #[derive(Clone, Debug)]
 pub struct VerifiedJoin {
     token: RelayToken,
-    /// The expiry has passed (by more than [`CLOCK_SKEW`]): only a rejoin to a call
+    /// The expiry has passed (by more than [`MAX_CLOCK_SKEW`](crate::time::MAX_CLOCK_SKEW)): only a rejoin to a call
     /// still open on this relay is admitted with it.
     expired: Option<RelayRefusal>,
 }
@@ -75,11 +71,9 @@ impl TokenVerifier {
         wall: Timestamp,
         token: &SignedRelayToken,
     ) -> Result<VerifiedJoin, RelayRefusal> {
-        // Checking "now minus the skew" accepts tokens up to CLOCK_SKEW past their expiry
-        // by this relay's clock; "now plus the skew" lets an issuer ahead of us by up
-        // to CLOCK_SKEW issue tokens of the full lifetime.
-        let early = Timestamp(wall.0.saturating_sub(CLOCK_SKEW.as_millis() as u64));
-        match token.verify(early, &self.me, &self.trusted) {
+        // The skew tolerance (MAX_CLOCK_SKEW either way) is applied by the token check
+        // itself, the one rule for every signed expiry.
+        match token.verify(wall, &self.me, &self.trusted) {
             Ok(t) => Ok(VerifiedJoin {
                 token: t.clone(),
                 expired: None,
@@ -88,16 +82,6 @@ impl TokenVerifier {
                 token: token.token.clone(),
                 expired: Some(RelayRefusal::from(&e)),
             }),
-            Err(TokenError::LifetimeTooLong { .. }) => {
-                let late = wall + CLOCK_SKEW;
-                token
-                    .verify(late, &self.me, &self.trusted)
-                    .map(|t| VerifiedJoin {
-                        token: t.clone(),
-                        expired: None,
-                    })
-                    .map_err(|e| RelayRefusal::from(&e))
-            }
             Err(e) => Err(RelayRefusal::from(&e)),
         }
     }

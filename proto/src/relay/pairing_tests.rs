@@ -1,10 +1,11 @@
 //! [`RelayCore`] on a virtual clock: every refusal and every limit.
 
 use crate::relay::messages::RelayRefusalCode as Code;
-use crate::relay::pairing::{LegId, RelayConfig, RelayCore, Verdict, CLOCK_SKEW};
+use crate::relay::pairing::{LegId, RelayConfig, RelayCore, Verdict};
 use crate::relay::rate::RateLimit;
 use crate::relay::stats::{CloseReason, DropReason};
 use crate::relay::token::{CallId, RelayToken, SignedRelayToken};
+use crate::time::MAX_CLOCK_SKEW as CLOCK_SKEW;
 use crate::{Identity, PeerId, Timestamp};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

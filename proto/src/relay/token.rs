@@ -12,7 +12,7 @@
 //! relay's maximum call length.
 
 use crate::identity::{Identity, PeerId};
-use crate::time::Timestamp;
+use crate::time::{Timestamp, MAX_CLOCK_SKEW};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -135,6 +135,14 @@ impl RelayToken {
 }
 
 impl SignedRelayToken {
+    /// Whether the signature is `token.issuer`'s (nothing else is checked): what a
+    /// call's parties can check of a grant (see `RelayGrant::verify`).
+    pub fn signature_valid(&self) -> bool {
+        self.token
+            .issuer
+            .verify(&signed_bytes(&self.token), &self.signature)
+    }
+
     /// Checks the token for a join on relay `relay` at time `now`, accepting only
     /// issuers in `trusted`. Cheap checks come before the signature, except that an
     /// untrusted issuer is refused first: nobody else's signature is worth checking.
@@ -159,13 +167,14 @@ impl SignedRelayToken {
                 this: relay.to_string(),
             });
         }
-        if token.expires_at <= now {
+        // The issuer's clock may differ from ours by up to MAX_CLOCK_SKEW either way.
+        if token.expires_at + MAX_CLOCK_SKEW <= now {
             return Err(TokenError::Expired {
                 expires_at: token.expires_at,
                 now,
             });
         }
-        if token.expires_at > now + MAX_TOKEN_LIFETIME {
+        if token.expires_at > now + MAX_TOKEN_LIFETIME + MAX_CLOCK_SKEW {
             return Err(TokenError::LifetimeTooLong {
                 expires_at: token.expires_at,
                 now,
@@ -284,18 +293,20 @@ mod tests {
         let w = world();
         let signed = token(&w).sign(&w.supernode);
         let at = signed.token.expires_at;
+        // The issuer's clock may be MAX_CLOCK_SKEW behind ours.
+        let late = at + MAX_CLOCK_SKEW;
         assert!(signed
-            .verify(Timestamp(at.0 - 1), &w.relay, &trusted(&w))
+            .verify(Timestamp(late.0 - 1), &w.relay, &trusted(&w))
             .is_ok());
         assert_eq!(
-            signed.verify(at, &w.relay, &trusted(&w)),
+            signed.verify(late, &w.relay, &trusted(&w)),
             Err(TokenError::Expired {
                 expires_at: at,
-                now: at
+                now: late
             })
         );
         let mut long = token(&w);
-        long.expires_at = NOW + MAX_TOKEN_LIFETIME + Duration::from_millis(1);
+        long.expires_at = NOW + MAX_TOKEN_LIFETIME + MAX_CLOCK_SKEW + Duration::from_millis(1);
         let long = long.sign(&w.supernode);
         assert!(matches!(
             long.verify(NOW, &w.relay, &trusted(&w)),
@@ -303,7 +314,7 @@ mod tests {
         ));
         // Exactly the maximum lifetime is allowed.
         let mut max = token(&w);
-        max.expires_at = NOW + MAX_TOKEN_LIFETIME;
+        max.expires_at = NOW + MAX_TOKEN_LIFETIME + MAX_CLOCK_SKEW;
         assert!(max
             .sign(&w.supernode)
             .verify(NOW, &w.relay, &trusted(&w))

@@ -142,10 +142,16 @@ pub async fn recv_n(conn: &Connection, n: usize) -> Vec<Bytes> {
     got
 }
 
-/// Asserts no datagram arrives on `conn` for [`QUIET`].
+/// Asserts no datagram arrives on `conn` for [`QUIET`], on a connection that is alive
+/// throughout: "nothing arrived" on a closed connection would prove nothing.
 pub async fn assert_nothing_arrives(conn: &Connection, who: &str) {
-    if let Ok(Ok(d)) = tokio::time::timeout(QUIET, conn.read_datagram()).await {
-        panic!("{who} received a {}-byte datagram it must not get", d.len());
+    match tokio::time::timeout(QUIET, conn.read_datagram()).await {
+        Ok(Ok(d)) => panic!("{who} received a {}-byte datagram it must not get", d.len()),
+        Ok(Err(e)) => panic!("{who}'s connection is dead ({e}): silence would prove nothing"),
+        Err(_) => assert!(
+            conn.close_reason().is_none(),
+            "{who}'s connection closed while we listened"
+        ),
     }
 }
 

@@ -1,0 +1,117 @@
+//! Clocks that disagree, and clocks that step: processes whose wall clocks differ by
+//! minutes still attach, publish and call, and a live relayed call carries on while the
+//! parties' wall clocks are stepped backwards and forwards by minutes.
+//!
+//! Uses the test hooks of `parley_net::clock`: `PARLEY_CLOCK_OFFSET_S` (a fixed offset)
+//! and `PARLEY_CLOCK_OFFSET_FILE` (an offset re-read while running). Supernodes and
+//! relays run on the true clock.
+
+use anyhow::Result;
+use parley_e2e::calls::{answering, call_end, calling, Servers};
+use parley_e2e::{bin, Proc};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// Starts `parley` with extra environment variables.
+fn with_env(env: Vec<(&'static str, String)>) -> impl Fn(&str, &[&str]) -> Result<Proc> {
+    move |name: &str, args: &[&str]| {
+        let mut cmd = Command::new(bin("parley")?);
+        cmd.args(args);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        Proc::spawn_command(name, cmd)
+    }
+}
+
+fn write_offset(path: &Path, secs: i64) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, secs.to_string()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn clients_eleven_minutes_behind_and_three_ahead_attach_publish_and_call() {
+    let servers = Servers::start(1).unwrap();
+    let (s1, s2) = (servers.sn1.quic.to_string(), servers.sn2.quic.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    // Bob's clock is 11 minutes behind: before, his records were refused as expired.
+    let behind = with_env(vec![("PARLEY_CLOCK_OFFSET_S", "-660".into())]);
+    let bob = answering(
+        &behind,
+        "bob",
+        dir.path(),
+        &["--relay-only", "--supernode", &s2],
+    )
+    .expect("bob (11 min behind) attaches and publishes");
+    // Alice's is 3 minutes ahead: 14 minutes from Bob's.
+    let ahead = with_env(vec![("PARLEY_CLOCK_OFFSET_S", "180".into())]);
+    let mut alice = calling(
+        &ahead,
+        "alice",
+        dir.path(),
+        &bob.home.id,
+        &["--relay-only", "--supernode", &s1, "--duration", "3"],
+    )
+    .unwrap();
+    let summary = call_end(&mut alice, Duration::from_secs(40)).unwrap();
+    eprintln!("{summary}");
+    assert_eq!(summary["path"], "relay", "{summary}");
+    assert!(
+        summary["frames_received"].as_u64().unwrap() > 100,
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_relayed_call_carries_on_while_the_clocks_step_by_minutes() {
+    let servers = Servers::start(1).unwrap();
+    let (s1, s2) = (servers.sn1.quic.to_string(), servers.sn2.quic.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let (bob_clock, alice_clock) = (
+        dir.path().join("bob.offset"),
+        dir.path().join("alice.offset"),
+    );
+    write_offset(&bob_clock, 0);
+    write_offset(&alice_clock, 0);
+    let file = |p: &Path| with_env(vec![("PARLEY_CLOCK_OFFSET_FILE", p.display().to_string())]);
+    let bob = answering(
+        &file(&bob_clock),
+        "bob",
+        dir.path(),
+        &["--relay-only", "--supernode", &s2],
+    )
+    .unwrap();
+    let mut alice = calling(
+        &file(&alice_clock),
+        "alice",
+        dir.path(),
+        &bob.home.id,
+        &["--relay-only", "--supernode", &s1, "--duration", "8"],
+    )
+    .unwrap();
+    alice
+        .proc
+        .wait_for(Duration::from_secs(30), |l| {
+            l.contains("\"event\":\"stats\"") && l.contains("\"frames_received\":1")
+        })
+        .unwrap();
+    // Forward five minutes, then back ten, then forward again: on both sides at once
+    // and in opposite directions.
+    for (a, b) in [(300, -300), (-300, 300), (0, 0)] {
+        write_offset(&alice_clock, a);
+        write_offset(&bob_clock, b);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let summary = call_end(&mut alice, Duration::from_secs(40)).unwrap();
+    eprintln!("{summary}");
+    assert_eq!(summary["path"], "relay", "{summary}");
+    let gap = summary["max_gap_ms"].as_u64().unwrap();
+    assert!(gap < 1000, "audio stopped for {gap} ms around a clock step");
+    assert!(
+        summary["frames_received"].as_u64().unwrap() > 300,
+        "{summary}"
+    );
+    drop(bob);
+}
