@@ -618,7 +618,7 @@ fn envelope_edges() {
     );
     // An unknown enum variant is malformed, not a panic.
     assert!(matches!(
-        ClientToSupernode::decode(&[PROTOCOL_VERSION, ClientToSupernode::KIND, 4]),
+        ClientToSupernode::decode(&[PROTOCOL_VERSION, ClientToSupernode::KIND, 5]),
         Err(DecodeError::Malformed(_))
     ));
     // Hello has no body; one more byte is trailing.

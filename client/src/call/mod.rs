@@ -119,6 +119,7 @@ pub async fn talk(
             peer_candidates: call.peer_candidates,
             relays,
             policy: opts.paths,
+            over_tcp: call.over_tcp,
         },
         call.direct_in,
         events_tx,
