@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use parley_net::clock::{now, until};
 use parley_proto::attach::{AttachAction, AttachConfig, Attachment};
 use parley_proto::call::signal::CallSignal;
-use parley_proto::messages::{ClientToSupernode, SupernodeToClient};
+use parley_proto::messages::{ClientToSupernode, RefusalCode, SupernodeToClient};
 use parley_proto::nat::NatReport;
 use parley_proto::presence::{AddressKind, CandidateAddr, Contact};
 use parley_proto::{Identity, PeerId};
@@ -105,10 +105,24 @@ impl SessionHandle {
 }
 
 /// What the tasks report back to the loop.
+/// Why a publication failed; `clock` when the supernode refused the record for the time
+/// in it (we had just signed it, so one of the two clocks is off by more than the skew
+/// allowed).
+struct Refused {
+    why: String,
+    clock: bool,
+}
+
+impl Refused {
+    fn other(why: String) -> Refused {
+        Refused { why, clock: false }
+    }
+}
+
 enum Report {
     Dialed(SocketAddr, Option<SupernodeLink>),
     Lost(SocketAddr),
-    Published(Contact, Result<u16, String>),
+    Published(Contact, Result<u16, Refused>),
     Learned(Vec<Contact>),
 }
 
@@ -336,10 +350,15 @@ impl Shell {
                         match &result {
                             Ok(replicas) => out.event("published", json!({"supernode": to.addr.to_string(), "replicas": replicas}),
                                 format!("presence published via {} ({replicas} replicas)", to.addr)),
-                            Err(why) => out.event("publish_failed", json!({"supernode": to.addr.to_string(), "error": why}),
+                            Err(Refused { why, clock: false }) => out.event("publish_failed", json!({"supernode": to.addr.to_string(), "error": why}),
                                 format!("publishing via {} failed: {why}", to.addr)),
+                            Err(Refused { why, clock: true }) => out.event("publish_failed", json!({"supernode": to.addr.to_string(), "error": why, "clock": true}),
+                                format!("publishing via {} failed, a clock is wrong: {why}", to.addr)),
                         }
-                        machine.handle_published(now(), to, result.is_ok());
+                        match result {
+                            Err(Refused { clock: true, .. }) => machine.handle_refused_for_clock(now(), to),
+                            _ => machine.handle_published(now(), to, result.is_ok()),
+                        }
                     }
                     // Learned supernodes are QUIC addresses: useless through the tunnel.
                     Report::Learned(contacts) if !over_tcp => {
@@ -444,9 +463,12 @@ fn perform(
             tokio::spawn(async move {
                 let result = match link.ask(&ClientToSupernode::Publish(record)).await {
                     Ok(SupernodeToClient::Published { replicas }) => Ok(replicas),
-                    Ok(SupernodeToClient::Refused(r)) => Err(r.message),
-                    Ok(other) => Err(format!("unexpected reply {other:?}")),
-                    Err(e) => Err(format!("{e:#}")),
+                    Ok(SupernodeToClient::Refused(r)) => Err(Refused {
+                        clock: r.code == RefusalCode::Expired,
+                        why: r.message,
+                    }),
+                    Ok(other) => Err(Refused::other(format!("unexpected reply {other:?}"))),
+                    Err(e) => Err(Refused::other(format!("{e:#}"))),
                 };
                 let _ = tx.send(Report::Published(to, result)).await;
             });

@@ -179,7 +179,7 @@ impl From<&crate::presence::RecordError> for Refusal {
         let code = match e {
             E::BadSignature | E::FieldTooLarge(_) => RefusalCode::BadRecord,
             E::Stale { .. } => RefusalCode::Stale,
-            E::Expired { .. } | E::ExpiryTooFar => RefusalCode::Expired,
+            E::Expired { .. } | E::ExpiryTooFar { .. } => RefusalCode::Expired,
         };
         Refusal {
             code,

@@ -120,9 +120,22 @@ pub enum RecordError {
         /// The time of the check.
         now: Timestamp,
     },
-    /// The expiry is further out than [`MAX_TTL`].
-    #[error("presence record expiry is more than {} s in the future", MAX_TTL.as_secs())]
-    ExpiryTooFar,
+    /// The expiry is further out than [`MAX_TTL`] (+ [`MAX_CLOCK_SKEW`]).
+    #[error(
+        "presence record expires at {expires_at}, more than {} s after now ({now}, even \
+         allowing {} s of clock skew); if it was just made with the usual {} s lifetime, the \
+         signing machine's clock is about {} s ahead of this one",
+        MAX_TTL.as_secs(),
+        MAX_CLOCK_SKEW.as_secs(),
+        crate::attach::DEFAULT_RECORD_TTL.as_secs(),
+        expires_at.since(*now).as_secs().saturating_sub(crate::attach::DEFAULT_RECORD_TTL.as_secs())
+    )]
+    ExpiryTooFar {
+        /// When it expires.
+        expires_at: Timestamp,
+        /// The time of the check.
+        now: Timestamp,
+    },
     /// A field is over its limit.
     #[error("presence record field over its limit: {0}")]
     FieldTooLarge(&'static str),
@@ -202,7 +215,10 @@ impl SignedPresence {
             });
         }
         if self.record.expires_at > now + MAX_TTL + MAX_CLOCK_SKEW {
-            return Err(RecordError::ExpiryTooFar);
+            return Err(RecordError::ExpiryTooFar {
+                expires_at: self.record.expires_at,
+                now,
+            });
         }
         Ok(())
     }
@@ -288,7 +304,7 @@ mod tests {
     fn expired_and_far_future_records_are_refused() {
         let alice = Identity::generate();
         let signed = record(&alice, 1, 60_000).sign(&alice);
-        // Ten minutes of clock skew are forgiven, not more.
+        // MAX_CLOCK_SKEW of clock skew is forgiven, not more.
         let skew = MAX_CLOCK_SKEW.as_millis() as u64;
         assert!(signed.verify(Timestamp(60_000 + skew - 1)).is_ok());
         assert!(matches!(
@@ -296,7 +312,16 @@ mod tests {
             Err(RecordError::Expired { .. })
         ));
         let far = record(&alice, 1, 10 * 60 * 60 * 1000).sign(&alice);
-        assert_eq!(far.verify(Timestamp(0)), Err(RecordError::ExpiryTooFar));
+        let err = far.verify(Timestamp(0)).unwrap_err();
+        assert!(matches!(err, RecordError::ExpiryTooFar { .. }));
+        // The message names the clock that is off and by how much (10 h minus the
+        // usual record lifetime).
+        let ahead = 10 * 60 * 60 - crate::attach::DEFAULT_RECORD_TTL.as_secs();
+        assert!(
+            err.to_string()
+                .contains(&format!("about {ahead} s ahead of this one")),
+            "{err}"
+        );
     }
 
     #[test]

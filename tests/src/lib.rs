@@ -52,8 +52,21 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin` with `args`; stderr goes to the test's stderr, prefixed by nothing.
     pub fn spawn(name: &str, bin_name: &str, args: &[&str]) -> Result<Proc> {
+        Proc::spawn_env(name, bin_name, args, &[])
+    }
+
+    /// [`Proc::spawn`] with extra environment variables.
+    pub fn spawn_env(
+        name: &str,
+        bin_name: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Result<Proc> {
         let mut cmd = Command::new(bin(bin_name)?);
         cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         Proc::spawn_command(name, cmd).with_context(|| format!("starting {bin_name}"))
     }
 
@@ -153,6 +166,22 @@ impl Supernode {
 
     /// Like [`Supernode::start`], with extra flags (e.g. `--metrics 127.0.0.1:0`).
     pub fn start_with(name: &str, join: &[SocketAddr], extra: &[&str]) -> Result<Supernode> {
+        Supernode::start_env(name, join, extra, &[])
+    }
+
+    /// Like [`Supernode::start`], with its wall clock `offset_s` seconds off (the
+    /// `PARLEY_CLOCK_OFFSET_S` test hook of `parley_net::clock`).
+    pub fn start_skewed(name: &str, join: &[SocketAddr], offset_s: i64) -> Result<Supernode> {
+        let env = [("PARLEY_CLOCK_OFFSET_S", offset_s.to_string())];
+        Supernode::start_env(name, join, &[], &env)
+    }
+
+    fn start_env(
+        name: &str,
+        join: &[SocketAddr],
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Result<Supernode> {
         let dir = tempfile::tempdir()?;
         let key = dir.path().join("supernode.key");
         let key = key.to_str().context("temp path is not UTF-8")?.to_string();
@@ -169,7 +198,7 @@ impl Supernode {
             args.extend(["--join", j.as_str()]);
         }
         args.extend_from_slice(extra);
-        let mut proc = Proc::spawn(name, "supernode", &args)?;
+        let mut proc = Proc::spawn_env(name, "supernode", &args, env)?;
         let ready = proc.wait_for(Duration::from_secs(20), |l| {
             l.starts_with("supernode ready")
         })?;
@@ -283,6 +312,20 @@ impl Relay {
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     }
 
+    /// Like [`Relay::start_with`], with its wall clock `offset_s` seconds off (the
+    /// `PARLEY_CLOCK_OFFSET_S` test hook of `parley_net::clock`).
+    pub fn start_skewed(
+        name: &str,
+        trusted: &[String],
+        extra: &[&str],
+        offset_s: i64,
+    ) -> Result<Relay> {
+        let dir = tempfile::tempdir()?;
+        let key = dir.path().join("relay.key");
+        let env = [("PARLEY_CLOCK_OFFSET_S", offset_s.to_string())];
+        Relay::start_env(name, &key, trusted, extra, dir, &env)
+    }
+
     /// Like [`Relay::start_with`], with the key file at `key`; `dir` lives as long as
     /// the relay.
     pub fn start_keyed(
@@ -292,13 +335,24 @@ impl Relay {
         extra: &[&str],
         dir: tempfile::TempDir,
     ) -> Result<Relay> {
+        Relay::start_env(name, key, trusted, extra, dir, &[])
+    }
+
+    fn start_env(
+        name: &str,
+        key: &Path,
+        trusted: &[String],
+        extra: &[&str],
+        dir: tempfile::TempDir,
+        env: &[(&str, String)],
+    ) -> Result<Relay> {
         let key = key.to_str().context("temp path is not UTF-8")?.to_string();
         let mut args = vec!["--listen", "127.0.0.1:0", "--key", key.as_str()];
         for t in trusted {
             args.extend(["--trust", t.as_str()]);
         }
         args.extend_from_slice(extra);
-        let mut proc = Proc::spawn(name, "relay", &args)?;
+        let mut proc = Proc::spawn_env(name, "relay", &args, env)?;
         let ready = proc.wait_for(Duration::from_secs(20), |l| l.starts_with("relay ready"))?;
         let field = |k: &str| -> Result<String> {
             ready

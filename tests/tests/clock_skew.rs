@@ -115,3 +115,86 @@ fn a_relayed_call_carries_on_while_the_clocks_step_by_minutes() {
     );
     drop(bob);
 }
+
+/// The seconds in "about N s <dir> this one" of a refusal message.
+fn skew_told(line: &str, dir: &str) -> Option<u64> {
+    let tail = format!(" s {dir} this one");
+    let end = line.find(&tail)?;
+    let start = line[..end].rfind("about ")? + "about ".len();
+    line[start..end].parse().ok()
+}
+
+#[test]
+fn a_client_two_hours_off_is_told_which_clock_is_wrong_and_by_how_much() {
+    let sn = parley_e2e::Supernode::start("sn", &[]).unwrap();
+    for (offset, dir) in [(7200, "ahead of"), (-7200, "behind")] {
+        let home = parley_e2e::ClientHome::new("carol").unwrap();
+        let spawn = with_env(vec![("PARLEY_CLOCK_OFFSET_S", offset.to_string())]);
+        let q = sn.quic.to_string();
+        let mut carol = spawn(
+            "carol",
+            &["--home", home.path(), "online", "--json", "--supernode", &q],
+        )
+        .unwrap();
+        // Refused, and the refusal names the signing machine's clock and the offset.
+        let line = carol
+            .wait_for(Duration::from_secs(20), |l| {
+                l.contains("\"event\":\"publish_failed\"")
+            })
+            .unwrap();
+        let told = skew_told(&line, dir).unwrap_or_else(|| panic!("{offset}: {line}"));
+        assert!(
+            (7100..=7300).contains(&told),
+            "{offset}: told {told} s: {line}"
+        );
+        assert!(line.contains("\"clock\":true"), "{line}");
+        // No re-dial loop: the attachment is kept (it works) and nothing is retried
+        // within the next few seconds.
+        std::thread::sleep(Duration::from_secs(4));
+        let again = carol.wait_for(Duration::from_millis(100), |l| {
+            l.contains("\"event\":\"detached\"")
+                || (l.contains("\"event\":\"publish_failed\"") && l != line)
+        });
+        assert!(again.is_err(), "{offset}: retried at once: {again:?}");
+    }
+}
+
+#[test]
+fn supernodes_relay_and_clients_on_clocks_minutes_apart_attach_publish_and_call() {
+    use parley_e2e::{Relay, Supernode};
+    // Every pair of clocks that must agree on something signed is under 15 minutes
+    // apart; no two clocks are the same. (Seconds off the true time.)
+    let (sn1_s, sn2_s, relay_s, alice_s, bob_s) = (300, -300, -360, 180, -480);
+    let mut sn1 = Supernode::start_skewed("sn1", &[], sn1_s).unwrap();
+    let mut sn2 = Supernode::start_skewed("sn2", &[sn1.quic], sn2_s).unwrap();
+    let (s1, s2) = (sn1.quic.to_string(), sn2.quic.to_string());
+    let report = ["--supernode", s1.as_str(), "--supernode", s2.as_str()];
+    let relay =
+        Relay::start_skewed("relay", &[sn1.id.clone(), sn2.id.clone()], &report, relay_s).unwrap();
+    sn1.wait_relay().unwrap();
+    sn2.wait_relay().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bob = answering(
+        &with_env(vec![("PARLEY_CLOCK_OFFSET_S", bob_s.to_string())]),
+        "bob",
+        dir.path(),
+        &["--relay-only", "--supernode", &s2],
+    )
+    .expect("bob attaches and publishes");
+    let mut alice = calling(
+        &with_env(vec![("PARLEY_CLOCK_OFFSET_S", alice_s.to_string())]),
+        "alice",
+        dir.path(),
+        &bob.home.id,
+        &["--relay-only", "--supernode", &s1, "--duration", "3"],
+    )
+    .unwrap();
+    let summary = call_end(&mut alice, Duration::from_secs(40)).unwrap();
+    eprintln!("{summary}");
+    assert_eq!(summary["path"], "relay", "{summary}");
+    assert!(
+        summary["frames_received"].as_u64().unwrap() > 100,
+        "{summary}"
+    );
+    drop((bob, relay));
+}

@@ -15,7 +15,7 @@ use crate::output::Printer;
 use anyhow::Result;
 use impair::Outbox;
 use parley_audio::{FrameSink, FrameSource};
-use parley_net::clock::now;
+use parley_net::clock::mono;
 use parley_proto::call::media::{MediaCrypto, MediaError, MediaFrame};
 use receiver::Receiver;
 use sender::Sender;
@@ -158,7 +158,8 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                     Ok((_, MediaFrame::Pong(t))) => {
                         paths.answered(kind);
                         if paths.current().is_some_and(|(k, _)| k == kind) {
-                            let rtt = Duration::from_millis(now().as_millis().saturating_sub(t));
+                            // Our own monotonic clock, echoed: a wall-clock step cannot fake an RTT.
+                            let rtt = Duration::from_millis(mono().as_millis().saturating_sub(t));
                             sender.on_rtt(rtt, &mut stats)?;
                         }
                     }
@@ -192,7 +193,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                 if ticks % PROBE_EVERY_TICKS == 0 {
                     let open: Vec<PathKind> = paths.open().map(|(k, _)| k).collect();
                     for kind in open {
-                        paths.send_on(kind, crypto.seal(&MediaFrame::Ping(now().as_millis())));
+                        paths.send_on(kind, crypto.seal(&MediaFrame::Ping(mono().as_millis())));
                     }
                 }
                 if ticks % STATS_EVERY_TICKS == 0 {

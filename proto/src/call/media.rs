@@ -7,7 +7,7 @@
 //!   kind 1 Audio: frame:u64be opus-packet
 //!   kind 2 Bye                               (hang-up)
 //!   kind 3 Report: received:u64be lost:u64be (receiver feedback)
-//!   kind 4 Ping: t:u64be                     (sender's clock, ms; for end-to-end RTT)
+//!   kind 4 Ping: t:u64be                     (sender's monotonic clock, ms; for end-to-end RTT)
 //!   kind 5 Pong: t:u64be                     (the ping's t, echoed)
 //! ```
 //! `seq` counts datagrams per direction and never repeats; a receiver drops any `seq`

@@ -90,7 +90,13 @@ pub enum TokenError {
         this: String,
     },
     /// The token expired.
-    #[error("relay token expired at {expires_at} (now {now}); ask the supernode for a new one")]
+    #[error(
+        "relay token expired at {expires_at} (now {now}, even allowing {} s of clock skew); ask \
+         the supernode for a new one; if it was just issued, the issuing supernode's clock is \
+         about {} s behind this relay's",
+        MAX_CLOCK_SKEW.as_secs(),
+        now.since(*expires_at).as_secs() + MAX_TOKEN_LIFETIME.as_secs()
+    )]
     Expired {
         /// When it expired.
         expires_at: Timestamp,
@@ -98,7 +104,13 @@ pub enum TokenError {
         now: Timestamp,
     },
     /// The expiry is further out than [`MAX_TOKEN_LIFETIME`].
-    #[error("relay token expires at {expires_at}, more than {} s after now ({now})", MAX_TOKEN_LIFETIME.as_secs())]
+    #[error(
+        "relay token expires at {expires_at}, more than {} s after now ({now}, even allowing {} \
+         s of clock skew); the issuing supernode's clock is about {} s ahead of this relay's",
+        MAX_TOKEN_LIFETIME.as_secs(),
+        MAX_CLOCK_SKEW.as_secs(),
+        expires_at.since(*now).as_secs().saturating_sub(MAX_TOKEN_LIFETIME.as_secs())
+    )]
     LifetimeTooLong {
         /// When it says it expires.
         expires_at: Timestamp,
@@ -308,10 +320,15 @@ mod tests {
         let mut long = token(&w);
         long.expires_at = NOW + MAX_TOKEN_LIFETIME + MAX_CLOCK_SKEW + Duration::from_millis(1);
         let long = long.sign(&w.supernode);
-        assert!(matches!(
-            long.verify(NOW, &w.relay, &trusted(&w)),
-            Err(TokenError::LifetimeTooLong { .. })
-        ));
+        let err = long.verify(NOW, &w.relay, &trusted(&w)).unwrap_err();
+        assert!(matches!(err, TokenError::LifetimeTooLong { .. }));
+        // The refusal names the clock that is off and by how much (the skew, rounded down).
+        let ahead = MAX_CLOCK_SKEW.as_secs();
+        assert!(
+            err.to_string()
+                .contains(&format!("about {ahead} s ahead of this relay's")),
+            "{err}"
+        );
         // Exactly the maximum lifetime is allowed.
         let mut max = token(&w);
         max.expires_at = NOW + MAX_TOKEN_LIFETIME + MAX_CLOCK_SKEW;
