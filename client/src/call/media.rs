@@ -8,7 +8,7 @@ mod impair;
 mod receiver;
 mod sender;
 
-use super::media_paths::{read_datagrams, MediaPaths, PathKind, PROBE_INTERVAL};
+use super::media_paths::{read_datagrams, MediaPaths, PathKind, Received, PROBE_INTERVAL};
 use super::paths::PathEvent;
 use super::stats::CallStats;
 use crate::output::Printer;
@@ -78,7 +78,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     let mut sender = Sender::new(bitrate, Outbox::from_env(out)?, out, &mut stats)?;
     let mut receiver = Receiver::new(sink)?;
     let mut paths = MediaPaths::default();
-    let (dgram_tx, mut dgram_rx) = mpsc::channel::<(PathKind, bytes::Bytes)>(512);
+    let (dgram_tx, mut dgram_rx) = mpsc::channel::<Received>(512);
     let started = Instant::now();
     let mut last_heard = Instant::now();
     let mut last_audio: Option<Instant> = None;
@@ -126,9 +126,10 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                     path_failures.push(format!("{} path: {why}", kind.name()));
                 }
             },
-            Some((kind, datagram)) = dgram_rx.recv() => {
+            Some((kind, conn_id, datagram)) = dgram_rx.recv() => {
                 let opened = crypto.open(&datagram);
                 if opened.is_ok() {
+                    paths.heard_on(kind, conn_id);
                     // Only the peer's own (authenticated) datagrams prove it is there.
                     if stalled {
                         stalled = false;
@@ -191,7 +192,9 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                     }
                 }
                 if ticks % PROBE_EVERY_TICKS == 0 {
-                    let open: Vec<PathKind> = paths.open().map(|(k, _)| k).collect();
+                    let mut open: Vec<PathKind> = paths.open().map(|(k, _)| k).collect();
+                    // One probe per path, on the connection it sends on.
+                    open.dedup();
                     for kind in open {
                         paths.send_on(kind, crypto.seal(&MediaFrame::Ping(mono().as_millis())));
                     }

@@ -69,6 +69,11 @@ impl PathConn {
         self.conn().close_reason()
     }
 
+    /// Tells this path's connection from another of the same kind (QUIC's stable id).
+    pub fn id(&self) -> usize {
+        self.conn().stable_id()
+    }
+
     /// Round-trip time of the QUIC connection (to the peer, or to the relay).
     pub fn rtt(&self) -> Duration {
         self.conn().rtt()
