@@ -257,3 +257,32 @@ fn a_record_refused_for_the_clock_keeps_the_attachment_and_is_retried_later() {
         .iter()
         .any(|x| matches!(x, AttachAction::Publish { to, .. } if to.addr == addr(1))));
 }
+
+#[test]
+fn a_supernode_reached_over_tcp_is_published_at_its_quic_address() {
+    // Dialed at its TCP fallback (port 443); it advertises QUIC at port 4433.
+    let tcp = addr(443);
+    let mut a = machine(&[tcp], &[]);
+    drain(&mut a);
+    let sn = Identity::generate().peer_id();
+    a.set_quic_address(Timestamp(1_050), tcp, addr(4433));
+    a.handle_dialed(Timestamp(1_100), tcp, Some((sn, addr(50))));
+    let records: Vec<PresenceRecord> = drain(&mut a)
+        .into_iter()
+        .filter_map(|a| match a {
+            AttachAction::Publish { to, record } => {
+                assert_eq!(to.addr, tcp, "published through the tunnel");
+                record.verify(Timestamp(1_100)).ok().cloned()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].supernodes,
+        vec![Contact {
+            id: sn,
+            addr: addr(4433)
+        }]
+    );
+}

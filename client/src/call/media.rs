@@ -145,12 +145,14 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                     let was_open = paths.is_open(kind);
                     let serial = paths.add(kind, conn.clone());
                     read_datagrams(kind, serial, conn, dgram_tx.clone());
-                    if !was_open {
+                    if was_open {
+                        tracing::debug!(path = kind.name(), "another connection of an open path");
+                    } else {
                         session.path_up(clock.now(), kind);
+                        let on = session.current_path(clock.now());
+                        out.event("path", json!({"path": kind.name(), "sending_on": on.map(PathKind::name)}),
+                            format!("{} path up; sending on {}", kind.name(), on.map(PathKind::name).unwrap_or("none")));
                     }
-                    let on = session.current_path(clock.now());
-                    out.event("path", json!({"path": kind.name(), "sending_on": on.map(PathKind::name)}),
-                        format!("{} path up; sending on {}", kind.name(), on.map(PathKind::name).unwrap_or("none")));
                 }
                 PathEvent::Failed(kind, why) => {
                     out.event("path_failed", json!({"path": kind.name(), "error": why}),
