@@ -7,7 +7,7 @@ use crate::home::Home;
 use crate::output::Printer;
 use crate::supernode_link::{local_ip_towards, resolve_all, SupernodeLink};
 use anyhow::{bail, Context, Result};
-use parley_net::clock::{now, until};
+use parley_net::clock::{both, mono_until};
 use parley_proto::attach::{AttachAction, AttachConfig, Attachment};
 use parley_proto::call::signal::CallSignal;
 use parley_proto::messages::{ClientToSupernode, RefusalCode, SupernodeToClient};
@@ -265,7 +265,7 @@ impl Shell {
             &bootstrap,
             &cache,
             local,
-            now(),
+            both(),
         );
         if let Some(n) = nat {
             machine.set_nat(n.nat);
@@ -286,11 +286,11 @@ impl Shell {
             }
             let sleep = machine
                 .poll_timeout()
-                .map(until)
+                .map(mono_until)
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 _ = stop.changed() => break,
-                _ = tokio::time::sleep(sleep) => machine.handle_timeout(now()),
+                _ = tokio::time::sleep(sleep) => machine.handle_timeout(both()),
                 Some(report) = rx.recv() => match report {
                     Report::Dialed(addr, link) => {
                         let outcome = link.as_ref().map(|l| (l.id, l.observed));
@@ -300,13 +300,13 @@ impl Shell {
                             links.insert(addr, link);
                             links_tx.send_replace(links.values().cloned().collect());
                         }
-                        machine.handle_dialed(now(), addr, outcome);
+                        machine.handle_dialed(both(), addr, outcome);
                         save_cache(home, &machine);
                     }
                     Report::Lost(addr) => {
                         links.remove(&addr);
                         links_tx.send_replace(links.values().cloned().collect());
-                        machine.handle_lost(now(), addr);
+                        machine.handle_lost(both(), addr);
                     }
                     Report::Published(to, result) => {
                         match &result {
@@ -318,12 +318,12 @@ impl Shell {
                                 format!("publishing via {} failed, a clock is wrong: {why}", to.addr)),
                         }
                         match result {
-                            Err(Refused { clock: true, .. }) => machine.handle_refused_for_clock(now(), to),
-                            _ => machine.handle_published(now(), to, result.is_ok()),
+                            Err(Refused { clock: true, .. }) => machine.handle_refused_for_clock(both(), to),
+                            _ => machine.handle_published(both(), to, result.is_ok()),
                         }
                     }
                     Report::Learned(contacts) => {
-                        machine.learn_supernodes(now(), &contacts);
+                        machine.learn_supernodes(both(), &contacts);
                         save_cache(home, &machine);
                     }
                 }
