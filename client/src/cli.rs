@@ -33,7 +33,9 @@ pub enum Command {
     /// Run your client: attach to supernodes, publish your presence, answer calls, and
     /// serve the other commands, until interrupted.
     Online {
-        /// A supernode to bootstrap from (repeatable); the host cache is tried too.
+        /// A supernode to bootstrap from (repeatable): HOST:PORT is its QUIC address,
+        /// tcp://HOST:PORT its TCP fallback (used only where UDP is blocked); the host
+        /// cache is tried too.
         #[arg(long = "supernode", value_name = "HOST:PORT")]
         supernodes: Vec<String>,
         /// Answer every call without asking (bots and tests).
@@ -49,7 +51,8 @@ pub enum Command {
     Call {
         /// A contact's name, or an id (as printed by their `parley id show`).
         target: String,
-        /// A supernode to bootstrap from when no client is running (repeatable).
+        /// A supernode to bootstrap from when no client is running (repeatable;
+        /// HOST:PORT, or tcp://HOST:PORT for its TCP fallback where UDP is blocked).
         #[arg(long = "supernode", value_name = "HOST:PORT")]
         supernodes: Vec<String>,
         /// Give up if nobody answers within this many seconds.
@@ -101,7 +104,8 @@ pub enum Command {
     },
     /// Discover the NAT in front of this machine (needs two supernodes on different IPs).
     Nat {
-        /// A supernode to probe (give two); its STUN port is its QUIC port + 1.
+        /// A supernode to probe (give two): HOST:PORT (QUIC; its STUN address is asked
+        /// for), or tcp://HOST:PORT (its TCP fallback, tried when UDP gets no answer).
         #[arg(long = "supernode", value_name = "HOST:PORT")]
         supernodes: Vec<String>,
     },

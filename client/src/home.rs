@@ -111,18 +111,29 @@ impl Home {
         Ok(())
     }
 
-    /// Supernodes that answered before; a missing or corrupt cache is just empty.
+    /// Supernodes that answered before (QUIC addresses); a missing or corrupt cache is
+    /// just empty.
     pub fn host_cache(&self) -> Vec<Contact> {
+        self.known_hosts().into_iter().map(|h| h.contact).collect()
+    }
+
+    /// The host cache with every endpoint each supernode advertised.
+    pub fn known_hosts(&self) -> Vec<KnownHost> {
         let Ok(text) = std::fs::read_to_string(self.hosts_path()) else {
             return Vec::new();
         };
+        let opt = |a: Option<String>| a.and_then(|a| a.parse().ok());
         match serde_json::from_str::<Vec<CachedHost>>(&text) {
             Ok(hosts) => hosts
                 .into_iter()
                 .filter_map(|h| {
-                    Some(Contact {
-                        id: h.id.parse().ok()?,
-                        addr: h.addr.parse().ok()?,
+                    Some(KnownHost {
+                        contact: Contact {
+                            id: h.id.parse().ok()?,
+                            addr: h.addr.parse().ok()?,
+                        },
+                        tcp: opt(h.tcp),
+                        stun: opt(h.stun),
                     })
                 })
                 .collect(),
@@ -133,13 +144,29 @@ impl Home {
         }
     }
 
-    /// Replaces the host cache, atomically (write then rename).
+    /// Replaces the host cache (QUIC addresses only), atomically.
+    #[cfg(test)]
     pub fn save_host_cache(&self, hosts: &[Contact]) -> Result<()> {
+        let hosts: Vec<KnownHost> = hosts
+            .iter()
+            .map(|&contact| KnownHost {
+                contact,
+                tcp: None,
+                stun: None,
+            })
+            .collect();
+        self.save_known_hosts(&hosts)
+    }
+
+    /// Replaces the host cache, atomically (write then rename).
+    pub fn save_known_hosts(&self, hosts: &[KnownHost]) -> Result<()> {
         let list: Vec<CachedHost> = hosts
             .iter()
-            .map(|c| CachedHost {
-                id: c.id.to_string(),
-                addr: c.addr.to_string(),
+            .map(|h| CachedHost {
+                id: h.contact.id.to_string(),
+                addr: h.contact.addr.to_string(),
+                tcp: h.tcp.map(|a| a.to_string()),
+                stun: h.stun.map(|a| a.to_string()),
             })
             .collect();
         std::fs::create_dir_all(&self.dir)?;
@@ -150,10 +177,25 @@ impl Home {
     }
 }
 
+/// A supernode in the host cache: its QUIC contact and the other endpoints it
+/// advertised (Welcome), so that a later start can probe STUN, or reach it over TCP
+/// from a network that drops UDP, without any port convention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownHost {
+    pub contact: Contact,
+    pub tcp: Option<std::net::SocketAddr>,
+    pub stun: Option<std::net::SocketAddr>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct CachedHost {
     id: String,
+    /// QUIC.
     addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tcp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stun: Option<String>,
 }
 
 #[cfg(test)]
@@ -172,6 +214,13 @@ mod tests {
         };
         home.save_host_cache(&[c]).unwrap();
         assert_eq!(home.host_cache(), vec![c]);
+        let k = KnownHost {
+            contact: c,
+            tcp: Some("127.0.0.1:443".parse().unwrap()),
+            stun: Some("[::1]:3478".parse().unwrap()),
+        };
+        home.save_known_hosts(&[k]).unwrap();
+        assert_eq!(home.known_hosts(), vec![k]);
         std::fs::write(dir.path().join("hosts.json"), "{not json").unwrap();
         assert!(home.host_cache().is_empty());
     }

@@ -16,7 +16,7 @@ mod session;
 mod supernode_link;
 mod tui;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use call::answer::AnswerMode;
 use call::audio::{self, CallControl};
 use clap::Parser;
@@ -27,7 +27,6 @@ use home::Home;
 use output::{exit_code_of, Failure, Printer, EXIT_FAILED, EXIT_OK};
 use parley_proto::{keyfile, Identity};
 use session::ClientSession;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,14 +156,22 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             result.map(|_| EXIT_OK)
         }
         Command::Nat { supernodes } => {
-            let addrs = supernode_link::resolve_all(&supernodes).await?;
-            if addrs.len() < 2 {
+            let boot = supernode_link::resolve_bootstrap(&supernodes).await?;
+            if boot.quic.len() + boot.tcp.len() < 2 {
                 return Err(Failure::usage(
-                    "NAT discovery needs two supernodes on different IPs: pass --supernode twice",
+                    "NAT discovery needs two supernodes on different IPs: pass --supernode twice (HOST:PORT, and tcp://HOST:PORT for their TCP fallbacks)",
                 ));
             }
-            let (_socket, report) = nat::bind_and_detect(&addrs).await?;
-            let report = report.context("NAT discovery failed")?;
+            let (_socket, discovery) = nat::bind_and_detect(&boot, &[]).await?;
+            let report = match discovery {
+                nat::Discovery::Found(r) => r,
+                nat::Discovery::Unreachable => bail!(
+                    "could not reach the supernodes (no answer over UDP, nor over TCP): check the addresses; this says nothing about UDP being blocked"
+                ),
+                nat::Discovery::Unknown => bail!(
+                    "NAT discovery failed: the supernodes answered but do not advertise STUN on two different IPs"
+                ),
+            };
             let mapped = report.mapped.map(|m| m.to_string());
             out.event(
                 "nat",
@@ -259,7 +266,8 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
                     serde_json::json!({"online": false}),
                     "not running: no `parley online` for this home",
                 );
-                Ok(EXIT_OK)
+                // Documented exit code 1: no running client (the event still says so).
+                Ok(EXIT_FAILED)
             }
         },
         Command::Devices => {
@@ -372,23 +380,25 @@ fn check_display_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The client's one socket, its NAT discovered through two known supernodes (flags
-/// first, then the host cache), made into the QUIC endpoint every connection uses.
+/// The client's one socket (dual stack), its NAT discovered through the STUN servers
+/// known supernodes advertise (flags first, then the host cache), made into the QUIC
+/// endpoint every connection uses — or, when UDP is blocked here, a QUIC endpoint
+/// whose datagrams travel over TCP to the servers' advertised TCP fallbacks.
 async fn open_endpoint(
     identity: &Identity,
     home: &Home,
     supernodes: &[String],
 ) -> Result<(quinn::Endpoint, Option<parley_proto::nat::NatReport>)> {
-    let mut known = supernode_link::resolve_all(supernodes).await?;
-    known.extend(home.host_cache().iter().map(|c| c.addr));
-    // Two different IPs, or the mapping test means nothing.
-    let mut probe: Vec<SocketAddr> = Vec::new();
-    for a in known {
-        if probe.iter().all(|p| p.ip() != a.ip()) {
-            probe.push(a);
+    let boot = supernode_link::resolve_bootstrap(supernodes).await?;
+    let (socket, discovery) = nat::bind_and_detect(&boot, &home.known_hosts()).await?;
+    let report = match discovery {
+        nat::Discovery::Found(r) => Some(r),
+        nat::Discovery::Unreachable => {
+            tracing::warn!("no supernode answered over UDP or TCP; will keep trying");
+            None
         }
-    }
-    let (socket, report) = nat::bind_and_detect(&probe).await?;
+        nat::Discovery::Unknown => None,
+    };
     let alpns = [parley_proto::call::ALPN_CALL];
     let endpoint =
         if report.is_some_and(|r| r.nat == parley_proto::presence::NatType::UdpBlocked) {
@@ -405,7 +415,7 @@ async fn open_endpoint(
 
 /// The client's one endpoint: every supernode, relay and peer connection uses its socket.
 fn client_endpoint(identity: &Identity) -> Result<quinn::Endpoint> {
-    let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
-    parley_net::make_endpoint(bind, identity, &[parley_proto::call::ALPN_CALL])
+    let socket = nat::bind_dual_stack().context("cannot open the client's UDP socket")?;
+    parley_net::make_endpoint_on(socket, identity, &[parley_proto::call::ALPN_CALL])
         .context("cannot open the client's UDP socket")
 }

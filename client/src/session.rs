@@ -3,9 +3,9 @@
 //! hands the rest of the client what arrives unasked: incoming calls (streams the
 //! supernodes open) and direct media connections from peers.
 
-use crate::home::Home;
+use crate::home::{Home, KnownHost};
 use crate::output::Printer;
-use crate::supernode_link::{local_ip_towards, resolve_all, SupernodeLink};
+use crate::supernode_link::{local_ip_towards, resolve_bootstrap, SupernodeLink};
 use anyhow::{bail, Context, Result};
 use parley_net::clock::{both, mono_until};
 use parley_proto::attach::{AttachAction, AttachConfig, Attachment};
@@ -136,9 +136,29 @@ impl ClientSession {
         nat: Option<NatReport>,
         out: Printer,
     ) -> Result<ClientSession> {
-        let bootstrap = resolve_all(targets).await?;
-        let cache = home.host_cache();
+        let over_tcp = nat.is_some_and(|n| n.nat == parley_proto::presence::NatType::UdpBlocked);
+        let boot = resolve_bootstrap(targets).await?;
+        let known = home.known_hosts();
+        // Over TCP every server is dialed at its advertised TCP fallback: `tcp://`
+        // bootstrap addresses, and the host cache's; QUIC addresses are of no use.
+        let (bootstrap, cache): (Vec<SocketAddr>, Vec<Contact>) = if over_tcp {
+            let cache = known
+                .iter()
+                .filter_map(|h| {
+                    h.tcp.map(|addr| Contact {
+                        id: h.contact.id,
+                        addr,
+                    })
+                })
+                .collect();
+            (boot.tcp, cache)
+        } else {
+            (boot.quic, known.iter().map(|h| h.contact).collect())
+        };
         if bootstrap.is_empty() && cache.is_empty() {
+            if over_tcp {
+                bail!("UDP is blocked here and no supernode's TCP fallback is known: pass --supernode tcp://HOST:PORT");
+            }
             bail!(
                 "no supernode to attach to: pass --supernode HOST:PORT (the host cache is empty)"
             );
@@ -156,13 +176,14 @@ impl ClientSession {
             links: links_tx,
             incoming: incoming_tx,
             nat,
+            over_tcp,
+            book: known.into_iter().map(|h| (h.contact.id, h)).collect(),
         };
         let task = tokio::spawn(async move {
             if let Err(e) = shell.run(bootstrap, cache, stop_rx).await {
                 tracing::error!("{e:#}");
             }
         });
-        let over_tcp = nat.is_some_and(|n| n.nat == parley_proto::presence::NatType::UdpBlocked);
         Ok(ClientSession {
             over_tcp,
             identity,
@@ -218,6 +239,10 @@ struct Shell {
     links: watch::Sender<Vec<SupernodeLink>>,
     incoming: mpsc::Sender<IncomingCall>,
     nat: Option<NatReport>,
+    /// Our datagrams go over TCP: the machine's addresses are TCP fallbacks.
+    over_tcp: bool,
+    /// Every endpoint each supernode advertised, by id: what the host cache keeps.
+    book: HashMap<PeerId, KnownHost>,
 }
 
 impl Shell {
@@ -235,6 +260,8 @@ impl Shell {
             links: links_tx,
             incoming,
             nat,
+            over_tcp,
+            mut book,
         } = self;
         let home = &home;
         let port = endpoint.local_addr()?.port();
@@ -294,6 +321,17 @@ impl Shell {
                 Some(report) = rx.recv() => match report {
                     Report::Dialed(addr, link) => {
                         let outcome = link.as_ref().map(|l| (l.id, l.observed));
+                        if let Some(link) = &link {
+                            let quic = link.endpoints.quic.unwrap_or(addr);
+                            if over_tcp {
+                                machine.set_quic_address(both(), addr, quic);
+                            }
+                            book.insert(link.id, KnownHost {
+                                contact: Contact { id: link.id, addr: if over_tcp { quic } else { addr } },
+                                tcp: link.endpoints.tcp.or(over_tcp.then_some(addr)),
+                                stun: link.endpoints.stun,
+                            });
+                        }
                         if let Some(link) = link {
                             watch(link.clone(), tx.clone());
                             tokio::spawn(serve_supernode_streams(link.clone(), incoming.clone()));
@@ -301,7 +339,7 @@ impl Shell {
                             links_tx.send_replace(links.values().cloned().collect());
                         }
                         machine.handle_dialed(both(), addr, outcome);
-                        save_cache(home, &machine);
+                        save_cache(home, &machine, &book, over_tcp);
                     }
                     Report::Lost(addr) => {
                         links.remove(&addr);
@@ -322,14 +360,16 @@ impl Shell {
                             _ => machine.handle_published(both(), to, result.is_ok()),
                         }
                     }
-                    Report::Learned(contacts) => {
+                    // Learned supernodes are QUIC addresses: useless through the tunnel.
+                    Report::Learned(contacts) if !over_tcp => {
                         machine.learn_supernodes(both(), &contacts);
-                        save_cache(home, &machine);
+                        save_cache(home, &machine, &book, over_tcp);
                     }
+                    Report::Learned(_) => {}
                 }
             }
         }
-        save_cache(home, &machine);
+        save_cache(home, &machine, &book, over_tcp);
         for link in links.values() {
             link.conn.close(0u32.into(), b"going offline");
         }
@@ -354,8 +394,33 @@ async fn serve_supernode_streams(link: SupernodeLink, tx: mpsc::Sender<IncomingC
     }
 }
 
-fn save_cache(home: &Home, machine: &Attachment) {
-    if let Err(e) = home.save_host_cache(&machine.host_cache()) {
+/// Saves the machine's host cache with every endpoint the supernodes advertised. Over
+/// TCP the machine's addresses are TCP fallbacks: an entry is kept only when its QUIC
+/// address is known (from its Welcome or an earlier cache).
+fn save_cache(
+    home: &Home,
+    machine: &Attachment,
+    book: &HashMap<PeerId, KnownHost>,
+    over_tcp: bool,
+) {
+    let hosts: Vec<KnownHost> = machine
+        .host_cache()
+        .into_iter()
+        .filter_map(|c| match (book.get(&c.id), over_tcp) {
+            (Some(k), true) => Some(KnownHost {
+                tcp: Some(c.addr),
+                ..*k
+            }),
+            (None, true) => None,
+            (Some(k), false) => Some(KnownHost { contact: c, ..*k }),
+            (None, false) => Some(KnownHost {
+                contact: c,
+                tcp: None,
+                stun: None,
+            }),
+        })
+        .collect();
+    if let Err(e) = home.save_known_hosts(&hosts) {
         tracing::warn!(error = %e, "cannot save the host cache");
     }
 }

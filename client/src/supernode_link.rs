@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use parley_net::{dial_with, request, Liveness};
-use parley_proto::messages::{ClientToSupernode, SupernodeToClient, ALPN_CLIENT};
+use parley_proto::messages::{ClientToSupernode, ServerEndpoints, SupernodeToClient, ALPN_CLIENT};
 use parley_proto::{Identity, PeerId};
 use quinn::{Connection, Endpoint};
 use std::net::SocketAddr;
@@ -19,6 +19,9 @@ pub struct SupernodeLink {
     pub addr: SocketAddr,
     /// Our address as this supernode sees it.
     pub observed: SocketAddr,
+    /// Where it serves, as its Welcome advertised (unspecified IPs resolved to the one
+    /// we dialed).
+    pub endpoints: ServerEndpoints,
 }
 
 impl SupernodeLink {
@@ -45,9 +48,18 @@ impl SupernodeLink {
             id,
             addr,
             observed: addr,
+            endpoints: ServerEndpoints::default(),
         };
         match link.ask(&ClientToSupernode::Hello).await? {
-            SupernodeToClient::Welcome { observed, .. } => Ok(SupernodeLink { observed, ..link }),
+            SupernodeToClient::Welcome {
+                observed,
+                endpoints,
+                ..
+            } => Ok(SupernodeLink {
+                observed: canonical(observed),
+                endpoints: endpoints.resolved(addr.ip()),
+                ..link
+            }),
             other => bail!("supernode {addr} answered hello with {other:?}"),
         }
     }
@@ -60,20 +72,64 @@ impl SupernodeLink {
     }
 }
 
-/// Resolves `HOST:PORT` strings, reporting which one is bad.
-pub async fn resolve_all(targets: &[String]) -> Result<Vec<SocketAddr>> {
-    let mut out = Vec::new();
+/// Bootstrap addresses as the user gave them: `HOST:PORT` is a supernode's QUIC
+/// address, `tcp://HOST:PORT` its TCP fallback (for a first start on a network that
+/// drops UDP). Nothing is derived from anything else.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bootstrap {
+    pub quic: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+}
+
+/// Resolves `HOST:PORT` and `tcp://HOST:PORT` strings, reporting which one is bad.
+pub async fn resolve_bootstrap(targets: &[String]) -> Result<Bootstrap> {
+    let mut out = Bootstrap::default();
     for t in targets {
-        let addr = tokio::net::lookup_host(t.as_str())
+        let (list, host) = match t.strip_prefix("tcp://") {
+            Some(rest) => (&mut out.tcp, rest),
+            None => (&mut out.quic, t.as_str()),
+        };
+        let addr = tokio::net::lookup_host(host)
             .await
             .with_context(|| {
-                format!("cannot resolve supernode address {t:?} (expected HOST:PORT)")
+                format!("cannot resolve supernode address {t:?} (expected HOST:PORT or tcp://HOST:PORT)")
             })?
             .next()
             .with_context(|| format!("{t} resolves to no address"))?;
-        out.push(addr);
+        list.push(canonical(addr));
     }
     Ok(out)
+}
+
+/// The QUIC addresses among `targets` (`tcp://` ones are left out).
+pub async fn resolve_all(targets: &[String]) -> Result<Vec<SocketAddr>> {
+    Ok(resolve_bootstrap(targets).await?.quic)
+}
+
+/// An address as IPv4 when it is IPv4 (dual-stack sockets report IPv4 peers as
+/// IPv4-mapped IPv6): the form every address is stored, advertised and dialed in.
+pub fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+/// Asks the supernode at `addr` (through `endpoint`: UDP, or the TCP tunnel) where it
+/// serves, without attaching: the connection presents a throwaway identity, so it
+/// never stands in for our running client's attachment.
+pub async fn ask_endpoints(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(PeerId, ServerEndpoints)> {
+    let anonymous = Identity::generate();
+    let (conn, id) = parley_net::dial(endpoint, &anonymous, addr, ALPN_CLIENT, None, timeout)
+        .await
+        .with_context(|| format!("cannot reach supernode {addr}"))?;
+    let reply = request(&conn, &ClientToSupernode::Endpoints, timeout).await;
+    conn.close(0u32.into(), b"done");
+    match reply.with_context(|| format!("supernode {addr} did not answer"))? {
+        SupernodeToClient::Endpoints(e) => Ok((id, e.resolved(addr.ip()))),
+        other => bail!("supernode {addr} answered an endpoints query with {other:?}"),
+    }
 }
 
 /// The local address a packet to `to` would leave from: our LAN candidate address.

@@ -1,9 +1,10 @@
 //! QUIC over TCP, for networks that drop UDP.
 //!
 //! A client behind such a firewall runs its whole QUIC endpoint on a [`TcpTunnelSocket`]:
-//! every datagram for a server's UDP address `ip:port` travels, length-prefixed, over a
-//! TLS 1.3 connection on TCP to the same `ip:port` (TCP and UDP port spaces are separate,
-//! so a server serves both on one number). The TLS layer uses the same raw-public-key
+//! every datagram the client addresses to `ip:port` travels, length-prefixed, over a
+//! TLS 1.3 connection on TCP to that `ip:port` — so a tunnelled client dials a server at
+//! its advertised TCP endpoint (`--tcp-listen`, any port; `Welcome`, relay grants and
+//! `tcp://` bootstrap addresses carry it), never at a port derived from the QUIC one. The TLS layer uses the same raw-public-key
 //! identities as QUIC (ALPN [`ALPN_TUNNEL`]), so to a firewall the tunnel is ordinary TLS;
 //! the QUIC inside stays end-to-end authenticated to the server it names. The server
 //! side, [`serve_tunnel`], turns each connection back into datagrams from a socket of its
@@ -248,30 +249,62 @@ impl AsyncUdpSocket for TcpTunnelSocket {
     }
 }
 
+/// The tunnel's bound TCP port, not yet served: bind it first, so that its address can
+/// be advertised (Welcome, relay reports) by the server that starts next.
+#[derive(Debug)]
+pub struct TunnelListener {
+    listener: TcpListener,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// Binds the tunnel's TCP port at `addr` (the server's `--tcp-listen`; any port, it is
+/// advertised, never derived from the QUIC port).
+pub async fn bind(addr: SocketAddr) -> Result<TunnelListener, crate::NetError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::NetError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| crate::NetError::Bind { addr, source })?;
+    Ok(TunnelListener {
+        listener,
+        addr: bound,
+    })
+}
+
+impl TunnelListener {
+    /// Serves the tunnel in the background as `identity`, into the QUIC socket at
+    /// `quic` (QUIC over TCP for clients whose networks drop UDP).
+    pub fn serve(
+        self,
+        quic: SocketAddr,
+        identity: &Identity,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), crate::NetError> {
+        let tls = TlsAcceptor::from(Arc::new(server_tls(identity, &[ALPN_TUNNEL])?));
+        tokio::spawn(serve_tunnel(
+            self.listener,
+            tls,
+            quic,
+            TunnelLimits::default(),
+            shutdown,
+        ));
+        Ok(())
+    }
+}
+
 /// Binds the tunnel's TCP port (`tcp_listen`, default: the QUIC address's number over
-/// TCP, which is where clients look) and serves it in the background as `identity`
-/// (QUIC over TCP for clients whose networks drop UDP); returns its address.
+/// TCP) and serves it in the background; returns its address.
 pub async fn start(
     tcp_listen: Option<SocketAddr>,
     quic: SocketAddr,
     identity: &Identity,
     shutdown: watch::Receiver<bool>,
 ) -> Result<SocketAddr, crate::NetError> {
-    let tls = TlsAcceptor::from(Arc::new(server_tls(identity, &[ALPN_TUNNEL])?));
-    let bind = tcp_listen.unwrap_or(quic);
-    let listener = TcpListener::bind(bind)
-        .await
-        .map_err(|source| crate::NetError::Bind { addr: bind, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| crate::NetError::Bind { addr: bind, source })?;
-    tokio::spawn(serve_tunnel(
-        listener,
-        tls,
-        quic,
-        TunnelLimits::default(),
-        shutdown,
-    ));
+    let listener = bind(tcp_listen.unwrap_or(quic)).await?;
+    let addr = listener.addr;
+    listener.serve(quic, identity, shutdown)?;
     Ok(addr)
 }
 
@@ -287,7 +320,12 @@ pub async fn serve_tunnel(
     let admission = ConnLimiter::new(limits.per_ip, limits.total);
     // The QUIC server listens on `quic`; reach it on loopback when it listens on any IP.
     let target = if quic.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], quic.port()))
+        let loopback: std::net::IpAddr = if quic.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(loopback, quic.port())
     } else {
         quic
     };

@@ -115,6 +115,9 @@ struct Candidate {
     last_ok: Option<Mono>,
     /// Our address as this supernode saw it while attached.
     observed: Option<SocketAddr>,
+    /// The QUIC address the supernode advertises, when we dial it elsewhere (its TCP
+    /// fallback): presence records name this one, which other supernodes can reach.
+    quic: Option<SocketAddr>,
 }
 
 /// The attachment state of one client.
@@ -183,6 +186,7 @@ impl Attachment {
             next_try: Mono(0),
             last_ok,
             observed: None,
+            quic: None,
         });
     }
 
@@ -272,6 +276,21 @@ impl Attachment {
         c.failures = c.failures.saturating_add(1);
         let backoff = min.saturating_mul(1 << c.failures.min(16)).min(max);
         c.next_try = now + backoff.mul_f64(self.rng.gen_range(0.5..=1.0));
+    }
+
+    /// The supernode dialed at `addr` (e.g. its TCP fallback, from a network that
+    /// drops UDP) advertises QUIC at `quic`: presence records name it there, since
+    /// the supernodes that route calls to us reach it over UDP. Call after
+    /// [`Attachment::handle_dialed`]; the next publication carries it.
+    pub fn set_quic_address(&mut self, now: Now, addr: SocketAddr, quic: SocketAddr) {
+        if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == addr) {
+            if c.quic != Some(quic) && quic != addr {
+                c.quic = Some(quic);
+                if c.state == State::Attached {
+                    self.republish(now);
+                }
+            }
+        }
     }
 
     /// An attachment's connection was lost.
@@ -396,7 +415,17 @@ impl Attachment {
     pub fn current_record(&mut self, now: Timestamp) -> SignedPresence {
         // Milliseconds since the epoch keep sequence numbers rising across restarts.
         self.seq = self.seq.saturating_add(1).max(now.as_millis());
-        let mut supernodes = self.attached();
+        let mut supernodes: Vec<Contact> = self
+            .candidates
+            .iter()
+            .filter(|c| c.state == State::Attached)
+            .filter_map(|c| {
+                c.id.map(|id| Contact {
+                    id,
+                    addr: c.quic.unwrap_or(c.addr),
+                })
+            })
+            .collect();
         supernodes.truncate(MAX_SUPERNODES);
         let mut addresses: Vec<CandidateAddr> = self
             .local_addrs

@@ -303,3 +303,32 @@ fn a_wall_clock_step_back_does_not_hold_back_a_redial_or_the_republish() {
     let interval = AttachConfig::default().republish_interval;
     assert!(due.since(stepped.mono) <= interval.mul_f64(1.1));
 }
+
+#[test]
+fn a_supernode_reached_over_tcp_is_published_at_its_quic_address() {
+    // Dialed at its TCP fallback (port 443); it advertises QUIC at port 4433.
+    let tcp = addr(443);
+    let mut a = machine(&[tcp], &[]);
+    drain(&mut a);
+    let sn = Identity::generate().peer_id();
+    a.set_quic_address(at(1_050), tcp, addr(4433));
+    a.handle_dialed(at(1_100), tcp, Some((sn, addr(50))));
+    let records: Vec<PresenceRecord> = drain(&mut a)
+        .into_iter()
+        .filter_map(|a| match a {
+            AttachAction::Publish { to, record } => {
+                assert_eq!(to.addr, tcp, "published through the tunnel");
+                record.verify(Timestamp(1_100)).ok().cloned()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].supernodes,
+        vec![Contact {
+            id: sn,
+            addr: addr(4433)
+        }]
+    );
+}

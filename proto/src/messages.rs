@@ -30,6 +30,46 @@ pub enum ClientToSupernode {
     Lookup(PeerId),
     /// List supernodes this one knows, for the client's host cache.
     Supernodes,
+    /// Where this supernode serves (QUIC, TCP fallback, STUN); answered with
+    /// [`SupernodeToClient::Endpoints`]. Unlike `Hello` it does not attach, so a client
+    /// may ask before it decides how to reach the overlay (UDP or TCP).
+    Endpoints,
+}
+
+/// Where a server serves, as it advertises itself: clients use these and never derive
+/// one port from another. An unspecified IP (`0.0.0.0`, `::`) means "the IP you reached
+/// me at" (the server listens on every IP and cannot know which one is public).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServerEndpoints {
+    /// QUIC (UDP). `None` only in an answer from a server that does not know it.
+    pub quic: Option<SocketAddr>,
+    /// The QUIC-over-TLS-over-TCP tunnel for networks that drop UDP
+    /// ([`parley-net`'s `tcp_tunnel`]); `None` if the server has none.
+    pub tcp: Option<SocketAddr>,
+    /// STUN Binding (RFC 8489/5780); `None` if the server answers no STUN.
+    pub stun: Option<SocketAddr>,
+}
+
+impl ServerEndpoints {
+    /// These endpoints with every unspecified IP replaced by `reached` (the IP the
+    /// answer came from), and IPv4-mapped IPv6 addresses written as IPv4.
+    pub fn resolved(self, reached: std::net::IpAddr) -> ServerEndpoints {
+        let fix = |a: Option<SocketAddr>| {
+            a.map(|a| {
+                let ip = if a.ip().is_unspecified() {
+                    reached
+                } else {
+                    a.ip()
+                };
+                SocketAddr::new(ip.to_canonical(), a.port())
+            })
+        };
+        ServerEndpoints {
+            quic: fix(self.quic),
+            tcp: fix(self.tcp),
+            stun: fix(self.stun),
+        }
+    }
 }
 
 /// A supernode's reply to a [`ClientToSupernode`] request.
@@ -41,6 +81,8 @@ pub enum SupernodeToClient {
         supernode: PeerId,
         /// The client's address as the supernode sees it (server-reflexive).
         observed: SocketAddr,
+        /// Where the supernode serves, for the client's host cache.
+        endpoints: ServerEndpoints,
     },
     /// The record was stored on this many supernodes.
     Published {
@@ -55,6 +97,8 @@ pub enum SupernodeToClient {
     Supernodes(Vec<Contact>),
     /// The request was refused.
     Refused(Refusal),
+    /// Reply to `Endpoints`.
+    Endpoints(ServerEndpoints),
 }
 
 /// A DHT request from one supernode to another.

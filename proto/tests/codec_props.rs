@@ -10,7 +10,7 @@ use parley_proto::codec::{
     frame_body_len, DecodeError, WireMessage, MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 use parley_proto::messages::{
-    ClientToSupernode, Refusal, RefusalCode, SupernodeReply, SupernodeToClient,
+    ClientToSupernode, Refusal, RefusalCode, ServerEndpoints, SupernodeReply, SupernodeToClient,
     SupernodeToSupernode, MAX_CONTACTS,
 };
 use parley_proto::presence::{
@@ -157,15 +157,33 @@ fn client_to_supernode() -> impl Strategy<Value = ClientToSupernode> {
         any_presence().prop_map(ClientToSupernode::Publish),
         peer_id().prop_map(ClientToSupernode::Lookup),
         Just(ClientToSupernode::Supernodes),
+        Just(ClientToSupernode::Endpoints),
     ]
 }
 
 fn supernode_to_client() -> impl Strategy<Value = SupernodeToClient> {
     prop_oneof![
-        (peer_id(), socket_addr()).prop_map(|(supernode, observed)| SupernodeToClient::Welcome {
-            supernode,
-            observed
-        }),
+        (
+            peer_id(),
+            socket_addr(),
+            proptest::option::of(socket_addr())
+        )
+            .prop_map(|(supernode, observed, tcp)| SupernodeToClient::Welcome {
+                supernode,
+                observed,
+                endpoints: ServerEndpoints {
+                    quic: Some(observed),
+                    tcp,
+                    stun: None,
+                },
+            }),
+        proptest::option::of(socket_addr()).prop_map(|stun| SupernodeToClient::Endpoints(
+            ServerEndpoints {
+                quic: None,
+                tcp: None,
+                stun
+            }
+        )),
         any::<u16>().prop_map(|replicas| SupernodeToClient::Published { replicas }),
         any_presence().prop_map(SupernodeToClient::Found),
         Just(SupernodeToClient::NotFound),
@@ -600,7 +618,7 @@ fn envelope_edges() {
     );
     // An unknown enum variant is malformed, not a panic.
     assert!(matches!(
-        ClientToSupernode::decode(&[PROTOCOL_VERSION, ClientToSupernode::KIND, 4]),
+        ClientToSupernode::decode(&[PROTOCOL_VERSION, ClientToSupernode::KIND, 5]),
         Err(DecodeError::Malformed(_))
     ));
     // Hello has no body; one more byte is trailing.
@@ -684,6 +702,7 @@ fn v6_flowinfo_and_scope_id_are_not_carried() {
     let msg = SupernodeToClient::Welcome {
         supernode: id,
         observed: addr,
+        endpoints: ServerEndpoints::default(),
     };
     let back = SupernodeToClient::decode(&msg.encode()).expect("decode");
     let SupernodeToClient::Welcome { observed, .. } = back else {

@@ -114,6 +114,7 @@ fn supernode_to_client() -> Vec<(&'static str, SupernodeToClient)> {
             SupernodeToClient::Welcome {
                 supernode: supernode_a().peer_id(),
                 observed: addr("203.0.113.7:4000"),
+                endpoints: Default::default(),
             },
         ),
         ("published", SupernodeToClient::Published { replicas: 300 }),
@@ -286,7 +287,8 @@ fn client_to_supernode_snapshots() {
 fn supernode_to_client_snapshots() {
     let expected = [
         // Welcome: supernode key, SocketAddr::V4, 203.0.113.7, port 4000 (varint).
-        format!("010200{SUPERNODE_A_KEY}00cb007107a01f"),
+        // Endpoints: three absent options.
+        format!("010200{SUPERNODE_A_KEY}00cb007107a01f000000"),
         // Published: 300 as a varint.
         "010201ac02".to_string(),
         format!("010202{MINIMAL_PRESENCE}"),

@@ -50,8 +50,8 @@ pub struct RunArgs {
     /// TOML file with the same settings as the flags.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// TCP address for clients whose networks drop UDP (QUIC over TCP). Default: the
-    /// QUIC address's IP and port, over TCP.
+    /// TCP address for clients whose networks drop UDP (QUIC over TCP), advertised to
+    /// clients (any port works). Default: the --listen IP and port number, over TCP.
     #[arg(long)]
     pub tcp_listen: Option<SocketAddr>,
     /// UDP address of the media data plane (default: the --listen IP, an ephemeral

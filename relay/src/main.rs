@@ -23,6 +23,11 @@ async fn main() -> Result<()> {
     let tunnel_identity = identity.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutdown_rx2 = shutdown_rx.clone();
+    // Bound first, so that load reports advertise it (any port: clients never derive it).
+    let tunnel = parley_net::tcp_tunnel::bind(settings.tcp_listen.unwrap_or(settings.listen))
+        .await
+        .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+    let tcp = tunnel.addr;
     let (bound, serve) = server::start(
         RelayParams {
             identity,
@@ -31,6 +36,7 @@ async fn main() -> Result<()> {
             config: settings.limits,
             supernodes: settings.supernodes,
             advertise: settings.advertise,
+            tcp: Some(tcp),
             data_listen: settings.data_listen,
             data_threads: settings.data_threads,
             max_joins_per_ip: settings.max_joins_per_ip,
@@ -39,14 +45,9 @@ async fn main() -> Result<()> {
         shutdown_rx.clone(),
     )
     .await?;
-    let tcp = parley_net::tcp_tunnel::start(
-        settings.tcp_listen,
-        bound.quic,
-        &tunnel_identity,
-        shutdown_rx,
-    )
-    .await
-    .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+    tunnel
+        .serve(bound.quic, &tunnel_identity, shutdown_rx)
+        .context("cannot serve the TCP tunnel")?;
     let metrics = match settings.metrics {
         Some(addr) => {
             let relay = bound.clone();

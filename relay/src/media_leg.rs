@@ -100,6 +100,16 @@ impl MediaLeg {
         }
     }
 
+    /// Sets up `leg` for media inside QUIC datagrams only, without trying the relay's
+    /// UDP media channel: for a client whose datagrams go through a TCP tunnel (the
+    /// channel's UDP port cannot be reached, and trying costs [`BIND_TIMEOUT`]).
+    pub fn inside_quic(leg: RelayLeg) -> MediaLeg {
+        MediaLeg {
+            conn: leg.conn,
+            link: None,
+        }
+    }
+
     /// The channel number, when media goes on the channel (diagnostics and tests).
     pub fn channel_id(&self) -> Option<ChannelId> {
         self.link.as_ref().map(|l| l.channel)

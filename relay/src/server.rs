@@ -94,6 +94,9 @@ pub struct RelayParams {
     /// The address to advertise in load reports, when it is not the bound one (NAT,
     /// or bound to 0.0.0.0).
     pub advertise: Option<SocketAddr>,
+    /// The bound TCP fallback (QUIC over TCP), advertised in load reports so that
+    /// supernodes hand it to clients whose UDP is blocked; `None`: no fallback.
+    pub tcp: Option<SocketAddr>,
     /// UDP address of the data plane; `None`: the QUIC address's IP, an ephemeral port.
     pub data_listen: Option<SocketAddr>,
     /// Data-plane threads (one socket each); 0: one per available core.
@@ -108,6 +111,7 @@ pub struct RelayParams {
 struct Ctx {
     me: PeerId,
     advertised: SocketAddr,
+    advertised_tcp: Option<SocketAddr>,
     switch: Arc<Switch>,
     data_port: u16,
 }
@@ -121,6 +125,7 @@ impl Ctx {
             calls: counts.calls,
             legs: counts.legs,
             max_legs: counts.max_legs,
+            tcp: self.advertised_tcp,
         }
     }
 }
@@ -163,6 +168,14 @@ pub async fn start(
     let ctx = Arc::new(Ctx {
         me: id,
         advertised: params.advertise.unwrap_or(quic),
+        // A TCP port bound on every IP is on the advertised IP when one is set, else
+        // on the IP reports come from (the supernode resolves an unspecified IP).
+        advertised_tcp: params.tcp.map(|t| match params.advertise {
+            Some(a) if t.ip().is_unspecified() && !a.ip().is_unspecified() => {
+                SocketAddr::new(a.ip(), t.port())
+            }
+            _ => t,
+        }),
         switch,
         data_port: plane.addr.port(),
     });

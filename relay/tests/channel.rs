@@ -40,6 +40,7 @@ impl World {
                 config: RelayConfig::default(),
                 supernodes: vec![],
                 advertise: None,
+                tcp: None,
                 data_listen: None,
                 data_threads: 2,
                 max_joins_per_ip: 0,

@@ -59,6 +59,7 @@ async fn a_call_carries_on_while_the_relay_clock_steps_by_minutes() {
             config,
             supernodes: vec![],
             advertise: None,
+            tcp: None,
             data_listen: None,
             data_threads: 1,
             max_joins_per_ip: 0,

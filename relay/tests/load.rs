@@ -51,6 +51,7 @@ async fn the_relay_reports_its_load_and_answers_load_queries() {
             },
             supernodes: vec![sn_addr.to_string()],
             advertise: Some("192.0.2.9:4434".parse().unwrap()),
+            tcp: None,
             data_listen: None,
             data_threads: 0,
             max_joins_per_ip: 0,

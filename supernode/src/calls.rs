@@ -282,7 +282,11 @@ impl CallRouter {
                     expires_at: t + MAX_TOKEN_LIFETIME,
                 }
                 .sign(&self.identity);
-                RelayGrant { relay, token }
+                RelayGrant {
+                    relay,
+                    tcp: self.relays.tcp(&relay.id),
+                    token,
+                }
             })
             .collect()
     }

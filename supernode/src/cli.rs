@@ -38,10 +38,13 @@ pub struct RunArgs {
     /// An existing supernode to join the overlay through (repeatable).
     #[arg(long = "join", value_name = "HOST:PORT")]
     pub join: Vec<String>,
-    /// Key file; created with a new identity if missing. Default: supernode.key.
+    /// Key file; created with a new identity if missing. Default: supernode.key in the
+    /// working directory (give a path in a state directory).
     #[arg(long)]
     pub key: Option<PathBuf>,
-    /// UDP address for STUN binding requests. Default: the QUIC port + 1 on the same IP.
+    /// UDP address for STUN binding requests (advertised to clients, so any port works).
+    /// Default: the --listen IP, port 3478 (STUN's own; an ephemeral port when --listen
+    /// has port 0).
     #[arg(long)]
     pub stun_listen: Option<SocketAddr>,
     /// A second IP of this host for RFC 5780 NAT behaviour discovery: STUN then answers
@@ -60,14 +63,20 @@ pub struct RunArgs {
     /// tcp_listen).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// TCP address for clients whose networks drop UDP (QUIC over TCP). Default: the
-    /// QUIC address's IP and port, over TCP.
+    /// TCP address for clients whose networks drop UDP (QUIC over TCP), advertised to
+    /// clients (any port works). Default: the --listen IP and port number, over TCP.
     #[arg(long)]
     pub tcp_listen: Option<SocketAddr>,
     /// TCP address to serve Prometheus metrics (`/metrics`) and `/health` on. Default: off.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
 }
+
+/// STUN's port (RFC 8489 §18.6): the default STUN address's, advertised like any other.
+pub const STUN_PORT: u16 = 3478;
+
+/// The default key file, in the working directory.
+pub const DEFAULT_KEY: &str = "supernode.key";
 
 /// The file form of [`RunArgs`].
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +103,9 @@ pub struct Settings {
     pub join: Vec<String>,
     pub key: PathBuf,
     pub stun_listen: SocketAddr,
+    /// `stun_listen` is the default (neither flag nor file set it): if port 3478 is
+    /// taken, STUN may answer on an ephemeral port instead (it is advertised).
+    pub stun_default: bool,
     pub stun_alternate_ip: Option<IpAddr>,
     pub relays: Vec<String>,
     pub relay_keys: Vec<parley_proto::PeerId>,
@@ -125,13 +137,10 @@ impl RunArgs {
         let key = self
             .key
             .or(file.key)
-            .unwrap_or_else(|| PathBuf::from("supernode.key"));
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY));
+        let stun_default = self.stun_listen.is_none() && file.stun_listen.is_none();
         let stun_listen = self.stun_listen.or(file.stun_listen).unwrap_or_else(|| {
-            let port = if listen.port() == 0 {
-                0
-            } else {
-                listen.port().wrapping_add(1)
-            };
+            let port = if listen.port() == 0 { 0 } else { STUN_PORT };
             SocketAddr::new(listen.ip(), port)
         });
         let relays = if self.relay.is_empty() {
@@ -161,6 +170,7 @@ impl RunArgs {
             join,
             key,
             stun_listen,
+            stun_default,
             relays,
         })
     }
@@ -171,7 +181,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flags_override_the_file_and_stun_defaults_to_port_plus_one() {
+    fn flags_override_the_file_and_stun_defaults_to_its_own_port() {
         let dir = std::env::temp_dir().join(format!("sn-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("sn.toml");
@@ -183,7 +193,7 @@ mod tests {
         let cli = Cli::parse_from(["supernode", "--config", path.to_str().unwrap()]);
         let s = cli.run.settings().unwrap();
         assert_eq!(s.listen.port(), 7000);
-        assert_eq!(s.stun_listen.port(), 7001);
+        assert_eq!(s.stun_listen.port(), STUN_PORT);
         assert_eq!(s.join, vec!["127.0.0.1:7100".to_string()]);
         let cli = Cli::parse_from([
             "supernode",

@@ -24,12 +24,15 @@ async fn main() -> Result<()> {
     parley_net::init_logging("info");
     let cli = cli::Cli::parse();
     if let Some(cli::Command::Id { key, create }) = cli.command {
-        parley_net::print_server_id(&key, create).with_context(|| {
-            format!(
-                "no key printed (pass --create to make a new one at {})",
-                key.display()
-            )
-        })?;
+        if let Err(e) = parley_net::print_server_id(&key, create) {
+            if let keyfile::KeyFileError::Missing(path) = &e {
+                anyhow::bail!(
+                    "no supernode key at {p}: create one with `supernode id --create --key {p}` (a supernode started with --key {p} also creates it)",
+                    p = path.display()
+                );
+            }
+            return Err(e).context("cannot print the supernode id");
+        }
         return Ok(());
     }
     let settings = cli.run.settings()?;
@@ -39,28 +42,30 @@ async fn main() -> Result<()> {
     let tunnel_identity = identity.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutdown_rx2 = shutdown_rx.clone();
+    // Bound first, so that Welcome advertises it (any port: clients never derive it).
+    let tunnel = parley_net::tcp_tunnel::bind(settings.tcp_listen.unwrap_or(settings.listen))
+        .await
+        .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+    let tcp = tunnel.addr;
     let (bound, serve) = server::start(
         server::ServerParams {
             identity,
             listen: settings.listen,
             stun_listen: settings.stun_listen,
+            stun_fallback: settings.stun_default,
             stun_alternate_ip: settings.stun_alternate_ip,
             join: settings.join,
             relays: settings.relays,
             relay_keys: settings.relay_keys,
+            tcp: Some(tcp),
             limits: Default::default(),
         },
         shutdown_rx.clone(),
     )
     .await?;
-    let tcp = parley_net::tcp_tunnel::start(
-        settings.tcp_listen,
-        bound.quic,
-        &tunnel_identity,
-        shutdown_rx,
-    )
-    .await
-    .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+    tunnel
+        .serve(bound.quic, &tunnel_identity, shutdown_rx)
+        .context("cannot serve the TCP tunnel")?;
     let metrics = match settings.metrics {
         Some(addr) => {
             let bound = parley_net::metrics_http::serve(addr, Arc::new(|| {}), shutdown_rx2)

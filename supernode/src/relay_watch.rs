@@ -25,11 +25,12 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 /// Where clients should dial a relay: its reported address, or, if it listens on an
 /// unspecified IP, the IP its report came from.
 pub fn dial_address(load: &RelayLoad, seen_from: SocketAddr) -> SocketAddr {
-    if load.listen.ip().is_unspecified() {
-        SocketAddr::new(seen_from.ip(), load.listen.port())
+    let ip = if load.listen.ip().is_unspecified() {
+        seen_from.ip()
     } else {
-        load.listen
-    }
+        load.listen.ip()
+    };
+    SocketAddr::new(ip.to_canonical(), load.listen.port())
 }
 
 /// Polls the relay at `addr` until shutdown, recording its load.

@@ -73,6 +73,21 @@ impl RelayDirectory {
         self.lock().entries.get(id).map(|(_, c, _)| c.addr)
     }
 
+    /// The TCP fallback the relay `id` advertised in its last report, its unspecified IP
+    /// (if any) replaced by the IP clients dial its QUIC address at.
+    pub fn tcp(&self, id: &PeerId) -> Option<std::net::SocketAddr> {
+        let inner = self.lock();
+        let (load, contact, _) = inner.entries.get(id)?;
+        load.tcp.map(|t| {
+            let ip = if t.ip().is_unspecified() {
+                contact.addr.ip()
+            } else {
+                t.ip()
+            };
+            std::net::SocketAddr::new(ip.to_canonical(), t.port())
+        })
+    }
+
     /// Records the load of the relay at `contact` (where clients will dial; the caller
     /// has checked that the relay answers there with its key). Ignored for a relay
     /// that is not admitted, or a new one when the directory is full. Announces a
@@ -135,6 +150,7 @@ mod tests {
                 calls: legs / 2,
                 legs,
                 max_legs: 100,
+                tcp: Some(([0, 0, 0, 0], 443).into()),
             },
         )
     }
@@ -148,6 +164,7 @@ mod tests {
         dir.update(t, rogue, rogue_load);
         dir.update(t, good, good_load);
         assert_eq!(dir.choose(t, 5), vec![good]);
+        assert_eq!(dir.tcp(&good.id), Some(([127, 0, 0, 1], 443).into()));
         assert!(!dir.admits(&rogue.id));
         // A --relay HOST:PORT relay is admitted once its key is pinned.
         let (polled, polled_load) = relay(0, 3);

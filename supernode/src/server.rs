@@ -15,7 +15,7 @@ use parley_net::{
 use parley_proto::call::signal::CallSignal;
 use parley_proto::codec::WireMessage;
 use parley_proto::messages::{
-    ClientToSupernode, Refusal, RefusalCode, SupernodeReply, SupernodeToClient,
+    ClientToSupernode, Refusal, RefusalCode, ServerEndpoints, SupernodeReply, SupernodeToClient,
     SupernodeToSupernode, ALPN_CLIENT, ALPN_OVERLAY, MAX_CONTACTS,
 };
 use parley_proto::overlay::{Overlay, OverlayConfig};
@@ -42,6 +42,10 @@ pub struct ServerParams {
     pub identity: Identity,
     pub listen: SocketAddr,
     pub stun_listen: SocketAddr,
+    /// If `stun_listen` cannot be bound (the default port 3478 taken by another
+    /// supernode on this host), bind an ephemeral port on its IP instead, with a
+    /// warning: clients use the advertised STUN address, whatever its port.
+    pub stun_fallback: bool,
     /// A second IP for RFC 5780 change-IP answers (`--stun-alternate-ip`).
     pub stun_alternate_ip: Option<std::net::IpAddr>,
     pub join: Vec<String>,
@@ -49,6 +53,8 @@ pub struct ServerParams {
     pub relays: Vec<String>,
     /// Keys of relays that may report in (`--relay-key`).
     pub relay_keys: Vec<PeerId>,
+    /// The bound TCP fallback (`--tcp-listen`), advertised to clients.
+    pub tcp: Option<SocketAddr>,
     /// Admission caps, timeouts and quotas (see `limits.rs`, docs/security.md).
     pub limits: Limits,
 }
@@ -103,8 +109,19 @@ pub async fn start_with(
         .local_addr()
         .context("reading the bound QUIC address")?;
     // RFC 5780: a second port, and with --stun-alternate-ip a second IP.
-    let stun_sockets =
-        crate::stun_service::bind(params.stun_listen, params.stun_alternate_ip).await?;
+    let alt = params.stun_alternate_ip;
+    let stun_sockets = match crate::stun_service::bind(params.stun_listen, alt).await {
+        Err(e) if params.stun_fallback => {
+            let any = SocketAddr::new(params.stun_listen.ip(), 0);
+            let sockets = crate::stun_service::bind(any, alt).await?;
+            tracing::warn!(
+                "{e:#}; STUN answers on {} instead (advertised to clients; --stun-listen chooses)",
+                sockets.layout.primary
+            );
+            sockets
+        }
+        r => r?,
+    };
     let stun = stun_sockets.layout.primary;
     let id = params.identity.peer_id();
     let me = Contact { id, addr: quic };
@@ -119,6 +136,11 @@ pub async fn start_with(
     let ctx = Ctx {
         endpoint: endpoint.clone(),
         me: id,
+        endpoints: ServerEndpoints {
+            quic: Some(quic),
+            tcp: params.tcp,
+            stun: Some(stun),
+        },
         driver: driver.clone(),
         router: CallRouter::new(
             params.identity.clone(),
@@ -173,6 +195,8 @@ pub async fn start_with(
 struct Ctx {
     endpoint: Endpoint,
     me: PeerId,
+    /// What Welcome and Endpoints advertise (unspecified IPs: "where you reached me").
+    endpoints: ServerEndpoints,
     driver: DriverHandle,
     router: CallRouter,
     limiter: ConnLimiter,
@@ -260,7 +284,7 @@ async fn serve_connection(conn: Connection, ctx: Ctx, _permit: ConnPermit) -> Re
     let peer = peer_id_of(&conn)?;
     let contact = Contact {
         id: peer,
-        addr: conn.remote_address(),
+        addr: canonical(conn.remote_address()),
     };
     let alpn = alpn_of(&conn);
     tracing::debug!(peer = %contact.addr, id = %peer.short(), "connection accepted");
@@ -349,7 +373,7 @@ async fn serve_stream(
     }
     let reply = match ClientToSupernode::decode(&first) {
         Ok(request) => {
-            let reply = client_reply(request, conn, ctx.me, from, &ctx.driver);
+            let reply = client_reply(request, conn, ctx, from);
             match tokio::time::timeout(within, reply).await {
                 Ok(Some(reply)) => reply,
                 Ok(None) => return Ok(()),
@@ -364,6 +388,12 @@ async fn serve_stream(
     write_frame(&mut send, &reply).await
 }
 
+/// An address as IPv4 when it is IPv4 (a dual-stack socket reports IPv4 peers as
+/// IPv4-mapped IPv6): what clients store, advertise and dial.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
 fn malformed(e: &impl std::fmt::Display) -> Refusal {
     Refusal {
         code: RefusalCode::Malformed,
@@ -375,15 +405,17 @@ fn malformed(e: &impl std::fmt::Display) -> Refusal {
 async fn client_reply(
     request: ClientToSupernode,
     conn: &Connection,
-    me: PeerId,
+    ctx: &Ctx,
     from: Contact,
-    driver: &DriverHandle,
 ) -> Option<SupernodeToClient> {
+    let driver = &ctx.driver;
     Some(match request {
         ClientToSupernode::Hello => SupernodeToClient::Welcome {
-            supernode: me,
-            observed: conn.remote_address(),
+            supernode: ctx.me,
+            observed: canonical(conn.remote_address()),
+            endpoints: ctx.endpoints,
         },
+        ClientToSupernode::Endpoints => SupernodeToClient::Endpoints(ctx.endpoints),
         ClientToSupernode::Publish(record) if record.record.id != from.id => {
             tracing::warn!(peer = %from.addr, "client tried to publish another identity's record");
             SupernodeToClient::Refused(Refusal {

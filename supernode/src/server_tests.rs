@@ -20,10 +20,12 @@ async fn supernode(limits: Limits) -> Running {
         identity: Identity::generate(),
         listen: "127.0.0.1:0".parse().unwrap(),
         stun_listen: "127.0.0.1:0".parse().unwrap(),
+        stun_fallback: false,
         stun_alternate_ip: None,
         join: vec![],
         relays: vec![],
         relay_keys: vec![],
+        tcp: None,
         limits,
     };
     // Open, so that the relays the tests add by hand are handed out.
@@ -47,6 +49,7 @@ fn add_relay(r: &Running) {
         calls: 0,
         legs: 0,
         max_legs: 100,
+        tcp: None,
     };
     r.relays.update(driver::now(), Contact { id, addr }, load);
 }

@@ -45,6 +45,7 @@ async fn evil_relay(supernodes: &[SocketAddr]) -> SocketAddr {
             calls: 0,
             legs: 0,
             max_legs: 1000,
+            tcp: None,
         };
         let ack: SupernodeToRelay = request(
             &conn,

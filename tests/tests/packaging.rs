@@ -215,3 +215,59 @@ fn which(name: &str) -> Result<PathBuf> {
         .find(|p| p.exists())
         .with_context(|| format!("{name} not on PATH"))
 }
+
+/// The default `--help` states for `flag` ("Default 100", "Default: relay.key",
+/// "[default: 20]"): its first word.
+fn help_default(help: &str, flag: &str) -> Option<String> {
+    let start = help.find(&format!("{flag} <"))?;
+    let rest = &help[start + flag.len()..];
+    let para = rest.split("\n      --").next()?;
+    let after = para.split_once("efault")?.1;
+    let word = after
+        .trim_start_matches([':', ' '])
+        .split_whitespace()
+        .next()?;
+    Some(
+        word.trim_end_matches(['.', ',', ')', ';', ']'])
+            .trim_matches('"')
+            .to_string(),
+    )
+}
+
+/// Every active line of a sample config holds the binary's own default, as its
+/// `--help` states it (commented lines are examples; `listen` and `trust` are
+/// required and have none; an empty list is "none").
+#[test]
+fn sample_configs_hold_the_binaries_defaults() -> Result<()> {
+    for (name, required) in [
+        ("supernode", &["listen"][..]),
+        ("relay", &["listen", "trust"]),
+    ] {
+        let help = Command::new(bin(name)?).arg("--help").output()?;
+        let help = String::from_utf8(help.stdout)?;
+        let path = repo().join(format!("packaging/{name}.toml"));
+        let sample: toml::Table = toml::from_str(&std::fs::read_to_string(&path)?)?;
+        for (key, value) in &sample {
+            if required.contains(&key.as_str()) {
+                continue;
+            }
+            if value.as_array().is_some_and(|a| a.is_empty()) {
+                continue;
+            }
+            let flag = format!("--{}", key.replace('_', "-"));
+            let default = help_default(&help, &flag)
+                .with_context(|| format!("{name} --help states no default for {flag}"))?;
+            let shown = match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            assert_eq!(
+                shown,
+                default,
+                "{}: {key} = {value} but {name} --help says the default is {default}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}

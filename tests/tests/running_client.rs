@@ -404,7 +404,7 @@ fn bad_inputs_fail_before_going_online_with_distinct_exit_codes() -> anyhow::Res
     assert_eq!(ran.code, 1, "{ran:?}");
     assert_eq!(ran.event("error").unwrap()["exit_code"], 1);
     let ran = run(alice.path(), &["status", "--json"], &[], T)?;
-    assert_eq!(ran.code, 0);
+    assert_eq!(ran.code, 1, "no running client: {ran:?}");
     assert_eq!(ran.event("status").unwrap()["online"], false);
 
     // A usage error from the command line itself is 2 too.

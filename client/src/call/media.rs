@@ -107,10 +107,17 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
             Some(event) = path_events.recv() => match event {
                 PathEvent::Up(kind, conn) => {
                     read_datagrams(kind, conn.clone(), dgram_tx.clone());
+                    // Both punches of a direct path can succeed: the second connection
+                    // replaces the first without a second "path up".
+                    let was_up = paths.open().any(|(k, _)| k == kind);
                     paths.add(kind, conn);
                     let now_on = paths.current().map(|(k, _)| k);
-                    out.event("path", json!({"path": kind.name(), "sending_on": now_on.map(PathKind::name)}),
-                        format!("{} path up; sending on {}", kind.name(), now_on.map(PathKind::name).unwrap_or("none")));
+                    if was_up {
+                        tracing::debug!(path = kind.name(), "path replaced by a newer connection");
+                    } else {
+                        out.event("path", json!({"path": kind.name(), "sending_on": now_on.map(PathKind::name)}),
+                            format!("{} path up; sending on {}", kind.name(), now_on.map(PathKind::name).unwrap_or("none")));
+                    }
                     last_heard = Instant::now();
                 }
                 PathEvent::Failed(kind, why) => {

@@ -17,6 +17,7 @@ use parley_proto::presence::CandidateAddr;
 use parley_proto::{Identity, PeerId};
 use quinn::{Connection, Endpoint};
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,14 +98,28 @@ pub async fn talk(
 ) -> anyhow::Result<stats::CallStats> {
     let control = call.control.clone();
     let (events_tx, events) = mpsc::channel(8);
+    // Through the TCP tunnel a relay is dialed at the TCP fallback its grant names; a
+    // relay without one is unreachable from here (its path fails, saying so).
+    let relays = if call.over_tcp {
+        call.relays
+            .into_iter()
+            .map(|mut g| {
+                g.relay.addr = g.tcp.unwrap_or(SocketAddr::new(g.relay.addr.ip(), 0));
+                g
+            })
+            .collect()
+    } else {
+        call.relays
+    };
     let paths_tried = paths::establish(
         paths::PathSetup {
             endpoint: call.endpoint,
             identity: call.identity,
             peer: call.peer,
             peer_candidates: call.peer_candidates,
-            relays: call.relays,
+            relays,
             policy: opts.paths,
+            over_tcp: call.over_tcp,
         },
         call.direct_in,
         events_tx,

@@ -94,7 +94,14 @@ pub struct PathSetup {
     /// Relays granted for the call, preferred first; every one is joined.
     pub relays: Vec<RelayGrant>,
     pub policy: PathPolicy,
+    /// Our datagrams go through the TCP tunnel (UDP blocked here): relay legs get
+    /// longer to come up (TCP retransmits a lost SYN after 1 s, then 3 s) and carry
+    /// media inside QUIC (the relay's UDP media channel cannot be reached).
+    pub over_tcp: bool,
 }
+
+/// How long a relay leg may take to join through the TCP tunnel.
+const RELAY_TCP_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Brings the paths up concurrently, reporting each on `events` as it happens.
 ///
@@ -131,11 +138,12 @@ pub fn establish(
                 events.clone(),
                 grant.clone(),
             );
+            let over_tcp = setup.over_tcp;
             let kind = PathKind::Relay(i as u8);
             tokio::spawn(async move {
                 let mut rejoins = 0;
                 loop {
-                    let leg = match join(&endpoint, &identity, &grant).await {
+                    let leg = match join(&endpoint, &identity, &grant, over_tcp).await {
                         Ok(leg) => Arc::new(leg),
                         Err(e) if rejoins == 0 => {
                             let _ = events.send(PathEvent::Failed(kind, e)).await;
@@ -237,19 +245,22 @@ async fn join(
     endpoint: &Endpoint,
     identity: &Identity,
     grant: &RelayGrant,
+    over_tcp: bool,
 ) -> Result<MediaLeg, String> {
-    let mut leg = parley_relay::join_relay(
-        endpoint,
-        identity,
-        grant.relay,
-        &grant.token,
-        DIRECT_TIMEOUT,
-    )
-    .await
-    .map_err(|e| format!("relay {}: {e}", grant.relay.addr))?;
+    let timeout = if over_tcp {
+        RELAY_TCP_TIMEOUT
+    } else {
+        DIRECT_TIMEOUT
+    };
+    let mut leg = parley_relay::join_relay(endpoint, identity, grant.relay, &grant.token, timeout)
+        .await
+        .map_err(|e| format!("relay {}: {e}", grant.relay.addr))?;
     leg.wait_paired(PAIR_TIMEOUT)
         .await
         .map_err(|e| format!("relay {}: {e}", grant.relay.addr))?;
+    if over_tcp {
+        return Ok(MediaLeg::inside_quic(leg));
+    }
     Ok(MediaLeg::open(leg).await)
 }
 

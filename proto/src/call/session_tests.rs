@@ -158,6 +158,7 @@ fn grant(issuer: &Identity, offer: &CallOffer, parties: [PeerId; 2]) -> RelayGra
             id: relay,
             addr: ([127, 0, 0, 1], 9).into(),
         },
+        tcp: None,
         token,
     }
 }

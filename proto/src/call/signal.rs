@@ -13,6 +13,7 @@ use crate::presence::{CandidateAddr, Contact, MAX_ADDRESSES, MAX_DISPLAY_NAME, M
 use crate::relay::token::{CallId, SignedRelayToken};
 use crate::time::{skew_secs, Timestamp, MAX_CLOCK_SKEW};
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -211,6 +212,9 @@ impl RelayGrant {
 pub struct RelayGrant {
     /// The relay.
     pub relay: Contact,
+    /// The relay's TCP fallback (QUIC over TCP), for a party whose UDP is blocked;
+    /// `None` if the relay has none.
+    pub tcp: Option<SocketAddr>,
     /// The token both legs present.
     pub token: SignedRelayToken,
 }

@@ -77,6 +77,9 @@ pub struct RelayLoad {
     pub legs: u32,
     /// The most legs the relay admits.
     pub max_legs: u32,
+    /// Its QUIC-over-TCP tunnel for clients whose networks drop UDP, if it has one
+    /// (an unspecified IP means the report's source IP, as for `listen`).
+    pub tcp: Option<SocketAddr>,
 }
 
 /// Why a relay refused a request.
@@ -201,6 +204,7 @@ mod tests {
             calls: 3,
             legs: 5,
             max_legs: 100,
+            tcp: Some("192.0.2.1:443".parse().unwrap()),
         };
         for m in [
             ClientToRelay::Join(signed_token()),
