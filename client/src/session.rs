@@ -7,7 +7,7 @@ use crate::home::{Home, KnownHost};
 use crate::output::Printer;
 use crate::supernode_link::{local_ip_towards, resolve_bootstrap, SupernodeLink};
 use anyhow::{bail, Context, Result};
-use parley_net::clock::{now, until};
+use parley_net::clock::{both, mono_until};
 use parley_proto::attach::{AttachAction, AttachConfig, Attachment};
 use parley_proto::call::signal::CallSignal;
 use parley_proto::messages::{ClientToSupernode, RefusalCode, SupernodeToClient};
@@ -292,7 +292,7 @@ impl Shell {
             &bootstrap,
             &cache,
             local,
-            now(),
+            both(),
         );
         if let Some(n) = nat {
             machine.set_nat(n.nat);
@@ -313,18 +313,18 @@ impl Shell {
             }
             let sleep = machine
                 .poll_timeout()
-                .map(until)
+                .map(mono_until)
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 _ = stop.changed() => break,
-                _ = tokio::time::sleep(sleep) => machine.handle_timeout(now()),
+                _ = tokio::time::sleep(sleep) => machine.handle_timeout(both()),
                 Some(report) = rx.recv() => match report {
                     Report::Dialed(addr, link) => {
                         let outcome = link.as_ref().map(|l| (l.id, l.observed));
                         if let Some(link) = &link {
                             let quic = link.endpoints.quic.unwrap_or(addr);
                             if over_tcp {
-                                machine.set_quic_address(now(), addr, quic);
+                                machine.set_quic_address(both(), addr, quic);
                             }
                             book.insert(link.id, KnownHost {
                                 contact: Contact { id: link.id, addr: if over_tcp { quic } else { addr } },
@@ -338,13 +338,13 @@ impl Shell {
                             links.insert(addr, link);
                             links_tx.send_replace(links.values().cloned().collect());
                         }
-                        machine.handle_dialed(now(), addr, outcome);
+                        machine.handle_dialed(both(), addr, outcome);
                         save_cache(home, &machine, &book, over_tcp);
                     }
                     Report::Lost(addr) => {
                         links.remove(&addr);
                         links_tx.send_replace(links.values().cloned().collect());
-                        machine.handle_lost(now(), addr);
+                        machine.handle_lost(both(), addr);
                     }
                     Report::Published(to, result) => {
                         match &result {
@@ -356,13 +356,13 @@ impl Shell {
                                 format!("publishing via {} failed, a clock is wrong: {why}", to.addr)),
                         }
                         match result {
-                            Err(Refused { clock: true, .. }) => machine.handle_refused_for_clock(now(), to),
-                            _ => machine.handle_published(now(), to, result.is_ok()),
+                            Err(Refused { clock: true, .. }) => machine.handle_refused_for_clock(both(), to),
+                            _ => machine.handle_published(both(), to, result.is_ok()),
                         }
                     }
                     // Learned supernodes are QUIC addresses: useless through the tunnel.
                     Report::Learned(contacts) if !over_tcp => {
-                        machine.learn_supernodes(now(), &contacts);
+                        machine.learn_supernodes(both(), &contacts);
                         save_cache(home, &machine, &book, over_tcp);
                     }
                     Report::Learned(_) => {}

@@ -143,3 +143,29 @@ pub fn local_ip_towards(to: SocketAddr) -> Option<std::net::IpAddr> {
     socket.connect(to).ok()?;
     socket.local_addr().ok().map(|a| a.ip())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bootstrap_addresses_name_quic_or_the_tcp_fallback_explicitly() {
+        let targets = [
+            "127.0.0.1:4433".to_string(),
+            "tcp://127.0.0.1:443".to_string(),
+            "[::1]:4433".to_string(),
+        ];
+        let b = resolve_bootstrap(&targets).await.unwrap();
+        assert_eq!(
+            b.quic,
+            vec![
+                "127.0.0.1:4433".parse().unwrap(),
+                "[::1]:4433".parse().unwrap()
+            ]
+        );
+        assert_eq!(b.tcp, vec!["127.0.0.1:443".parse().unwrap()]);
+        assert!(resolve_bootstrap(&["tcp://nowhere".to_string()])
+            .await
+            .is_err());
+    }
+}

@@ -11,6 +11,7 @@
 //! forwards. Neither touches [`mono`]. Both are for tests; do not set them in
 //! production.
 
+use parley_proto::time::Now;
 use parley_proto::{Mono, Timestamp};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -38,6 +39,14 @@ fn origin() -> Instant {
 /// Monotonic milliseconds since this process first asked.
 pub fn mono() -> Mono {
     Mono(origin().elapsed().as_millis() as u64)
+}
+
+/// Both clocks at once, for machines that time on one and sign with the other.
+pub fn both() -> Now {
+    Now {
+        mono: mono(),
+        wall: now(),
+    }
 }
 
 /// How long from `mono()` until `at` (zero if it has passed).

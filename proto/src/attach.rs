@@ -9,13 +9,18 @@
 //! Driving: call [`Attachment::handle_timeout`] at [`Attachment::poll_timeout`], report
 //! dial and publish outcomes with the `handle_*` methods, and drain
 //! [`Attachment::poll_action`] after every call.
+//!
+//! Time comes in as [`Now`]: every retry and republish timer runs on its monotonic half
+//! (a wall-clock step neither freezes a re-dial nor fires every republication at once);
+//! the wall half is used only for what is signed, the record's expiry and sequence
+//! number.
 
 use crate::identity::{Identity, PeerId};
 use crate::presence::{
     AddressKind, CandidateAddr, Contact, NatType, PresenceRecord, SignedPresence, MAX_ADDRESSES,
     MAX_SUPERNODES,
 };
-use crate::time::Timestamp;
+use crate::time::{Mono, Now, Timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
@@ -105,9 +110,9 @@ struct Candidate {
     id: Option<PeerId>,
     state: State,
     failures: u32,
-    next_try: Timestamp,
+    next_try: Mono,
     /// When it last answered; never-seen bootstrap entries sort after known-good ones.
-    last_ok: Option<Timestamp>,
+    last_ok: Option<Mono>,
     /// Our address as this supernode saw it while attached.
     observed: Option<SocketAddr>,
     /// The QUIC address the supernode advertises, when we dial it elsewhere (its TCP
@@ -125,7 +130,7 @@ pub struct Attachment {
     seq: u64,
     rng: StdRng,
     nat: NatType,
-    next_republish: Option<Timestamp>,
+    next_republish: Option<Mono>,
     actions: VecDeque<AttachAction>,
 }
 
@@ -138,9 +143,9 @@ impl Attachment {
         bootstrap: &[SocketAddr],
         cache: &[Contact],
         local_addrs: Vec<SocketAddr>,
-        now: Timestamp,
+        now: Now,
     ) -> Attachment {
-        let seed = u64::from_le_bytes(identity_prefix(&identity)) ^ now.as_millis();
+        let seed = u64::from_le_bytes(identity_prefix(&identity)) ^ now.wall.as_millis();
         let mut a = Attachment {
             identity,
             display_name,
@@ -154,16 +159,16 @@ impl Attachment {
             actions: VecDeque::new(),
         };
         for contact in cache {
-            a.learn(contact.addr, Some(contact.id), Some(now));
+            a.learn(contact.addr, Some(contact.id), Some(now.mono));
         }
         for addr in bootstrap {
             a.learn(*addr, None, None);
         }
-        a.fill(now);
+        a.fill(now.mono);
         a
     }
 
-    fn learn(&mut self, addr: SocketAddr, id: Option<PeerId>, last_ok: Option<Timestamp>) {
+    fn learn(&mut self, addr: SocketAddr, id: Option<PeerId>, last_ok: Option<Mono>) {
         if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == addr) {
             if c.id.is_none() {
                 c.id = id;
@@ -178,7 +183,7 @@ impl Attachment {
             id,
             state: State::Idle,
             failures: 0,
-            next_try: Timestamp(0),
+            next_try: Mono(0),
             last_ok,
             observed: None,
             quic: None,
@@ -191,11 +196,11 @@ impl Attachment {
     }
 
     /// Supernodes learned from the overlay (e.g. a `Supernodes` reply).
-    pub fn learn_supernodes(&mut self, now: Timestamp, contacts: &[Contact]) {
+    pub fn learn_supernodes(&mut self, now: Now, contacts: &[Contact]) {
         for c in contacts {
             self.learn(c.addr, Some(c.id), None);
         }
-        self.fill(now);
+        self.fill(now.mono);
     }
 
     fn attached_count(&self) -> usize {
@@ -206,7 +211,7 @@ impl Attachment {
     }
 
     /// Starts dials until `target` attachments are attached or under way.
-    fn fill(&mut self, now: Timestamp) {
+    fn fill(&mut self, now: Mono) {
         while self.attached_count() < self.config.target {
             let attached_ids: Vec<PeerId> = self
                 .candidates
@@ -237,7 +242,7 @@ impl Attachment {
     /// or `None` if the dial or the hello failed.
     pub fn handle_dialed(
         &mut self,
-        now: Timestamp,
+        now: Now,
         addr: SocketAddr,
         outcome: Option<(PeerId, SocketAddr)>,
     ) {
@@ -252,18 +257,18 @@ impl Attachment {
                 // Failures are forgiven when a publication succeeds, not on connect:
                 // a supernode that accepts us but refuses our record must not be
                 // re-dialled in a tight loop.
-                c.last_ok = Some(now);
+                c.last_ok = Some(now.mono);
                 c.observed = Some(observed);
                 self.actions
                     .push_back(AttachAction::Attached(Contact { id, addr }));
                 self.republish(now);
             }
-            None => self.fail(now, i),
+            None => self.fail(now.mono, i),
         }
-        self.fill(now);
+        self.fill(now.mono);
     }
 
-    fn fail(&mut self, now: Timestamp, i: usize) {
+    fn fail(&mut self, now: Mono, i: usize) {
         let (min, max) = (self.config.retry_min, self.config.retry_max);
         let c = &mut self.candidates[i];
         c.state = State::Idle;
@@ -277,7 +282,7 @@ impl Attachment {
     /// drops UDP) advertises QUIC at `quic`: presence records name it there, since
     /// the supernodes that route calls to us reach it over UDP. Call after
     /// [`Attachment::handle_dialed`]; the next publication carries it.
-    pub fn set_quic_address(&mut self, now: Timestamp, addr: SocketAddr, quic: SocketAddr) {
+    pub fn set_quic_address(&mut self, now: Now, addr: SocketAddr, quic: SocketAddr) {
         if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == addr) {
             if c.quic != Some(quic) && quic != addr {
                 c.quic = Some(quic);
@@ -289,7 +294,7 @@ impl Attachment {
     }
 
     /// An attachment's connection was lost.
-    pub fn handle_lost(&mut self, now: Timestamp, addr: SocketAddr) {
+    pub fn handle_lost(&mut self, now: Now, addr: SocketAddr) {
         let Some(i) = self
             .candidates
             .iter()
@@ -301,8 +306,8 @@ impl Attachment {
             self.actions
                 .push_back(AttachAction::Detached(Contact { id, addr }));
         }
-        self.fail(now, i);
-        self.fill(now);
+        self.fail(now.mono, i);
+        self.fill(now.mono);
         self.republish(now);
     }
 
@@ -312,7 +317,7 @@ impl Attachment {
     /// re-dial loop); the record is signed again after `retry_max`, in case the clock
     /// was put right. The shell tells the user the refusal's text, which says which
     /// clock is off and by how much.
-    pub fn handle_refused_for_clock(&mut self, now: Timestamp, to: Contact) {
+    pub fn handle_refused_for_clock(&mut self, now: Now, to: Contact) {
         let attached = self
             .candidates
             .iter()
@@ -320,12 +325,12 @@ impl Attachment {
         if !attached {
             return;
         }
-        let retry = now + self.config.retry_max;
+        let retry = now.mono + self.config.retry_max;
         self.next_republish = Some(self.next_republish.map_or(retry, |t| t.min(retry)));
     }
 
     /// The outcome of a `Publish`; a refusal is treated like a lost attachment.
-    pub fn handle_published(&mut self, now: Timestamp, to: Contact, ok: bool) {
+    pub fn handle_published(&mut self, now: Now, to: Contact, ok: bool) {
         if ok {
             if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == to.addr) {
                 c.failures = 0;
@@ -336,15 +341,15 @@ impl Attachment {
     }
 
     /// Timers: retries that came due, and the periodic republish.
-    pub fn handle_timeout(&mut self, now: Timestamp) {
-        self.fill(now);
-        if self.next_republish.is_some_and(|t| t <= now) {
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.fill(now.mono);
+        if self.next_republish.is_some_and(|t| t <= now.mono) {
             self.republish(now);
         }
     }
 
-    /// When `handle_timeout` must next be called.
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
+    /// When `handle_timeout` must next be called, on the monotonic clock.
+    pub fn poll_timeout(&self) -> Option<Mono> {
         let retry = if self.attached_count() < self.config.target {
             self.candidates
                 .iter()
@@ -447,13 +452,13 @@ impl Attachment {
         .sign(&self.identity)
     }
 
-    fn republish(&mut self, now: Timestamp) {
+    fn republish(&mut self, now: Now) {
         let attached = self.attached();
         if attached.is_empty() {
             self.next_republish = None;
             return;
         }
-        let record = self.current_record(now);
+        let record = self.current_record(now.wall);
         for to in attached {
             self.actions.push_back(AttachAction::Publish {
                 to,
@@ -461,7 +466,7 @@ impl Attachment {
             });
         }
         let interval = self.config.republish_interval;
-        self.next_republish = Some(now + interval.mul_f64(self.rng.gen_range(0.9..=1.1)));
+        self.next_republish = Some(now.mono + interval.mul_f64(self.rng.gen_range(0.9..=1.1)));
     }
 
     /// Our addresses as the supernodes attached right now see them: the ones that

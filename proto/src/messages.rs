@@ -187,3 +187,26 @@ impl From<&crate::presence::RecordError> for Refusal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_endpoints_resolve_unspecified_ips_and_are_canonical() {
+        let e = ServerEndpoints {
+            quic: Some("[::]:4433".parse().expect("addr")),
+            tcp: Some("0.0.0.0:443".parse().expect("addr")),
+            stun: Some("[::ffff:192.0.2.7]:3478".parse().expect("addr")),
+        };
+        let reached: std::net::IpAddr = "::ffff:198.51.100.10".parse().expect("ip");
+        let r = e.resolved(reached);
+        assert_eq!(r.quic, Some("198.51.100.10:4433".parse().expect("addr")));
+        assert_eq!(r.tcp, Some("198.51.100.10:443".parse().expect("addr")));
+        assert_eq!(r.stun, Some("192.0.2.7:3478".parse().expect("addr")));
+        assert_eq!(
+            ServerEndpoints::default().resolved(reached),
+            Default::default()
+        );
+    }
+}

@@ -75,6 +75,27 @@ impl std::ops::Add<Duration> for Mono {
     }
 }
 
+/// Both clocks read at one instant, for machines that time things (on [`Mono`]) and
+/// sign things (with [`Timestamp`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// For timers and deadlines.
+    pub mono: Mono,
+    /// For what is signed: expiries, sequence numbers.
+    pub wall: Timestamp,
+}
+
+impl std::ops::Add<Duration> for Now {
+    type Output = Now;
+    /// Both clocks `d` later.
+    fn add(self, d: Duration) -> Now {
+        Now {
+            mono: self.mono + d,
+            wall: self.wall + d,
+        }
+    }
+}
+
 /// How far apart two honest machines' wall clocks may be: every signed expiry and
 /// freshness check (presence records, relay tokens, call offers) allows this much in
 /// either direction. Fifteen minutes covers a machine without NTP for weeks, a wrong time
