@@ -287,7 +287,7 @@ impl Answerer {
                 );
                 entry.outcome = "completed".into();
                 entry.duration_s = (stats.duration.as_secs_f64() * 10.0).round() / 10.0;
-                entry.path = stats.path.map(|p| p.name()).unwrap_or("none").into();
+                entry.path = stats.path().map(|p| p.name()).unwrap_or("none").into();
             }
             Err(e) => {
                 out.event(

@@ -182,8 +182,8 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     stats.duration = started.elapsed();
     stats.absorb(&session.stats());
     stats.ended_by = ended.to_string();
-    if stats.rtt.is_none() {
-        stats.rtt = stats.path.and_then(|k| paths.transport_rtt(k));
+    if stats.media.rtt.is_none() {
+        stats.media.rtt = stats.path().and_then(|k| paths.transport_rtt(k));
     }
     if ended.is_failure() {
         // Never a "completed" call of silence: the caller ends it with `call_end`
@@ -235,7 +235,7 @@ fn drain_events(
                     );
                 }
             }
-            MediaEvent::Target(t) => bitrate_event(out, &t, stats),
+            MediaEvent::Target(t) => bitrate_event(out, &t),
             MediaEvent::Stalled {
                 silent_ms,
                 gives_up_after_ms,
@@ -262,7 +262,7 @@ fn drain_events(
     ended
 }
 
-fn bitrate_event(out: Printer, t: &EncoderTarget, stats: &mut CallStats) {
+fn bitrate_event(out: Printer, t: &EncoderTarget) {
     let bps = t.bitrate_bps;
     let dred_ms = u32::from(t.dred_10ms) * 10;
     out.event(
@@ -275,5 +275,4 @@ fn bitrate_event(out: Printer, t: &EncoderTarget, stats: &mut CallStats) {
             dred_ms
         ),
     );
-    stats.bitrate_bps = bps;
 }

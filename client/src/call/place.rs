@@ -91,7 +91,7 @@ pub async fn run(session: &SessionHandle, p: PlaceCall<'_>) -> Result<CallOutcom
                 fields,
                 format!("call ended ({}): {}", stats.ended_by, stats.status_line()),
             );
-            let path = stats.path.map(|p| p.name()).unwrap_or("none");
+            let path = stats.path().map(|p| p.name()).unwrap_or("none");
             ("completed", stats.duration.as_secs_f64(), path)
         }
         Ok(CallOutcome::NotConnected(reason)) => {
