@@ -174,13 +174,13 @@ impl Answerer {
         match waited.map(|r| r.map(|signal| session.handle_signal(signal))) {
             Ok(Ok(true)) => {}
             Ok(_) => {
-                out.event(
-                    "call_end",
-                    json!({"outcome": "missed", "peer": caller.to_string()}),
+                self.end_unconnected(
+                    out,
+                    &mut entry,
+                    "missed",
+                    None,
                     format!("missed call from {label}"),
                 );
-                entry.outcome = "missed".into();
-                history::record(&self.home, &entry);
                 return Ok(());
             }
             Err(_) => tracing::warn!("no relay grant arrived; answering without a relay"),
@@ -207,13 +207,13 @@ impl Answerer {
         let audio = match (decision, audio) {
             (Decision::Accept, Ok(audio)) => audio,
             (Decision::Missed, _) => {
-                out.event(
-                    "call_end",
-                    json!({"outcome": "missed", "peer": caller.to_string()}),
+                self.end_unconnected(
+                    out,
+                    &mut entry,
+                    "missed",
+                    None,
                     format!("missed call from {label}"),
                 );
-                entry.outcome = "missed".into();
-                history::record(&self.home, &entry);
                 return Ok(());
             }
             _ => {
@@ -222,13 +222,8 @@ impl Answerer {
                     let _ = send_frame(&mut send, &s).await;
                 }
                 let _ = send.finish();
-                out.event(
-                    "call_end",
-                    json!({"outcome": "declined", "peer": caller.to_string()}),
-                    format!("declined the call from {label}"),
-                );
-                entry.outcome = "declined".into();
-                history::record(&self.home, &entry);
+                let text = format!("declined the call from {label}");
+                self.end_unconnected(out, &mut entry, "declined", None, text);
                 return Ok(());
             }
         };
@@ -244,13 +239,8 @@ impl Answerer {
                 relays,
             }) => (safety_code, peer_candidates, relays),
             Some(CallEvent::Ended(reason)) => {
-                out.event(
-                    "call_end",
-                    json!({"outcome": "failed", "reason": reason.to_string(), "peer": caller.to_string()}),
-                    format!("call ended: {reason}"),
-                );
-                entry.outcome = "failed".into();
-                history::record(&self.home, &entry);
+                let text = format!("call ended: {reason}");
+                self.end_unconnected(out, &mut entry, "failed", Some(reason.to_string()), text);
                 return Ok(());
             }
             _ => return Ok(()),
@@ -303,6 +293,25 @@ impl Answerer {
     }
 
     /// Asks the user while the call rings; the question goes away with the call.
+    /// Ends an incoming call that never carried audio: one `call_end` (with `reason` when
+    /// there is one) and its history line.
+    fn end_unconnected(
+        &self,
+        out: Printer,
+        entry: &mut Entry,
+        outcome: &str,
+        reason: Option<String>,
+        text: String,
+    ) {
+        let mut fields = json!({"outcome": outcome, "peer": entry.peer});
+        if let Some(reason) = reason {
+            fields["reason"] = json!(reason);
+        }
+        out.event("call_end", fields, text);
+        entry.outcome = outcome.into();
+        history::record(&self.home, entry);
+    }
+
     async fn ask(
         &self,
         out: Printer,
