@@ -21,8 +21,8 @@ use std::collections::VecDeque;
 
 /// Sample rate of all PCM in Parley, in Hz.
 pub const SAMPLE_RATE: u32 = 48_000;
-/// Samples in one 20 ms frame at [`SAMPLE_RATE`], mono.
-pub const FRAME_SAMPLES: usize = 960;
+/// Samples in one 20 ms frame at [`SAMPLE_RATE`], mono (the media engine's own constant).
+pub use parley_proto::media::FRAME_SAMPLES;
 /// Default encoder bitrate, in bits per second.
 pub const DEFAULT_BITRATE: i32 = 32_000;
 /// Default expected packet loss, in percent: none (no FEC until loss is measured).

@@ -114,6 +114,9 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     let started = Instant::now();
     let mut next_stats = started + STATS_EVERY;
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());
+    // One timer for the engine, moved only when its deadline moves (not a new one per
+    // datagram).
+    let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
 
     let ended = loop {
         flush(&mut session, &paths, &mut outbox);
@@ -133,6 +136,10 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         let Some(wake) = session.poll_timeout() else {
             continue;
         };
+        let deadline = clock.instant(wake);
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
         // Biased: what arrived is read before the engine's timer is served, so a stall of
         // this process is not taken for a silent peer.
         tokio::select! {
@@ -168,7 +175,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                 None if !paths.is_open(kind) => session.path_down(clock.now(), kind),
                 None => {}
             },
-            _ = tokio::time::sleep_until(clock.instant(wake)) => {
+            _ = &mut timer => {
                 session.handle_timeout(clock.now()).map_err(|e| anyhow!("audio: {e}"))?;
             }
         }
@@ -207,7 +214,7 @@ fn flush(session: &mut Session, paths: &MediaPaths, outbox: &mut Outbox) {
                 let _ = conn.send_datagram(t.bytes.into());
             }
             TransmitKind::Audio | TransmitKind::Control => {
-                let _ = outbox.send(conn, t.bytes);
+                outbox.send(conn, t.bytes);
             }
         }
     }

@@ -186,7 +186,8 @@ pub fn establish(
 
 /// Dials the peer and takes its dial; reports the first connection either way, and a
 /// failure only when neither worked in time. Later connections (a second punch
-/// succeeding) replace the first.
+/// succeeding) are reported too: `MediaPaths` keeps every open one and sends on the one
+/// the peer was last heard on.
 async fn direct_path(
     setup: PathSetup,
     mut direct_in: mpsc::Receiver<(PeerId, Connection)>,

@@ -47,7 +47,7 @@ impl CallStats {
 
     fn loss_percent(&self) -> f64 {
         let j = &self.media.jitter;
-        let expected = j.received.saturating_sub(j.duplicates + j.late) + j.lost;
+        let expected = j.received_in_time() + j.lost;
         if expected == 0 {
             0.0
         } else {

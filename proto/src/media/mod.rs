@@ -24,7 +24,7 @@ pub use jitter::JitterBuffer;
 pub use paths::PathKind;
 pub use session::{
     AudioPort, EncoderTarget, EndReason, HostError, MediaCodec, MediaEvent, MediaSession, PlayKind,
-    SessionConfig, SessionStats, Transmit, TransmitKind,
+    SessionConfig, SessionStats, Transmit, TransmitKind, FRAME_SAMPLES,
 };
 
 use std::time::Duration;
@@ -122,4 +122,12 @@ pub struct JitterStats {
     /// confirmed, or a flood of junk), discarded by a resynchronisation, or skipped to
     /// bring an over-long delay back down to the target.
     pub discarded: u64,
+}
+
+impl JitterStats {
+    /// Frames that arrived in time to be played: received minus duplicates and late
+    /// ones (what a receiver report counts as received).
+    pub fn received_in_time(&self) -> u64 {
+        self.received.saturating_sub(self.duplicates + self.late)
+    }
 }

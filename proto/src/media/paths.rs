@@ -41,7 +41,7 @@ struct Path {
 #[derive(Debug, Default)]
 pub struct PathSet {
     paths: Vec<Path>,
-    /// Paths still being set up: (kind, or None once failed with its reason).
+    /// Paths still being set up (a path leaves once it is up or has failed).
     pending: Vec<PathKind>,
     failures: Vec<(PathKind, String)>,
 }

@@ -389,7 +389,7 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
             let s = self.jitter.stats();
             if s.received > 0 {
                 let report = MediaFrame::Report {
-                    received: s.received.saturating_sub(s.duplicates + s.late),
+                    received: s.received_in_time(),
                     lost: s.lost,
                 };
                 if let Some(path) = self.current_path(now) {
@@ -538,7 +538,6 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                 }
             }
         }
-        self.stats.jitter = self.jitter.stats();
         self.events.push_back(MediaEvent::Ended(why.clone()));
         self.ended = Some(why);
     }

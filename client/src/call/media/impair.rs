@@ -41,19 +41,20 @@ impl Outbox {
     }
 
     /// Sends `datagram` on `conn` now, later, twice or never, as the impairment decides.
-    /// True if it was handed to the path (the impairment plays the network, so a datagram
-    /// it drops still counts as sent).
-    pub fn send(&mut self, conn: &PathConn, datagram: Vec<u8>) -> bool {
+    /// A datagram the path refuses (its queue full) is dropped, as the network would.
+    pub fn send(&mut self, conn: &PathConn, datagram: Vec<u8>) {
+        let datagram = bytes::Bytes::from(datagram);
         let Some(channel) = &mut self.channel else {
-            return conn.send_datagram(datagram.into()).is_ok();
+            let _ = conn.send_datagram(datagram);
+            return;
         };
         let sent = now();
-        let mut ok = true;
         for at in channel.send(sent) {
             let delay = at.since(sent);
-            let bytes = bytes::Bytes::from(datagram.clone());
+            // Copies share one buffer (a reference count, not a copy of the bytes).
+            let bytes = datagram.clone();
             if delay.is_zero() {
-                ok &= conn.send_datagram(bytes).is_ok();
+                let _ = conn.send_datagram(bytes);
             } else {
                 // The delayed copy keeps the path it was sent on, as a packet already on
                 // the wire would.
@@ -64,6 +65,5 @@ impl Outbox {
                 });
             }
         }
-        ok
     }
 }
