@@ -104,7 +104,6 @@ impl SessionHandle {
     }
 }
 
-/// What the tasks report back to the loop.
 /// Why a publication failed; `clock` when the supernode refused the record for the time
 /// in it (we had just signed it, so one of the two clocks is off by more than the skew
 /// allowed).
@@ -119,6 +118,7 @@ impl Refused {
     }
 }
 
+/// What the tasks report back to the loop.
 enum Report {
     Dialed(SocketAddr, Option<SupernodeLink>),
     Lost(SocketAddr),

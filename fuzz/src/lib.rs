@@ -90,8 +90,8 @@ pub fn call_signal(data: &[u8]) {
                     out.push(g.token.signature_valid());
                 }
             }
-            CallSignal::Accept(answer) => out.push(answer.answer.callee.to_bytes().len() == 32),
-            CallSignal::Declined(d) => out.push(d.decline.callee.to_bytes().len() == 32),
+            CallSignal::Accept(answer) => out.push(answer.signature_valid()),
+            CallSignal::Declined(d) => out.push(d.signature_valid()),
             _ => {}
         }
         out

@@ -83,15 +83,3 @@ fn offset_ms() -> i64 {
     }
     fixed.saturating_add(CACHED.load(Ordering::Relaxed))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mono_never_goes_backwards() {
-        let a = mono();
-        let b = mono();
-        assert!(b >= a);
-    }
-}

@@ -294,20 +294,6 @@ impl TunnelListener {
     }
 }
 
-/// Binds the tunnel's TCP port (`tcp_listen`, default: the QUIC address's number over
-/// TCP) and serves it in the background; returns its address.
-pub async fn start(
-    tcp_listen: Option<SocketAddr>,
-    quic: SocketAddr,
-    identity: &Identity,
-    shutdown: watch::Receiver<bool>,
-) -> Result<SocketAddr, crate::NetError> {
-    let listener = bind(tcp_listen.unwrap_or(quic)).await?;
-    let addr = listener.addr;
-    listener.serve(quic, identity, shutdown)?;
-    Ok(addr)
-}
-
 /// Serves tunnels on `listener` into the QUIC socket at `quic` (on this host) until
 /// `shutdown` turns true, within `limits`: a connection over a cap is closed at once.
 pub async fn serve_tunnel(
@@ -509,7 +495,9 @@ mod tests {
         let server = make_endpoint("127.0.0.1:0".parse().unwrap(), &server_id, &[b"t/1"]).unwrap();
         let quic = server.local_addr().unwrap();
         let (_stop, stop_rx) = watch::channel(false);
-        start(None, quic, &server_id, stop_rx).await.unwrap();
+        // The tunnel on the QUIC port's number, over TCP (any port would do).
+        let tunnel = bind(quic).await.unwrap();
+        tunnel.serve(quic, &server_id, stop_rx).unwrap();
         tokio::spawn(async move {
             let conn = server.accept().await.unwrap().await.unwrap();
             let d = conn.read_datagram().await.unwrap();

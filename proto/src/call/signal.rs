@@ -92,7 +92,8 @@ macro_rules! signed {
         }
 
         impl $name {
-            fn signature_ok(&self) -> bool {
+            #[doc = "Whether the signature is the signer's over this content (no other check)."]
+            pub fn signature_valid(&self) -> bool {
                 self.$field
                     .$signer
                     .verify(&signed_bytes($domain, &self.$field), &self.signature)
@@ -143,7 +144,7 @@ impl SignedOffer {
         {
             return Err(SignalError::TooLarge("offer"));
         }
-        if !self.signature_ok() {
+        if !self.signature_valid() {
             return Err(SignalError::BadSignature("offer"));
         }
         if o.callee != *me {
@@ -168,7 +169,7 @@ impl SignedAnswer {
         {
             return Err(SignalError::TooLarge("answer"));
         }
-        if !self.signature_ok() {
+        if !self.signature_valid() {
             return Err(SignalError::BadSignature("answer"));
         }
         if a.call_id != offer.call_id || a.callee != offer.callee {
@@ -181,7 +182,7 @@ impl SignedAnswer {
 impl SignedDecline {
     /// Checks the callee's signature and that it refuses `offer`.
     pub fn verify(&self, offer: &CallOffer) -> Result<&CallDecline, SignalError> {
-        if !self.signature_ok() {
+        if !self.signature_valid() {
             return Err(SignalError::BadSignature("decline"));
         }
         let d = &self.decline;
