@@ -7,6 +7,8 @@
 //! Time is milliseconds on the relay's monotonic clock (see [`super::pairing`]): a
 //! wall-clock step can neither freeze nor refill the buckets.
 
+use crate::quota::{KeyedQuota, Quota};
+use crate::time::Mono;
 use std::time::Duration;
 
 /// A leg's allowance: sustained rates, and how long a burst at zero may last before
@@ -114,13 +116,12 @@ impl Limiter {
 }
 
 /// Joins per source IP: each costs the relay an ed25519 verification, so a flood of
-/// them is capped before any is verified (issue 11, item 5).
+/// them is capped before any is verified (issue 11, item 5). A [`KeyedQuota`] per IP
+/// (bursts of three seconds' worth), on a monotonic clock from `epoch`.
 #[derive(Debug)]
 pub struct JoinLimiter {
-    limit: RateLimit,
-    max_ips: usize,
     epoch: std::time::Instant,
-    per_ip: std::collections::HashMap<std::net::IpAddr, Limiter>,
+    per_ip: KeyedQuota<std::net::IpAddr>,
 }
 
 impl JoinLimiter {
@@ -133,36 +134,18 @@ impl JoinLimiter {
     /// A limiter allowing `per_sec` joins per IP (bursts of three seconds' worth),
     /// tracking at most `max_ips` addresses, on a monotonic clock from `epoch`.
     pub fn new(per_sec: u32, max_ips: usize, epoch: std::time::Instant) -> JoinLimiter {
+        let quota = Quota::new(per_sec.saturating_mul(3), per_sec.saturating_mul(60));
         JoinLimiter {
-            limit: RateLimit {
-                packets_per_sec: per_sec,
-                bytes_per_sec: u32::MAX,
-                burst: Duration::from_secs(3),
-            },
-            max_ips,
             epoch,
-            per_ip: std::collections::HashMap::new(),
+            per_ip: KeyedQuota::new(quota, max_ips),
         }
     }
 
-    /// Whether a join from `ip` at `now` may go on to verification.
+    /// Whether a join from `ip` at `now` may go on to verification. A full table whose
+    /// addresses have not refilled (under attack) refuses new addresses.
     pub fn admit(&mut self, now: std::time::Instant, ip: std::net::IpAddr) -> bool {
         let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        if !self.per_ip.contains_key(&ip) && self.per_ip.len() >= self.max_ips {
-            // Forget addresses whose allowance has refilled: they are indistinguishable
-            // from new ones. If none has, the table is under attack: refuse.
-            let depth_ms = self.limit.burst.as_millis() as u64;
-            self.per_ip
-                .retain(|_, l| ms.saturating_sub(l.last) < depth_ms);
-            if self.per_ip.len() >= self.max_ips {
-                return false;
-            }
-        }
-        let limit = self.limit;
-        self.per_ip
-            .entry(ip)
-            .or_insert_with(|| Limiter::new(&limit, ms))
-            .admit(ms, 0)
+        self.per_ip.take(&ip, Mono(ms))
     }
 }
 
