@@ -5,7 +5,7 @@
 //! signature over any other Parley message.
 
 use crate::identity::PeerId;
-use crate::time::{Timestamp, MAX_CLOCK_SKEW};
+use crate::time::{check_expiry, ExpiryFault, Timestamp, MAX_CLOCK_SKEW};
 use crate::Identity;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -208,19 +208,11 @@ impl SignedPresence {
     /// expiry plus [`MAX_CLOCK_SKEW`], see [`PresenceRecord::lapses_at`]) and not expiring
     /// more than [`MAX_TTL`] + [`MAX_CLOCK_SKEW`] after it.
     pub fn check_time(&self, now: Timestamp) -> Result<(), RecordError> {
-        if self.record.lapses_at() <= now {
-            return Err(RecordError::Expired {
-                expires_at: self.record.expires_at,
-                now,
-            });
-        }
-        if self.record.expires_at > now + MAX_TTL + MAX_CLOCK_SKEW {
-            return Err(RecordError::ExpiryTooFar {
-                expires_at: self.record.expires_at,
-                now,
-            });
-        }
-        Ok(())
+        let expires_at = self.record.expires_at;
+        check_expiry(expires_at, now, MAX_TTL).map_err(|fault| match fault {
+            ExpiryFault::Lapsed => RecordError::Expired { expires_at, now },
+            ExpiryFault::TooFar => RecordError::ExpiryTooFar { expires_at, now },
+        })
     }
 
     /// Whether this record may replace `held`: a strictly higher sequence number, or the

@@ -103,6 +103,32 @@ impl std::ops::Add<Duration> for Now {
 /// and by how much).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 
+/// Why a signed expiry is out of the window [`check_expiry`] allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpiryFault {
+    /// Passed, even allowing [`MAX_CLOCK_SKEW`].
+    Lapsed,
+    /// Further out than the longest lifetime plus [`MAX_CLOCK_SKEW`].
+    TooFar,
+}
+
+/// The one clock-skew rule for signed expiries (presence records, relay tokens): valid
+/// until `expires_at` + [`MAX_CLOCK_SKEW`], and never more than `max_lifetime` +
+/// [`MAX_CLOCK_SKEW`] after `now` (the signer's clock may be off that much either way).
+pub fn check_expiry(
+    expires_at: Timestamp,
+    now: Timestamp,
+    max_lifetime: Duration,
+) -> Result<(), ExpiryFault> {
+    if expires_at + MAX_CLOCK_SKEW <= now {
+        Err(ExpiryFault::Lapsed)
+    } else if expires_at > now + max_lifetime + MAX_CLOCK_SKEW {
+        Err(ExpiryFault::TooFar)
+    } else {
+        Ok(())
+    }
+}
+
 /// The signed difference `theirs - ours` in whole seconds, for telling a user how far a
 /// clock is off ("ahead by 660 s" when positive).
 pub fn skew_secs(theirs: Timestamp, ours: Timestamp) -> i64 {

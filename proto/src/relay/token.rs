@@ -12,7 +12,7 @@
 //! relay's maximum call length.
 
 use crate::identity::{Identity, PeerId};
-use crate::time::{Timestamp, MAX_CLOCK_SKEW};
+use crate::time::{check_expiry, ExpiryFault, Timestamp, MAX_CLOCK_SKEW};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -180,18 +180,11 @@ impl SignedRelayToken {
             });
         }
         // The issuer's clock may differ from ours by up to MAX_CLOCK_SKEW either way.
-        if token.expires_at + MAX_CLOCK_SKEW <= now {
-            return Err(TokenError::Expired {
-                expires_at: token.expires_at,
-                now,
-            });
-        }
-        if token.expires_at > now + MAX_TOKEN_LIFETIME + MAX_CLOCK_SKEW {
-            return Err(TokenError::LifetimeTooLong {
-                expires_at: token.expires_at,
-                now,
-            });
-        }
+        let expires_at = token.expires_at;
+        check_expiry(expires_at, now, MAX_TOKEN_LIFETIME).map_err(|fault| match fault {
+            ExpiryFault::Lapsed => TokenError::Expired { expires_at, now },
+            ExpiryFault::TooFar => TokenError::LifetimeTooLong { expires_at, now },
+        })?;
         if token.parties[0] == token.parties[1] {
             return Err(TokenError::SameParties);
         }
