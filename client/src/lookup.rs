@@ -98,7 +98,7 @@ pub async fn run(
     }
     let mut last_error = None;
     for (addr, expected) in candidates {
-        let link = match SupernodeLink::connect(&endpoint, &identity, addr, expected).await {
+        let link = match SupernodeLink::connect(&endpoint, &identity, addr, expected, false).await {
             Ok(link) => link,
             Err(e) => {
                 tracing::warn!("{e:#}");
@@ -132,7 +132,7 @@ pub async fn contacts_once(
         if contacts.list.is_empty() {
             break;
         }
-        if let Ok(l) = SupernodeLink::connect(&endpoint, &identity, addr, expected).await {
+        if let Ok(l) = SupernodeLink::connect(&endpoint, &identity, addr, expected, false).await {
             link = Some(l);
             break;
         }

@@ -303,7 +303,7 @@ impl Shell {
         let mut links: HashMap<SocketAddr, SupernodeLink> = HashMap::new();
         loop {
             while let Some(action) = machine.poll_action() {
-                perform(action, &endpoint, &identity, &links, &tx, &out);
+                perform(action, &endpoint, &identity, over_tcp, &links, &tx, &out);
             }
             if machine.seq() != saved_seq {
                 saved_seq = machine.seq();
@@ -429,6 +429,7 @@ fn perform(
     action: AttachAction,
     endpoint: &Endpoint,
     identity: &Identity,
+    over_tcp: bool,
     links: &HashMap<SocketAddr, SupernodeLink>,
     tx: &mpsc::Sender<Report>,
     out: &Printer,
@@ -437,14 +438,16 @@ fn perform(
         AttachAction::Dial { addr, expected } => {
             let (endpoint, identity, tx) = (endpoint.clone(), identity.clone(), tx.clone());
             tokio::spawn(async move {
-                let link = match SupernodeLink::connect(&endpoint, &identity, addr, expected).await
-                {
-                    Ok(link) => Some(link),
-                    Err(e) => {
-                        tracing::warn!("{e:#}");
-                        None
-                    }
-                };
+                let link =
+                    match SupernodeLink::connect(&endpoint, &identity, addr, expected, over_tcp)
+                        .await
+                    {
+                        Ok(link) => Some(link),
+                        Err(e) => {
+                            tracing::warn!("{e:#}");
+                            None
+                        }
+                    };
                 if let Some(link) = &link {
                     if let Ok(SupernodeToClient::Supernodes(list)) =
                         link.ask(&ClientToSupernode::Supernodes).await

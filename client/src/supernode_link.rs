@@ -25,12 +25,14 @@ pub struct SupernodeLink {
 }
 
 impl SupernodeLink {
-    /// Dials `addr` (pinning `expected` when known) and exchanges Hello/Welcome.
+    /// Dials `addr` (pinning `expected` when known) and exchanges Hello/Welcome;
+    /// `over_tcp`: the endpoint's datagrams ride the TCP tunnel (slower liveness).
     pub async fn connect(
         endpoint: &Endpoint,
         identity: &Identity,
         addr: SocketAddr,
         expected: Option<PeerId>,
+        over_tcp: bool,
     ) -> Result<SupernodeLink> {
         let (conn, id) = dial_with(
             endpoint,
@@ -39,7 +41,11 @@ impl SupernodeLink {
             ALPN_CLIENT,
             expected,
             REQUEST_TIMEOUT,
-            Liveness::Attachment,
+            if over_tcp {
+                Liveness::AttachmentOverTcp
+            } else {
+                Liveness::Attachment
+            },
         )
         .await
         .with_context(|| format!("cannot reach supernode {addr}"))?;
