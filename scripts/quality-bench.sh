@@ -6,14 +6,10 @@
 #        target/release/quality --help lists them). Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# System packages, and Python's pesq, numpy and soundfile (the PESQ scorer).
 scripts/install-deps.sh
 
 python=${PYTHON:-python3}
-if ! "$python" -c 'import pesq, numpy, soundfile' 2>/dev/null; then
-  echo "installing the PESQ scorer: pip install pesq numpy soundfile"
-  "$python" -m pip install --quiet pesq numpy soundfile ||
-    "$python" -m pip install --quiet --user pesq numpy soundfile
-fi
 
 voices=audio/fixtures/voices
 if ! ls "$voices"/*.wav >/dev/null 2>&1; then

@@ -13,3 +13,5 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+# `cargo install --locked --path` installs exactly parley, supernode and relay (issue 15).
+scripts/install-check.sh

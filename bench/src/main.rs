@@ -10,15 +10,14 @@
 
 mod pipeline;
 mod report;
-mod score;
 
 use anyhow::{ensure, Context, Result};
 use clap::{Parser, ValueEnum};
+use parley_bench::score::{self, Scorer, Voice};
 use parley_proto::media::impair::{GilbertElliott, ImpairConfig};
 use parley_proto::media::JitterConfig;
 use pipeline::{CallConfig, RateMode, FRAME_MS, SAMPLES_PER_MS};
 use report::{Ceiling, Point, Run};
-use score::{Scorer, Voice};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -265,11 +264,14 @@ fn call(
         phase_ms,
     };
     let out = pipeline::simulate_call(&voice.pcm48, &config)?;
+    // Every grid point has its own file: the DRED-on and -off calls of a condition used
+    // to share one, so both columns scored whichever call wrote it last.
     let name = format!(
-        "loss{}-{}-jitter{}-{}-{}.wav",
+        "loss{}-{}-jitter{}-dred{}-{}-{}.wav",
         point.loss_pct,
         point.pattern(),
         point.jitter_ms,
+        if point.dred { "on" } else { "off" },
         voice.name,
         job.rep
     );
@@ -328,10 +330,7 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let scorer = Scorer {
         python: args.python.clone(),
-        script: args
-            .scorer
-            .clone()
-            .unwrap_or_else(|| manifest.join("pesq_score.py")),
+        script: args.scorer.clone().unwrap_or_else(score::default_script),
         jobs,
     };
     scorer.check()?;

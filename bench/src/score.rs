@@ -74,9 +74,20 @@ pub struct Alignment {
 }
 
 /// Lines `out48` up with the voice and writes the aligned part, the reference's length,
-/// as 16 kHz 16-bit mono WAV at `path`, ready for PESQ.
+/// as 16 kHz 16-bit mono WAV at `path`, ready for PESQ. The lag searched is up to 1 s.
 pub fn write_degraded(voice: &Voice, out48: &[f32], path: &Path) -> Result<Alignment> {
-    let s = align_and_correlate(&voice.pcm48, out48, MAX_LAG);
+    write_degraded_within(voice, out48, path, MAX_LAG)
+}
+
+/// [`write_degraded`] searching lags up to `max_lag` 48 kHz samples (a real call's
+/// recording may start long before the peer's speech reaches it).
+pub fn write_degraded_within(
+    voice: &Voice,
+    out48: &[f32],
+    path: &Path,
+    max_lag: usize,
+) -> Result<Alignment> {
+    let s = align_and_correlate(&voice.pcm48, out48, max_lag);
     let aligned: Vec<f32> = (0..voice.pcm48.len() as isize)
         .map(|i| {
             usize::try_from(i + s.lag_samples)
@@ -109,6 +120,39 @@ fn write_wav16(path: &Path, pcm: &[f32]) -> Result<()> {
         w.write_sample(v).with_context(context)?;
     }
     w.finalize().with_context(context)
+}
+
+/// `pesq_score.py`, next to this crate's manifest.
+pub fn default_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pesq_score.py")
+}
+
+/// Wideband PESQ (MOS-LQO) of a recording `heard` (any WAV; read as 48 kHz mono) against
+/// the 16 kHz mono `reference`, scored as the benchmark scores a call: one alignment lag
+/// (up to `max_lag_s` seconds), cut to the reference's length, resampled to 16 kHz, then
+/// `pesq_score.py` run by `python3` (`$PYTHON` if set). Errors: unreadable files, no
+/// Python with `pesq`, or PESQ unable to score (no speech heard).
+pub fn pesq_of_recording(
+    reference: &Path,
+    heard: &Path,
+    max_lag_s: f64,
+) -> Result<(f64, Alignment)> {
+    let voice = Voice::load(reference)?;
+    let out48 = read_wav_48k_mono(heard).with_context(|| format!("{}", heard.display()))?;
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let degraded = dir.path().join("degraded.wav");
+    let max_lag = (max_lag_s * f64::from(SAMPLE_RATE)) as usize;
+    let alignment = write_degraded_within(&voice, &out48, &degraded, max_lag)?;
+    let scorer = Scorer {
+        python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
+        script: default_script(),
+        jobs: 1,
+    };
+    scorer.check()?;
+    let score = scorer.score(&[(reference.to_path_buf(), degraded)])?;
+    let mos = score.first().copied().unwrap_or(f64::NAN);
+    ensure!(mos.is_finite(), "PESQ could not score {}", heard.display());
+    Ok((mos, alignment))
 }
 
 /// Runs `pesq_score.py` with a Python that has `pesq`, `numpy` and `soundfile`.

@@ -34,8 +34,8 @@ pub enum Command {
     /// serve the other commands, until interrupted.
     Online {
         /// A supernode to bootstrap from (repeatable): HOST:PORT is its QUIC address,
-        /// tcp://HOST:PORT its TCP fallback (used only where UDP is blocked); the host
-        /// cache is tried too.
+        /// tcp://HOST:PORT its TCP fallback (used only where UDP is blocked); default:
+        /// `supernodes` in <home>/config.toml; the host cache is tried too.
         #[arg(long = "supernode", value_name = "HOST:PORT")]
         supernodes: Vec<String>,
         /// Answer every call without asking (bots and tests).
@@ -121,6 +121,22 @@ pub enum Command {
         #[command(flatten)]
         call: CallArgs,
     },
+}
+
+impl Command {
+    /// The command's `--supernode` list, for the commands that have one (an empty list
+    /// is filled from `<home>/config.toml`, see [`crate::config`]).
+    pub fn supernodes_mut(&mut self) -> Option<&mut Vec<String>> {
+        match self {
+            Command::Online { supernodes, .. }
+            | Command::Call { supernodes, .. }
+            | Command::Lookup { supernodes, .. }
+            | Command::Contacts { supernodes, .. }
+            | Command::Nat { supernodes }
+            | Command::Ui { supernodes, .. } => Some(supernodes),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,7 +26,7 @@ pub struct Entry {
     pub direction: Direction,
     /// How long the two talked (0 when it never connected), in seconds.
     pub duration_s: f64,
-    /// `completed`, `rejected`, `declined`, `busy`, `no_answer`, `missed`, `cancelled`,
+    /// `completed`, `dropped`, `rejected`, `declined`, `busy`, `no_answer`, `missed`, `cancelled`,
     /// `unreachable` or `failed`.
     pub outcome: String,
     /// `direct`, `relay`, or `none`.

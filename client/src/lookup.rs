@@ -10,6 +10,7 @@ use crate::session::SessionHandle;
 use crate::supernode_link::{resolve_all, SupernodeLink};
 use anyhow::{anyhow, bail, Result};
 use parley_net::clock::now;
+use parley_proto::attach::AttachConfig;
 use parley_proto::messages::{ClientToSupernode, SupernodeToClient};
 use parley_proto::{Identity, PeerId};
 use quinn::Endpoint;
@@ -19,8 +20,19 @@ use std::time::Duration;
 /// Asks `link` for `wanted`'s record and prints it; returns the exit code, or `None`
 /// when this supernode could not answer (try another).
 async fn ask(link: &SupernodeLink, wanted: PeerId, out: Printer) -> Result<Option<i32>> {
+    let reply = link.ask(&ClientToSupernode::Lookup(wanted)).await;
+    answer(link, wanted, reply, out)
+}
+
+/// Prints what `link` answered to a lookup of `wanted` (see [`ask`]).
+fn answer(
+    link: &SupernodeLink,
+    wanted: PeerId,
+    reply: Result<SupernodeToClient>,
+    out: Printer,
+) -> Result<Option<i32>> {
     let addr = link.addr;
-    match link.ask(&ClientToSupernode::Lookup(wanted)).await {
+    match reply {
         Ok(SupernodeToClient::Found(signed)) => {
             // Never trust the supernode: check the owner's signature ourselves.
             let record = signed
@@ -62,9 +74,11 @@ pub fn target(home: &Home, id: &str) -> Result<PeerId> {
 /// Inside the running client: through its attachment.
 pub async fn through_session(session: &SessionHandle, id: &str, out: Printer) -> Result<i32> {
     let wanted: PeerId = id.parse().map_err(|e| anyhow!("{id:?}: {e}"))?;
-    let link = session.attached(Duration::from_secs(15)).await?;
-    ask(&link, wanted, out)
-        .await?
+    // The first attachment that answers (one may be a supernode that just died).
+    let (link, reply) = session
+        .ask(&ClientToSupernode::Lookup(wanted), Duration::from_secs(15))
+        .await?;
+    answer(&link, wanted, Ok(reply), out)?
         .ok_or_else(|| anyhow!("supernode {} did not answer", link.addr))
 }
 
@@ -94,18 +108,20 @@ pub async fn run(
 ) -> Result<i32> {
     let candidates = candidates(home, targets).await?;
     if candidates.is_empty() {
-        bail!("no supernode to ask: pass --supernode HOST:PORT");
+        bail!("no supernode to ask: pass --supernode HOST:PORT (or list them in config.toml in your home)");
     }
     let mut last_error = None;
+    let liveness = AttachConfig::default().liveness();
     for (addr, expected) in candidates {
-        let link = match SupernodeLink::connect(&endpoint, &identity, addr, expected, false).await {
-            Ok(link) => link,
-            Err(e) => {
-                tracing::warn!("{e:#}");
-                last_error = Some(e);
-                continue;
-            }
-        };
+        let link =
+            match SupernodeLink::connect(&endpoint, &identity, addr, expected, liveness).await {
+                Ok(link) => link,
+                Err(e) => {
+                    tracing::warn!("{e:#}");
+                    last_error = Some(e);
+                    continue;
+                }
+            };
         let result = ask(&link, wanted, out).await;
         link.conn.close(0u32.into(), b"done");
         if let Some(code) = result? {
@@ -128,11 +144,13 @@ pub async fn contacts_once(
     let mut seen = std::collections::HashMap::new();
     let candidates = candidates(home, targets).await?;
     let mut link = None;
+    let liveness = AttachConfig::default().liveness();
     for (addr, expected) in candidates {
         if contacts.list.is_empty() {
             break;
         }
-        if let Ok(l) = SupernodeLink::connect(&endpoint, &identity, addr, expected, false).await {
+        if let Ok(l) = SupernodeLink::connect(&endpoint, &identity, addr, expected, liveness).await
+        {
             link = Some(l);
             break;
         }
@@ -159,7 +177,7 @@ pub async fn contacts_once(
         }
         link.conn.close(0u32.into(), b"done");
     } else if !contacts.list.is_empty() {
-        out.warning("no supernode reachable: presence unknown (pass --supernode HOST:PORT)");
+        out.warning("no supernode reachable: presence unknown (pass --supernode HOST:PORT, or list them in config.toml in your home)");
     }
     crate::presence::print(&contacts, &seen, out);
     Ok(())

@@ -2,6 +2,7 @@
 
 mod call;
 mod cli;
+mod config;
 mod contacts;
 mod control;
 mod history;
@@ -68,7 +69,7 @@ async fn to_running(home: &Home, request: Request, out: Printer) -> Result<i32> 
 
 async fn run(cli: Cli, out: Printer) -> Result<i32> {
     let home = Home::resolve(cli.home)?;
-    let command = match cli.command {
+    let mut command = match cli.command {
         Some(c) => c,
         None if std::io::IsTerminal::is_terminal(&std::io::stdout())
             && std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
@@ -82,6 +83,9 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             "no command given (run `parley --help`; on a terminal, `parley` alone opens the UI)",
         )),
     };
+    if let Some(flags) = command.supernodes_mut() {
+        config::bootstrap(flags, home.dir())?;
+    }
     match command {
         Command::Id {
             command: IdCommand::New { name },

@@ -9,8 +9,9 @@
 //! supernodes are unreachable, which says nothing about UDP.
 
 use crate::home::KnownHost;
-use crate::supernode_link::{ask_endpoints, canonical, local_ip_towards, Bootstrap};
+use crate::supernode_link::{ask_endpoints, local_ip_towards, Bootstrap};
 use anyhow::{Context, Result};
+use parley_net::canonical;
 use parley_net::clock::{now, until};
 use parley_proto::nat::{NatDetector, NatReport, Probe, StunAnswer};
 use parley_proto::presence::NatType;

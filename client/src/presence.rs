@@ -110,16 +110,16 @@ pub async fn track(home: crate::home::Home, session: SessionHandle, map: Presenc
 
 /// One lookup, and its result in the map.
 async fn check(session: &SessionHandle, map: &PresenceMap, id: parley_proto::PeerId) {
-    let found = match session.attached(Duration::from_secs(10)).await {
-        Ok(link) => match link.ask(&ClientToSupernode::Lookup(id)).await {
-            Ok(SupernodeToClient::Found(signed)) => match signed.verify(now()) {
-                Ok(r) if r.id == id => Some(Some(r.display_name.clone())),
-                _ => None,
-            },
-            Ok(SupernodeToClient::NotFound) => Some(None),
+    let asked = session
+        .ask(&ClientToSupernode::Lookup(id), Duration::from_secs(10))
+        .await;
+    let found = match asked.map(|(_, reply)| reply) {
+        Ok(SupernodeToClient::Found(signed)) => match signed.verify(now()) {
+            Ok(r) if r.id == id => Some(Some(r.display_name.clone())),
             _ => None,
         },
-        Err(_) => None,
+        Ok(SupernodeToClient::NotFound) => Some(None),
+        _ => None,
     };
     let at = Instant::now();
     let mut m = map.lock().unwrap_or_else(|p| p.into_inner());

@@ -70,6 +70,32 @@ impl SessionHandle {
         }
     }
 
+    /// Asks `req` of our attachments in turn until one answers (waiting up to `wait`
+    /// for a first attachment): a supernode that died is noticed only when its
+    /// keep-alive goes unanswered (up to `AttachConfig::keep_alive + dead_after`), and
+    /// meanwhile the other attachment serves. Returns the attachment that answered.
+    pub async fn ask(
+        &self,
+        req: &ClientToSupernode,
+        wait: Duration,
+    ) -> Result<(SupernodeLink, SupernodeToClient)> {
+        let first = self.attached(wait).await?;
+        let mut links = self.attachments();
+        // The first attachment first; the rest as they are.
+        links.sort_by_key(|l| l.addr != first.addr);
+        let mut last = None;
+        for link in links {
+            match link.ask(req).await {
+                Ok(reply) => return Ok((link, reply)),
+                Err(e) => {
+                    tracing::warn!("{e:#}; trying another attachment");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no attachment")))
+    }
+
     /// The supernodes we are attached to now.
     pub fn attachments(&self) -> Vec<SupernodeLink> {
         self.links.borrow().clone()
@@ -121,9 +147,12 @@ impl Refused {
 /// What the tasks report back to the loop.
 enum Report {
     Dialed(SocketAddr, Option<SupernodeLink>),
-    Lost(SocketAddr),
+    /// The connection (by `stable_id`) of the attachment at this address closed.
+    Lost(SocketAddr, usize),
     Published(Contact, Result<u16, Refused>),
     Learned(Vec<Contact>),
+    /// The attachment at this address sees us at this address now.
+    Observed(SocketAddr, SocketAddr),
 }
 
 impl ClientSession {
@@ -157,10 +186,10 @@ impl ClientSession {
         };
         if bootstrap.is_empty() && cache.is_empty() {
             if over_tcp {
-                bail!("UDP is blocked here and no supernode's TCP fallback is known: pass --supernode tcp://HOST:PORT");
+                bail!("UDP is blocked here and no supernode's TCP fallback is known: pass --supernode tcp://HOST:PORT (or list it in config.toml in your home)");
             }
             bail!(
-                "no supernode to attach to: pass --supernode HOST:PORT (the host cache is empty)"
+                "no supernode to attach to: pass --supernode HOST:PORT or list them in config.toml in your home (the host cache is empty)"
             );
         }
         let (links_tx, links) = watch::channel(Vec::new());
@@ -303,7 +332,7 @@ impl Shell {
         let mut links: HashMap<SocketAddr, SupernodeLink> = HashMap::new();
         loop {
             while let Some(action) = machine.poll_action() {
-                perform(action, &endpoint, &identity, over_tcp, &links, &tx, &out);
+                perform(action, &endpoint, &identity, &links, &tx, &out);
             }
             if machine.seq() != saved_seq {
                 saved_seq = machine.seq();
@@ -341,11 +370,14 @@ impl Shell {
                         machine.handle_dialed(both(), addr, outcome);
                         save_cache(home, &machine, &book, over_tcp);
                     }
-                    Report::Lost(addr) => {
+                    // Only the current connection's end counts: an older one to the
+                    // same address may close after we re-attached.
+                    Report::Lost(addr, conn) if links.get(&addr).is_some_and(|l| l.conn.stable_id() == conn) => {
                         links.remove(&addr);
                         links_tx.send_replace(links.values().cloned().collect());
                         machine.handle_lost(both(), addr);
                     }
+                    Report::Lost(..) => {}
                     Report::Published(to, result) => {
                         match &result {
                             Ok(replicas) => out.event("published", json!({"supernode": to.addr.to_string(), "replicas": replicas}),
@@ -366,6 +398,15 @@ impl Shell {
                         save_cache(home, &machine, &book, over_tcp);
                     }
                     Report::Learned(_) => {}
+                    Report::Observed(addr, observed) => {
+                        if let Some(link) = links.get_mut(&addr) {
+                            if link.observed != observed {
+                                link.observed = observed;
+                                links_tx.send_replace(links.values().cloned().collect());
+                            }
+                        }
+                        machine.handle_observed(both(), addr, observed);
+                    }
                 }
             }
         }
@@ -429,17 +470,20 @@ fn perform(
     action: AttachAction,
     endpoint: &Endpoint,
     identity: &Identity,
-    over_tcp: bool,
     links: &HashMap<SocketAddr, SupernodeLink>,
     tx: &mpsc::Sender<Report>,
     out: &Printer,
 ) {
     match action {
-        AttachAction::Dial { addr, expected } => {
+        AttachAction::Dial {
+            addr,
+            expected,
+            keep_alive,
+        } => {
             let (endpoint, identity, tx) = (endpoint.clone(), identity.clone(), tx.clone());
             tokio::spawn(async move {
                 let link =
-                    match SupernodeLink::connect(&endpoint, &identity, addr, expected, over_tcp)
+                    match SupernodeLink::connect(&endpoint, &identity, addr, expected, keep_alive)
                         .await
                     {
                         Ok(link) => Some(link),
@@ -476,6 +520,20 @@ fn perform(
                 let _ = tx.send(Report::Published(to, result)).await;
             });
         }
+        AttachAction::Observe { to } => {
+            let Some(link) = links.get(&to.addr).cloned() else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok(SupernodeToClient::Welcome { observed, .. }) =
+                    link.ask(&ClientToSupernode::Hello).await
+                {
+                    let observed = parley_net::canonical(observed);
+                    let _ = tx.send(Report::Observed(to.addr, observed)).await;
+                }
+            });
+        }
         AttachAction::Attached(c) => out.event(
             "attached",
             json!({"supernode": c.addr.to_string(), "supernode_id": c.id.to_string()}),
@@ -498,6 +556,8 @@ fn watch(link: SupernodeLink, tx: mpsc::Sender<Report>) {
     tokio::spawn(async move {
         let reason = link.conn.closed().await;
         tracing::info!(supernode = %link.addr, %reason, "attachment closed");
-        let _ = tx.send(Report::Lost(link.addr)).await;
+        let _ = tx
+            .send(Report::Lost(link.addr, link.conn.stable_id()))
+            .await;
     });
 }

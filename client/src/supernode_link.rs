@@ -1,7 +1,9 @@
 //! One attachment to one supernode: dial, say hello, and send requests.
 
 use anyhow::{bail, Context, Result};
+use parley_net::canonical;
 use parley_net::{dial_with, request, Liveness};
+use parley_proto::attach::KeepAlive;
 use parley_proto::messages::{ClientToSupernode, ServerEndpoints, SupernodeToClient, ALPN_CLIENT};
 use parley_proto::{Identity, PeerId};
 use quinn::{Connection, Endpoint};
@@ -25,14 +27,14 @@ pub struct SupernodeLink {
 }
 
 impl SupernodeLink {
-    /// Dials `addr` (pinning `expected` when known) and exchanges Hello/Welcome;
-    /// `over_tcp`: the endpoint's datagrams ride the TCP tunnel (slower liveness).
+    /// Dials `addr` (pinning `expected` when known) and exchanges Hello/Welcome; the
+    /// connection is kept alive and declared dead as the attachment machine said.
     pub async fn connect(
         endpoint: &Endpoint,
         identity: &Identity,
         addr: SocketAddr,
         expected: Option<PeerId>,
-        over_tcp: bool,
+        keep_alive: KeepAlive,
     ) -> Result<SupernodeLink> {
         let (conn, id) = dial_with(
             endpoint,
@@ -41,10 +43,9 @@ impl SupernodeLink {
             ALPN_CLIENT,
             expected,
             REQUEST_TIMEOUT,
-            if over_tcp {
-                Liveness::AttachmentOverTcp
-            } else {
-                Liveness::Attachment
+            Liveness::Attachment {
+                keep_alive: keep_alive.interval,
+                idle: keep_alive.dead_after,
             },
         )
         .await
@@ -110,12 +111,6 @@ pub async fn resolve_bootstrap(targets: &[String]) -> Result<Bootstrap> {
 /// The QUIC addresses among `targets` (`tcp://` ones are left out).
 pub async fn resolve_all(targets: &[String]) -> Result<Vec<SocketAddr>> {
     Ok(resolve_bootstrap(targets).await?.quic)
-}
-
-/// An address as IPv4 when it is IPv4 (dual-stack sockets report IPv4 peers as
-/// IPv4-mapped IPv6): the form every address is stored, advertised and dialed in.
-pub fn canonical(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 /// Asks the supernode at `addr` (through `endpoint`: UDP, or the TCP tunnel) where it

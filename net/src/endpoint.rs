@@ -15,31 +15,25 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// A connection that hears nothing for this long is dead.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A client's attachment to a supernode pings twice a second and is declared dead after
-/// two silent seconds, so a crashed supernode is replaced well within 5 s, at the cost
-/// of two tiny packets a second per attachment.
-pub const ATTACH_KEEP_ALIVE: Duration = Duration::from_millis(500);
-/// See [`ATTACH_KEEP_ALIVE`].
-pub const ATTACH_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
-/// An attachment whose datagrams ride the TCP tunnel (UDP blocked) cannot be that quick:
-/// TCP hides a lost segment behind a retransmission timeout that starts at 200 ms–1 s
-/// and doubles, so a few losses in a row stall it for seconds, and a 2 s idle timeout
-/// then kills a healthy attachment (and the calls signalled over it; seen at 5 % loss in
-/// the NAT lab). Keep-alive every second, dead after ten.
-pub const ATTACH_TCP_KEEP_ALIVE: Duration = Duration::from_secs(1);
-/// See [`ATTACH_TCP_KEEP_ALIVE`].
-pub const ATTACH_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn transport_with(keep_alive: Duration, idle: Duration) -> Arc<TransportConfig> {
+fn transport_with(keep_alive: Option<Duration>, idle: Duration) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
-    t.keep_alive_interval(Some(keep_alive));
+    t.keep_alive_interval(keep_alive);
     // Idle timeouts here are far below QUIC's varint limit: the conversion cannot fail.
     t.max_idle_timeout(idle.try_into().ok());
     Arc::new(t)
 }
 
 fn transport() -> Arc<TransportConfig> {
-    transport_with(KEEP_ALIVE, IDLE_TIMEOUT)
+    transport_with(Some(KEEP_ALIVE), IDLE_TIMEOUT)
+}
+
+/// Accepted connections send no keep-alives of their own: the dialer keeps a
+/// connection alive (it is the side behind a NAT, and every dial here sets an
+/// interval). A server-side keep-alive shorter than a client's would double what an
+/// idle attachment costs; QUIC restarts the keep-alive timer on every packet sent
+/// or received, so the dialer's pings and their ACKs keep both ends quiet.
+fn server_transport() -> Arc<TransportConfig> {
+    transport_with(None, IDLE_TIMEOUT)
 }
 
 /// How a dial should watch its connection.
@@ -47,10 +41,17 @@ fn transport() -> Arc<TransportConfig> {
 pub enum Liveness {
     /// Keep-alive every 10 s, dead after 30 s of silence: servers, media.
     Normal,
-    /// Keep-alive every 0.5 s, dead after 2 s: a client's supernode attachments.
-    Attachment,
-    /// Keep-alive every 1 s, dead after 10 s: attachments through the TCP tunnel.
-    AttachmentOverTcp,
+    /// A client's supernode attachment, as its attachment machine decides
+    /// (`parley_proto::attach::KeepAlive`): a keep-alive after `keep_alive` without
+    /// sending, dead after `idle` without hearing from the supernode (the QUIC idle
+    /// timeout; the smaller of the two ends' values applies, and the supernode's is
+    /// [`IDLE_TIMEOUT`]). The same over UDP and through the TCP tunnel.
+    Attachment {
+        /// Keep-alive interval.
+        keep_alive: Duration,
+        /// Idle timeout.
+        idle: Duration,
+    },
 }
 
 fn server_config(identity: &Identity, alpns: &[&[u8]]) -> Result<quinn::ServerConfig, NetError> {
@@ -58,7 +59,7 @@ fn server_config(identity: &Identity, alpns: &[&[u8]]) -> Result<quinn::ServerCo
     let quic = QuicServerConfig::try_from(tls)
         .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    server.transport_config(transport());
+    server.transport_config(server_transport());
     Ok(server)
 }
 
@@ -145,10 +146,7 @@ pub async fn dial_with(
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     config.transport_config(match liveness {
         Liveness::Normal => transport(),
-        Liveness::Attachment => transport_with(ATTACH_KEEP_ALIVE, ATTACH_IDLE_TIMEOUT),
-        Liveness::AttachmentOverTcp => {
-            transport_with(ATTACH_TCP_KEEP_ALIVE, ATTACH_TCP_IDLE_TIMEOUT)
-        }
+        Liveness::Attachment { keep_alive, idle } => transport_with(Some(keep_alive), idle),
     });
     let connecting = endpoint.connect_with(config, addr, SERVER_NAME)?;
     let conn = tokio::time::timeout(timeout, connecting)

@@ -29,3 +29,10 @@ pub use framing::{
 };
 pub use logging::{init_logging, print_server_id};
 pub use signal::{serve_until_signal, shutdown_signal};
+
+/// `a` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) written as plain IPv4: a
+/// dual-stack socket reports IPv4 peers mapped, and every address Parley stores,
+/// advertises or dials is canonical (issue 15).
+pub fn canonical(a: std::net::SocketAddr) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(a.ip().to_canonical(), a.port())
+}

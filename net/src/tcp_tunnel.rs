@@ -17,6 +17,7 @@
 //! Datagram semantics are kept: when a connection's queue is full, datagrams are dropped,
 //! never blocked on; QUIC recovers as it would from loss.
 
+use crate::canonical;
 use crate::limits::ConnLimiter;
 use crate::tls::{client_tls, server_tls, SERVER_NAME};
 use bytes::Bytes;
@@ -65,6 +66,48 @@ impl Default for TunnelLimits {
             total: 4096,
             idle: Duration::from_secs(60),
         }
+    }
+}
+
+/// Which tunnel each local datagram socket stands for: a server behind the tunnel sees
+/// every tunnelled client coming from a loopback address, so it asks here for the TCP
+/// peer's address instead — connection caps and per-IP quotas then count a tunnelled
+/// client by its own IP, not as one more `127.0.0.1`. Cheap to clone (shared map).
+#[derive(Clone, Debug, Default)]
+pub struct TunnelPeers(Arc<Mutex<HashMap<SocketAddr, SocketAddr>>>);
+
+impl TunnelPeers {
+    /// The address `seen` (a datagram source at the server behind the tunnel) stands for:
+    /// the TCP peer of the live tunnel whose socket it is, else `seen` itself. IPv4
+    /// addresses come back canonical (never IPv4-mapped IPv6).
+    pub fn real(&self, seen: SocketAddr) -> SocketAddr {
+        let seen = canonical(seen);
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&seen).copied().unwrap_or(seen)
+    }
+
+    /// Records that datagrams from `local` are the tunnel of `peer`, until the guard drops.
+    fn register(&self, local: SocketAddr, peer: SocketAddr) -> TunnelPeerGuard {
+        let local = canonical(local);
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(local, canonical(peer));
+        TunnelPeerGuard {
+            peers: self.clone(),
+            local,
+        }
+    }
+}
+
+/// Removes its tunnel from [`TunnelPeers`] when the tunnel ends.
+struct TunnelPeerGuard {
+    peers: TunnelPeers,
+    local: SocketAddr,
+}
+
+impl Drop for TunnelPeerGuard {
+    fn drop(&mut self) {
+        let mut map = self.peers.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&self.local);
     }
 }
 
@@ -275,34 +318,53 @@ pub async fn bind(addr: SocketAddr) -> Result<TunnelListener, crate::NetError> {
 
 impl TunnelListener {
     /// Serves the tunnel in the background as `identity`, into the QUIC socket at
-    /// `quic` (QUIC over TCP for clients whose networks drop UDP).
+    /// `quic` (QUIC over TCP for clients whose networks drop UDP); `peers` learns which
+    /// client each tunnel carries.
     pub fn serve(
         self,
         quic: SocketAddr,
         identity: &Identity,
+        peers: TunnelPeers,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), crate::NetError> {
         let tls = TlsAcceptor::from(Arc::new(server_tls(identity, &[ALPN_TUNNEL])?));
-        tokio::spawn(serve_tunnel(
-            self.listener,
+        let tunnel = Tunnel {
             tls,
             quic,
-            TunnelLimits::default(),
-            shutdown,
-        ));
+            limits: TunnelLimits::default(),
+            peers,
+        };
+        tokio::spawn(serve_tunnel(self.listener, tunnel, shutdown));
         Ok(())
     }
 }
 
-/// Serves tunnels on `listener` into the QUIC socket at `quic` (on this host) until
-/// `shutdown` turns true, within `limits`: a connection over a cap is closed at once.
+/// What a tunnel server needs besides its listener.
+#[derive(Clone)]
+pub struct Tunnel {
+    /// TLS as the server's identity, ALPN [`ALPN_TUNNEL`].
+    pub tls: TlsAcceptor,
+    /// The QUIC server's socket on this host.
+    pub quic: SocketAddr,
+    /// Caps and idle timeout.
+    pub limits: TunnelLimits,
+    /// Learns which TCP peer each tunnel's socket stands for.
+    pub peers: TunnelPeers,
+}
+
+/// Serves tunnels on `listener` into the QUIC socket at `tunnel.quic` (on this host) until
+/// `shutdown` turns true, within `tunnel.limits`: a connection over a cap is closed at once.
 pub async fn serve_tunnel(
     listener: TcpListener,
-    tls: TlsAcceptor,
-    quic: SocketAddr,
-    limits: TunnelLimits,
+    tunnel: Tunnel,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Tunnel {
+        tls,
+        quic,
+        limits,
+        peers,
+    } = tunnel;
     let admission = ConnLimiter::new(limits.per_ip, limits.total);
     // The QUIC server listens on `quic`; reach it on loopback when it listens on any IP.
     let target = if quic.ip().is_unspecified() {
@@ -327,9 +389,9 @@ pub async fn serve_tunnel(
                             continue;
                         }
                     };
-                    let tls = tls.clone();
+                    let (tls, peers) = (tls.clone(), peers.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = bridge(stream, tls, target, limits.idle).await {
+                        if let Err(e) = bridge(stream, tls, target, limits.idle, peers).await {
                             tracing::debug!(%peer, error = %e, "tunnel ended");
                         }
                         drop(permit);
@@ -351,7 +413,9 @@ async fn bridge(
     tls: TlsAcceptor,
     target: SocketAddr,
     idle: Duration,
+    peers: TunnelPeers,
 ) -> io::Result<()> {
+    let peer = stream.peer_addr()?;
     let _ = stream.set_nodelay(true);
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(stream))
         .await
@@ -359,6 +423,7 @@ async fn bridge(
     let bind = SocketAddr::new(target.ip(), 0);
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(target).await?;
+    let _registered = peers.register(socket.local_addr()?, peer);
     let (mut read, mut write) = tokio::io::split(stream);
     // Monotonic milliseconds since `start` at the last datagram either way.
     let start = tokio::time::Instant::now();
@@ -405,12 +470,23 @@ mod tests {
     use std::sync::Arc as StdArc;
 
     /// A tunnel server in front of a UDP echo socket.
-    async fn echo_tunnel(limits: TunnelLimits) -> (SocketAddr, watch::Sender<bool>) {
+    struct EchoTunnel {
+        addr: SocketAddr,
+        peers: TunnelPeers,
+        /// Where the echo socket saw the last datagram come from.
+        last_source: Arc<Mutex<Option<SocketAddr>>>,
+        _stop: watch::Sender<bool>,
+    }
+
+    async fn echo_tunnel(limits: TunnelLimits) -> EchoTunnel {
         let echo = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let quic = echo.local_addr().unwrap();
+        let last_source = Arc::new(Mutex::new(None));
+        let seen = last_source.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+                *seen.lock().unwrap() = Some(from);
                 let _ = echo.send_to(&buf[..n], from).await;
             }
         });
@@ -419,8 +495,20 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(serve_tunnel(listener, tls, quic, limits, stop_rx));
-        (addr, stop)
+        let peers = TunnelPeers::default();
+        let tunnel = Tunnel {
+            tls,
+            quic,
+            limits,
+            peers: peers.clone(),
+        };
+        tokio::spawn(serve_tunnel(listener, tunnel, stop_rx));
+        EchoTunnel {
+            addr,
+            peers,
+            last_source,
+            _stop: stop,
+        }
     }
 
     async fn open_tunnel(
@@ -448,7 +536,8 @@ mod tests {
             per_ip: 2,
             ..TunnelLimits::default()
         };
-        let (addr, _stop) = echo_tunnel(limits).await;
+        let server = echo_tunnel(limits).await;
+        let addr = server.addr;
         let mut first = open_tunnel(addr).await.unwrap();
         let mut second = open_tunnel(addr).await.unwrap();
         assert!(echoes(&mut first).await && echoes(&mut second).await);
@@ -469,12 +558,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_server_behind_the_tunnel_learns_each_clients_own_address() {
+        let server = echo_tunnel(TunnelLimits::default()).await;
+        let mut first = open_tunnel(server.addr).await.unwrap();
+        let mut second = open_tunnel(server.addr).await.unwrap();
+        let mut sources = Vec::new();
+        for t in [&mut first, &mut second] {
+            assert!(echoes(t).await);
+            let source = server
+                .last_source
+                .lock()
+                .unwrap()
+                .expect("a datagram arrived");
+            // Both come from loopback sockets of the tunnel; each stands for its client.
+            assert_eq!(
+                server.peers.real(source),
+                t.get_ref().0.local_addr().unwrap()
+            );
+            sources.push(source);
+        }
+        assert_ne!(sources[0], sources[1]);
+        // An address no tunnel uses is itself; a closed tunnel is forgotten.
+        let stranger: SocketAddr = "192.0.2.7:4433".parse().unwrap();
+        assert_eq!(server.peers.real(stranger), stranger);
+        drop(first);
+        let mut forgotten = false;
+        for _ in 0..100 {
+            if server.peers.real(sources[0]) == sources[0] {
+                forgotten = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(forgotten, "the closed tunnel's socket is no longer mapped");
+        assert!(echoes(&mut second).await, "the other tunnel lives on");
+        assert_ne!(server.peers.real(sources[1]), sources[1]);
+    }
+
+    #[tokio::test]
     async fn an_idle_tunnel_is_closed_and_a_busy_one_is_not() {
         let limits = TunnelLimits {
             idle: Duration::from_millis(300),
             ..TunnelLimits::default()
         };
-        let (addr, _stop) = echo_tunnel(limits).await;
+        let server = echo_tunnel(limits).await;
+        let addr = server.addr;
         let mut idle = open_tunnel(addr).await.unwrap();
         let mut busy = open_tunnel(addr).await.unwrap();
         // The busy one talks every 100 ms for 1.2 s; the idle one says nothing.
@@ -497,7 +625,9 @@ mod tests {
         let (_stop, stop_rx) = watch::channel(false);
         // The tunnel on the QUIC port's number, over TCP (any port would do).
         let tunnel = bind(quic).await.unwrap();
-        tunnel.serve(quic, &server_id, stop_rx).unwrap();
+        tunnel
+            .serve(quic, &server_id, TunnelPeers::default(), stop_rx)
+            .unwrap();
         tokio::spawn(async move {
             let conn = server.accept().await.unwrap().await.unwrap();
             let d = conn.read_datagram().await.unwrap();

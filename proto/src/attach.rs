@@ -6,6 +6,13 @@
 //! attached supernodes changes, and every republish interval, it signs a new presence
 //! record with a higher sequence number and publishes it through every attachment.
 //!
+//! An idle attachment costs little: the machine tells the shell to keep each one alive
+//! every 13.5–15 s ([`AttachConfig::keep_alive`], jittered per attachment) and to
+//! declare it dead when a keep-alive goes unanswered for 20 s
+//! ([`AttachConfig::dead_after`]); a lost attachment is replaced after a random spread
+//! ([`AttachConfig::reattach_spread`]) while the other one keeps the client callable.
+//! Nothing a call in progress does depends on an attachment being alive.
+//!
 //! Driving: call [`Attachment::handle_timeout`] at [`Attachment::poll_timeout`], report
 //! dial and publish outcomes with the `handle_*` methods, and drain
 //! [`Attachment::poll_action`] after every call.
@@ -54,6 +61,30 @@ pub struct AttachConfig {
     /// room for a lost publication, and stay below
     /// [`crate::presence::MAX_TTL`] with room for clock skew.
     pub record_ttl: Duration,
+    /// How often an idle attachment is kept alive (one QUIC PING, one ACK back), before
+    /// jitter: each attachment draws its own interval from 90–100 % of this, so
+    /// clients that attached together drift apart. It must beat the NAT's UDP mapping
+    /// timeout: RFC 4787 REQ-5 asks for at least 2 min, but many home routers use 30 s.
+    pub keep_alive: Duration,
+    /// An attachment whose keep-alive is not answered within this long is dead (the
+    /// QUIC idle timeout). A dead supernode is noticed between `dead_after` and
+    /// `keep_alive + dead_after` after it died.
+    pub dead_after: Duration,
+    /// A lost attachment is replaced after a random delay of up to this long while
+    /// another attachment remains (the client stays callable through it), so the
+    /// clients of a supernode that died do not all dial at once. With no attachment
+    /// left, the delay is up to `retry_min`.
+    pub reattach_spread: Duration,
+}
+
+/// How a dial must keep its attachment alive and when to declare it dead; the shell
+/// configures its transport with it (QUIC keep-alive interval and idle timeout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Send a keep-alive after this long without sending anything.
+    pub interval: Duration,
+    /// Dead after this long without hearing from the supernode.
+    pub dead_after: Duration,
 }
 
 /// How long a published record lives by default ([`AttachConfig::record_ttl`]).
@@ -70,6 +101,26 @@ impl Default for AttachConfig {
             // holders only republish what is not refreshed (see `overlay`).
             republish_interval: Duration::from_secs(20 * 60),
             record_ttl: DEFAULT_RECORD_TTL,
+            // 15 s beats a 30 s NAT mapping timeout even with one keep-alive lost,
+            // and costs the supernode 2 datagrams per 13.5-15 s: at most 8.9 a
+            // minute per client (the target is 10).
+            keep_alive: Duration::from_secs(15),
+            // Time for a keep-alive to be answered, retransmissions included (QUIC's
+            // probe timeout doubles from ~1 s on a 300 ms path). A dead supernode is
+            // noticed 20-35 s after it died; replaced within a further 10 s.
+            dead_after: Duration::from_secs(20),
+            reattach_spread: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AttachConfig {
+    /// The keep-alive of an attachment, before its per-attachment jitter (for
+    /// short-lived connections made outside the machine, e.g. a one-off lookup).
+    pub fn liveness(&self) -> KeepAlive {
+        KeepAlive {
+            interval: self.keep_alive,
+            dead_after: self.dead_after,
         }
     }
 }
@@ -83,6 +134,8 @@ pub enum AttachAction {
         addr: SocketAddr,
         /// The key it should hold, when known (pin it).
         expected: Option<PeerId>,
+        /// How the connection is kept alive and when it counts as dead.
+        keep_alive: KeepAlive,
     },
     /// Send this record on the attachment to `to`, and report with `handle_published`.
     Publish {
@@ -90,6 +143,14 @@ pub enum AttachAction {
         to: Contact,
         /// The freshly signed record.
         record: SignedPresence,
+    },
+    /// Ask the attached supernode `to` how it sees our address now (`Hello` again) and
+    /// report with `handle_observed`: a NAT that moved us to a new port keeps a QUIC
+    /// connection going (the supernode follows the migration), so only asking tells.
+    /// Sent with every periodic refresh.
+    Observe {
+        /// The attached supernode.
+        to: Contact,
     },
     /// Tell the user: attached to a supernode.
     Attached(Contact),
@@ -131,6 +192,8 @@ pub struct Attachment {
     rng: StdRng,
     nat: NatType,
     next_republish: Option<Mono>,
+    /// No new dial to fill an empty slot before this (the spread after a loss).
+    hold_until: Option<Mono>,
     actions: VecDeque<AttachAction>,
 }
 
@@ -156,6 +219,7 @@ impl Attachment {
             rng: StdRng::seed_from_u64(seed),
             nat: NatType::Unknown,
             next_republish: None,
+            hold_until: None,
             actions: VecDeque::new(),
         };
         for contact in cache {
@@ -212,6 +276,10 @@ impl Attachment {
 
     /// Starts dials until `target` attachments are attached or under way.
     fn fill(&mut self, now: Mono) {
+        if self.hold_until.is_some_and(|t| now < t) {
+            return;
+        }
+        self.hold_until = None;
         while self.attached_count() < self.config.target {
             let attached_ids: Vec<PeerId> = self
                 .candidates
@@ -229,11 +297,19 @@ impl Attachment {
                 .min_by_key(|(i, c)| (c.failures, std::cmp::Reverse(c.last_ok), *i))
                 .map(|(i, _)| i);
             let Some(i) = pick else { break };
+            let keep_alive = KeepAlive {
+                interval: self
+                    .config
+                    .keep_alive
+                    .mul_f64(self.rng.gen_range(0.9..=1.0)),
+                dead_after: self.config.dead_after,
+            };
             let c = &mut self.candidates[i];
             c.state = State::Dialing;
             self.actions.push_back(AttachAction::Dial {
                 addr: c.addr,
                 expected: c.id,
+                keep_alive,
             });
         }
     }
@@ -307,6 +383,16 @@ impl Attachment {
                 .push_back(AttachAction::Detached(Contact { id, addr }));
         }
         self.fail(now.mono, i);
+        // Every client of a supernode that died notices within the same few seconds:
+        // spread the replacements. While another attachment is up, we are callable
+        // through it and can wait longer.
+        let spread = if self.attached().is_empty() {
+            self.config.retry_min
+        } else {
+            self.config.reattach_spread
+        };
+        let hold = now.mono + spread.mul_f64(self.rng.gen_range(0.0..=1.0));
+        self.hold_until = Some(self.hold_until.map_or(hold, |t| t.max(hold)));
         self.fill(now.mono);
         self.republish(now);
     }
@@ -315,7 +401,7 @@ impl Attachment {
     /// for a record we had just signed: our clock and the supernode's disagree by more
     /// than [`crate::time::MAX_CLOCK_SKEW`]). The attachment works, so it is kept (no
     /// re-dial loop); the record is signed again after `retry_max`, in case the clock
-    /// was put right. The shell tells the user the refusal's text, which says which
+    /// was put right (after 50-100 % of `retry_max`, at random). The shell tells the user the refusal's text, which says which
     /// clock is off and by how much.
     pub fn handle_refused_for_clock(&mut self, now: Now, to: Contact) {
         let attached = self
@@ -325,7 +411,9 @@ impl Attachment {
         if !attached {
             return;
         }
-        let retry = now.mono + self.config.retry_max;
+        // Jittered like the other retries: a supernode whose clock is off refuses
+        // all its clients at once.
+        let retry = now.mono + self.config.retry_max.mul_f64(self.rng.gen_range(0.5..=1.0));
         self.next_republish = Some(self.next_republish.map_or(retry, |t| t.min(retry)));
     }
 
@@ -340,10 +428,30 @@ impl Attachment {
         }
     }
 
-    /// Timers: retries that came due, and the periodic republish.
+    /// The supernode at `addr` now sees us at `observed` (the answer to an `Observe`):
+    /// if that changed, the record is signed again with the address that is true now.
+    pub fn handle_observed(&mut self, now: Now, addr: SocketAddr, observed: SocketAddr) {
+        let Some(c) = self
+            .candidates
+            .iter_mut()
+            .find(|c| c.addr == addr && c.state == State::Attached)
+        else {
+            return;
+        };
+        if c.observed != Some(observed) {
+            c.observed = Some(observed);
+            self.republish(now);
+        }
+    }
+
+    /// Timers: retries that came due, and the periodic republish (with a fresh look
+    /// at our observed addresses).
     pub fn handle_timeout(&mut self, now: Now) {
         self.fill(now.mono);
         if self.next_republish.is_some_and(|t| t <= now.mono) {
+            for to in self.attached() {
+                self.actions.push_back(AttachAction::Observe { to });
+            }
             self.republish(now);
         }
     }
@@ -356,6 +464,7 @@ impl Attachment {
                 .filter(|c| c.state == State::Idle)
                 .map(|c| c.next_try)
                 .min()
+                .map(|t| self.hold_until.map_or(t, |h| t.max(h)))
         } else {
             None
         };

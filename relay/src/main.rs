@@ -46,7 +46,12 @@ async fn main() -> Result<()> {
     )
     .await?;
     tunnel
-        .serve(bound.quic, &tunnel_identity, shutdown_rx)
+        .serve(
+            bound.quic,
+            &tunnel_identity,
+            parley_net::tcp_tunnel::TunnelPeers::default(),
+            shutdown_rx,
+        )
         .context("cannot serve the TCP tunnel")?;
     let metrics = match settings.metrics {
         Some(addr) => {

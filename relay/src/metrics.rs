@@ -5,7 +5,7 @@
 //! scrape time, so the data plane carries no metrics code of its own.
 
 use crate::server::Bound;
-use parley_proto::relay::DropReason;
+use parley_proto::relay::{DropReason, RelayRefusalCode};
 
 /// Gauge: calls with at least one leg on the relay now.
 pub const CALLS: &str = "parley_relay_calls";
@@ -17,6 +17,8 @@ pub const FORWARDED: &str = "parley_relay_forwarded_datagrams_total";
 pub const FORWARDED_BYTES: &str = "parley_relay_forwarded_bytes_total";
 /// Counter with label `reason` ([`DropReason::as_str`]): datagrams dropped since start.
 pub const DROPPED: &str = "parley_relay_dropped_datagrams_total";
+/// Counter with label `reason` ([`RelayRefusalCode::as_str`]): joins refused since start.
+pub const REFUSED_JOINS: &str = "parley_relay_refused_joins_total";
 
 /// Copies the relay's counters into the metrics recorder (a no-op without one).
 pub fn observe(relay: &Bound) {
@@ -28,5 +30,9 @@ pub fn observe(relay: &Bound) {
     metrics::counter!(FORWARDED_BYTES).absolute(stats.forwarded_bytes);
     for reason in DropReason::ALL {
         metrics::counter!(DROPPED, "reason" => reason.as_str()).absolute(stats.drops(reason));
+    }
+    for code in RelayRefusalCode::ALL {
+        metrics::counter!(REFUSED_JOINS, "reason" => code.as_str())
+            .absolute(stats.refused_joins(code));
     }
 }

@@ -298,6 +298,7 @@ async fn serve_stream(
             Err(_) => return Err(NetError::Timeout(REQUEST_TIMEOUT)),
             Ok(Err(NetError::Decode(e))) => {
                 tracing::info!(%leg, id = %peer.short(), error = %e, "unreadable relay request");
+                ctx.switch.count_refused(RelayRefusalCode::NoToken);
                 let refusal = RelayRefusal::new(
                     RelayRefusalCode::NoToken,
                     format!("expected a Join request carrying a relay token: {e}"),

@@ -21,6 +21,7 @@ use parley_proto::PeerId;
 use quinn::{Connection, SendDatagramError};
 use std::collections::HashMap;
 use std::net::{IpAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 use tokio::sync::{oneshot, Notify};
@@ -59,6 +60,9 @@ pub(crate) struct Switch {
     /// Wakes the timer task when a join or close moved the next deadline (deadlines
     /// only ever move earlier through these, so a change means "sooner").
     pub(crate) timers_changed: Notify,
+    /// Joins refused, by [`RelayRefusalCode`] (counted without the lock: most are
+    /// refused before it is taken).
+    refused: [AtomicU64; RelayRefusalCode::ALL.len()],
 }
 
 impl Switch {
@@ -78,7 +82,13 @@ impl Switch {
                 legs: HashMap::new(),
             }),
             timers_changed: Notify::new(),
+            refused: Default::default(),
         }
+    }
+
+    /// Counts a join refused with `code`.
+    pub(crate) fn count_refused(&self, code: RelayRefusalCode) {
+        self.refused[code as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -102,6 +112,21 @@ impl Switch {
     /// `leg`'s connection (key `peer`, from `ip`) presents `token`; `key` is the leg's
     /// channel key, exported from its TLS session.
     pub(crate) fn join(
+        &self,
+        leg: LegId,
+        peer: PeerId,
+        ip: IpAddr,
+        token: &SignedRelayToken,
+        key: Option<ChannelKey>,
+    ) -> Result<Admitted, RelayRefusal> {
+        let result = self.try_join(leg, peer, ip, token, key);
+        if let Err(refusal) = &result {
+            self.count_refused(refusal.code);
+        }
+        result
+    }
+
+    fn try_join(
         &self,
         leg: LegId,
         peer: PeerId,
@@ -246,7 +271,11 @@ impl Switch {
     }
 
     pub(crate) fn stats(&self) -> RelayStats {
-        self.lock().core.stats().clone()
+        let mut stats = self.lock().core.stats().clone();
+        for code in RelayRefusalCode::ALL {
+            stats.count_refused_joins(code, self.refused[code as usize].load(Ordering::Relaxed));
+        }
+        stats
     }
 
     /// Runs the core's timers at `now`; returns the connections to close, and when to

@@ -1,6 +1,7 @@
 //! The media data plane, in process: legs prove a channel address and media crosses on
 //! it; spoofed, replayed and redirected datagrams are refused and counted; a channel leg
-//! and a QUIC-only leg (the TCP fallback's kind) still talk; join floods are capped.
+//! and a QUIC-only leg (the TCP fallback's kind) still talk; join floods are capped,
+//! refused and counted, and a live call keeps forwarding through them.
 
 #![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
@@ -30,6 +31,11 @@ struct World {
 
 impl World {
     async fn start() -> World {
+        World::start_with_joins(0).await
+    }
+
+    /// A relay admitting `per_ip` joins per second from one IP (0: the default).
+    async fn start_with_joins(per_ip: u32) -> World {
         let issuer = Identity::generate();
         let (stop, stop_rx) = watch::channel(false);
         let (bound, serve) = parley_relay::start(
@@ -43,7 +49,7 @@ impl World {
                 tcp: None,
                 data_listen: None,
                 data_threads: 2,
-                max_joins_per_ip: 0,
+                max_joins_per_ip: per_ip,
                 wall_clock: None,
             },
             stop_rx,
@@ -233,6 +239,124 @@ async fn join_floods_from_one_address_are_capped() {
         codes.contains(&RelayRefusalCode::RateLimited),
         "120 joins at once were all verified: {codes:?}"
     );
+}
+
+/// What one flooder got: the refusal code of every join, and how many were admitted.
+#[derive(Default)]
+struct FloodResult {
+    refused: Vec<RelayRefusalCode>,
+    admitted: usize,
+}
+
+/// Joins from `ip` with tokens from `token` until `stop` is set and at least `min`
+/// joins were made (at most 5000).
+async fn flood(
+    w: &World,
+    ip: &str,
+    min: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    token: impl Fn(&Identity) -> SignedRelayToken,
+) -> FloodResult {
+    use std::sync::atomic::Ordering;
+    let who = Identity::generate();
+    let bind = format!("{ip}:0").parse().unwrap();
+    let endpoint = make_endpoint(bind, &who, &[]).unwrap();
+    let contact = Contact {
+        id: w.bound.id,
+        addr: w.bound.quic,
+    };
+    let mut result = FloodResult::default();
+    for n in 0..5000 {
+        if n >= min && stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match join_relay(&endpoint, &who, contact, &token(&who), T).await {
+            Err(RelayClientError::Refused(r)) => result.refused.push(r.code),
+            Ok(_leg) => result.admitted += 1,
+            Err(e) => panic!("join from {ip}: {e}"),
+        }
+    }
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_call_keeps_forwarding_while_the_relay_is_flooded_with_joins() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // 5 joins/s from one IP (burst 15): each flooder below is over it however fast
+    // this machine runs them.
+    let w = std::sync::Arc::new(World::start_with_joins(5).await);
+    let (a, b) = w.call().await;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    // Three flooders at other addresses than the call's, each making at least 80
+    // joins: tokens from an issuer the relay does not trust, tokens with a broken
+    // signature, and valid tokens (each for a new call) over the rate. They keep going
+    // until the call below is over, so the whole call runs under the flood.
+    let spawn = |ip: &'static str, kind: u8| {
+        let (w, stop) = (w.clone(), stop.clone());
+        tokio::spawn(async move {
+            let stranger = Identity::generate();
+            let token = |who: &Identity| match kind {
+                0 => RelayToken {
+                    call_id: CallId::random(),
+                    parties: [who.peer_id(), Identity::generate().peer_id()],
+                    relay: w.bound.id,
+                    issuer: stranger.peer_id(),
+                    expires_at: parley_net::clock::now() + Duration::from_secs(60),
+                }
+                .sign(&stranger),
+                1 => {
+                    let mut t = w.token(who, &Identity::generate());
+                    t.signature[7] ^= 0x10;
+                    t
+                }
+                _ => w.token(who, &Identity::generate()),
+            };
+            flood(&w, ip, 80, &stop, token).await
+        })
+    };
+    let flooders = [
+        spawn("127.0.0.2", 0),
+        spawn("127.0.0.3", 1),
+        spawn("127.0.0.4", 2),
+    ];
+    // The call: 50 datagrams each way, each of which must arrive.
+    const ROUNDS: u8 = 50;
+    for i in 0..ROUNDS {
+        a.send_datagram(Bytes::from(vec![i; 120])).unwrap();
+        let got = tokio::time::timeout(T, b.read_datagram()).await;
+        assert_eq!(got.unwrap().unwrap(), vec![i; 120], "round {i}: a to b");
+        b.send_datagram(Bytes::from(vec![i; 90])).unwrap();
+        let got = tokio::time::timeout(T, a.read_datagram()).await;
+        assert_eq!(got.unwrap().unwrap(), vec![i; 90], "round {i}: b to a");
+    }
+    let still_flooding = flooders.iter().filter(|f| !f.is_finished()).count();
+    stop.store(true, Ordering::Relaxed);
+    let mut results = Vec::new();
+    for f in flooders {
+        results.push(f.await.unwrap());
+    }
+    assert_eq!(
+        still_flooding, 3,
+        "every flooder ran until the call was over"
+    );
+    // Nothing with a bad token got in; the over-rate flooder was cut to the rate.
+    for (who, r) in results.iter().take(2).enumerate() {
+        assert_eq!(r.admitted, 0, "flooder {who} was admitted");
+        assert!(r.refused.len() >= 80);
+    }
+    let codes = |r: &FloodResult, c| r.refused.iter().filter(|&&x| x == c).count() as u64;
+    assert!(codes(&results[0], RelayRefusalCode::UntrustedIssuer) > 0);
+    assert!(codes(&results[1], RelayRefusalCode::BadToken) > 0);
+    assert!(codes(&results[2], RelayRefusalCode::RateLimited) > 0);
+    // The relay counted every refusal, by its code, and forwarded the call's 100
+    // datagrams and nothing else.
+    let stats = w.stats().await;
+    for code in RelayRefusalCode::ALL {
+        let seen: u64 = results.iter().map(|r| codes(r, code)).sum();
+        assert_eq!(stats.refused_joins(code), seen, "{code:?}: {stats}");
+    }
+    assert_eq!(stats.forwarded_packets, 2 * u64::from(ROUNDS), "{stats}");
+    assert_eq!(stats.total_drops(), 0, "{stats}");
 }
 
 fn a_channel(leg: &MediaLeg) -> u32 {

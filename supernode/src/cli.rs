@@ -55,8 +55,8 @@ pub struct RunArgs {
     #[arg(long = "relay", value_name = "HOST:PORT")]
     pub relay: Vec<String>,
     /// The key (printable id, from `relay id`) of a relay that may report in with
-    /// `--supernode` (repeatable). Relays with other keys are refused. With neither
-    /// --relay nor --relay-key, any reporting relay is used (open mode, warned at start).
+    /// `--supernode` (repeatable). Relays with other keys are refused; with neither
+    /// --relay nor --relay-key, every reporting relay is refused and calls get no relay.
     #[arg(long = "relay-key", value_name = "RELAY_ID")]
     pub relay_key: Vec<String>,
     /// TOML file with the same settings as the flags (listen, join, key, stun_listen, relay,

@@ -47,6 +47,7 @@ async fn main() -> Result<()> {
         .await
         .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
     let tcp = tunnel.addr;
+    let tunnel_peers = parley_net::tcp_tunnel::TunnelPeers::default();
     let (bound, serve) = server::start(
         server::ServerParams {
             identity,
@@ -58,13 +59,14 @@ async fn main() -> Result<()> {
             relays: settings.relays,
             relay_keys: settings.relay_keys,
             tcp: Some(tcp),
+            tunnel_peers: tunnel_peers.clone(),
             limits: Default::default(),
         },
         shutdown_rx.clone(),
     )
     .await?;
     tunnel
-        .serve(bound.quic, &tunnel_identity, shutdown_rx)
+        .serve(bound.quic, &tunnel_identity, tunnel_peers, shutdown_rx)
         .context("cannot serve the TCP tunnel")?;
     let metrics = match settings.metrics {
         Some(addr) => {

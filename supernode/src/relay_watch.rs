@@ -91,7 +91,16 @@ pub async fn serve_reports(
     identity: Identity,
 ) -> Result<(), NetError> {
     if !relays.admits(&relay) {
-        tracing::warn!(peer = %conn.remote_address(), id = %relay, "a relay reported in with a key this supernode was not configured for (--relay-key); refused");
+        let from = conn.remote_address();
+        if relays.note_refused(relay, from) {
+            if relays.is_unconfigured() {
+                tracing::warn!(peer = %from, id = %relay, "a relay reported in, but no relay key is configured on this supernode (--relay-key ID admits a relay that reports in); refused, it will not be handed out");
+            } else {
+                tracing::warn!(peer = %from, id = %relay, "a relay reported in with a key this supernode was not configured for (--relay-key); refused, it will not be handed out");
+            }
+        } else {
+            tracing::debug!(peer = %from, id = %relay, "refused relay reported in again");
+        }
         conn.close(
             CLOSE_NOT_CONFIGURED.into(),
             b"relay key not configured on this supernode",
@@ -107,9 +116,7 @@ pub async fn serve_reports(
             continue;
         }
         let addr = dial_address(&load, conn.remote_address());
-        // Open mode (nothing configured) keeps the old behaviour: the report is taken
-        // as it is.
-        if relays.is_open() || relays.address(&relay) == Some(addr) {
+        if relays.address(&relay) == Some(addr) {
             relays.update(now(), Contact { id: relay, addr }, load);
         } else if checking.as_ref().is_none_or(|h| h.is_finished()) {
             let (e, i, r) = (endpoint.clone(), identity.clone(), relays.clone());

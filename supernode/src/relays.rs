@@ -3,9 +3,9 @@
 //!
 //! Admission (issue 11 item 1): only relays the operator configured are handed out —
 //! `--relay HOST:PORT` (polled; its key pinned on first contact) or `--relay-key ID`
-//! (reports in). Only a supernode configured with neither runs in the old open mode
-//! (any reporting relay), with a warning at start. The directory holds at most
-//! [`MAX_RELAYS`] relays.
+//! (reports in). A supernode configured with neither hands out no relay at all: a relay
+//! reporting in is refused like any unconfigured one (there is no "open mode"). The
+//! directory holds at most [`MAX_RELAYS`] relays.
 
 use parley_proto::presence::Contact;
 use parley_proto::relay::RelayLoad;
@@ -27,8 +27,9 @@ struct Inner {
     entries: HashMap<PeerId, Entry>,
     /// Keys the operator configured (`--relay-key`) or pinned (`--relay` first contact).
     allowed: HashSet<PeerId>,
-    /// No relay configured at all: accept any reporting relay (old behaviour).
-    open: bool,
+    /// Keys of relays refused so far, each announced once on stdout (at most
+    /// [`MAX_RELAYS`] remembered).
+    refused: HashSet<PeerId>,
 }
 
 #[derive(Clone, Default)]
@@ -37,14 +38,12 @@ pub struct RelayDirectory {
 }
 
 impl RelayDirectory {
-    /// A directory admitting the relays with `keys`; `open` admits any relay.
-    pub fn new(keys: impl IntoIterator<Item = PeerId>, open: bool) -> RelayDirectory {
+    /// A directory admitting the relays with `keys` (`--relay-key`), and those
+    /// [`pin`](Self::pin)ned later (`--relay`); no other relay, ever. With no keys and
+    /// nothing pinned it admits none.
+    pub fn new(keys: impl IntoIterator<Item = PeerId>) -> RelayDirectory {
         let dir = RelayDirectory::default();
-        {
-            let mut inner = dir.lock();
-            inner.allowed.extend(keys);
-            inner.open = open;
-        }
+        dir.lock().allowed.extend(keys);
         dir
     }
 
@@ -54,13 +53,26 @@ impl RelayDirectory {
 
     /// Whether a relay with key `id` may be handed out.
     pub fn admits(&self, id: &PeerId) -> bool {
-        let inner = self.lock();
-        inner.open || inner.allowed.contains(id)
+        self.lock().allowed.contains(id)
     }
 
-    /// Open mode: no relay configured, any reporting relay is used as it reports.
-    pub fn is_open(&self) -> bool {
-        self.lock().open
+    /// Whether no relay is configured or pinned yet.
+    pub fn is_unconfigured(&self) -> bool {
+        self.lock().allowed.is_empty()
+    }
+
+    /// Notes that the relay `id` reporting from `from` was refused; returns true the
+    /// first time for `id` (and announces it on stdout for scripts, `relay refused
+    /// id=<id> from=<addr>`), false after that, so that a relay retrying every few
+    /// seconds does not flood the output.
+    pub fn note_refused(&self, id: PeerId, from: std::net::SocketAddr) -> bool {
+        let mut inner = self.lock();
+        if inner.refused.contains(&id) || inner.refused.len() >= MAX_RELAYS {
+            return false;
+        }
+        inner.refused.insert(id);
+        println!("relay refused id={id} from={from}");
+        true
     }
 
     /// Pins a `--relay HOST:PORT` relay's key, learnt on first contact.
@@ -94,7 +106,7 @@ impl RelayDirectory {
     /// relay the first time it is heard of, on stdout for scripts.
     pub fn update(&self, now: Timestamp, contact: Contact, load: RelayLoad) {
         let mut inner = self.lock();
-        if !(inner.open || inner.allowed.contains(&contact.id)) {
+        if !inner.allowed.contains(&contact.id) {
             return;
         }
         if !inner.entries.contains_key(&contact.id) && inner.entries.len() >= MAX_RELAYS {
@@ -160,7 +172,7 @@ mod tests {
         let t = Timestamp(100_000);
         let (good, good_load) = relay(0, 1);
         let (rogue, rogue_load) = relay(0, 2);
-        let dir = RelayDirectory::new([good.id], false);
+        let dir = RelayDirectory::new([good.id]);
         dir.update(t, rogue, rogue_load);
         dir.update(t, good, good_load);
         assert_eq!(dir.choose(t, 5), vec![good]);
@@ -176,30 +188,54 @@ mod tests {
     }
 
     #[test]
+    fn with_no_relay_configured_none_is_admitted_or_chosen() {
+        let t = Timestamp(100_000);
+        let dir = RelayDirectory::new([]);
+        assert!(dir.is_unconfigured());
+        let (rogue, rogue_load) = relay(0, 1);
+        dir.update(t, rogue, rogue_load);
+        assert!(!dir.admits(&rogue.id));
+        assert_eq!(dir.address(&rogue.id), None);
+        assert!(dir.choose(t, 5).is_empty());
+        // Each refused relay is announced once, however often it retries.
+        assert!(dir.note_refused(rogue.id, rogue.addr));
+        assert!(!dir.note_refused(rogue.id, rogue.addr));
+    }
+
+    #[test]
     fn the_directory_is_bounded() {
         let t = Timestamp(100_000);
-        let dir = RelayDirectory::new([], true);
-        for port in 0..(MAX_RELAYS as u16 + 10) {
-            let (c, l) = relay(0, port);
+        let relays: Vec<_> = (0..(MAX_RELAYS as u16 + 10))
+            .map(|port| relay(0, port))
+            .collect();
+        let dir = RelayDirectory::new(relays.iter().map(|(c, _)| c.id));
+        for (c, l) in relays {
             dir.update(t, c, l);
         }
         assert_eq!(dir.choose(t, usize::MAX).len(), MAX_RELAYS);
+        // The list of refused relays is bounded too.
+        let refused = RelayDirectory::new([]);
+        let fresh = (0..MAX_RELAYS + 10).filter(|_| {
+            let (c, _) = relay(0, 1);
+            refused.note_refused(c.id, c.addr)
+        });
+        assert_eq!(fresh.count(), MAX_RELAYS);
     }
 
     #[test]
     fn the_least_loaded_fresh_relay_is_chosen() {
-        let dir = RelayDirectory::new([], true);
         let t = Timestamp(100_000);
         let (busy, busy_load) = relay(80, 1);
         let (idle, idle_load) = relay(10, 2);
         let (stale, stale_load) = relay(0, 3);
         let (full, full_load) = relay(99, 4);
+        let dir = RelayDirectory::new([busy.id, idle.id, stale.id, full.id]);
         dir.update(t, busy, busy_load);
         dir.update(t, idle, idle_load);
         dir.update(Timestamp(1), stale, stale_load);
         dir.update(t, full, full_load);
         assert_eq!(dir.choose(t, 1), vec![idle]);
         assert_eq!(dir.choose(t, 5), vec![idle, busy]);
-        assert!(RelayDirectory::new([], true).choose(t, 2).is_empty());
+        assert!(RelayDirectory::new([]).choose(t, 2).is_empty());
     }
 }

@@ -8,7 +8,9 @@ use crate::pool::Pool;
 use crate::relay_watch::{poll_relay, serve_reports};
 use crate::relays::RelayDirectory;
 use anyhow::{Context, Result};
+use parley_net::canonical;
 use parley_net::limits::{ConnLimiter, ConnPermit};
+use parley_net::tcp_tunnel::TunnelPeers;
 use parley_net::{
     envelope_kind, make_endpoint, peer_id_of, read_raw_frame_within, write_frame, NetError,
 };
@@ -55,6 +57,9 @@ pub struct ServerParams {
     pub relay_keys: Vec<PeerId>,
     /// The bound TCP fallback (`--tcp-listen`), advertised to clients.
     pub tcp: Option<SocketAddr>,
+    /// Which client each TCP tunnel carries: tunnelled connections reach QUIC from
+    /// loopback, and are counted (caps, per-IP quotas) by the tunnel's peer instead.
+    pub tunnel_peers: TunnelPeers,
     /// Admission caps, timeouts and quotas (see `limits.rs`, docs/security.md).
     pub limits: Limits,
 }
@@ -64,10 +69,7 @@ pub async fn start(
     params: ServerParams,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(Bound, impl std::future::Future<Output = ()>)> {
-    let relays = RelayDirectory::new(
-        params.relay_keys.iter().copied(),
-        params.relay_keys.is_empty() && params.relays.is_empty(),
-    );
+    let relays = RelayDirectory::new(params.relay_keys.iter().copied());
     start_with(params, relays, shutdown).await
 }
 
@@ -81,7 +83,10 @@ fn limited_server_config(
     let quic = QuicServerConfig::try_from(tls)?;
     let mut server = quinn::ServerConfig::with_crypto(std::sync::Arc::new(quic));
     let mut t = TransportConfig::default();
-    t.keep_alive_interval(Some(parley_net::endpoint::KEEP_ALIVE));
+    // No keep-alives of our own: the dialer keeps a connection alive (a client's
+    // attachment every ~15 s, see `parley_proto::attach::AttachConfig::keep_alive`);
+    // ours every 10 s would more than double what an idle client costs (issue 9).
+    t.keep_alive_interval(None);
     t.max_idle_timeout(parley_net::endpoint::IDLE_TIMEOUT.try_into().ok());
     t.max_concurrent_bidi_streams(VarInt::from_u32(limits.streams_per_conn));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
@@ -130,8 +135,8 @@ pub async fn start_with(
     let pool = Pool::new(endpoint.clone(), params.identity.clone(), &limits);
     let driver = driver::spawn(overlay, pool.clone());
     let bound = Bound { id, quic, stun };
-    if relays.is_open() {
-        tracing::warn!("no --relay or --relay-key configured: any relay that reports in will be handed out to calls (open mode; configure the relays you trust)");
+    if params.relays.is_empty() && relays.is_unconfigured() {
+        tracing::info!("no --relay or --relay-key configured: calls get no relay, and relays that report in are refused");
     }
     let ctx = Ctx {
         endpoint: endpoint.clone(),
@@ -151,6 +156,7 @@ pub async fn start_with(
             &limits,
         ),
         limiter: ConnLimiter::new(limits.conns_per_ip, limits.conns_total),
+        tunnel_peers: params.tunnel_peers.clone(),
         limits,
     };
 
@@ -200,6 +206,7 @@ struct Ctx {
     driver: DriverHandle,
     router: CallRouter,
     limiter: ConnLimiter,
+    tunnel_peers: TunnelPeers,
     limits: Limits,
 }
 
@@ -209,7 +216,7 @@ async fn accept_loop(endpoint: &Endpoint, ctx: Ctx, mut shutdown: watch::Receive
             _ = shutdown.changed() => return,
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { return };
-                let from = incoming.remote_address();
+                let from = ctx.tunnel_peers.real(incoming.remote_address());
                 let permit = match ctx.limiter.try_acquire(from.ip()) {
                     Ok(p) => p,
                     Err(why) => {
@@ -282,9 +289,10 @@ fn alpn_of(conn: &Connection) -> Option<Vec<u8>> {
 /// Serves one connection; `_permit` holds its admission slot until it ends.
 async fn serve_connection(conn: Connection, ctx: Ctx, _permit: ConnPermit) -> Result<(), NetError> {
     let peer = peer_id_of(&conn)?;
+    // A tunnelled client is known by its TCP peer address, not the tunnel's loopback socket.
     let contact = Contact {
         id: peer,
-        addr: canonical(conn.remote_address()),
+        addr: ctx.tunnel_peers.real(conn.remote_address()),
     };
     let alpn = alpn_of(&conn);
     tracing::debug!(peer = %contact.addr, id = %peer.short(), "connection accepted");
@@ -386,12 +394,6 @@ async fn serve_stream(
         }
     };
     write_frame(&mut send, &reply).await
-}
-
-/// An address as IPv4 when it is IPv4 (a dual-stack socket reports IPv4 peers as
-/// IPv4-mapped IPv6): what clients store, advertise and dial.
-fn canonical(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 fn malformed(e: &impl std::fmt::Display) -> Refusal {

@@ -6,7 +6,8 @@ use super::*;
 use parley_net::{dial, read_frame, send_frame};
 use parley_proto::call::signal::{CallOffer, SignedOffer};
 use parley_proto::quota::Quota;
-use parley_proto::relay::{CallId, RelayLoad};
+use parley_proto::relay::messages::{RelayToSupernode, SupernodeToRelay};
+use parley_proto::relay::{CallId, RelayLoad, ALPN_RELAY_REPORT};
 
 struct Running {
     bound: Bound,
@@ -15,6 +16,11 @@ struct Running {
 }
 
 async fn supernode(limits: Limits) -> Running {
+    // Empty: the relays the tests add by hand are pinned as they are added.
+    supernode_with(limits, RelayDirectory::new([])).await
+}
+
+async fn supernode_with(limits: Limits, relays: RelayDirectory) -> Running {
     let (stop, stop_rx) = watch::channel(false);
     let params = ServerParams {
         identity: Identity::generate(),
@@ -26,10 +32,9 @@ async fn supernode(limits: Limits) -> Running {
         relays: vec![],
         relay_keys: vec![],
         tcp: None,
+        tunnel_peers: Default::default(),
         limits,
     };
-    // Open, so that the relays the tests add by hand are handed out.
-    let relays = RelayDirectory::new([], true);
     let (bound, serve) = start_with(params, relays.clone(), stop_rx).await.unwrap();
     tokio::spawn(serve);
     Running {
@@ -51,6 +56,7 @@ fn add_relay(r: &Running) {
         max_legs: 100,
         tcp: None,
     };
+    r.relays.pin(id);
     r.relays.update(driver::now(), Contact { id, addr }, load);
 }
 
@@ -297,5 +303,88 @@ async fn placing_calls_is_rate_limited_per_caller() {
     assert!(matches!(
         next(&mut recv).await,
         Some(CallSignal::Unreachable(why)) if !why.contains("too many")
+    ));
+}
+
+/// A relay (key `relay`) reports its load to `r`; returns the supernode's answer, or
+/// why the supernode closed the connection.
+async fn report_in(
+    r: &Running,
+    relay: &Identity,
+) -> Result<SupernodeToRelay, quinn::ConnectionError> {
+    let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), relay, &[]).unwrap();
+    let conn = match dial(
+        &ep,
+        relay,
+        r.bound.quic,
+        ALPN_RELAY_REPORT,
+        Some(r.bound.id),
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok((conn, _)) => conn,
+        Err(NetError::Connection(e)) => return Err(e),
+        Err(e) => panic!("dialing the supernode: {e}"),
+    };
+    let load = RelayLoad {
+        relay: relay.peer_id(),
+        listen: ep.local_addr().unwrap(),
+        calls: 0,
+        legs: 0,
+        max_legs: 1000,
+        tcp: None,
+    };
+    let report = RelayToSupernode::Report(load);
+    match parley_net::request(&conn, &report, Duration::from_secs(5)).await {
+        Ok(answer) => Ok(answer),
+        Err(_) => Err(tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .expect("the failed report's connection is closed")),
+    }
+}
+
+#[tokio::test]
+async fn a_relay_reporting_to_a_supernode_with_no_relay_configured_is_refused_and_never_granted() {
+    let rogue = Identity::generate();
+    // The control: a supernode configured with the relay's key takes its report.
+    let configured =
+        supernode_with(Limits::default(), RelayDirectory::new([rogue.peer_id()])).await;
+    assert!(matches!(
+        report_in(&configured, &rogue).await,
+        Ok(SupernodeToRelay::Ack)
+    ));
+    // No --relay, no --relay-key: the same report is refused (the connection closed
+    // with CLOSE_NOT_CONFIGURED), again and again.
+    let r = supernode(Limits::default()).await;
+    for _ in 0..3 {
+        match report_in(&r, &rogue).await {
+            Err(quinn::ConnectionError::ApplicationClosed(c)) => {
+                assert_eq!(
+                    c.error_code,
+                    crate::relay_watch::CLOSE_NOT_CONFIGURED.into()
+                )
+            }
+            other => panic!("a report to an unconfigured supernode got {other:?}"),
+        }
+    }
+    assert!(!r.relays.admits(&rogue.peer_id()));
+    assert!(r.relays.choose(driver::now(), 5).is_empty());
+    // A call that rings gets no relay, and still goes through.
+    let (alice, bob) = (attach(&r).await.unwrap(), attach(&r).await.unwrap());
+    let (_s, mut to_alice) = place(&alice, bob.id.peer_id(), vec![]).await;
+    let (mut to_bob, mut from_alice) = bob.conn.accept_bi().await.unwrap();
+    assert!(matches!(
+        next(&mut from_alice).await,
+        Some(CallSignal::Incoming { relays, .. }) if relays.is_empty()
+    ));
+    send_frame(&mut to_bob, &CallSignal::Ringing).await.unwrap();
+    assert!(matches!(
+        next(&mut to_alice).await,
+        Some(CallSignal::RelayGranted(g)) if g.is_empty()
+    ));
+    assert!(matches!(
+        next(&mut to_alice).await,
+        Some(CallSignal::Ringing)
     ));
 }

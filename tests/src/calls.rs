@@ -5,7 +5,7 @@
 //! Where a process runs is the caller's choice: [`loopback`] starts it here;
 //! a NAT lab test passes a closure that starts it inside a namespace.
 
-use crate::{ClientHome, Proc, Relay, Supernode};
+use crate::{ClientHome, Proc, Relay, RelayKey, Supernode};
 use anyhow::Result;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -85,13 +85,21 @@ pub struct Servers {
 impl Servers {
     /// Starts them, and returns once both supernodes know every relay.
     pub fn start(relays: usize) -> Result<Servers> {
-        let mut sn1 = Supernode::start("sn1", &[])?;
-        let mut sn2 = Supernode::start("sn2", &[sn1.quic])?;
+        // The relays' keys first: the supernodes hand out only relays configured on them.
+        let keys = (0..relays)
+            .map(|_| RelayKey::create())
+            .collect::<Result<Vec<_>>>()?;
+        let flags = RelayKey::flags(&keys);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut sn1 = Supernode::start_with("sn1", &[], &flags)?;
+        let mut sn2 = Supernode::start_with("sn2", &[sn1.quic], &flags)?;
         let trusted = [sn1.id.clone(), sn2.id.clone()];
         let (s1, s2) = (sn1.quic.to_string(), sn2.quic.to_string());
         let report = ["--supernode", s1.as_str(), "--supernode", s2.as_str()];
-        let relays = (1..=relays)
-            .map(|n| Relay::start_with(&format!("relay{n}"), &trusted, &report))
+        let relays = keys
+            .into_iter()
+            .enumerate()
+            .map(|(n, key)| key.start(&format!("relay{}", n + 1), &trusted, &report))
             .collect::<Result<Vec<_>>>()?;
         for sn in [&mut sn1, &mut sn2] {
             for relay in &relays {

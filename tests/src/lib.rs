@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub mod calls;
 pub mod client;
 pub mod natlab;
+pub mod udp_count;
 
 /// Where the workspace's binaries are.
 pub fn bin_dir() -> PathBuf {
@@ -183,11 +184,16 @@ impl Supernode {
         Supernode::start_env(name, join, extra, &[])
     }
 
-    /// Like [`Supernode::start`], with its wall clock `offset_s` seconds off (the
+    /// Like [`Supernode::start_with`], with its wall clock `offset_s` seconds off (the
     /// `PARLEY_CLOCK_OFFSET_S` test hook of `parley_net::clock`).
-    pub fn start_skewed(name: &str, join: &[SocketAddr], offset_s: i64) -> Result<Supernode> {
+    pub fn start_skewed(
+        name: &str,
+        join: &[SocketAddr],
+        extra: &[&str],
+        offset_s: i64,
+    ) -> Result<Supernode> {
         let env = [("PARLEY_CLOCK_OFFSET_S", offset_s.to_string())];
-        Supernode::start_env(name, join, &[], &env)
+        Supernode::start_env(name, join, extra, &env)
     }
 
     fn start_env(
@@ -326,18 +332,17 @@ impl Relay {
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     }
 
-    /// Like [`Relay::start_with`], with its wall clock `offset_s` seconds off (the
+    /// Like [`RelayKey::start`], with its wall clock `offset_s` seconds off (the
     /// `PARLEY_CLOCK_OFFSET_S` test hook of `parley_net::clock`).
     pub fn start_skewed(
         name: &str,
+        key: RelayKey,
         trusted: &[String],
         extra: &[&str],
         offset_s: i64,
     ) -> Result<Relay> {
-        let dir = tempfile::tempdir()?;
-        let key = dir.path().join("relay.key");
         let env = [("PARLEY_CLOCK_OFFSET_S", offset_s.to_string())];
-        Relay::start_env(name, &key, trusted, extra, dir, &env)
+        Relay::start_env(name, &key.path, trusted, extra, key.dir, &env)
     }
 
     /// Like [`Relay::start_with`], with the key file at `key`; `dir` lives as long as
@@ -382,6 +387,38 @@ impl Relay {
             proc,
             _dir: dir,
         })
+    }
+}
+
+/// A relay's key file made before the relay starts (`relay id --key PATH`), so that
+/// supernodes can be started with its id (`--relay-key`): a supernode hands out only
+/// the relays it was configured with.
+pub struct RelayKey {
+    /// The relay's printable id.
+    pub id: String,
+    path: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl RelayKey {
+    /// A new key in a temporary directory.
+    pub fn create() -> Result<RelayKey> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("relay.key");
+        let id = Relay::create_key(&path)?;
+        Ok(RelayKey { id, path, dir })
+    }
+
+    /// `--relay-key ID` for each of `keys`: the flags that let a supernode use them.
+    pub fn flags(keys: &[RelayKey]) -> Vec<String> {
+        keys.iter()
+            .flat_map(|k| ["--relay-key".to_string(), k.id.clone()])
+            .collect()
+    }
+
+    /// Starts the relay with this key ([`Relay::start_with`]'s `trusted` and `extra`).
+    pub fn start(self, name: &str, trusted: &[String], extra: &[&str]) -> Result<Relay> {
+        Relay::start_keyed(name, &self.path, trusted, extra, self.dir)
     }
 }
 

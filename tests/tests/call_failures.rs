@@ -113,6 +113,10 @@ fn a_peer_killed_mid_call_is_noticed_within_two_seconds() -> anyhow::Result<()> 
         serde_json::from_str(&alice.wait_for(t, |l| l.contains("\"event\":\"call_end\""))?)?;
     // It then gives the peer its 10 s to come back, and ends saying why.
     assert_eq!(end["ended_by"], "connection lost", "{end}");
+    // A dropped call is a failure, never "completed": its own outcome, exit 1.
+    assert_eq!(end["outcome"], "dropped", "{end}");
+    let status = alice.wait_exit(t)?;
+    assert_eq!(status.code(), Some(1), "{status:?}");
     let resumed = alice.wait_for(Duration::ZERO, |l| l.contains("media_resumed"));
     assert!(
         resumed.is_err(),

@@ -22,12 +22,21 @@ const REPLAY_EVERY: u64 = 7;
 
 type Waiting = Arc<Mutex<HashMap<CallId, (Connection, SendStream)>>>;
 
-/// Starts an evil relay that reports to `supernodes`; returns its address.
-async fn evil_relay(supernodes: &[SocketAddr]) -> SocketAddr {
-    let identity = Identity::generate();
+/// Starts an evil relay with key `identity` that reports to `supernodes` (configured
+/// with its key: supernodes hand out only relays their operator configured); returns
+/// its address.
+async fn evil_relay(identity: Identity, supernodes: &[SocketAddr]) -> SocketAddr {
     let endpoint =
         parley_relay::endpoint::relay_endpoint("127.0.0.1:0".parse().unwrap(), &identity).unwrap();
     let addr = endpoint.local_addr().unwrap();
+    let load = RelayLoad {
+        relay: identity.peer_id(),
+        listen: addr,
+        calls: 0,
+        legs: 0,
+        max_legs: 1000,
+        tcp: None,
+    };
     for sn in supernodes {
         let (conn, _) = dial(
             &endpoint,
@@ -39,17 +48,9 @@ async fn evil_relay(supernodes: &[SocketAddr]) -> SocketAddr {
         )
         .await
         .unwrap();
-        let load = RelayLoad {
-            relay: identity.peer_id(),
-            listen: addr,
-            calls: 0,
-            legs: 0,
-            max_legs: 1000,
-            tcp: None,
-        };
         let ack: SupernodeToRelay = request(
             &conn,
-            &RelayToSupernode::Report(load),
+            &RelayToSupernode::Report(load.clone()),
             Duration::from_secs(5),
         )
         .await
@@ -59,13 +60,21 @@ async fn evil_relay(supernodes: &[SocketAddr]) -> SocketAddr {
     let waiting: Waiting = Arc::default();
     tokio::spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
-            let waiting = waiting.clone();
+            let (waiting, load) = (waiting.clone(), load.clone());
             tokio::spawn(async move {
                 let conn = incoming.await.unwrap();
                 let (mut send, mut recv) = conn.accept_bi().await.unwrap();
-                // Admits anyone: this relay is the attacker, not the gatekeeper.
-                let ClientToRelay::Join(token) = read_frame(&mut recv).await.unwrap() else {
-                    return;
+                // Admits anyone: this relay is the attacker, not the gatekeeper. It
+                // answers the supernode's check of the address it reported.
+                let token = match read_frame(&mut recv).await.unwrap() {
+                    ClientToRelay::Join(token) => token,
+                    ClientToRelay::LoadQuery => {
+                        write_frame(&mut send, &RelayToClient::Load(load))
+                            .await
+                            .unwrap();
+                        let _ = conn.closed().await;
+                        return;
+                    }
                 };
                 let other = waiting.lock().unwrap().remove(&token.token.call_id);
                 match other {
@@ -130,8 +139,15 @@ async fn forward_tampering(from: Connection, to: Connection) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flipped_and_replayed_datagrams_are_rejected_and_counted() {
-    let sn = Supernode::start("sn", &[]).unwrap();
-    evil_relay(&[sn.quic]).await;
+    let evil = Identity::generate();
+    let evil_id = evil.peer_id().to_string();
+    let mut sn = Supernode::start_with("sn", &[], &["--relay-key", &evil_id]).unwrap();
+    evil_relay(evil, &[sn.quic]).await;
+    // Handed out once the supernode has checked the relay at the address it reported.
+    let sn = tokio::task::spawn_blocking(move || sn.wait_relay().map(|()| sn))
+        .await
+        .unwrap()
+        .unwrap();
     let sn_addr = sn.quic.to_string();
     let summary = tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();

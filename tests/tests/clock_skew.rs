@@ -165,16 +165,18 @@ fn a_client_two_hours_off_is_told_which_clock_is_wrong_and_by_how_much() {
 
 #[test]
 fn supernodes_relay_and_clients_on_clocks_minutes_apart_attach_publish_and_call() {
-    use parley_e2e::{Relay, Supernode};
+    use parley_e2e::{Relay, RelayKey, Supernode};
     // Every pair of clocks that must agree on something signed is under 15 minutes
     // apart; no two clocks are the same. (Seconds off the true time.)
     let (sn1_s, sn2_s, relay_s, alice_s, bob_s) = (300, -300, -360, 180, -480);
-    let mut sn1 = Supernode::start_skewed("sn1", &[], sn1_s).unwrap();
-    let mut sn2 = Supernode::start_skewed("sn2", &[sn1.quic], sn2_s).unwrap();
+    let key = RelayKey::create().unwrap();
+    let flags = ["--relay-key", key.id.as_str()];
+    let mut sn1 = Supernode::start_skewed("sn1", &[], &flags, sn1_s).unwrap();
+    let mut sn2 = Supernode::start_skewed("sn2", &[sn1.quic], &flags, sn2_s).unwrap();
     let (s1, s2) = (sn1.quic.to_string(), sn2.quic.to_string());
     let report = ["--supernode", s1.as_str(), "--supernode", s2.as_str()];
-    let relay =
-        Relay::start_skewed("relay", &[sn1.id.clone(), sn2.id.clone()], &report, relay_s).unwrap();
+    let trusted = [sn1.id.clone(), sn2.id.clone()];
+    let relay = Relay::start_skewed("relay", key, &trusted, &report, relay_s).unwrap();
     sn1.wait_relay().unwrap();
     sn2.wait_relay().unwrap();
     relayed_call_with_clocks_off(&s1, &s2, alice_s, bob_s);

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use parley_e2e::calls::{answering, call_end, calling, loopback};
-use parley_e2e::{http_get, prometheus_value, ready_field, Relay, Supernode};
+use parley_e2e::{http_get, prometheus_value, ready_field, RelayKey, Supernode};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,10 +28,15 @@ fn value(text: &str, name: &str) -> f64 {
 
 #[test]
 fn metrics_count_an_attach_a_lookup_and_relayed_datagrams() -> Result<()> {
-    let mut sn = Supernode::start_with("sn", &[], &["--metrics", "127.0.0.1:0"])?;
+    let key = RelayKey::create()?;
+    let mut sn = Supernode::start_with(
+        "sn",
+        &[],
+        &["--metrics", "127.0.0.1:0", "--relay-key", &key.id],
+    )?;
     let sn_metrics = metrics_addr(&sn.ready)?;
     let sn_addr = sn.quic.to_string();
-    let relay = Relay::start_with(
+    let relay = key.start(
         "relay",
         std::slice::from_ref(&sn.id),
         &["--supernode", &sn_addr, "--metrics", "127.0.0.1:0"],
@@ -62,6 +67,13 @@ fn metrics_count_an_attach_a_lookup_and_relayed_datagrams() -> Result<()> {
         value(
             &relay_before,
             "parley_relay_dropped_datagrams_total{reason=\"rate_limited\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &relay_before,
+            "parley_relay_refused_joins_total{reason=\"bad_token\"}"
         ),
         0.0
     );

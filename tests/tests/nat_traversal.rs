@@ -14,7 +14,7 @@
 
 use parley_e2e::calls::{answering, call_end, calling};
 use parley_e2e::natlab::{Host, NatKind, NatLab};
-use parley_e2e::{bin, Proc};
+use parley_e2e::{bin, Proc, Relay};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,9 @@ fn internet(with_relay: bool) -> Internet {
     let (a1, a2) = (h1.addr(SN_QUIC), h2.addr(SN_QUIC));
     let mut procs = Vec::new();
     let mut ids = Vec::new();
+    // The relay's key first: supernodes hand out only relays configured on them.
+    let relay_id =
+        with_relay.then(|| Relay::create_key(keys.path().join("relay").as_ref()).unwrap());
     for (host, addr, name, join) in [(&h1, a1, "sn1", None), (&h2, a2, "sn2", Some(a1))] {
         let listen = addr.to_string();
         let stun = host.addr(SN_STUN).to_string();
@@ -69,6 +72,9 @@ fn internet(with_relay: bool) -> Internet {
         ];
         if let Some(j) = &join {
             args.extend(["--join", j.as_str()]);
+        }
+        if let Some(r) = &relay_id {
+            args.extend(["--relay-key", r.as_str()]);
         }
         let mut p = host.spawn_bin(name, "supernode", args).unwrap();
         let ready = p

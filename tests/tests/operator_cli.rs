@@ -48,7 +48,8 @@ fn supernode_id_without_a_key_names_supernode_id_create() -> Result<()> {
     Ok(())
 }
 
-/// The operator guide's metrics table names every reason the relay counts drops by.
+/// The operator guide's metrics table names every reason the relay counts drops and
+/// refused joins by.
 #[test]
 fn the_operator_guide_lists_every_drop_reason() -> Result<()> {
     let guide = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operator-guide.md");
@@ -61,6 +62,16 @@ fn the_operator_guide_lists_every_drop_reason() -> Result<()> {
         assert!(
             row.contains(&format!("`{}`", reason.as_str())),
             "docs/operator-guide.md: {reason} missing from {row}"
+        );
+    }
+    let row = guide
+        .lines()
+        .find(|l| l.contains("parley_relay_refused_joins_total{reason}"))
+        .unwrap_or_default();
+    for code in parley_proto::relay::RelayRefusalCode::ALL {
+        assert!(
+            row.contains(&format!("`{}`", code.as_str())),
+            "docs/operator-guide.md: {code:?} missing from {row}"
         );
     }
     Ok(())

@@ -73,3 +73,48 @@ fn a_client_attached_to_one_supernode_is_found_from_another() -> anyhow::Result<
     drop(sn2);
     Ok(())
 }
+
+/// Issue 15: bootstrap addresses can come from the client's config file
+/// (`<home>/config.toml`, `supernodes = [...]`) instead of `--supernode` on every command;
+/// a broken config file is an error that names it, before anything goes online.
+#[test]
+fn a_client_with_no_flags_bootstraps_from_its_config_file() -> anyhow::Result<()> {
+    let sn1 = Supernode::start("sn1", &[])?;
+    let alice = ClientHome::new("alice")?;
+    let mut online = alice.online("alice", &[sn1.quic])?;
+    online.wait_for(Duration::from_secs(20), |l| {
+        l.contains("\"event\":\"published\"")
+    })?;
+
+    let bob = tempfile::tempdir()?;
+    let config = bob.path().join("config.toml");
+    // Flags-free, as a user with a config file types it; the tcp:// entry is the TCP
+    // fallback, kept for networks that drop UDP.
+    std::fs::write(
+        &config,
+        format!("supernodes = [\"{}\", \"tcp://{}\"]\n", sn1.quic, sn1.quic),
+    )?;
+    let start = Instant::now();
+    let found = loop {
+        let out = parley(bob.path(), &["lookup", &alice.id, "--json"])?;
+        if out.status.success() {
+            break String::from_utf8(out.stdout)?;
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(10),
+            "not found with the config file's supernodes: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let v: serde_json::Value = serde_json::from_str(found.trim())?;
+    assert_eq!(v["event"], "found");
+    assert_eq!(v["record"]["id"], alice.id.as_str());
+
+    std::fs::write(&config, "supernode = [\"typo for supernodes\"]\n")?;
+    let out = parley(bob.path(), &["lookup", &alice.id])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(stderr.contains("config.toml"), "{stderr}");
+    Ok(())
+}

@@ -8,8 +8,9 @@
 //! - The sample configs in `packaging/` are accepted by the binaries, and the systemd
 //!   units pass `systemd-analyze verify`.
 //!
-//! A real `cargo install --locked --path …` into a temporary root is not run here (three
-//! release builds would cost CI ~15 minutes); it has no script yet (issue 15, point 5).
+//! The real `cargo install --locked --path …` into a temporary root is
+//! `scripts/install-check.sh`, which `scripts/test.sh` runs after this suite (with `--debug`,
+//! sharing the test build; `--release` installs exactly as an operator does).
 
 use anyhow::{Context, Result};
 use parley_e2e::bin;

@@ -3,20 +3,22 @@
 //! probe, and both paths are received meanwhile.
 
 use parley_e2e::calls::{answering, call_end, calling};
-use parley_e2e::{Proc, Relay, Supernode};
+use parley_e2e::{Proc, RelayKey, Supernode};
 use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn a_relayed_call_upgrades_to_direct_without_losing_audio() {
-    let mut sn1 = Supernode::start("sn1", &[]).unwrap();
+    let key = RelayKey::create().unwrap();
+    let mut sn1 = Supernode::start_with("sn1", &[], &["--relay-key", &key.id]).unwrap();
     let s1 = sn1.quic.to_string();
-    let relay = Relay::start_with(
-        "relay",
-        std::slice::from_ref(&sn1.id),
-        &["--supernode", &s1],
-    )
-    .unwrap();
+    let relay = key
+        .start(
+            "relay",
+            std::slice::from_ref(&sn1.id),
+            &["--supernode", &s1],
+        )
+        .unwrap();
     sn1.wait_relay().unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Both hold their direct path back for 2 s: the call starts on the relay.

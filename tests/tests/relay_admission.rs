@@ -1,11 +1,13 @@
 //! Acceptance (issue 11 item 1, issue 15 "relays every supernode can use"): a supernode
 //! hands out only the relays its operator configured. A rogue relay that reports in
 //! with its own key, and a configured relay that does not trust the supernode, forward
-//! nothing over six relayed calls; the configured relay carries them all.
+//! nothing over six relayed calls; the configured relay carries them all. A supernode
+//! with no relay configured at all refuses every relay that reports in, and hands out
+//! none.
 
 use anyhow::{Context, Result};
 use parley_e2e::calls::{answering, call_end, calling, loopback};
-use parley_e2e::{http_get, prometheus_value, ready_field, Relay, Supernode};
+use parley_e2e::{http_get, prometheus_value, ready_field, Relay, RelayKey, Supernode};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -104,5 +106,97 @@ fn a_rogue_relay_reporting_in_forwards_nothing_over_six_relayed_calls() -> Resul
         sn_saw.is_err(),
         "the supernode listed a relay it must not: {sn_saw:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_relay_reporting_to_a_supernode_with_no_relay_configured_is_refused_and_never_granted(
+) -> Result<()> {
+    let key = RelayKey::create()?;
+    // No --relay, no --relay-key.
+    let mut bare = Supernode::start("bare", &[])?;
+    // The control: the same relay, configured here, is handed out and forwards.
+    let mut configured = Supernode::start_with("configured", &[], &["--relay-key", &key.id])?;
+    let (b, c) = (bare.quic.to_string(), configured.quic.to_string());
+    let trusting = [bare.id.clone(), configured.id.clone()];
+    let report = [
+        "--supernode",
+        &b,
+        "--supernode",
+        &c,
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    let relay = key.start("relay", &trusting, &report)?;
+    configured.proc.wait_for(Duration::from_secs(20), |l| {
+        l.starts_with("relay known") && l.contains(&relay.id)
+    })?;
+    // The relay did report to the bare supernode, and was refused.
+    bare.proc.wait_for(Duration::from_secs(20), |l| {
+        l.starts_with("relay refused") && l.contains(&relay.id)
+    })?;
+
+    let dir = tempfile::tempdir()?;
+    let bob = answering(
+        &loopback,
+        "bob",
+        dir.path(),
+        &["--supernode", &b, "--relay-only"],
+    )?;
+    let mut alice = calling(
+        &loopback,
+        "alice",
+        dir.path(),
+        &bob.home.id,
+        &["--supernode", &b, "--relay-only", "--duration", "2"],
+    )?;
+    let connected = alice.proc.wait_for(Duration::from_secs(30), |l| {
+        l.contains("\"event\":\"connected\"")
+    })?;
+    let connected: serde_json::Value = serde_json::from_str(&connected)?;
+    assert_eq!(
+        connected["relays"],
+        serde_json::json!([]),
+        "the bare supernode granted a relay: {connected}"
+    );
+    alice.proc.wait_for(Duration::from_secs(30), |l| {
+        l.contains("\"event\":\"path_failed\"") && l.contains("no relay was granted")
+    })?;
+    let status = alice.proc.wait_exit(Duration::from_secs(60))?;
+    assert!(
+        !status.success(),
+        "a relay-only call with no relay granted succeeded"
+    );
+    assert_eq!(forwarded(&relay)?, 0.0, "the relay forwarded datagrams");
+    let listed = bare
+        .proc
+        .wait_for(Duration::from_millis(200), |l| l.starts_with("relay known"));
+    assert!(
+        listed.is_err(),
+        "the bare supernode listed a relay: {listed:?}"
+    );
+    drop(bob);
+
+    // The relay is alive and would forward for a supernode configured with it.
+    let mut bob = answering(
+        &loopback,
+        "bob2",
+        dir.path(),
+        &["--supernode", &c, "--relay-only"],
+    )?;
+    let mut alice = calling(
+        &loopback,
+        "alice2",
+        dir.path(),
+        &bob.home.id,
+        &["--supernode", &c, "--relay-only", "--duration", "2"],
+    )?;
+    let summary = call_end(&mut alice, Duration::from_secs(60))?;
+    assert_eq!(summary["path"], "relay", "{summary}");
+    assert!(
+        forwarded(&relay)? > 0.0,
+        "the configured relay carried the call"
+    );
+    bob.proc.kill();
     Ok(())
 }

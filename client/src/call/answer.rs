@@ -268,14 +268,14 @@ impl Answerer {
         match &result {
             Ok(stats) => {
                 let mut fields = stats.to_json();
-                fields["outcome"] = json!("completed");
+                fields["outcome"] = json!(stats.outcome());
                 fields["peer"] = json!(caller.to_string());
                 out.event(
                     "call_end",
                     fields,
                     format!("call ended ({}): {}", stats.ended_by, stats.status_line()),
                 );
-                entry.outcome = "completed".into();
+                entry.outcome = stats.outcome().into();
                 entry.duration_s = (stats.duration.as_secs_f64() * 10.0).round() / 10.0;
                 entry.path = stats.path().map(|p| p.name()).unwrap_or("none").into();
             }

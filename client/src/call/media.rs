@@ -189,6 +189,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     stats.duration = started.elapsed();
     stats.absorb(&session.stats());
     stats.ended_by = ended.to_string();
+    stats.dropped = matches!(ended, EndReason::PeerLost { .. });
     if stats.media.rtt.is_none() {
         stats.media.rtt = stats.path().and_then(|k| paths.transport_rtt(k));
     }

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 /// How the call ended, for the exit code.
 pub enum CallOutcome {
-    /// Talked, then hung up.
+    /// Talked, then hung up (or lost the connection: [`CallStats::dropped`]).
     Completed(Box<CallStats>),
     /// Never connected.
     NotConnected(EndReason),
@@ -37,6 +37,8 @@ impl CallOutcome {
     /// The exit code of `parley call` (see docs/user-guide.md).
     pub fn exit_code(&self) -> i32 {
         match self {
+            // Connected, then the connection was lost: a failure.
+            CallOutcome::Completed(stats) if stats.dropped => EXIT_FAILED,
             CallOutcome::Completed(_) => EXIT_OK,
             CallOutcome::NotFound => EXIT_NOT_FOUND,
             CallOutcome::NotConnected(
@@ -84,7 +86,7 @@ pub async fn run(session: &SessionHandle, p: PlaceCall<'_>) -> Result<CallOutcom
     let (outcome, duration_s, path) = match &result {
         Ok(CallOutcome::Completed(stats)) => {
             let mut fields = stats.to_json();
-            fields["outcome"] = json!("completed");
+            fields["outcome"] = json!(stats.outcome());
             fields["peer"] = json!(callee.to_string());
             out.event(
                 "call_end",
@@ -92,7 +94,7 @@ pub async fn run(session: &SessionHandle, p: PlaceCall<'_>) -> Result<CallOutcom
                 format!("call ended ({}): {}", stats.ended_by, stats.status_line()),
             );
             let path = stats.path().map(|p| p.name()).unwrap_or("none");
-            ("completed", stats.duration.as_secs_f64(), path)
+            (stats.outcome(), stats.duration.as_secs_f64(), path)
         }
         Ok(CallOutcome::NotConnected(reason)) => {
             out.event(
@@ -147,11 +149,14 @@ async fn place(
     if callee == session.identity.peer_id() {
         bail!("that is your own id: you cannot call yourself");
     }
-    let link = tokio::select! {
-        link = session.attached(Duration::from_secs(15)) => link?,
+    // The first attachment that answers places the call: one of ours may be a
+    // supernode that died and is not noticed yet.
+    let lookup = ClientToSupernode::Lookup(callee);
+    let (link, reply) = tokio::select! {
+        asked = session.ask(&lookup, Duration::from_secs(15)) => asked?,
         _ = control.wait_hangup() => return Ok(CallOutcome::NotConnected(EndReason::Cancelled)),
     };
-    let record = match link.ask(&ClientToSupernode::Lookup(callee)).await? {
+    let record = match reply {
         SupernodeToClient::Found(signed) => signed
             .verify(now())
             .map_err(|e| anyhow!("the callee's presence record is invalid: {e}"))?

@@ -15,6 +15,9 @@ pub struct CallStats {
     pub setup: Option<Duration>,
     pub duration: Duration,
     pub ended_by: String,
+    /// The call connected, then the connection was lost (nothing heard for the engine's
+    /// give-up time): reported as `dropped`, a failure, never `completed`.
+    pub dropped: bool,
     /// How our datagrams leave this machine: "udp", or "tcp" where UDP is blocked.
     pub transport: &'static str,
 }
@@ -29,6 +32,16 @@ impl CallStats {
             rtt,
             ..s.clone()
         };
+    }
+
+    /// The `outcome` word of a call that connected (history and `call_end`): `dropped`
+    /// when the connection was lost, else `completed`.
+    pub fn outcome(&self) -> &'static str {
+        if self.dropped {
+            "dropped"
+        } else {
+            "completed"
+        }
     }
 
     /// The path the call was last sent on.

@@ -107,6 +107,11 @@ impl Impairment {
         Duration::from_secs_f64(ms / 1000.0)
     }
 
+    /// Whether a bursty channel is in its bad state (mid-burst) after the last packet.
+    pub fn in_burst(&self) -> bool {
+        self.bad
+    }
+
     /// When the copies of a packet sent at `sent` arrive (empty: lost).
     pub fn send(&mut self, sent: Timestamp) -> Vec<Timestamp> {
         if self.lost() {

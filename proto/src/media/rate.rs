@@ -6,7 +6,10 @@
 //! ([`RateController::on_report`], the cumulative `received`/`lost` counts that
 //! `MediaFrame::Report` carries, about once a second) and end-to-end RTT samples
 //! ([`RateController::on_rtt`]), each with the time, and applies what
-//! [`RateController::poll_target`] returns to its encoder.
+//! [`RateController::target`] returns to its encoder, with the DRED depth
+//! [`dred_frames_for`] gives for [`RateController::measured_loss`] (the media engine
+//! re-derives both after every report and RTT sample: the depth can move while bitrate
+//! and expected loss hold, so [`RateController::poll_target`] alone would miss it).
 //!
 //! # Policy
 //!

@@ -451,10 +451,9 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
         let Some(rate) = &mut self.rate else {
             return;
         };
-        let Some(t) = rate.poll_target() else {
-            return;
-        };
-        let target = from_rate(t, rate.measured_loss());
+        // Every time, not only when the controller's bitrate or expected loss moved: the
+        // DRED depth follows the smoothed loss on its own (a stale depth was a bug).
+        let target = from_rate(rate.target(), rate.measured_loss());
         self.stats.bitrate_changes = rate.bitrate_changes();
         if target == self.target {
             return;

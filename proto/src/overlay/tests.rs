@@ -323,26 +323,6 @@ fn dead_nodes_leave_the_routing_table() {
 
 /// A node with three peers in its table, and the record `carol` published through it
 /// up to the point where its `Store`s are out: returns the node and those RPCs.
-fn publishing(carol: &Identity, r: &SignedPresence) -> (Overlay, Vec<OutgoingRpc>) {
-    let mut node = Overlay::new(contact(0), OverlayConfig::default(), T0, 0);
-    for i in 1..=3 {
-        node.handle_request(T0, contact(i), SupernodeToSupernode::Ping);
-    }
-    let _ = carol;
-    node.publish(T0, r.clone()).unwrap();
-    let finds: Vec<OutgoingRpc> = std::iter::from_fn(|| node.poll_transmit()).collect();
-    assert_eq!(finds.len(), 3);
-    for f in finds {
-        node.handle_reply(T0, f.id, Ok(SupernodeReply::Nodes(vec![])));
-    }
-    let stores: Vec<OutgoingRpc> = std::iter::from_fn(|| node.poll_transmit()).collect();
-    assert_eq!(stores.len(), 3);
-    assert!(stores
-        .iter()
-        .all(|s| matches!(s.request, SupernodeToSupernode::Store(_))));
-    (node, stores)
-}
-
 fn held_seq(node: &mut Overlay, owner: &Identity, now: Timestamp) -> Option<u64> {
     node.lookup(now, owner.peer_id());
     std::iter::from_fn(|| node.poll_event()).find_map(|e| match e {
@@ -351,28 +331,119 @@ fn held_seq(node: &mut Overlay, owner: &Identity, now: Timestamp) -> Option<u64>
     })?
 }
 
+/// `node` (pinged by supernodes 1..=n, none of which knows anyone else) publishes
+/// `r`; returns the `Store` RPCs it sends, one per supernode.
+fn publishing_to(n: u64, r: &SignedPresence) -> (Overlay, Vec<OutgoingRpc>) {
+    let mut node = Overlay::new(contact(0), OverlayConfig::default(), T0, 0);
+    for i in 1..=n {
+        node.handle_request(T0, contact(i), SupernodeToSupernode::Ping);
+    }
+    node.publish(T0, r.clone()).unwrap();
+    let mut stores = Vec::new();
+    loop {
+        let out: Vec<OutgoingRpc> = std::iter::from_fn(|| node.poll_transmit()).collect();
+        if out.is_empty() {
+            break;
+        }
+        for rpc in out {
+            match rpc.request {
+                SupernodeToSupernode::Store(_) => stores.push(rpc),
+                _ => node.handle_reply(T0, rpc.id, Ok(SupernodeReply::Nodes(vec![]))),
+            }
+        }
+    }
+    (node, stores)
+}
+
 #[test]
 fn a_forged_stale_refusal_does_not_delete_a_valid_record() {
     let carol = identity(1000);
-    let r1 = record(&carol, 1, T0 + 10 * MINUTE);
-    let (mut node, stores) = publishing(&carol, &r1);
+    let r1 = record(&carol, 5, T0 + 10 * MINUTE);
+    let (mut node, stores) = publishing_to(6, &r1);
+    assert_eq!(stores.len(), 6);
     let now = T0 + Duration::from_millis(100);
-    // A bare claim of staleness, with no proof.
-    let bare = SupernodeReply::Refused(crate::messages::Refusal {
-        code: RefusalCode::Stale,
-        message: "stale presence record: seq 1 but seq 2 is already held".into(),
-    });
-    node.handle_reply(now, stores[0].id, Ok(bare));
-    assert_eq!(held_seq(&mut node, &carol, now), Some(1));
-    // A "newer" record that does not verify.
-    let mut forged = record(&identity(666), 9, T0 + 10 * MINUTE);
-    forged.record.id = carol.peer_id();
-    node.handle_reply(now, stores[1].id, Ok(SupernodeReply::Superseded(forged)));
-    assert_eq!(held_seq(&mut node, &carol, now), Some(1));
+    let mallory = identity(666);
+    let refusals = [
+        // A bare claim of staleness, with no proof.
+        SupernodeReply::Refused(crate::messages::Refusal {
+            code: RefusalCode::Stale,
+            message: "stale presence record: seq 5 but seq 9 is already held".into(),
+        }),
+        // A "newer" record of carol's that does not verify (signed by another key).
+        SupernodeReply::Superseded({
+            let mut forged = record(&mallory, 9, T0 + 10 * MINUTE);
+            forged.record.id = carol.peer_id();
+            forged
+        }),
+        // A valid, newer record, but of someone else.
+        SupernodeReply::Superseded(record(&mallory, 9, T0 + 10 * MINUTE)),
+        // Carol's own, validly signed, but older: a replay.
+        SupernodeReply::Superseded(record(&carol, 4, T0 + 10 * MINUTE)),
+        // Carol's own, validly signed and newer, but long expired.
+        SupernodeReply::Superseded(record(&carol, 9, Timestamp(T0.as_millis() - 3_600_000))),
+    ];
+    for (store, reply) in stores.iter().zip(refusals) {
+        node.handle_reply(now, store.id, Ok(reply.clone()));
+        assert_eq!(held_seq(&mut node, &carol, now), Some(5), "after {reply:?}");
+        assert_eq!(node.stored_records(), 1, "after {reply:?}");
+    }
     // A real newer record replaces ours (it does not merely delete it).
-    let r2 = record(&carol, 2, T0 + 10 * MINUTE);
-    node.handle_reply(now, stores[2].id, Ok(SupernodeReply::Superseded(r2)));
-    assert_eq!(held_seq(&mut node, &carol, now), Some(2));
+    let r2 = record(&carol, 6, T0 + 10 * MINUTE);
+    node.handle_reply(now, stores[5].id, Ok(SupernodeReply::Superseded(r2)));
+    assert_eq!(held_seq(&mut node, &carol, now), Some(6));
+}
+
+#[test]
+fn a_lookup_racing_a_forged_newer_record_returns_the_valid_newest() {
+    let carol = identity(1000);
+    let old = record(&carol, 1, T0 + 10 * MINUTE);
+    let new = record(&carol, 2, T0 + 10 * MINUTE);
+    let mut forged = record(&identity(666), 99, T0 + 10 * MINUTE);
+    forged.record.id = carol.peer_id();
+    let mut node = Overlay::new(contact(0), OverlayConfig::default(), T0, 0);
+    for i in 1..=4 {
+        node.handle_request(T0, contact(i), SupernodeToSupernode::Ping);
+    }
+    let op = node.lookup(T0, carol.peer_id());
+    let mut answers = vec![forged, new.clone(), old.clone(), old].into_iter();
+    let mut asked = Vec::new();
+    let mut t = T0;
+    let done = loop {
+        if let Some(e) = std::iter::from_fn(|| node.poll_event())
+            .find(|e| matches!(e, OverlayEvent::LookupDone { .. }))
+        {
+            break e;
+        }
+        let finds: Vec<OutgoingRpc> = std::iter::from_fn(|| node.poll_transmit()).collect();
+        assert!(!finds.is_empty(), "the lookup stalled");
+        for f in finds {
+            t = t + Duration::from_millis(20);
+            let r = answers.next().expect("asked more holders than there are");
+            asked.push((f.to.id, r.record.seq));
+            node.handle_reply(t, f.id, Ok(SupernodeReply::Value(r)));
+        }
+    };
+    // The forgery (seq 99) neither wins nor counts towards the quorum: a fourth
+    // holder is asked, and the valid newest record is the answer.
+    assert_eq!(asked.len(), 4);
+    assert!(
+        matches!(&done, OverlayEvent::LookupDone { op: o, record: Some(r), .. } if *o == op && *r == new),
+        "{done:?}"
+    );
+    // Repairs go to the holders of the old record, not to the forger.
+    let repaired: Vec<PeerId> = std::iter::from_fn(|| node.poll_transmit())
+        .filter(|r| r.request == SupernodeToSupernode::Store(new.clone()))
+        .map(|r| r.to.id)
+        .collect();
+    let mut stale: Vec<PeerId> = asked
+        .iter()
+        .filter(|(_, seq)| *seq == 1)
+        .map(|(id, _)| *id)
+        .collect();
+    stale.sort_by_key(|id| id.to_bytes());
+    let mut repaired = repaired;
+    repaired.sort_by_key(|id| id.to_bytes());
+    assert_eq!(repaired, stale);
 }
 
 #[test]

@@ -133,6 +133,38 @@ pub enum RelayRefusalCode {
     RateLimited,
 }
 
+impl RelayRefusalCode {
+    /// Every code, in counter order ([`RelayStats::refused_joins`](super::RelayStats::refused_joins)).
+    pub const ALL: [RelayRefusalCode; 10] = [
+        RelayRefusalCode::NoToken,
+        RelayRefusalCode::BadToken,
+        RelayRefusalCode::Expired,
+        RelayRefusalCode::WrongRelay,
+        RelayRefusalCode::UntrustedIssuer,
+        RelayRefusalCode::NotAParty,
+        RelayRefusalCode::CallFull,
+        RelayRefusalCode::TooManyLegs,
+        RelayRefusalCode::Overloaded,
+        RelayRefusalCode::RateLimited,
+    ];
+
+    /// A short snake_case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayRefusalCode::NoToken => "no_token",
+            RelayRefusalCode::BadToken => "bad_token",
+            RelayRefusalCode::Expired => "expired",
+            RelayRefusalCode::WrongRelay => "wrong_relay",
+            RelayRefusalCode::UntrustedIssuer => "untrusted_issuer",
+            RelayRefusalCode::NotAParty => "not_a_party",
+            RelayRefusalCode::CallFull => "call_full",
+            RelayRefusalCode::TooManyLegs => "too_many_legs",
+            RelayRefusalCode::Overloaded => "overloaded",
+            RelayRefusalCode::RateLimited => "rate_limited",
+        }
+    }
+}
+
 impl From<&TokenError> for RelayRefusal {
     fn from(e: &TokenError) -> RelayRefusal {
         let code = match e {

@@ -4,6 +4,7 @@
 //! typed reason so an operator can tell abuse (rate limits) from overload (congested
 //! partners) from client bugs (datagrams before joining).
 
+use super::RelayRefusalCode;
 use std::fmt;
 
 /// Why a datagram was not forwarded.
@@ -158,6 +159,7 @@ pub struct RelayStats {
     pub forwarded_bytes: u64,
     drops: [u64; DropReason::ALL.len()],
     closes: [u64; CloseReason::ALL.len()],
+    refused_joins: [u64; RelayRefusalCode::ALL.len()],
 }
 
 impl RelayStats {
@@ -176,6 +178,17 @@ impl RelayStats {
         self.closes[reason as usize]
     }
 
+    /// Joins refused with `code` (bad tokens, rate limits, full calls, ...).
+    pub fn refused_joins(&self, code: RelayRefusalCode) -> u64 {
+        self.refused_joins[code as usize]
+    }
+
+    /// Adds `n` joins refused with `code`: the relay's shell refuses rate-limited and
+    /// unverifiable joins before its core sees them, and counts them outside the core.
+    pub fn count_refused_joins(&mut self, code: RelayRefusalCode, n: u64) {
+        self.refused_joins[code as usize] += n;
+    }
+
     /// Adds `other`'s counters to these (the relay's data-plane shards keep their own
     /// and are summed for reports).
     pub fn merge(&mut self, other: &RelayStats) {
@@ -185,6 +198,9 @@ impl RelayStats {
             *a += b;
         }
         for (a, b) in self.closes.iter_mut().zip(other.closes) {
+            *a += b;
+        }
+        for (a, b) in self.refused_joins.iter_mut().zip(other.refused_joins) {
             *a += b;
         }
     }
@@ -236,6 +252,12 @@ impl fmt::Display for RelayStats {
                 write!(f, " close.{reason}={n}")?;
             }
         }
+        for code in RelayRefusalCode::ALL {
+            let n = self.refused_joins(code);
+            if n > 0 {
+                write!(f, " refused.{}={n}", code.as_str())?;
+            }
+        }
         Ok(())
     }
 }
@@ -252,6 +274,9 @@ mod tests {
         for (i, r) in CloseReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
         }
+        for (i, r) in RelayRefusalCode::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
     }
 
     #[test]
@@ -262,9 +287,10 @@ mod tests {
         s.count_drop(DropReason::RateLimited);
         s.count_close(CloseReason::IdleTimeout);
         s.uncount_forward(20);
+        s.count_refused_joins(RelayRefusalCode::BadToken, 3);
         assert_eq!(
             s.to_string(),
-            "forwarded=1 bytes=100 drop.rate_limited=1 close.idle_timeout=1"
+            "forwarded=1 bytes=100 drop.rate_limited=1 close.idle_timeout=1 refused.bad_token=3"
         );
         assert_eq!(s.total_drops(), 1);
     }
