@@ -10,8 +10,8 @@
 //! how fast it uploads to them instead, as BitTorrent's mainline client does: the
 //! upload goes where it moves fastest.
 //!
-//! Rates are bytes per second over the last round, measured by the [`Swarm`]
-//! (super::Swarm); ties (every rate 0 at the start) are broken at random.
+//! Rates are bytes per second over the last round, measured by the
+//! [`Swarm`](super::Swarm); ties (every rate 0 at the start) are broken at random.
 
 use crate::identity::PeerId;
 use crate::time::Mono;

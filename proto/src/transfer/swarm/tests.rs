@@ -2,10 +2,12 @@
 //! the peer; limits hold. Whole transfers are in `proto/tests/transfer_swarm.rs`.
 
 use super::*;
+use crate::transfer::bitfield::BitfieldError;
+use crate::transfer::choke::RECHOKE_INTERVAL;
 use crate::Identity;
 
 fn setup(have_all: bool) -> (Swarm, Manifest, Vec<u8>, PeerId) {
-    let data: Vec<u8> = (0..3 * super::super::CHUNK_SIZE as usize)
+    let data: Vec<u8> = (0..3 * crate::transfer::CHUNK_SIZE as usize)
         .map(|i| (i % 253) as u8)
         .collect();
     let sender = Identity::from_seed(&[1; 32]);
