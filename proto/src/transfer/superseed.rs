@@ -9,8 +9,8 @@
 //!
 //! Parley's variant: each recipient always has up to [`REVEAL_DEPTH`] revealed chunks
 //! it does not hold yet (enough to keep the sender's pipeline to it full). A chunk is
-//! revealed to a recipient only if no connected recipient holds it and none that the
-//! sender currently unchokes has it revealed and pending, so a chunk is revealed
+//! revealed to a recipient only if no connected recipient holds it and none that can
+//! fetch it (unchoked, or not yet asking) has it revealed and pending, so a chunk is revealed
 //! again only when the copy in the swarm left with its holder. Recipients fetch
 //! everything else from each other.
 //!
@@ -35,17 +35,19 @@ pub struct RevealView<'a> {
     pub has: &'a Bitfield,
     /// What the sender revealed to it.
     pub revealed: &'a Bitfield,
-    /// Whether the sender currently serves it.
-    pub unchoked: bool,
+    /// Whether it can fetch its reveals: the sender serves it, or it has not asked yet
+    /// (it is unchoked when it does while slots are free). A recipient that asked and
+    /// waits for a slot is not active, so its reveals do not hold chunks back.
+    pub active: bool,
 }
 
 /// The chunks that must not be revealed to anyone else: held by a recipient, or
-/// revealed to one the sender serves and not yet held.
+/// revealed to an active one and not yet held.
 pub fn blocked<'a>(chunks: u32, peers: impl Iterator<Item = RevealView<'a>>) -> Bitfield {
     let mut b = Bitfield::empty(chunks);
     for p in peers {
         for i in 0..chunks {
-            if p.has.get(i) || (p.unchoked && p.revealed.get(i)) {
+            if p.has.get(i) || (p.active && p.revealed.get(i)) {
                 b.set(i);
             }
         }
@@ -96,12 +98,12 @@ mod tests {
             RevealView {
                 has: &a_has,
                 revealed: &a_rev,
-                unchoked: true,
+                active: true,
             },
             RevealView {
                 has: &b_has,
                 revealed: &b_rev,
-                unchoked: true,
+                active: true,
             },
         ];
         let blocked = blocked(n, views.into_iter());
@@ -111,11 +113,11 @@ mod tests {
             let c = choose(&b_has, &b_rev, &blocked, &mut rng).expect("a chunk");
             assert!(c == 2 || c == 3);
         }
-        // A choked recipient's pending reveals do not block.
+        // A recipient waiting for an unchoke does not hold its reveals back from others.
         let views = [RevealView {
             has: &a_has,
             revealed: &a_rev,
-            unchoked: false,
+            active: false,
         }];
         assert!(!super::blocked(n, views.into_iter()).get(1));
         let mut full = Bitfield::full(n);

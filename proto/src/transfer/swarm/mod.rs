@@ -458,18 +458,18 @@ impl Swarm {
             let views = self.peers.values().map(|p| RevealView {
                 has: &p.has,
                 revealed: &p.revealed,
-                unchoked: !p.am_choking,
+                active: !p.am_choking || !p.peer_interested,
             });
             superseed::blocked(n, views)
         };
         for id in self.peer_ids() {
+            let p = self.peer_mut(id);
+            if starving && p.progress_at + STARVE_AFTER > now {
+                continue;
+            }
             loop {
                 let p = self.peers.get_mut(&key(&id)).expect("a connected peer");
-                let stalled = p.progress_at + STARVE_AFTER <= now;
-                if !p.seen_first
-                    || (starving && !stalled)
-                    || superseed::pending(&p.has, &p.revealed) >= REVEAL_DEPTH
-                {
+                if !p.seen_first || superseed::pending(&p.has, &p.revealed) >= REVEAL_DEPTH {
                     break;
                 }
                 let Some(i) = superseed::choose(&p.has, &p.revealed, &blocked, &mut self.rng)

@@ -4,6 +4,7 @@
 use super::*;
 use crate::transfer::bitfield::BitfieldError;
 use crate::transfer::choke::RECHOKE_INTERVAL;
+use crate::transfer::superseed::{REVEAL_DEPTH, STARVE_AFTER};
 use crate::Identity;
 
 fn setup(have_all: bool) -> (Swarm, Manifest, Vec<u8>, PeerId) {
@@ -225,5 +226,125 @@ fn peer_limits_hold() {
     assert_eq!(
         s.add_peer(Mono(0), Identity::from_seed(&[5; 32]).peer_id()),
         Err(AddPeerError::TooMany(2))
+    );
+}
+
+/// A file of `chunks` full chunks, its manifest and its sender.
+fn file_of(chunks: usize) -> (Manifest, Vec<u8>, Identity) {
+    let data: Vec<u8> = (0..chunks * crate::transfer::CHUNK_SIZE as usize)
+        .map(|i| (i % 241) as u8)
+        .collect();
+    let sender = Identity::from_seed(&[1; 32]);
+    let m = Manifest::for_bytes(&sender, "f", &data).expect("manifest");
+    (m, data, sender)
+}
+
+#[test]
+fn requests_in_flight_are_bounded_per_peer_and_shallower_to_the_sender() {
+    let (m, _, sender) = file_of(10);
+    let me = Identity::from_seed(&[2; 32]).peer_id();
+    let other = Identity::from_seed(&[3; 32]).peer_id();
+    let config = SwarmConfig::default();
+    let mut s = Swarm::new(Mono(0), m, me, Bitfield::empty(10), config.clone(), 1);
+    for p in [other, sender.peer_id()] {
+        s.add_peer(Mono(0), p).expect("add");
+        s.handle_message(
+            Mono(0),
+            p,
+            PeerMessage::Bitfield(Bitfield::full(10).as_bytes().to_vec()),
+        );
+        s.handle_message(Mono(0), p, PeerMessage::Unchoke);
+    }
+    let mut per_peer = std::collections::BTreeMap::new();
+    while let Some(t) = s.poll_transmit() {
+        if let PeerMessage::Request(_) = t.msg {
+            *per_peer.entry(t.peer.to_bytes()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(per_peer[&other.to_bytes()], config.max_in_flight);
+    // The sender holds everything the other peer has: spared entirely.
+    assert_eq!(per_peer.get(&sender.peer_id().to_bytes()), None);
+
+    // With only the sender to ask: at most `max_in_flight_origin`.
+    let (m, _, sender) = file_of(10);
+    let mut s = Swarm::new(Mono(0), m, me, Bitfield::empty(10), config.clone(), 1);
+    s.add_peer(Mono(0), sender.peer_id()).expect("add");
+    s.handle_message(
+        Mono(0),
+        sender.peer_id(),
+        PeerMessage::Bitfield(vec![0xff, 0xc0]),
+    );
+    s.handle_message(Mono(0), sender.peer_id(), PeerMessage::Unchoke);
+    let requests = transmits(&mut s)
+        .into_iter()
+        .filter(|m| matches!(m, PeerMessage::Request(_)))
+        .count();
+    assert_eq!(requests, config.max_in_flight_origin);
+}
+
+#[test]
+fn a_super_seeding_sender_reveals_a_few_chunks_each_and_more_when_starved() {
+    let (m, _, sender) = file_of(12);
+    let (a, b) = (
+        Identity::from_seed(&[3; 32]).peer_id(),
+        Identity::from_seed(&[4; 32]).peer_id(),
+    );
+    let mut s = Swarm::new(
+        Mono(0),
+        m,
+        sender.peer_id(),
+        Bitfield::full(12),
+        SwarmConfig::default(),
+        1,
+    );
+    let mut revealed = std::collections::BTreeMap::<[u8; 32], Vec<u32>>::new();
+    fn collect(s: &mut Swarm, revealed: &mut std::collections::BTreeMap<[u8; 32], Vec<u32>>) {
+        while let Some(t) = s.poll_transmit() {
+            match t.msg {
+                PeerMessage::Bitfield(bits) => {
+                    assert_eq!(bits, vec![0, 0], "shows nothing at first")
+                }
+                PeerMessage::Have(i) => revealed.entry(t.peer.to_bytes()).or_default().push(i),
+                _ => {}
+            }
+        }
+    }
+    for p in [a, b] {
+        s.add_peer(Mono(0), p).expect("add");
+        s.handle_message(Mono(0), p, PeerMessage::Bitfield(vec![0, 0]));
+    }
+    collect(&mut s, &mut revealed);
+    let ra = revealed[&a.to_bytes()].clone();
+    let rb = revealed[&b.to_bytes()].clone();
+    assert_eq!(
+        (ra.len(), rb.len()),
+        (REVEAL_DEPTH as usize, REVEAL_DEPTH as usize)
+    );
+    assert!(
+        ra.iter().all(|i| !rb.contains(i)),
+        "each chunk revealed to one recipient"
+    );
+    // `a` got one of its chunks (from anyone): one more is revealed to it.
+    s.handle_message(Mono(1), a, PeerMessage::Have(ra[0]));
+    collect(&mut s, &mut revealed);
+    assert_eq!(revealed[&a.to_bytes()].len(), REVEAL_DEPTH as usize + 1);
+    // `b` holds chunks that `a` lacks but passes nothing on: after STARVE_AFTER
+    // without progress `a` is revealed chunks regardless.
+    for i in 0..12 {
+        if !revealed[&a.to_bytes()].contains(&i) {
+            s.handle_message(Mono(1), b, PeerMessage::Have(i));
+        }
+    }
+    for &i in &revealed[&a.to_bytes()].clone() {
+        s.handle_message(Mono(1), a, PeerMessage::Have(i));
+    }
+    collect(&mut s, &mut revealed);
+    let before = revealed[&a.to_bytes()].len();
+    assert_eq!(s.poll_timeout(), Some(Mono(1) + STARVE_AFTER));
+    s.handle_timeout(Mono(1) + STARVE_AFTER);
+    collect(&mut s, &mut revealed);
+    assert_eq!(
+        revealed[&a.to_bytes()].len(),
+        before + REVEAL_DEPTH as usize
     );
 }
