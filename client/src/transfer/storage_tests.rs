@@ -143,3 +143,19 @@ fn hostile_names_never_become_paths() {
         Err(StorageError::Name { .. })
     ));
 }
+
+#[test]
+fn when_every_name_is_taken_the_file_stays_partial() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for n in 0..=MAX_SUFFIX {
+        std::fs::write(dir.path().join(candidate_name("t.txt", n)), b"").expect("write");
+    }
+    let m = manifest("t.txt", b"new");
+    let (pf, _) = PartialFile::open(dir.path(), &m).expect("open");
+    pf.write_chunk(0, b"new").expect("write");
+    assert!(matches!(pf.finish(), Err(StorageError::NoFreeName(_))));
+    assert_eq!(
+        std::fs::read(dir.path().join("t.txt.part")).expect("kept"),
+        b"new"
+    );
+}
