@@ -19,6 +19,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+/// The ALPN of a file-transfer connection between two clients.
+pub const ALPN_FILE: &[u8] = b"parley-file/1";
+
 /// Verified chunks between resume-file updates.
 const RESUME_EVERY: u32 = 8;
 
@@ -281,6 +284,134 @@ mod tests {
             );
         }
         let (s_swarm, _) = tokio::time::timeout(Duration::from_secs(10), sender_task)
+            .await
+            .expect("the sender ends when its peers leave")
+            .expect("task")
+            .expect("run");
+        let ratio = s_swarm.stats().uploaded as f64 / data.len() as f64;
+        assert!(ratio <= 1.5, "sender uploaded {ratio:.2}x");
+    }
+
+    /// The same over real QUIC connections on loopback (one bidirectional stream per
+    /// pair of peers, each side's key proven by TLS), as the transport will carry it.
+    #[tokio::test]
+    async fn a_file_reaches_two_recipients_over_quic_streams() {
+        use parley_net::{dial, make_endpoint, peer_id_of};
+        let data: Vec<u8> = (0..4 << 20)
+            .map(|i: u32| (i.wrapping_mul(40_503) >> 7) as u8)
+            .collect();
+        let src_dir = tempfile::tempdir().expect("tempdir");
+        let src = src_dir.path().join("clip.bin");
+        std::fs::write(&src, &data).expect("write");
+        let idents = [
+            Identity::from_seed(&[1; 32]),
+            Identity::from_seed(&[2; 32]),
+            Identity::from_seed(&[3; 32]),
+        ];
+        let manifest = Manifest::for_bytes(&idents[0], "clip.bin", &data).expect("manifest");
+        let loopback = "127.0.0.1:0".parse().expect("addr");
+        let endpoints: Vec<quinn::Endpoint> = idents
+            .iter()
+            .map(|id| make_endpoint(loopback, id, &[ALPN_FILE]).expect("endpoint"))
+            .collect();
+        let addrs: Vec<_> = endpoints
+            .iter()
+            .map(|e| e.local_addr().expect("addr"))
+            .collect();
+        let dirs = [
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        ];
+        let mut tasks = Vec::new();
+        // Peer i dials every peer after it and accepts every peer before it; a dialed
+        // stream becomes visible to the other side with its first frame (our bitfield).
+        for i in 0..3 {
+            let endpoint = endpoints[i].clone();
+            let identity = idents[i].clone();
+            let ids: Vec<PeerId> = idents.iter().map(Identity::peer_id).collect();
+            let addrs = addrs.clone();
+            let manifest = manifest.clone();
+            let (store, have) = if i == 0 {
+                let n = manifest.chunk_count();
+                (
+                    Store::Source(File::open(&src).expect("open")),
+                    Bitfield::full(n),
+                )
+            } else {
+                open_receiver(dirs[i - 1].path(), &manifest).expect("open")
+            };
+            tasks.push(tokio::spawn(async move {
+                let mut conns = Vec::new();
+                let mut peers = Vec::new();
+                for _ in 0..i {
+                    let conn = endpoint
+                        .accept()
+                        .await
+                        .expect("incoming")
+                        .await
+                        .expect("handshake");
+                    let peer = peer_id_of(&conn).expect("peer id");
+                    let (writer, reader) = conn.accept_bi().await.expect("stream");
+                    peers.push(PeerStreams {
+                        peer,
+                        reader,
+                        writer,
+                    });
+                    conns.push(conn);
+                }
+                for j in i + 1..3 {
+                    let (conn, peer) = dial(
+                        &endpoint,
+                        &identity,
+                        addrs[j],
+                        ALPN_FILE,
+                        Some(ids[j]),
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    .expect("dial");
+                    let (writer, reader) = conn.open_bi().await.expect("stream");
+                    peers.push(PeerStreams {
+                        peer,
+                        reader,
+                        writer,
+                    });
+                    conns.push(conn);
+                }
+                let swarm = Swarm::new(
+                    mono(),
+                    manifest,
+                    ids[i],
+                    have,
+                    SwarmConfig::default(),
+                    i as u64,
+                );
+                let out = run(swarm, store, peers).await;
+                // Let the last frames leave before the connections go.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                drop(conns);
+                out
+            }));
+        }
+        let mut tasks = tasks.into_iter();
+        let sender = tasks.next().expect("sender");
+        for (i, t) in tasks.enumerate() {
+            let (swarm, store) = tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("in time")
+                .expect("task")
+                .expect("run");
+            assert!(swarm.is_complete());
+            let Store::Partial(p) = store else {
+                panic!("a receiver")
+            };
+            let path = p.finish().expect("finish");
+            assert!(
+                std::fs::read(&path).expect("read") == data,
+                "recipient {i}: bytes differ"
+            );
+        }
+        let (s_swarm, _) = tokio::time::timeout(Duration::from_secs(30), sender)
             .await
             .expect("the sender ends when its peers leave")
             .expect("task")
