@@ -201,6 +201,43 @@ mod tests {
 
     type Streams = PeerStreams<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>;
 
+    type Outcome = tokio::task::JoinHandle<Result<(Swarm, Store), StorageError>>;
+
+    /// Every receiver completes and ends with `data` at `DIR/name`; then the sender
+    /// ends (its peers left), having uploaded at most 1.5 times the file.
+    async fn expect_delivered(
+        sender: Outcome,
+        receivers: Vec<Outcome>,
+        data: &[u8],
+        name: &str,
+        dirs: &[&std::path::Path],
+    ) {
+        for (i, t) in receivers.into_iter().enumerate() {
+            let (swarm, store) = tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("in time")
+                .expect("task")
+                .expect("run");
+            assert!(swarm.is_complete());
+            let Store::Partial(p) = store else {
+                panic!("a receiver")
+            };
+            let path = p.finish().expect("finish");
+            assert_eq!(path, dirs[i].join(name));
+            assert!(
+                std::fs::read(&path).expect("read") == data,
+                "recipient {i}: bytes differ"
+            );
+        }
+        let (s_swarm, _) = tokio::time::timeout(Duration::from_secs(30), sender)
+            .await
+            .expect("the sender ends when its peers leave")
+            .expect("task")
+            .expect("run");
+        let ratio = s_swarm.stats().uploaded as f64 / data.len() as f64;
+        assert!(ratio <= 1.5, "sender uploaded {ratio:.2}x");
+    }
+
     /// A 4 MiB file to two recipients over in-memory streams, through the storage
     /// shell: both end with the sender's bytes under its name.
     #[tokio::test]
@@ -266,30 +303,8 @@ mod tests {
             );
             tasks.push(tokio::spawn(run(swarm, store, l)));
         }
-        for (i, t) in tasks.into_iter().enumerate() {
-            let (swarm, store) = tokio::time::timeout(Duration::from_secs(60), t)
-                .await
-                .expect("in time")
-                .expect("task")
-                .expect("run");
-            assert!(swarm.is_complete());
-            let Store::Partial(p) = store else {
-                panic!("a receiver")
-            };
-            let path = p.finish().expect("finish");
-            assert_eq!(path, dirs[i].path().join("photo.raw"));
-            assert!(
-                std::fs::read(&path).expect("read") == data,
-                "recipient {i}: bytes differ"
-            );
-        }
-        let (s_swarm, _) = tokio::time::timeout(Duration::from_secs(10), sender_task)
-            .await
-            .expect("the sender ends when its peers leave")
-            .expect("task")
-            .expect("run");
-        let ratio = s_swarm.stats().uploaded as f64 / data.len() as f64;
-        assert!(ratio <= 1.5, "sender uploaded {ratio:.2}x");
+        let dirs = [dirs[0].path(), dirs[1].path()];
+        expect_delivered(sender_task, tasks, &data, "photo.raw", &dirs).await;
     }
 
     /// The same over real QUIC connections on loopback (one bidirectional stream per
@@ -395,28 +410,7 @@ mod tests {
         }
         let mut tasks = tasks.into_iter();
         let sender = tasks.next().expect("sender");
-        for (i, t) in tasks.enumerate() {
-            let (swarm, store) = tokio::time::timeout(Duration::from_secs(60), t)
-                .await
-                .expect("in time")
-                .expect("task")
-                .expect("run");
-            assert!(swarm.is_complete());
-            let Store::Partial(p) = store else {
-                panic!("a receiver")
-            };
-            let path = p.finish().expect("finish");
-            assert!(
-                std::fs::read(&path).expect("read") == data,
-                "recipient {i}: bytes differ"
-            );
-        }
-        let (s_swarm, _) = tokio::time::timeout(Duration::from_secs(30), sender)
-            .await
-            .expect("the sender ends when its peers leave")
-            .expect("task")
-            .expect("run");
-        let ratio = s_swarm.stats().uploaded as f64 / data.len() as f64;
-        assert!(ratio <= 1.5, "sender uploaded {ratio:.2}x");
+        let dirs = [dirs[0].path(), dirs[1].path()];
+        expect_delivered(sender, tasks.collect(), &data, "clip.bin", &dirs).await;
     }
 }
