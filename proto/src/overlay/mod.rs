@@ -16,6 +16,13 @@
 //!   `k` closest they can find, closest holder first; a holder that receives the same
 //!   record from another meanwhile skips its turn. So replicas lost with dead
 //!   supernodes are replaced, at about one republication per record per interval.
+//! - A supernode new to a holder's table that falls among the `k` closest it knows
+//!   to a record's key gets the record from one holder (the closest of the others),
+//!   so replicas follow joins at a cost proportional to joins; in an overlay of at
+//!   most `k + 1` supernodes every one holds every record.
+//! - A lookup that misses locally asks the `k` closest supernodes it can find. One
+//!   that finds the routing table empty while a join is on its way (or in the first
+//!   `rpc_timeout` after start) waits for a first peer instead of failing at once.
 //! - Every record accepted from the network is verified (signature, limits, expiry)
 //!   and must supersede the one held, so replaying an old record cannot roll a user
 //!   back. A supernode holds at most [`store::MAX_RECORDS`] records; beyond that,

@@ -36,6 +36,16 @@ pub(super) enum Goal {
     Refresh,
 }
 
+/// A caller's lookup or publish waiting for a first peer (see `Overlay::expect_join`).
+pub(super) struct Parked {
+    op: OpId,
+    target: NodeId,
+    kind: LookupKind,
+    goal: Goal,
+    /// When it stops waiting and runs with whatever the table holds then.
+    pub(super) until: Timestamp,
+}
+
 pub(super) struct Operation {
     goal: Goal,
     /// Running until the lookup is done.
@@ -61,6 +71,40 @@ impl Overlay {
         goal: Goal,
     ) -> OpId {
         let op = self.new_op();
+        // A publication is stored here already, and handed over to the first peer.
+        let wait = match goal {
+            Goal::Find => self.awaiting_join || now < self.newly_started_until,
+            Goal::Publish(_) => self.awaiting_join,
+            _ => false,
+        };
+        if wait && self.table.is_empty() {
+            let until = now + self.config.rpc_timeout;
+            self.parked.push_back(Parked {
+                op,
+                target,
+                kind,
+                goal,
+                until,
+            });
+        } else {
+            self.launch(now, op, target, kind, goal);
+        }
+        op
+    }
+
+    /// Starts the operations parked for the join: those due by `due`, or all.
+    pub(super) fn unpark(&mut self, now: Timestamp, due: Option<Timestamp>) {
+        while let Some(p) = self.parked.front() {
+            if due.is_some_and(|t| p.until > t) {
+                break;
+            }
+            if let Some(p) = self.parked.pop_front() {
+                self.launch(now, p.op, p.target, p.kind, p.goal);
+            }
+        }
+    }
+
+    fn launch(&mut self, now: Timestamp, op: OpId, target: NodeId, kind: LookupKind, goal: Goal) {
         self.table.touch(&target, now);
         let seeds = self.table.closest(&target, self.config.k, |_| true);
         let early = match &goal {
@@ -88,7 +132,6 @@ impl Overlay {
             self.store_to(now, op, &record, &targets);
         }
         self.advance(now, op);
-        op
     }
 
     /// Sends `record` to each of `targets` not yet sent it, on behalf of `op`.
