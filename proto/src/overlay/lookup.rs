@@ -5,7 +5,10 @@
 //!
 //! Termination: the lookup keeps every candidate it has heard of sorted by distance
 //! to the target. Failed candidates are skipped; the `k` closest of the rest are the
-//! "frontier". It queries the closest not-yet-queried frontier candidates, with at
+//! "frontier" (`VALUE_WIDTH × k` for a value lookup: supernodes that answer without
+//! the record, as colluding liars do, would otherwise fill it before the lookup
+//! reaches the holders; a value lookup usually ends at its quorum long before its
+//! frontier is exhausted, so the wider frontier costs little). It queries the closest not-yet-queried frontier candidates, with at
 //! most `alpha` frontier queries in flight, and is done when every frontier candidate
 //! has answered. A query whose candidate was pushed out of the frontier by closer
 //! discoveries no longer holds the lookup up. A value lookup is also done once
@@ -13,6 +16,17 @@
 //! first, because an old record may still be served by a holder that missed the
 //! latest store (or by a liar); it keeps the highest sequence number. Its wait is
 //! bounded like any lookup's: by the frontier and the RPC deadline.
+//!
+//! Disjoint paths (S/Kademlia, Baumgart & Mies 2007, §4.4): the seeds are dealt to
+//! `d` paths in turn, closest first, and every candidate belongs to the path whose
+//! answer named it first; a node named again by another path is not asked again.
+//! Each path keeps its own frontier and its own `alpha` queries in flight, and the
+//! lookup ends when every path is done (or the value quorum is reached). Colluding
+//! supernodes that name only each other can capture the paths they are asked on,
+//! not the others, so a record stays findable as long as one path runs through
+//! honest supernodes; and the answered supernodes of all paths together give a
+//! publication more (and more diverse) replicas to choose from. With `d = 1` this is
+//! the plain Kademlia lookup.
 //!
 //! Depth: seeds (from our own routing table) are depth 1; a candidate first named by
 //! a depth-`d` candidate is depth `d + 1`. The depth of the candidate that answered
@@ -25,6 +39,9 @@ use std::collections::{BTreeMap, HashMap};
 /// Not-yet-queried candidates beyond this many times `k` are dropped, farthest first,
 /// so a flood of contacts in replies cannot grow a lookup without bound.
 const CANDIDATES_PER_K: usize = 4;
+
+/// A value lookup's frontier is this many times `k` wide (see the module docs).
+pub const VALUE_WIDTH: usize = 2;
 
 /// Records a value lookup collects from distinct holders before it ends (fewer if
 /// the frontier runs out first).
@@ -54,6 +71,8 @@ struct Candidate {
     contact: Contact,
     depth: usize,
     state: State,
+    /// The disjoint path it belongs to.
+    path: usize,
 }
 
 /// An iterative lookup of one key.
@@ -64,6 +83,7 @@ pub struct Lookup {
     local: NodeId,
     k: usize,
     alpha: usize,
+    paths: usize,
     /// Keyed by XOR distance to the target, which is unique per node id.
     candidates: BTreeMap<[u8; 32], Candidate>,
     /// Each candidate's key by identity. Replies name the same nodes over and over,
@@ -76,7 +96,7 @@ pub struct Lookup {
 
 impl Lookup {
     /// A lookup of `target` run by the supernode at `local` (never queried), starting
-    /// from `seeds`. `k` and `alpha` are raised to at least 1.
+    /// from `seeds`, over one path. `k` and `alpha` are raised to at least 1.
     pub fn new(
         target: NodeId,
         kind: LookupKind,
@@ -85,19 +105,39 @@ impl Lookup {
         alpha: usize,
         seeds: impl IntoIterator<Item = Contact>,
     ) -> Lookup {
+        Lookup::disjoint(target, kind, local, k, alpha, 1, seeds)
+    }
+
+    /// Like [`Lookup::new`] over `paths` disjoint paths (at least 1; see the module
+    /// docs). The seeds are dealt to the paths closest first.
+    pub fn disjoint(
+        target: NodeId,
+        kind: LookupKind,
+        local: NodeId,
+        k: usize,
+        alpha: usize,
+        paths: usize,
+        seeds: impl IntoIterator<Item = Contact>,
+    ) -> Lookup {
         let mut lookup = Lookup {
             target,
             kind,
             local,
             k: k.max(1),
             alpha: alpha.max(1),
+            paths: paths.max(1),
             candidates: BTreeMap::new(),
             keys: HashMap::new(),
             found: None,
             holders: Vec::new(),
         };
-        for seed in seeds {
-            lookup.add(seed, 1);
+        let mut seeds: Vec<(_, Contact)> = seeds
+            .into_iter()
+            .map(|c| (c.id.node_id().distance(&target), c))
+            .collect();
+        seeds.sort_unstable_by_key(|(d, _)| *d);
+        for (i, (_, seed)) in seeds.into_iter().enumerate() {
+            lookup.add(seed, 1, i % lookup.paths);
         }
         lookup.trim();
         lookup
@@ -113,11 +153,12 @@ impl Lookup {
         self.kind
     }
 
-    fn add(&mut self, contact: Contact, depth: usize) {
+    fn add(&mut self, contact: Contact, depth: usize, path: usize) {
         if let Some(key) = self.keys.get(&contact.id) {
-            // Known already: only a shorter path to a node not yet asked matters.
+            // Known already: only a shorter route, on its own path, to a node not
+            // yet asked matters.
             if let Some(held) = self.candidates.get_mut(key) {
-                if held.state == State::Waiting && depth < held.depth {
+                if held.state == State::Waiting && held.path == path && depth < held.depth {
                     held.depth = depth;
                 }
             }
@@ -136,25 +177,29 @@ impl Lookup {
                 contact,
                 depth,
                 state: State::Waiting,
+                path,
             },
         );
     }
 
     /// Queried candidates stay, so a failed or answered node is never asked twice.
+    /// The cap holds per path.
     fn trim(&mut self) {
         let cap = self.k.saturating_mul(CANDIDATES_PER_K);
-        let excess = self.candidates.len().saturating_sub(cap);
-        if excess == 0 {
+        if self.candidates.len() <= cap {
             return;
         }
-        let victims: Vec<[u8; 32]> = self
-            .candidates
-            .iter()
-            .rev()
-            .filter(|(_, c)| c.state == State::Waiting)
-            .map(|(key, _)| *key)
-            .take(excess)
-            .collect();
+        let mut count = vec![0usize; self.paths];
+        for c in self.candidates.values() {
+            count[c.path] += 1;
+        }
+        let mut victims = Vec::new();
+        for (key, c) in self.candidates.iter().rev() {
+            if c.state == State::Waiting && count[c.path] > cap {
+                count[c.path] -= 1;
+                victims.push(*key);
+            }
+        }
         for key in victims {
             if let Some(c) = self.candidates.remove(&key) {
                 self.keys.remove(&c.contact.id);
@@ -162,11 +207,18 @@ impl Lookup {
         }
     }
 
-    fn frontier(&self) -> impl Iterator<Item = &Candidate> {
+    fn width(&self) -> usize {
+        match self.kind {
+            LookupKind::FindNode => self.k,
+            LookupKind::FindValue => self.k.saturating_mul(VALUE_WIDTH),
+        }
+    }
+
+    fn frontier(&self, path: usize) -> impl Iterator<Item = &Candidate> {
         self.candidates
             .values()
-            .filter(|c| c.state != State::Failed)
-            .take(self.k)
+            .filter(move |c| c.path == path && c.state != State::Failed)
+            .take(self.width())
     }
 
     /// The supernodes to ask now; each is marked in flight. Empty when the lookup
@@ -175,20 +227,22 @@ impl Lookup {
         if self.quorum() {
             return Vec::new();
         }
-        let mut in_flight = 0;
-        let mut waiting = Vec::new();
-        for c in self.frontier() {
-            match c.state {
-                State::InFlight => in_flight += 1,
-                State::Waiting => waiting.push(c.key),
-                State::Answered | State::Failed => {}
+        let mut chosen = Vec::new();
+        for path in 0..self.paths {
+            let mut in_flight = 0;
+            let mut waiting = Vec::new();
+            for c in self.frontier(path) {
+                match c.state {
+                    State::InFlight => in_flight += 1,
+                    State::Waiting => waiting.push(c.key),
+                    State::Answered | State::Failed => {}
+                }
             }
+            let free = self.alpha.saturating_sub(in_flight);
+            chosen.extend(waiting.into_iter().take(free));
         }
         let mut out = Vec::new();
-        for key in waiting
-            .into_iter()
-            .take(self.alpha.saturating_sub(in_flight))
-        {
+        for key in chosen {
             if let Some(c) = self.candidates.get_mut(&key) {
                 c.state = State::InFlight;
                 out.push(c.contact);
@@ -199,7 +253,8 @@ impl Lookup {
 
     /// Whether the lookup has finished (see the module docs).
     pub fn is_done(&self) -> bool {
-        self.quorum() || self.frontier().all(|c| c.state == State::Answered)
+        self.quorum()
+            || (0..self.paths).all(|p| self.frontier(p).all(|c| c.state == State::Answered))
     }
 
     fn quorum(&self) -> bool {
@@ -221,8 +276,9 @@ impl Lookup {
         };
         c.state = State::Answered;
         let depth = c.depth.saturating_add(1);
+        let path = c.path;
         for contact in contacts {
-            self.add(*contact, depth);
+            self.add(*contact, depth, path);
         }
         self.trim();
     }
@@ -502,6 +558,59 @@ mod tests {
         lookup.on_nodes(&all[1].id, &[]);
         assert!(lookup.is_done());
         assert_eq!(lookup.found().map(|r| r.record.seq), Some(1));
+    }
+
+    /// Runs a value lookup over `paths` paths in a network where the 12 supernodes
+    /// closest to the key are colluding liars naming only each other, the 13th holds
+    /// the record, and an honest supernode farther out knows the holder.
+    fn lookup_among_liars(paths: usize) -> Option<SignedPresence> {
+        let all = contacts(40);
+        let owner = Identity::from_seed(&[7; 32]);
+        let target = owner.peer_id().node_id();
+        let sorted = sorted_by_distance(&all, &target);
+        let (liars, holder, honest) = (&sorted[..12], sorted[12], sorted[20]);
+        let mut lookup = Lookup::disjoint(
+            target,
+            LookupKind::FindValue,
+            NodeId([0; 32]),
+            4,
+            3,
+            paths,
+            vec![honest, liars[11]],
+        );
+        let record = presence(&owner, 1);
+        loop {
+            let mut batch = lookup.next_queries();
+            if batch.is_empty() {
+                break;
+            }
+            // Liars answer first.
+            batch.sort_by_key(|c| !liars.contains(c));
+            for c in batch {
+                if liars.contains(&c) {
+                    lookup.on_nodes(&c.id, liars);
+                } else if c == holder {
+                    lookup.on_value(&c.id, record.clone());
+                } else {
+                    lookup.on_nodes(&c.id, &[holder]);
+                }
+            }
+        }
+        assert!(lookup.is_done());
+        lookup.take_found()
+    }
+
+    #[test]
+    fn disjoint_paths_reach_a_holder_that_colluding_liars_hide_from_one_path() {
+        assert_eq!(
+            lookup_among_liars(1),
+            None,
+            "one path: liars fill the frontier"
+        );
+        assert!(
+            lookup_among_liars(2).is_some(),
+            "two paths: the honest one finds it"
+        );
     }
 
     #[test]

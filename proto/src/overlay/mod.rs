@@ -50,8 +50,14 @@ pub struct OverlayConfig {
     /// many supernodes store each record, and how many closest nodes a lookup must
     /// hear from before it ends. Values below 1 are treated as 1.
     pub k: usize,
-    /// How many RPCs one lookup keeps in flight at once. Values below 1 are treated as 1.
+    /// How many RPCs one lookup keeps in flight at once on each of its paths. Values
+    /// below 1 are treated as 1.
     pub alpha: usize,
+    /// How many disjoint paths each lookup runs (S/Kademlia's `d`; see
+    /// [`lookup`]): colluding supernodes that name only each other capture the paths
+    /// they are asked on, not the others. 1 is plain Kademlia. Values below 1 are
+    /// treated as 1.
+    pub disjoint_paths: usize,
     /// How long an RPC may go unanswered before it counts as failed.
     pub rpc_timeout: Duration,
     /// How often a holder pushes each record it holds back out to the `k` closest
@@ -67,6 +73,7 @@ impl Default for OverlayConfig {
         OverlayConfig {
             k: 20,
             alpha: 3,
+            disjoint_paths: 3,
             rpc_timeout: Duration::from_secs(2),
             // Publishers refresh their records well within this (see
             // `attach::AttachConfig::republish_interval`), and each refresh postpones

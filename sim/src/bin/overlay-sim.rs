@@ -38,6 +38,9 @@ struct Args {
     /// simulator's default is Mainline DHT's 8 rather than the supernode's 20).
     #[arg(long, default_value_t = 8)]
     k: usize,
+    /// Disjoint paths per lookup (S/Kademlia's d; the supernode's default is 3).
+    #[arg(long, default_value_t = 3)]
+    paths: usize,
     /// Threads for the parallel parts (key generation, signing, verification).
     #[arg(long)]
     threads: Option<usize>,
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         seed: args.seed,
         config: OverlayConfig {
             k: args.k,
+            disjoint_paths: args.paths,
             ..OverlayConfig::default()
         },
     };

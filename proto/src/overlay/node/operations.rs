@@ -19,9 +19,10 @@ use crate::time::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How many times `k` further answered supernodes a publication keeps in reserve
-/// for stores that fail.
-const SPARE_PER_K: usize = 1;
+/// How many times `k` further answered supernodes (of all the lookup's disjoint
+/// paths) a publication keeps in reserve for stores that fail or are refused:
+/// colluding liars refuse every store, and each refusal moves on to the next.
+const SPARE_PER_K: usize = 3;
 
 pub(super) enum Goal {
     /// A caller's lookup; reports `LookupDone`.
@@ -111,12 +112,13 @@ impl Overlay {
             Goal::Republish(record) => Some((record.clone(), seeds.clone())),
             _ => None,
         };
-        let lookup = Lookup::new(
+        let lookup = Lookup::disjoint(
             target,
             kind,
             self.my_id,
             self.config.k,
             self.config.alpha,
+            self.config.disjoint_paths,
             seeds,
         );
         let operation = Operation {
