@@ -13,6 +13,7 @@ fn scenario() -> Scenario {
         malicious_pct: 0.0,
         loss_pct: 1.0,
         seed: 7,
+        bootstraps: 1,
         config: OverlayConfig {
             k: 8,
             ..OverlayConfig::default()

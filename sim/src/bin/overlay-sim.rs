@@ -41,6 +41,10 @@ struct Args {
     /// Disjoint paths per lookup (S/Kademlia's d; the supernode's default is 3).
     #[arg(long, default_value_t = 3)]
     paths: usize,
+    /// Earlier supernodes each new one joins through (random, liars included), like
+    /// an operator's repeatable --join.
+    #[arg(long, default_value_t = 3)]
+    bootstraps: usize,
     /// Threads for the parallel parts (key generation, signing, verification).
     #[arg(long)]
     threads: Option<usize>,
@@ -62,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         malicious_pct: args.malicious,
         loss_pct: args.loss,
         seed: args.seed,
+        bootstraps: args.bootstraps,
         config: OverlayConfig {
             k: args.k,
             disjoint_paths: args.paths,

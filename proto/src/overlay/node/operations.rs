@@ -112,13 +112,22 @@ impl Overlay {
             Goal::Republish(record) => Some((record.clone(), seeds.clone())),
             _ => None,
         };
+        // Republication, the one lookup that runs per record, stays one path: it
+        // stores to the holders already known first (see the module docs), and the
+        // publisher's own refresh is disjoint.
+        let paths = match goal {
+            Goal::Republish(_) => 1,
+            Goal::Find | Goal::Publish(_) | Goal::Join | Goal::Refresh => {
+                self.config.disjoint_paths
+            }
+        };
         let lookup = Lookup::disjoint(
             target,
             kind,
             self.my_id,
             self.config.k,
             self.config.alpha,
-            self.config.disjoint_paths,
+            paths,
             seeds,
         );
         let operation = Operation {
