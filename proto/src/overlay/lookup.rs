@@ -84,6 +84,8 @@ pub struct Lookup {
     k: usize,
     alpha: usize,
     paths: usize,
+    /// Seeds dealt to the paths so far.
+    dealt: usize,
     /// Keyed by XOR distance to the target, which is unique per node id.
     candidates: BTreeMap<[u8; 32], Candidate>,
     /// Each candidate's key by identity. Replies name the same nodes over and over,
@@ -126,6 +128,7 @@ impl Lookup {
             k: k.max(1),
             alpha: alpha.max(1),
             paths: paths.max(1),
+            dealt: 0,
             candidates: BTreeMap::new(),
             keys: HashMap::new(),
             found: None,
@@ -136,11 +139,18 @@ impl Lookup {
             .map(|c| (c.id.node_id().distance(&target), c))
             .collect();
         seeds.sort_unstable_by_key(|(d, _)| *d);
-        for (i, (_, seed)) in seeds.into_iter().enumerate() {
-            lookup.add(seed, 1, i % lookup.paths);
+        for (_, seed) in seeds {
+            lookup.add_seed(seed);
         }
-        lookup.trim();
         lookup
+    }
+
+    /// Adds `contact` as one more seed (depth 1), on the next path in turn; a
+    /// contact already known is left where it is.
+    pub fn add_seed(&mut self, contact: Contact) {
+        self.add(contact, 1, self.dealt % self.paths);
+        self.dealt += 1;
+        self.trim();
     }
 
     /// The key looked up.

@@ -127,11 +127,16 @@ impl Overlay {
 
     /// A supernode we were told to join through (the shell already connected and
     /// learned its key). Adds it and starts a self-lookup to fill the table; when
-    /// that ends, every bucket beyond our closest neighbour is refreshed.
+    /// that ends, every bucket beyond our closest neighbour is refreshed. A join
+    /// while that self-lookup runs (several `--join` addresses) adds its contact to
+    /// it as a seed instead of starting another: one self-lookup and one refresh,
+    /// however many bootstraps.
     pub fn join(&mut self, now: Timestamp, contact: Contact) {
         self.awaiting_join = false;
         self.saw(now, contact);
-        self.start_lookup(now, self.my_id, LookupKind::FindNode, Goal::Join);
+        if !self.join_also(now, contact) {
+            self.start_lookup(now, self.my_id, LookupKind::FindNode, Goal::Join);
+        }
     }
 
     /// An incoming DHT request from the authenticated supernode `from`; returns the

@@ -591,3 +591,23 @@ fn requests_before_the_join_wait_for_it_within_the_rpc_timeout() {
     assert!(net.events.iter().any(|(i, e)| *i == fourth
         && matches!(e, OverlayEvent::LookupDone { op: o, record: Some(_), .. } if *o == op)));
 }
+
+/// Several `--join` addresses: one self-lookup, seeded with all of them.
+#[test]
+fn joins_while_a_join_runs_seed_it_instead_of_starting_another() {
+    let mut node = Overlay::new(contact(0), OverlayConfig::default(), T0, 0);
+    node.join(T0, contact(1));
+    node.join(T0, contact(2));
+    node.join(T0, contact(3));
+    assert_eq!(node.operations_in_progress(), 1);
+    let asked: Vec<Contact> = std::iter::from_fn(|| node.poll_transmit())
+        .map(|rpc| {
+            assert_eq!(
+                rpc.request,
+                SupernodeToSupernode::FindNode(contact(0).id.node_id())
+            );
+            rpc.to
+        })
+        .collect();
+    assert_eq!(asked.len(), 3, "every bootstrap asked: {asked:?}");
+}

@@ -93,6 +93,23 @@ impl Overlay {
         op
     }
 
+    /// Adds `contact` to a running join's self-lookup; false if none runs.
+    pub(super) fn join_also(&mut self, now: Timestamp, contact: Contact) -> bool {
+        let running = self
+            .ops
+            .iter_mut()
+            .find_map(|(op, o)| match (&o.goal, &mut o.lookup) {
+                (Goal::Join, Some(lookup)) => Some((*op, lookup)),
+                _ => None,
+            });
+        let Some((op, lookup)) = running else {
+            return false;
+        };
+        lookup.add_seed(contact);
+        self.advance(now, op);
+        true
+    }
+
     /// Starts the operations parked for the join: those due by `due`, or all.
     pub(super) fn unpark(&mut self, now: Timestamp, due: Option<Timestamp>) {
         while let Some(p) = self.parked.front() {
