@@ -52,9 +52,8 @@ impl Sim {
             return;
         };
         let identity = Identity::from_seed(&self.rng.gen());
-        let via = self.random_live(false);
         let malicious = self.rng.gen_bool(churn.malicious.clamp(0.0, 1.0));
-        let new = self.add_supernode(&identity, via, malicious);
+        let new = self.add_joining(&identity, malicious);
         let life = churn.lifetime(&mut self.rng);
         let at = self.now + life;
         self.set_lifetime(new, at);

@@ -31,6 +31,8 @@ pub struct Scenario {
     pub seed: u64,
     /// Overlay settings.
     pub config: OverlayConfig,
+    /// Earlier supernodes each new one joins through (see `Sim::bootstraps`).
+    pub bootstraps: usize,
 }
 
 /// What a run measured.
@@ -82,6 +84,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     };
     let cache = s.clients.saturating_mul(3).max(1 << 16);
     let mut sim = Sim::new(s.seed, s.config.clone(), network, cache);
+    sim.bootstraps = s.bootstraps;
     let stamp = |sim: &Sim| {
         format!(
             "[virtual {:.0} s, wall {:.1} s, rpcs {}]",
@@ -91,7 +94,8 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         )
     };
 
-    // 1. Supernodes join one after another, each through a random earlier one.
+    // 1. Supernodes join one after another, each through `bootstraps` random earlier
+    // ones.
     let ids = identities(&mut sim.rng, s.supernodes);
     let liars: Vec<bool> = {
         let n = ((s.malicious_pct / 100.0) * s.supernodes as f64).round() as usize;
@@ -104,8 +108,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     for (i, id) in ids.iter().enumerate() {
         let at = sim.now + JOIN_GAP;
         sim.run_until(at);
-        let via = (i > 0).then(|| sim.rng.gen_range(0..i as u32));
-        sim.add_supernode(id, via, liars[i]);
+        sim.add_joining(id, liars[i]);
     }
     drop(ids);
     let at = sim.now + Duration::from_secs(60);

@@ -165,6 +165,9 @@ pub struct Sim {
     pub stats: Stats,
     /// Continuous churn, when on.
     pub churn: Option<crate::churn::Churn>,
+    /// How many earlier supernodes a new one joins through (distinct, chosen at
+    /// random, liars included): an operator's repeatable `--join`.
+    pub bootstraps: usize,
 }
 
 impl Sim {
@@ -188,6 +191,7 @@ impl Sim {
             verified: Arc::new(VerifiedRecords::new(cache)),
             stats: Stats::default(),
             churn: None,
+            bootstraps: 1,
         }
     }
 
@@ -226,6 +230,22 @@ impl Sim {
             }
         }
         self.touch(i);
+        i
+    }
+
+    /// Starts a supernode that joins through up to [`Sim::bootstraps`] distinct
+    /// random live supernodes (liars included).
+    pub fn add_joining(&mut self, identity: &Identity, malicious: bool) -> u32 {
+        let n = self.bootstraps.max(1).min(self.live.len());
+        let vias: Vec<u32> = rand::seq::index::sample(&mut self.rng, self.live.len(), n)
+            .iter()
+            .map(|j| self.live[j])
+            .collect();
+        let i = self.add_supernode(identity, vias.first().copied(), malicious);
+        for &via in vias.iter().skip(1) {
+            let contact = self.nodes[via as usize].contact;
+            self.with_overlay(i, |o, now| o.join(now, contact));
+        }
         i
     }
 

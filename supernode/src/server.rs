@@ -130,7 +130,11 @@ pub async fn start_with(
     let stun = stun_sockets.layout.primary;
     let id = params.identity.peer_id();
     let me = Contact { id, addr: quic };
-    let overlay = Overlay::new(me, OverlayConfig::default(), driver::now(), rand::random());
+    let mut overlay = Overlay::new(me, OverlayConfig::default(), driver::now(), rand::random());
+    if !params.join.is_empty() {
+        // Clients may ask before the join connects: their first requests wait for it.
+        overlay.expect_join();
+    }
     let limits = params.limits.clone();
     let pool = Pool::new(endpoint.clone(), params.identity.clone(), &limits);
     let driver = driver::spawn(overlay, pool.clone());

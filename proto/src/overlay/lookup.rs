@@ -5,7 +5,10 @@
 //!
 //! Termination: the lookup keeps every candidate it has heard of sorted by distance
 //! to the target. Failed candidates are skipped; the `k` closest of the rest are the
-//! "frontier". It queries the closest not-yet-queried frontier candidates, with at
+//! "frontier" (`VALUE_WIDTH × k` for a value lookup: supernodes that answer without
+//! the record, as colluding liars do, would otherwise fill it before the lookup
+//! reaches the holders; a value lookup usually ends at its quorum long before its
+//! frontier is exhausted, so the wider frontier costs little). It queries the closest not-yet-queried frontier candidates, with at
 //! most `alpha` frontier queries in flight, and is done when every frontier candidate
 //! has answered. A query whose candidate was pushed out of the frontier by closer
 //! discoveries no longer holds the lookup up. A value lookup is also done once
@@ -13,6 +16,17 @@
 //! first, because an old record may still be served by a holder that missed the
 //! latest store (or by a liar); it keeps the highest sequence number. Its wait is
 //! bounded like any lookup's: by the frontier and the RPC deadline.
+//!
+//! Disjoint paths (S/Kademlia, Baumgart & Mies 2007, §4.4): the seeds are dealt to
+//! `d` paths in turn, closest first, and every candidate belongs to the path whose
+//! answer named it first; a node named again by another path is not asked again.
+//! Each path keeps its own frontier and its own `alpha` queries in flight, and the
+//! lookup ends when every path is done (or the value quorum is reached). Colluding
+//! supernodes that name only each other can capture the paths they are asked on,
+//! not the others, so a record stays findable as long as one path runs through
+//! honest supernodes; and the answered supernodes of all paths together give a
+//! publication more (and more diverse) replicas to choose from. With `d = 1` this is
+//! the plain Kademlia lookup.
 //!
 //! Depth: seeds (from our own routing table) are depth 1; a candidate first named by
 //! a depth-`d` candidate is depth `d + 1`. The depth of the candidate that answered
@@ -25,6 +39,9 @@ use std::collections::{BTreeMap, HashMap};
 /// Not-yet-queried candidates beyond this many times `k` are dropped, farthest first,
 /// so a flood of contacts in replies cannot grow a lookup without bound.
 const CANDIDATES_PER_K: usize = 4;
+
+/// A value lookup's frontier is this many times `k` wide (see the module docs).
+pub const VALUE_WIDTH: usize = 2;
 
 /// Records a value lookup collects from distinct holders before it ends (fewer if
 /// the frontier runs out first).
@@ -54,6 +71,8 @@ struct Candidate {
     contact: Contact,
     depth: usize,
     state: State,
+    /// The disjoint path it belongs to.
+    path: usize,
 }
 
 /// An iterative lookup of one key.
@@ -64,6 +83,9 @@ pub struct Lookup {
     local: NodeId,
     k: usize,
     alpha: usize,
+    paths: usize,
+    /// Seeds dealt to the paths so far.
+    dealt: usize,
     /// Keyed by XOR distance to the target, which is unique per node id.
     candidates: BTreeMap<[u8; 32], Candidate>,
     /// Each candidate's key by identity. Replies name the same nodes over and over,
@@ -76,7 +98,7 @@ pub struct Lookup {
 
 impl Lookup {
     /// A lookup of `target` run by the supernode at `local` (never queried), starting
-    /// from `seeds`. `k` and `alpha` are raised to at least 1.
+    /// from `seeds`, over one path. `k` and `alpha` are raised to at least 1.
     pub fn new(
         target: NodeId,
         kind: LookupKind,
@@ -85,22 +107,50 @@ impl Lookup {
         alpha: usize,
         seeds: impl IntoIterator<Item = Contact>,
     ) -> Lookup {
+        Lookup::disjoint(target, kind, local, k, alpha, 1, seeds)
+    }
+
+    /// Like [`Lookup::new`] over `paths` disjoint paths (at least 1; see the module
+    /// docs). The seeds are dealt to the paths closest first.
+    pub fn disjoint(
+        target: NodeId,
+        kind: LookupKind,
+        local: NodeId,
+        k: usize,
+        alpha: usize,
+        paths: usize,
+        seeds: impl IntoIterator<Item = Contact>,
+    ) -> Lookup {
         let mut lookup = Lookup {
             target,
             kind,
             local,
             k: k.max(1),
             alpha: alpha.max(1),
+            paths: paths.max(1),
+            dealt: 0,
             candidates: BTreeMap::new(),
             keys: HashMap::new(),
             found: None,
             holders: Vec::new(),
         };
-        for seed in seeds {
-            lookup.add(seed, 1);
+        let mut seeds: Vec<(_, Contact)> = seeds
+            .into_iter()
+            .map(|c| (c.id.node_id().distance(&target), c))
+            .collect();
+        seeds.sort_unstable_by_key(|(d, _)| *d);
+        for (_, seed) in seeds {
+            lookup.add_seed(seed);
         }
-        lookup.trim();
         lookup
+    }
+
+    /// Adds `contact` as one more seed (depth 1), on the next path in turn; a
+    /// contact already known is left where it is.
+    pub fn add_seed(&mut self, contact: Contact) {
+        self.add(contact, 1, self.dealt % self.paths);
+        self.dealt += 1;
+        self.trim();
     }
 
     /// The key looked up.
@@ -113,11 +163,12 @@ impl Lookup {
         self.kind
     }
 
-    fn add(&mut self, contact: Contact, depth: usize) {
+    fn add(&mut self, contact: Contact, depth: usize, path: usize) {
         if let Some(key) = self.keys.get(&contact.id) {
-            // Known already: only a shorter path to a node not yet asked matters.
+            // Known already: only a shorter route, on its own path, to a node not
+            // yet asked matters.
             if let Some(held) = self.candidates.get_mut(key) {
-                if held.state == State::Waiting && depth < held.depth {
+                if held.state == State::Waiting && held.path == path && depth < held.depth {
                     held.depth = depth;
                 }
             }
@@ -136,25 +187,29 @@ impl Lookup {
                 contact,
                 depth,
                 state: State::Waiting,
+                path,
             },
         );
     }
 
     /// Queried candidates stay, so a failed or answered node is never asked twice.
+    /// The cap holds per path.
     fn trim(&mut self) {
         let cap = self.k.saturating_mul(CANDIDATES_PER_K);
-        let excess = self.candidates.len().saturating_sub(cap);
-        if excess == 0 {
+        if self.candidates.len() <= cap {
             return;
         }
-        let victims: Vec<[u8; 32]> = self
-            .candidates
-            .iter()
-            .rev()
-            .filter(|(_, c)| c.state == State::Waiting)
-            .map(|(key, _)| *key)
-            .take(excess)
-            .collect();
+        let mut count = vec![0usize; self.paths];
+        for c in self.candidates.values() {
+            count[c.path] += 1;
+        }
+        let mut victims = Vec::new();
+        for (key, c) in self.candidates.iter().rev() {
+            if c.state == State::Waiting && count[c.path] > cap {
+                count[c.path] -= 1;
+                victims.push(*key);
+            }
+        }
         for key in victims {
             if let Some(c) = self.candidates.remove(&key) {
                 self.keys.remove(&c.contact.id);
@@ -162,11 +217,18 @@ impl Lookup {
         }
     }
 
-    fn frontier(&self) -> impl Iterator<Item = &Candidate> {
+    fn width(&self) -> usize {
+        match self.kind {
+            LookupKind::FindNode => self.k,
+            LookupKind::FindValue => self.k.saturating_mul(VALUE_WIDTH),
+        }
+    }
+
+    fn frontier(&self, path: usize) -> impl Iterator<Item = &Candidate> {
         self.candidates
             .values()
-            .filter(|c| c.state != State::Failed)
-            .take(self.k)
+            .filter(move |c| c.path == path && c.state != State::Failed)
+            .take(self.width())
     }
 
     /// The supernodes to ask now; each is marked in flight. Empty when the lookup
@@ -175,20 +237,22 @@ impl Lookup {
         if self.quorum() {
             return Vec::new();
         }
-        let mut in_flight = 0;
-        let mut waiting = Vec::new();
-        for c in self.frontier() {
-            match c.state {
-                State::InFlight => in_flight += 1,
-                State::Waiting => waiting.push(c.key),
-                State::Answered | State::Failed => {}
+        let mut chosen = Vec::new();
+        for path in 0..self.paths {
+            let mut in_flight = 0;
+            let mut waiting = Vec::new();
+            for c in self.frontier(path) {
+                match c.state {
+                    State::InFlight => in_flight += 1,
+                    State::Waiting => waiting.push(c.key),
+                    State::Answered | State::Failed => {}
+                }
             }
+            let free = self.alpha.saturating_sub(in_flight);
+            chosen.extend(waiting.into_iter().take(free));
         }
         let mut out = Vec::new();
-        for key in waiting
-            .into_iter()
-            .take(self.alpha.saturating_sub(in_flight))
-        {
+        for key in chosen {
             if let Some(c) = self.candidates.get_mut(&key) {
                 c.state = State::InFlight;
                 out.push(c.contact);
@@ -199,7 +263,8 @@ impl Lookup {
 
     /// Whether the lookup has finished (see the module docs).
     pub fn is_done(&self) -> bool {
-        self.quorum() || self.frontier().all(|c| c.state == State::Answered)
+        self.quorum()
+            || (0..self.paths).all(|p| self.frontier(p).all(|c| c.state == State::Answered))
     }
 
     fn quorum(&self) -> bool {
@@ -221,8 +286,9 @@ impl Lookup {
         };
         c.state = State::Answered;
         let depth = c.depth.saturating_add(1);
+        let path = c.path;
         for contact in contacts {
-            self.add(*contact, depth);
+            self.add(*contact, depth, path);
         }
         self.trim();
     }
@@ -303,237 +369,5 @@ impl Lookup {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Identity;
-
-    fn contacts(n: u64) -> Vec<Contact> {
-        (1..=n)
-            .map(|i| {
-                let mut seed = [0u8; 32];
-                seed[..8].copy_from_slice(&i.to_le_bytes());
-                Contact {
-                    id: Identity::from_seed(&seed).peer_id(),
-                    addr: format!("10.0.1.1:{}", 1000 + i).parse().unwrap(),
-                }
-            })
-            .collect()
-    }
-
-    fn sorted_by_distance(all: &[Contact], target: &NodeId) -> Vec<Contact> {
-        let mut v = all.to_vec();
-        v.sort_by_key(|c| c.id.node_id().distance(target));
-        v
-    }
-
-    /// Runs `lookup` against an all-knowing network in which every node answers with
-    /// the nodes closest to the target; `dead` nodes fail. Returns the queries made.
-    fn run(lookup: &mut Lookup, all: &[Contact], dead: &[Contact], k: usize) -> usize {
-        let target = lookup.target();
-        let answers: HashMap<PeerId, Vec<Contact>> = all
-            .iter()
-            .map(|c| {
-                let mut known = sorted_by_distance(all, &target);
-                known.retain(|x| x != c);
-                // Twice k, so that live nodes are named even when dead ones crowd
-                // the closest places, as they would in real tables.
-                known.truncate(2 * k);
-                (c.id, known)
-            })
-            .collect();
-        let mut queries = 0;
-        loop {
-            let batch = lookup.next_queries();
-            if batch.is_empty() {
-                break;
-            }
-            assert!(batch.len() <= 3, "alpha respected");
-            for c in batch {
-                queries += 1;
-                if dead.contains(&c) {
-                    lookup.on_failure(&c.id);
-                } else {
-                    lookup.on_nodes(&c.id, &answers[&c.id]);
-                }
-            }
-        }
-        queries
-    }
-
-    #[test]
-    fn finds_exactly_the_k_closest_and_terminates() {
-        let all = contacts(300);
-        let target = NodeId([0x5a; 32]);
-        let local = NodeId([0; 32]);
-        let far = sorted_by_distance(&all, &target).split_off(200);
-        let mut lookup = Lookup::new(target, LookupKind::FindNode, local, 10, 3, far.clone());
-        let queries = run(&mut lookup, &all, &[], 10);
-        assert!(lookup.is_done());
-        let mut expect = sorted_by_distance(&all, &target);
-        expect.truncate(10);
-        assert_eq!(lookup.closest_answered(10), expect);
-        assert!(queries < 60, "{queries} queries");
-    }
-
-    #[test]
-    fn failed_nodes_are_skipped_and_do_not_block_termination() {
-        let all = contacts(200);
-        let target = NodeId([0xc3; 32]);
-        let sorted = sorted_by_distance(&all, &target);
-        let dead: Vec<Contact> = sorted.iter().step_by(3).copied().collect();
-        let mut lookup = Lookup::new(
-            target,
-            LookupKind::FindNode,
-            NodeId([0; 32]),
-            8,
-            3,
-            sorted[150..].to_vec(),
-        );
-        run(&mut lookup, &all, &dead, 8);
-        assert!(lookup.is_done());
-        let mut expect: Vec<Contact> = sorted.into_iter().filter(|c| !dead.contains(c)).collect();
-        expect.truncate(8);
-        assert_eq!(lookup.closest_answered(8), expect);
-    }
-
-    #[test]
-    fn at_most_alpha_in_flight_and_an_empty_lookup_is_done() {
-        let all = contacts(10);
-        let mut lookup = Lookup::new(
-            NodeId([1; 32]),
-            LookupKind::FindNode,
-            NodeId([0; 32]),
-            20,
-            2,
-            all,
-        );
-        assert_eq!(lookup.next_queries().len(), 2);
-        assert!(lookup.next_queries().is_empty());
-        assert!(!lookup.is_done());
-        let empty = Lookup::new(
-            NodeId([1; 32]),
-            LookupKind::FindNode,
-            NodeId([0; 32]),
-            20,
-            2,
-            vec![],
-        );
-        assert!(empty.is_done());
-        assert_eq!(empty.hops(), 0);
-    }
-
-    #[test]
-    fn the_local_node_is_never_a_candidate() {
-        let all = contacts(3);
-        let local = all[0].id.node_id();
-        let mut lookup = Lookup::new(
-            NodeId([1; 32]),
-            LookupKind::FindNode,
-            local,
-            20,
-            3,
-            all.clone(),
-        );
-        let asked = lookup.next_queries();
-        assert_eq!(asked.len(), 2);
-        assert!(!asked.contains(&all[0]));
-    }
-
-    fn presence(owner: &Identity, seq: u64) -> SignedPresence {
-        crate::presence::PresenceRecord {
-            id: owner.peer_id(),
-            display_name: String::new(),
-            supernodes: vec![],
-            addresses: vec![],
-            nat: Default::default(),
-            seq,
-            expires_at: crate::Timestamp(10_000),
-        }
-        .sign(owner)
-    }
-
-    #[test]
-    fn a_value_lookup_ends_after_a_quorum_with_the_newest_record() {
-        let all = contacts(8);
-        let owner = Identity::from_seed(&[9; 32]);
-        let (old, new) = (presence(&owner, 1), presence(&owner, 2));
-        let target = owner.peer_id().node_id();
-        let mut lookup = Lookup::new(
-            target,
-            LookupKind::FindValue,
-            NodeId([0; 32]),
-            20,
-            1,
-            vec![all[0]],
-        );
-        assert_eq!(lookup.next_queries(), vec![all[0]]);
-        lookup.on_nodes(&all[0].id, &all[1..]);
-        // The first holder serves the old record: not the end.
-        let second = lookup.next_queries();
-        lookup.on_value(&second[0].id, old.clone());
-        assert!(!lookup.is_done());
-        let third = lookup.next_queries();
-        lookup.on_value(&third[0].id, new.clone());
-        assert!(!lookup.is_done());
-        let fourth = lookup.next_queries();
-        lookup.on_value(&fourth[0].id, old);
-        assert!(lookup.is_done());
-        assert!(lookup.next_queries().is_empty());
-        assert_eq!(lookup.hops(), 2);
-        assert_eq!(lookup.stale_holders(), vec![second[0], fourth[0]]);
-        assert_eq!(lookup.take_found(), Some(new));
-    }
-
-    #[test]
-    fn a_value_lookup_short_of_a_quorum_ends_with_the_frontier() {
-        let all = contacts(2);
-        let owner = Identity::from_seed(&[9; 32]);
-        let mut lookup = Lookup::new(
-            owner.peer_id().node_id(),
-            LookupKind::FindValue,
-            NodeId([0; 32]),
-            20,
-            3,
-            all.clone(),
-        );
-        assert_eq!(lookup.next_queries().len(), 2);
-        lookup.on_value(&all[0].id, presence(&owner, 1));
-        assert!(!lookup.is_done());
-        lookup.on_nodes(&all[1].id, &[]);
-        assert!(lookup.is_done());
-        assert_eq!(lookup.found().map(|r| r.record.seq), Some(1));
-    }
-
-    #[test]
-    fn answers_from_nodes_not_asked_are_ignored() {
-        let all = contacts(4);
-        let mut lookup = Lookup::new(
-            NodeId([1; 32]),
-            LookupKind::FindNode,
-            NodeId([0; 32]),
-            20,
-            1,
-            vec![all[0]],
-        );
-        lookup.on_nodes(&all[0].id, &all[1..]);
-        assert!(lookup.closest_answered(5).is_empty());
-        lookup.on_failure(&all[0].id);
-        assert_eq!(lookup.next_queries(), vec![all[0]]);
-    }
-
-    #[test]
-    fn a_flood_of_contacts_is_capped() {
-        let all = contacts(120);
-        let mut lookup = Lookup::new(
-            NodeId([1; 32]),
-            LookupKind::FindNode,
-            NodeId([0; 32]),
-            5,
-            1,
-            vec![all[0]],
-        );
-        lookup.next_queries();
-        lookup.on_nodes(&all[0].id, &all[1..]);
-        assert!(lookup.candidates.len() <= 5 * CANDIDATES_PER_K + 1);
-    }
-}
+#[path = "lookup_tests.rs"]
+mod tests;

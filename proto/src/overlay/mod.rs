@@ -16,6 +16,13 @@
 //!   `k` closest they can find, closest holder first; a holder that receives the same
 //!   record from another meanwhile skips its turn. So replicas lost with dead
 //!   supernodes are replaced, at about one republication per record per interval.
+//! - A supernode new to a holder's table that falls among the `k` closest it knows
+//!   to a record's key gets the record from one holder (the closest of the others),
+//!   so replicas follow joins at a cost proportional to joins; in an overlay of at
+//!   most `k + 1` supernodes every one holds every record.
+//! - A lookup that misses locally asks the `k` closest supernodes it can find. One
+//!   that finds the routing table empty while a join is on its way (or in the first
+//!   `rpc_timeout` after start) waits for a first peer instead of failing at once.
 //! - Every record accepted from the network is verified (signature, limits, expiry)
 //!   and must supersede the one held, so replaying an old record cannot roll a user
 //!   back. A supernode holds at most [`store::MAX_RECORDS`] records; beyond that,
@@ -43,8 +50,14 @@ pub struct OverlayConfig {
     /// many supernodes store each record, and how many closest nodes a lookup must
     /// hear from before it ends. Values below 1 are treated as 1.
     pub k: usize,
-    /// How many RPCs one lookup keeps in flight at once. Values below 1 are treated as 1.
+    /// How many RPCs one lookup keeps in flight at once on each of its paths. Values
+    /// below 1 are treated as 1.
     pub alpha: usize,
+    /// How many disjoint paths each lookup runs (S/Kademlia's `d`; see
+    /// [`lookup`]): colluding supernodes that name only each other capture the paths
+    /// they are asked on, not the others. 1 is plain Kademlia. Values below 1 are
+    /// treated as 1.
+    pub disjoint_paths: usize,
     /// How long an RPC may go unanswered before it counts as failed.
     pub rpc_timeout: Duration,
     /// How often a holder pushes each record it holds back out to the `k` closest
@@ -60,6 +73,7 @@ impl Default for OverlayConfig {
         OverlayConfig {
             k: 20,
             alpha: 3,
+            disjoint_paths: 3,
             rpc_timeout: Duration::from_secs(2),
             // Publishers refresh their records well within this (see
             // `attach::AttachConfig::republish_interval`), and each refresh postpones

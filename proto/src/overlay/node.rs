@@ -18,7 +18,7 @@ use std::time::Duration;
 
 mod operations;
 
-use operations::{Goal, Operation};
+use operations::{Goal, Operation, Parked};
 
 /// Refresh timers never fire more often than this, whatever the configuration says.
 const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
@@ -55,6 +55,13 @@ pub struct Overlay {
     next_rpc: u64,
     next_op: u64,
     next_refresh: Timestamp,
+    /// A join is on its way (see [`Overlay::expect_join`]).
+    awaiting_join: bool,
+    /// Until then a supernode that knows no other is newly started, and others may
+    /// be about to join through it.
+    newly_started_until: Timestamp,
+    /// Callers' operations waiting for a first peer, oldest first.
+    parked: VecDeque<Parked>,
 }
 
 impl Overlay {
@@ -76,9 +83,11 @@ impl Overlay {
         let config = OverlayConfig {
             k: config.k.max(1),
             alpha: config.alpha.max(1),
+            disjoint_paths: config.disjoint_paths.max(1),
             ..config
         };
         let my_id = me.id.node_id();
+        let newly_started_until = now + config.rpc_timeout;
         Overlay {
             me,
             my_id,
@@ -95,15 +104,39 @@ impl Overlay {
             events: VecDeque::new(),
             next_rpc: 0,
             next_op: 0,
+            awaiting_join: false,
+            newly_started_until,
+            parked: VecDeque::new(),
         }
+    }
+
+    /// Tells the overlay that the shell is connecting to a supernode to [`join`]
+    /// through. Until then, a caller's lookup or publish that finds the routing
+    /// table empty waits for the join, at most `rpc_timeout`, instead of ending at
+    /// once with nothing found (or with only the local copy stored): a supernode
+    /// accepts clients as soon as it listens, and their first requests would
+    /// otherwise race its join. During its first `rpc_timeout` a supernode lets
+    /// lookups wait without being told, until any supernode talks to it: one started
+    /// alongside it may be joining through it, holding records its own clients
+    /// published meanwhile.
+    ///
+    /// [`join`]: Overlay::join
+    pub fn expect_join(&mut self) {
+        self.awaiting_join = true;
     }
 
     /// A supernode we were told to join through (the shell already connected and
     /// learned its key). Adds it and starts a self-lookup to fill the table; when
-    /// that ends, every bucket beyond our closest neighbour is refreshed.
+    /// that ends, every bucket beyond our closest neighbour is refreshed. A join
+    /// while that self-lookup runs (several `--join` addresses) adds its contact to
+    /// it as a seed instead of starting another: one self-lookup and one refresh,
+    /// however many bootstraps.
     pub fn join(&mut self, now: Timestamp, contact: Contact) {
+        self.awaiting_join = false;
         self.saw(now, contact);
-        self.start_lookup(now, self.my_id, LookupKind::FindNode, Goal::Join);
+        if !self.join_also(now, contact) {
+            self.start_lookup(now, self.my_id, LookupKind::FindNode, Goal::Join);
+        }
     }
 
     /// An incoming DHT request from the authenticated supernode `from`; returns the
@@ -182,6 +215,7 @@ impl Overlay {
                 self.complete(now, pending, Err(RpcFailure::Timeout));
             }
         }
+        self.unpark(now, Some(now));
         self.store.expire(now);
         // A record with less than half an interval left would barely outlive the
         // lookup that re-replicates it; its owner will have published a new one.
@@ -204,10 +238,16 @@ impl Overlay {
     /// When [`Overlay::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let rpc = self.deadlines.first().map(|(at, _)| *at);
-        [rpc, self.store.next_deadline(), Some(self.next_refresh)]
-            .into_iter()
-            .flatten()
-            .min()
+        let parked = self.parked.front().map(|p| p.until);
+        [
+            rpc,
+            parked,
+            self.store.next_deadline(),
+            Some(self.next_refresh),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next RPC for the shell to send.
@@ -285,7 +325,7 @@ impl Overlay {
 
     /// Operations (the caller's and the machine's own) still running.
     pub fn operations_in_progress(&self) -> usize {
-        self.ops.len()
+        self.ops.len() + self.parked.len()
     }
 
     /// The contacts to name in a reply to `asker`: never the asker itself, and not
@@ -337,24 +377,37 @@ impl Overlay {
         }
         if self.table.len() > before {
             self.hand_over(now, contact);
+            if before == 0 {
+                self.unpark(now, None);
+            }
         }
     }
 
-    /// A supernode new to our table may be closer to some of our records' keys
-    /// than any holder (it just joined). For each record where it is closer than
-    /// us and we are the closest holder we know of, we store it there: Kademlia's
-    /// hand-over on join, done by one holder per record, so replicas follow the
-    /// membership at a cost proportional to joins, not to records.
+    /// A supernode new to our table may belong among the `k` holders of some of our
+    /// records (it just joined). Kademlia's hand-over on join (Maymounkov & Mazières
+    /// 2002, §2.5): for each record where the newcomer is among the `k` closest
+    /// supernodes we know (us included) and we are the closest of the others, we
+    /// store it there. Only that one holder sends, so replicas follow the membership
+    /// at a cost proportional to joins, not to records; with fewer than `k + 1`
+    /// supernodes every one of them ends up holding every record.
     fn hand_over(&mut self, now: Timestamp, newcomer: Contact) {
         if self.store.is_empty() {
             return;
         }
         let theirs = newcomer.id.node_id();
+        let k = self.config.k;
         let mut due: Vec<(NodeId, SignedPresence)> = self
             .store
             .iter(now)
-            .filter(|(key, _)| theirs.distance(key) < self.my_id.distance(key))
-            .filter(|(key, _)| self.table.closer_than_me(key, 2) <= 1)
+            .filter(|(key, _)| {
+                // The table already counts the newcomer: discount it when it is closer.
+                let newcomer_closer = theirs.distance(key) < self.my_id.distance(key);
+                self.table.closer_than_me(key, 2) == usize::from(newcomer_closer)
+            })
+            .filter(|(key, _)| {
+                let me_closer = self.my_id.distance(key) < theirs.distance(key);
+                self.table.closer_than(key, &theirs, k) + usize::from(me_closer) < k
+            })
             .map(|(key, r)| (*key, SignedPresence::clone(r)))
             .collect();
         // In key order, so equal inputs give equal runs.

@@ -287,6 +287,24 @@ impl RoutingTable {
         count.min(cap)
     }
 
+    /// How many entries are closer to `key` than `than` is, counting no further than
+    /// `cap` (`than` itself, if in the table, is not counted): the rank `than` would
+    /// have among the holders of a record under `key`, as far as we know.
+    pub fn closer_than(&self, key: &NodeId, than: &NodeId, cap: usize) -> usize {
+        let key = words(key);
+        let theirs = xor(&words(than), &key);
+        let mut count = 0;
+        for e in self.entries() {
+            if count >= cap {
+                break;
+            }
+            if xor(&e.words, &key) < theirs {
+                count += 1;
+            }
+        }
+        count
+    }
+
     /// Up to `n` entries that answered their last RPC, most recently seen first.
     pub fn live(&self, n: usize) -> Vec<Contact> {
         let mut all: Vec<&Entry> = self.entries().filter(|e| e.failures == 0).collect();

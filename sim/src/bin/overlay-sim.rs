@@ -38,6 +38,13 @@ struct Args {
     /// simulator's default is Mainline DHT's 8 rather than the supernode's 20).
     #[arg(long, default_value_t = 8)]
     k: usize,
+    /// Disjoint paths per lookup (S/Kademlia's d; the supernode's default is 3).
+    #[arg(long, default_value_t = 3)]
+    paths: usize,
+    /// Earlier supernodes each new one joins through (random, liars included), like
+    /// an operator's repeatable --join.
+    #[arg(long, default_value_t = 3)]
+    bootstraps: usize,
     /// Threads for the parallel parts (key generation, signing, verification).
     #[arg(long)]
     threads: Option<usize>,
@@ -59,8 +66,10 @@ fn main() -> anyhow::Result<()> {
         malicious_pct: args.malicious,
         loss_pct: args.loss,
         seed: args.seed,
+        bootstraps: args.bootstraps,
         config: OverlayConfig {
             k: args.k,
+            disjoint_paths: args.paths,
             ..OverlayConfig::default()
         },
     };

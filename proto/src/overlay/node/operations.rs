@@ -19,9 +19,10 @@ use crate::time::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How many times `k` further answered supernodes a publication keeps in reserve
-/// for stores that fail.
-const SPARE_PER_K: usize = 1;
+/// How many times `k` further answered supernodes (of all the lookup's disjoint
+/// paths) a publication keeps in reserve for stores that fail or are refused:
+/// colluding liars refuse every store, and each refusal moves on to the next.
+const SPARE_PER_K: usize = 3;
 
 pub(super) enum Goal {
     /// A caller's lookup; reports `LookupDone`.
@@ -34,6 +35,16 @@ pub(super) enum Goal {
     Join,
     /// Keeps a bucket populated; silent.
     Refresh,
+}
+
+/// A caller's lookup or publish waiting for a first peer (see `Overlay::expect_join`).
+pub(super) struct Parked {
+    op: OpId,
+    target: NodeId,
+    kind: LookupKind,
+    goal: Goal,
+    /// When it stops waiting and runs with whatever the table holds then.
+    pub(super) until: Timestamp,
 }
 
 pub(super) struct Operation {
@@ -61,18 +72,79 @@ impl Overlay {
         goal: Goal,
     ) -> OpId {
         let op = self.new_op();
+        // A publication is stored here already, and handed over to the first peer.
+        let wait = match goal {
+            Goal::Find => self.awaiting_join || now < self.newly_started_until,
+            Goal::Publish(_) => self.awaiting_join,
+            _ => false,
+        };
+        if wait && self.table.is_empty() {
+            let until = now + self.config.rpc_timeout;
+            self.parked.push_back(Parked {
+                op,
+                target,
+                kind,
+                goal,
+                until,
+            });
+        } else {
+            self.launch(now, op, target, kind, goal);
+        }
+        op
+    }
+
+    /// Adds `contact` to a running join's self-lookup; false if none runs.
+    pub(super) fn join_also(&mut self, now: Timestamp, contact: Contact) -> bool {
+        let running = self
+            .ops
+            .iter_mut()
+            .find_map(|(op, o)| match (&o.goal, &mut o.lookup) {
+                (Goal::Join, Some(lookup)) => Some((*op, lookup)),
+                _ => None,
+            });
+        let Some((op, lookup)) = running else {
+            return false;
+        };
+        lookup.add_seed(contact);
+        self.advance(now, op);
+        true
+    }
+
+    /// Starts the operations parked for the join: those due by `due`, or all.
+    pub(super) fn unpark(&mut self, now: Timestamp, due: Option<Timestamp>) {
+        while let Some(p) = self.parked.front() {
+            if due.is_some_and(|t| p.until > t) {
+                break;
+            }
+            if let Some(p) = self.parked.pop_front() {
+                self.launch(now, p.op, p.target, p.kind, p.goal);
+            }
+        }
+    }
+
+    fn launch(&mut self, now: Timestamp, op: OpId, target: NodeId, kind: LookupKind, goal: Goal) {
         self.table.touch(&target, now);
         let seeds = self.table.closest(&target, self.config.k, |_| true);
         let early = match &goal {
             Goal::Republish(record) => Some((record.clone(), seeds.clone())),
             _ => None,
         };
-        let lookup = Lookup::new(
+        // Republication, the one lookup that runs per record, stays one path: it
+        // stores to the holders already known first (see the module docs), and the
+        // publisher's own refresh is disjoint.
+        let paths = match goal {
+            Goal::Republish(_) => 1,
+            Goal::Find | Goal::Publish(_) | Goal::Join | Goal::Refresh => {
+                self.config.disjoint_paths
+            }
+        };
+        let lookup = Lookup::disjoint(
             target,
             kind,
             self.my_id,
             self.config.k,
             self.config.alpha,
+            paths,
             seeds,
         );
         let operation = Operation {
@@ -88,7 +160,6 @@ impl Overlay {
             self.store_to(now, op, &record, &targets);
         }
         self.advance(now, op);
-        op
     }
 
     /// Sends `record` to each of `targets` not yet sent it, on behalf of `op`.

@@ -1,0 +1,287 @@
+//! Unit tests of the lookup state machine.
+
+use super::*;
+use crate::Identity;
+
+fn contacts(n: u64) -> Vec<Contact> {
+    (1..=n)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&i.to_le_bytes());
+            Contact {
+                id: Identity::from_seed(&seed).peer_id(),
+                addr: format!("10.0.1.1:{}", 1000 + i).parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn sorted_by_distance(all: &[Contact], target: &NodeId) -> Vec<Contact> {
+    let mut v = all.to_vec();
+    v.sort_by_key(|c| c.id.node_id().distance(target));
+    v
+}
+
+/// Runs `lookup` against an all-knowing network in which every node answers with
+/// the nodes closest to the target; `dead` nodes fail. Returns the queries made.
+fn run(lookup: &mut Lookup, all: &[Contact], dead: &[Contact], k: usize) -> usize {
+    let target = lookup.target();
+    let answers: HashMap<PeerId, Vec<Contact>> = all
+        .iter()
+        .map(|c| {
+            let mut known = sorted_by_distance(all, &target);
+            known.retain(|x| x != c);
+            // Twice k, so that live nodes are named even when dead ones crowd
+            // the closest places, as they would in real tables.
+            known.truncate(2 * k);
+            (c.id, known)
+        })
+        .collect();
+    let mut queries = 0;
+    loop {
+        let batch = lookup.next_queries();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 3, "alpha respected");
+        for c in batch {
+            queries += 1;
+            if dead.contains(&c) {
+                lookup.on_failure(&c.id);
+            } else {
+                lookup.on_nodes(&c.id, &answers[&c.id]);
+            }
+        }
+    }
+    queries
+}
+
+#[test]
+fn finds_exactly_the_k_closest_and_terminates() {
+    let all = contacts(300);
+    let target = NodeId([0x5a; 32]);
+    let local = NodeId([0; 32]);
+    let far = sorted_by_distance(&all, &target).split_off(200);
+    let mut lookup = Lookup::new(target, LookupKind::FindNode, local, 10, 3, far.clone());
+    let queries = run(&mut lookup, &all, &[], 10);
+    assert!(lookup.is_done());
+    let mut expect = sorted_by_distance(&all, &target);
+    expect.truncate(10);
+    assert_eq!(lookup.closest_answered(10), expect);
+    assert!(queries < 60, "{queries} queries");
+}
+
+#[test]
+fn failed_nodes_are_skipped_and_do_not_block_termination() {
+    let all = contacts(200);
+    let target = NodeId([0xc3; 32]);
+    let sorted = sorted_by_distance(&all, &target);
+    let dead: Vec<Contact> = sorted.iter().step_by(3).copied().collect();
+    let mut lookup = Lookup::new(
+        target,
+        LookupKind::FindNode,
+        NodeId([0; 32]),
+        8,
+        3,
+        sorted[150..].to_vec(),
+    );
+    run(&mut lookup, &all, &dead, 8);
+    assert!(lookup.is_done());
+    let mut expect: Vec<Contact> = sorted.into_iter().filter(|c| !dead.contains(c)).collect();
+    expect.truncate(8);
+    assert_eq!(lookup.closest_answered(8), expect);
+}
+
+#[test]
+fn at_most_alpha_in_flight_and_an_empty_lookup_is_done() {
+    let all = contacts(10);
+    let mut lookup = Lookup::new(
+        NodeId([1; 32]),
+        LookupKind::FindNode,
+        NodeId([0; 32]),
+        20,
+        2,
+        all,
+    );
+    assert_eq!(lookup.next_queries().len(), 2);
+    assert!(lookup.next_queries().is_empty());
+    assert!(!lookup.is_done());
+    let empty = Lookup::new(
+        NodeId([1; 32]),
+        LookupKind::FindNode,
+        NodeId([0; 32]),
+        20,
+        2,
+        vec![],
+    );
+    assert!(empty.is_done());
+    assert_eq!(empty.hops(), 0);
+}
+
+#[test]
+fn the_local_node_is_never_a_candidate() {
+    let all = contacts(3);
+    let local = all[0].id.node_id();
+    let mut lookup = Lookup::new(
+        NodeId([1; 32]),
+        LookupKind::FindNode,
+        local,
+        20,
+        3,
+        all.clone(),
+    );
+    let asked = lookup.next_queries();
+    assert_eq!(asked.len(), 2);
+    assert!(!asked.contains(&all[0]));
+}
+
+fn presence(owner: &Identity, seq: u64) -> SignedPresence {
+    crate::presence::PresenceRecord {
+        id: owner.peer_id(),
+        display_name: String::new(),
+        supernodes: vec![],
+        addresses: vec![],
+        nat: Default::default(),
+        seq,
+        expires_at: crate::Timestamp(10_000),
+    }
+    .sign(owner)
+}
+
+#[test]
+fn a_value_lookup_ends_after_a_quorum_with_the_newest_record() {
+    let all = contacts(8);
+    let owner = Identity::from_seed(&[9; 32]);
+    let (old, new) = (presence(&owner, 1), presence(&owner, 2));
+    let target = owner.peer_id().node_id();
+    let mut lookup = Lookup::new(
+        target,
+        LookupKind::FindValue,
+        NodeId([0; 32]),
+        20,
+        1,
+        vec![all[0]],
+    );
+    assert_eq!(lookup.next_queries(), vec![all[0]]);
+    lookup.on_nodes(&all[0].id, &all[1..]);
+    // The first holder serves the old record: not the end.
+    let second = lookup.next_queries();
+    lookup.on_value(&second[0].id, old.clone());
+    assert!(!lookup.is_done());
+    let third = lookup.next_queries();
+    lookup.on_value(&third[0].id, new.clone());
+    assert!(!lookup.is_done());
+    let fourth = lookup.next_queries();
+    lookup.on_value(&fourth[0].id, old);
+    assert!(lookup.is_done());
+    assert!(lookup.next_queries().is_empty());
+    assert_eq!(lookup.hops(), 2);
+    assert_eq!(lookup.stale_holders(), vec![second[0], fourth[0]]);
+    assert_eq!(lookup.take_found(), Some(new));
+}
+
+#[test]
+fn a_value_lookup_short_of_a_quorum_ends_with_the_frontier() {
+    let all = contacts(2);
+    let owner = Identity::from_seed(&[9; 32]);
+    let mut lookup = Lookup::new(
+        owner.peer_id().node_id(),
+        LookupKind::FindValue,
+        NodeId([0; 32]),
+        20,
+        3,
+        all.clone(),
+    );
+    assert_eq!(lookup.next_queries().len(), 2);
+    lookup.on_value(&all[0].id, presence(&owner, 1));
+    assert!(!lookup.is_done());
+    lookup.on_nodes(&all[1].id, &[]);
+    assert!(lookup.is_done());
+    assert_eq!(lookup.found().map(|r| r.record.seq), Some(1));
+}
+
+/// Runs a value lookup over `paths` paths in a network where the 12 supernodes
+/// closest to the key are colluding liars naming only each other, the 13th holds
+/// the record, and an honest supernode farther out knows the holder.
+fn lookup_among_liars(paths: usize) -> Option<SignedPresence> {
+    let all = contacts(40);
+    let owner = Identity::from_seed(&[7; 32]);
+    let target = owner.peer_id().node_id();
+    let sorted = sorted_by_distance(&all, &target);
+    let (liars, holder, honest) = (&sorted[..12], sorted[12], sorted[20]);
+    let mut lookup = Lookup::disjoint(
+        target,
+        LookupKind::FindValue,
+        NodeId([0; 32]),
+        4,
+        3,
+        paths,
+        vec![honest, liars[11]],
+    );
+    let record = presence(&owner, 1);
+    loop {
+        let mut batch = lookup.next_queries();
+        if batch.is_empty() {
+            break;
+        }
+        // Liars answer first.
+        batch.sort_by_key(|c| !liars.contains(c));
+        for c in batch {
+            if liars.contains(&c) {
+                lookup.on_nodes(&c.id, liars);
+            } else if c == holder {
+                lookup.on_value(&c.id, record.clone());
+            } else {
+                lookup.on_nodes(&c.id, &[holder]);
+            }
+        }
+    }
+    assert!(lookup.is_done());
+    lookup.take_found()
+}
+
+#[test]
+fn disjoint_paths_reach_a_holder_that_colluding_liars_hide_from_one_path() {
+    assert_eq!(
+        lookup_among_liars(1),
+        None,
+        "one path: liars fill the frontier"
+    );
+    assert!(
+        lookup_among_liars(2).is_some(),
+        "two paths: the honest one finds it"
+    );
+}
+
+#[test]
+fn answers_from_nodes_not_asked_are_ignored() {
+    let all = contacts(4);
+    let mut lookup = Lookup::new(
+        NodeId([1; 32]),
+        LookupKind::FindNode,
+        NodeId([0; 32]),
+        20,
+        1,
+        vec![all[0]],
+    );
+    lookup.on_nodes(&all[0].id, &all[1..]);
+    assert!(lookup.closest_answered(5).is_empty());
+    lookup.on_failure(&all[0].id);
+    assert_eq!(lookup.next_queries(), vec![all[0]]);
+}
+
+#[test]
+fn a_flood_of_contacts_is_capped() {
+    let all = contacts(120);
+    let mut lookup = Lookup::new(
+        NodeId([1; 32]),
+        LookupKind::FindNode,
+        NodeId([0; 32]),
+        5,
+        1,
+        vec![all[0]],
+    );
+    lookup.next_queries();
+    lookup.on_nodes(&all[0].id, &all[1..]);
+    assert!(lookup.candidates.len() <= 5 * CANDIDATES_PER_K + 1);
+}
