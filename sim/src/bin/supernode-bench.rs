@@ -48,8 +48,9 @@ struct Args {
     /// per-address connection cap of 256.
     #[arg(long, default_value_t = 200)]
     per_address: usize,
-    /// Attachments in flight at once.
-    #[arg(long, default_value_t = 128)]
+    /// Attachments in flight at once. More lose handshake datagrams to full UDP receive
+    /// buffers on loopback (each costs a QUIC retransmission timeout) and attach slower.
+    #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// A step fails when more than this % of its attaches or lookups fail.
     #[arg(long, default_value_t = 1.0)]
@@ -80,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency.max(1),
         settle: Duration::from_secs(3),
         idle: Duration::from_secs(args.idle_secs),
+        warmup: Duration::from_secs(1),
         lookup_window: Duration::from_secs(args.lookup_secs.max(1)),
         lookup_tasks: args.lookup_tasks.max(1),
         budget: Duration::from_secs(args.budget_secs),

@@ -41,7 +41,9 @@ pub struct Config {
     pub settle: Duration,
     /// Idle window for the supernode's CPU with every client attached.
     pub idle: Duration,
-    /// Lookup measurement window (after 1 s of warm-up).
+    /// Lookups run this long before they are counted.
+    pub warmup: Duration,
+    /// Lookup measurement window (after the warm-up).
     pub lookup_window: Duration,
     /// Load-generator tasks issuing lookups.
     pub lookup_tasks: usize,
@@ -70,8 +72,6 @@ impl Config {
     }
 }
 
-const WARMUP: Duration = Duration::from_secs(1);
-
 /// Runs the benchmark; `progress` hears what is going on (for stderr).
 pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
     let start = Instant::now();
@@ -95,7 +95,8 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
     let mut fleet = Fleet::new(server.addr, config.per_address);
     // Attach rate and memory per client (supernode + bench) seen so far, for budgeting.
     let (mut rate, mut kib_each) = (300.0_f64, 64.0_f64);
-    let measure = config.settle + config.idle + WARMUP + config.lookup_window;
+    let measure = config.settle + config.idle + config.warmup + config.lookup_window;
+    let mut step_attach_cpu;
     for &target in &ramp {
         let new = target.saturating_sub(fleet.clients.len());
         let needs = Duration::from_secs_f64(new as f64 / rate) + measure;
@@ -123,11 +124,18 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
             deadline: start + config.budget.saturating_sub(measure),
             min_free_mib: config.min_free_mib,
         };
+        let drops_before = process::udp_rcvbuf_errors();
+        let before = (server.sample()?, Sample::read("self")?);
         let grown = fleet
             .grow(target, &limits, &mut |line| {
                 progress(&format!("step {target}: {line}"))
             })
             .await?;
+        let after = (server.sample()?, Sample::read("self")?);
+        step_attach_cpu = (
+            before.0.cpu_pct_until(&after.0, grown.elapsed),
+            before.1.cpu_pct_until(&after.1, grown.elapsed),
+        );
         rate = (grown.attached as f64 / grown.elapsed.as_secs_f64()).max(1.0);
         let failed_pct =
             100.0 * grown.failed as f64 / (grown.attached + grown.failed).max(1) as f64;
@@ -138,6 +146,8 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
             attach_s: grown.elapsed.as_secs_f64(),
             attach_per_s: rate,
             failed: grown.failed,
+            attach_cpu_pct: step_attach_cpu.0,
+            bench_attach_cpu_pct: step_attach_cpu.1,
             ..Step::default()
         };
         let broken = if let Some(why) = &grown.stopped {
@@ -189,16 +199,17 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
         let counted = lookups::saturate(
             clients.clone(),
             config.lookup_tasks,
-            WARMUP,
+            config.warmup,
             config.lookup_window,
-            &mut || samples.push(Sample::read(&pid)),
+            &mut || samples.push((Sample::read(&pid), Sample::read("self"))),
         )
         .await;
         fleet.clients = Arc::try_unwrap(clients).unwrap_or_else(|_| unreachable!("tasks joined"));
         step.lookups_per_s = counted.per_sec();
         step.lookups_failed = counted.failed;
-        if let [Ok(a), Ok(b)] = samples.as_slice() {
+        if let [(Ok(a), Ok(bench_a)), (Ok(b), Ok(bench_b))] = samples.as_slice() {
             step.lookup_cpu_pct = a.cpu_pct_until(b, counted.window);
+            step.bench_lookup_cpu_pct = bench_a.cpu_pct_until(bench_b, counted.window);
         }
         server.sample()?;
         progress(&format!(
@@ -211,6 +222,7 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
             (lookups_failed_pct > config.max_failed_pct || counted.found == 0)
                 .then(|| format!("{} of {asked} lookups failed", counted.failed))
         });
+        step.udp_drops = process::udp_rcvbuf_errors().saturating_sub(drops_before);
         step.passed = broken.is_none();
         outcome.steps.push(step);
         if let Some(why) = broken {

@@ -61,6 +61,22 @@ pub fn mem_available_mib() -> Option<u64> {
     kib_field(&text, "MemAvailable:").map(|k| k / 1024)
 }
 
+/// UDP datagrams this host's kernel dropped for want of socket receive buffer so far
+/// (`RcvbufErrors` in `/proc/net/snmp`): every one costs a QUIC retransmission.
+pub fn udp_rcvbuf_errors() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A running `supernode` on loopback, killed (by its PID) when dropped.
 pub struct Supernode {
     child: Child,

@@ -16,6 +16,10 @@ pub struct Step {
     pub attach_s: f64,
     /// This step's attachments per second.
     pub attach_per_s: f64,
+    /// The supernode's CPU while this step attached, % of one core.
+    pub attach_cpu_pct: f64,
+    /// This benchmark's CPU while this step attached, % of one core.
+    pub bench_attach_cpu_pct: f64,
     /// This step's failed attach attempts.
     pub failed: usize,
     /// The supernode's resident memory after the idle window, KiB.
@@ -30,6 +34,10 @@ pub struct Step {
     pub lookups_failed: u64,
     /// The supernode's CPU while answering them, % of one core.
     pub lookup_cpu_pct: f64,
+    /// This benchmark's CPU while generating the lookups, % of one core.
+    pub bench_lookup_cpu_pct: f64,
+    /// UDP datagrams the host dropped (receive buffers full) during the step.
+    pub udp_drops: u64,
     /// This benchmark process's resident memory (the clients' side), KiB.
     pub bench_rss_kib: u64,
     /// Attaches and lookups within the failure threshold, nothing stopped it early.
@@ -74,25 +82,31 @@ impl Outcome {
             self.baseline_rss_kib as f64 / 1024.0
         );
         out.push_str(
-            "| clients | addresses | attach s | attaches/s | failed | SN RSS MiB | KiB/client | idle CPU % | lookups/s | SN CPU % (lookups) | SN µs/lookup | bench RSS MiB | pass |\n",
+            "| clients | addresses | attach s | attaches/s | failed | CPU % SN / bench (attach) | SN RSS MiB | KiB/client | idle CPU % | lookups/s | CPU % SN / bench (lookups) | SN µs/lookup | bench RSS MiB | UDP drops | pass |\n",
         );
-        out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|\n");
+        out.push_str(
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|\n",
+        );
         for s in &self.steps {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {:.0} | {} |",
+                "| {} | {} | {:.1} | {:.0} | {} | {:.0} / {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} / {:.0} | {:.1} | {:.0} | {} | {} |",
                 s.clients,
                 s.addresses,
                 s.attach_s,
                 s.attach_per_s,
                 s.failed,
+                s.attach_cpu_pct,
+                s.bench_attach_cpu_pct,
                 s.rss_kib as f64 / 1024.0,
                 s.rss_per_client_kib,
                 s.idle_cpu_pct,
                 s.lookups_per_s,
                 s.lookup_cpu_pct,
+                s.bench_lookup_cpu_pct,
                 s.us_per_lookup(),
                 s.bench_rss_kib as f64 / 1024.0,
+                s.udp_drops,
                 if s.passed { "yes" } else { "no" }
             );
         }
