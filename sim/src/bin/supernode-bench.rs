@@ -94,10 +94,12 @@ async fn main() -> anyhow::Result<()> {
         process::mem_available_mib().unwrap_or(0)
     );
     let started = std::time::Instant::now();
-    let outcome = capacity::run(&config, &mut |line| {
-        eprintln!("[{:6.1} s] {line}", started.elapsed().as_secs_f64())
-    })
-    .await?;
+    let mut progress = |line: &str| eprintln!("[{:6.1} s] {line}", started.elapsed().as_secs_f64());
+    // Interrupted, the run is dropped, and with it the supernode process (killed).
+    let outcome = tokio::select! {
+        outcome = capacity::run(&config, &mut progress) => outcome?,
+        _ = parley_net::shutdown_signal() => anyhow::bail!("interrupted"),
+    };
     print!("{}", outcome.render());
     if outcome.best().is_none() {
         anyhow::bail!("no step passed: {}", outcome.stop);
