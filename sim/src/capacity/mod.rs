@@ -96,7 +96,6 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
     // Attach rate and memory per client (supernode + bench) seen so far, for budgeting.
     let (mut rate, mut kib_each) = (300.0_f64, 64.0_f64);
     let measure = config.settle + config.idle + config.warmup + config.lookup_window;
-    let mut step_attach_cpu;
     for &target in &ramp {
         let new = target.saturating_sub(fleet.clients.len());
         let needs = Duration::from_secs_f64(new as f64 / rate) + measure;
@@ -132,10 +131,6 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
             })
             .await?;
         let after = (server.sample()?, Sample::read("self")?);
-        step_attach_cpu = (
-            before.0.cpu_pct_until(&after.0, grown.elapsed),
-            before.1.cpu_pct_until(&after.1, grown.elapsed),
-        );
         rate = (grown.attached as f64 / grown.elapsed.as_secs_f64()).max(1.0);
         let failed_pct =
             100.0 * grown.failed as f64 / (grown.attached + grown.failed).max(1) as f64;
@@ -146,8 +141,8 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
             attach_s: grown.elapsed.as_secs_f64(),
             attach_per_s: rate,
             failed: grown.failed,
-            attach_cpu_pct: step_attach_cpu.0,
-            bench_attach_cpu_pct: step_attach_cpu.1,
+            attach_cpu_pct: before.0.cpu_pct_until(&after.0, grown.elapsed),
+            bench_attach_cpu_pct: before.1.cpu_pct_until(&after.1, grown.elapsed),
             ..Step::default()
         };
         let broken = if let Some(why) = &grown.stopped {
@@ -173,15 +168,7 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
             step.attach_s,
             config.idle.as_secs()
         ));
-        let idle_start = (server.sample()?, Instant::now());
-        tokio::time::sleep(config.idle).await;
-        let idle_end = server.sample()?;
-        step.idle_cpu_pct = idle_start
-            .0
-            .cpu_pct_until(&idle_end, idle_start.1.elapsed());
-        step.rss_kib = idle_end.rss_kib;
-        step.rss_per_client_kib =
-            idle_end.rss_kib.saturating_sub(baseline.rss_kib) as f64 / step.clients.max(1) as f64;
+        measure_idle(&mut server, config.idle, baseline, &mut step).await?;
         let bench_now = Sample::read("self")?;
         step.bench_rss_kib = bench_now.rss_kib;
         let bench_each = bench_now.rss_kib.saturating_sub(bench_baseline.rss_kib) as f64
@@ -194,23 +181,7 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
             step.rss_per_client_kib,
             config.lookup_window.as_secs()
         ));
-        let clients = Arc::new(std::mem::take(&mut fleet.clients));
-        let (mut samples, pid) = (Vec::new(), server.pid().to_string());
-        let counted = lookups::saturate(
-            clients.clone(),
-            config.lookup_tasks,
-            config.warmup,
-            config.lookup_window,
-            &mut || samples.push((Sample::read(&pid), Sample::read("self"))),
-        )
-        .await;
-        fleet.clients = Arc::try_unwrap(clients).unwrap_or_else(|_| unreachable!("tasks joined"));
-        step.lookups_per_s = counted.per_sec();
-        step.lookups_failed = counted.failed;
-        if let [(Ok(a), Ok(bench_a)), (Ok(b), Ok(bench_b))] = samples.as_slice() {
-            step.lookup_cpu_pct = a.cpu_pct_until(b, counted.window);
-            step.bench_lookup_cpu_pct = bench_a.cpu_pct_until(bench_b, counted.window);
-        }
+        let counted = measure_lookups(&server, &mut fleet, config, &mut step).await?;
         server.sample()?;
         progress(&format!(
             "step {target}: {:.0} lookups/s ({} failed), supernode CPU {:.0} %",
@@ -238,4 +209,50 @@ pub async fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Outc
     drop(server);
     drop(fleet);
     Ok(outcome)
+}
+
+/// The idle window: the supernode's CPU over `idle` and its RSS after it, into `step`.
+async fn measure_idle(
+    server: &mut Supernode,
+    idle: Duration,
+    baseline: Sample,
+    step: &mut Step,
+) -> Result<()> {
+    let (first, t0) = (server.sample()?, Instant::now());
+    tokio::time::sleep(idle).await;
+    let last = server.sample()?;
+    step.idle_cpu_pct = first.cpu_pct_until(&last, t0.elapsed());
+    step.rss_kib = last.rss_kib;
+    let clients = step.clients.max(1) as f64;
+    step.rss_per_client_kib = last.rss_kib.saturating_sub(baseline.rss_kib) as f64 / clients;
+    Ok(())
+}
+
+/// Lookups at saturation over `fleet`'s clients, with both processes' CPU over the
+/// counted window, into `step`.
+async fn measure_lookups(
+    server: &Supernode,
+    fleet: &mut Fleet,
+    config: &Config,
+    step: &mut Step,
+) -> Result<lookups::Counted> {
+    let clients = Arc::new(std::mem::take(&mut fleet.clients));
+    let (mut samples, pid) = (Vec::new(), server.pid().to_string());
+    let counted = lookups::saturate(
+        clients.clone(),
+        config.lookup_tasks,
+        config.warmup,
+        config.lookup_window,
+        &mut || samples.push((Sample::read(&pid), Sample::read("self"))),
+    )
+    .await;
+    fleet.clients = Arc::try_unwrap(clients)
+        .map_err(|_| anyhow::anyhow!("a lookup task still holds the clients"))?;
+    step.lookups_per_s = counted.per_sec();
+    step.lookups_failed = counted.failed;
+    if let [(Ok(a), Ok(bench_a)), (Ok(b), Ok(bench_b))] = samples.as_slice() {
+        step.lookup_cpu_pct = a.cpu_pct_until(b, counted.window);
+        step.bench_lookup_cpu_pct = bench_a.cpu_pct_until(bench_b, counted.window);
+    }
+    Ok(counted)
 }
