@@ -32,7 +32,7 @@ pub use io::{
     is_missing_device, open_sink, open_source, FrameSink, FrameSource, WavSink, WavSource,
 };
 pub use resample::resample;
-pub use similarity::{align_and_correlate, pearson_at, Similarity};
+pub use similarity::{align_and_correlate, align_segments, pearson_at, Similarity};
 pub use wav::{read_wav_48k_mono, WavWriter, SUPPORTED_RATES};
 
 use std::path::PathBuf;

@@ -7,9 +7,13 @@
 //! copy (up to gain and DC offset), 0 is unrelated audio. Opus at 32 kbit/s on clean
 //! speech scores about 0.95; a clean relayed call should score at least 0.9.
 //!
-//! One delay is assumed for the whole recording: a receiver that inserted or skipped
-//! frames half-way (after a network stall) scores lower, because only part of the
-//! recording then lines up.
+//! [`align_and_correlate`] assumes one delay for the whole recording: a receiver that
+//! inserted or skipped frames half-way (a playout-delay change after a network stall or a
+//! starved process) scores lower, because only part of the recording then lines up.
+//! [`align_segments`] aligns each segment (e.g. 2 s) on its own and averages the
+//! correlations weighted by the segment's energy, as PESQ (ITU-T P.862 §10.2.3) aligns
+//! each utterance on its own: a delay change then costs only the segment it falls in,
+//! while lost or garbled audio still lowers the score where it is.
 
 use rustfft::num_complex::Complex;
 use rustfft::FftPlanner;
@@ -68,6 +72,58 @@ pub fn align_and_correlate(sent: &[f32], heard: &[f32], max_lag_samples: usize) 
     Similarity {
         lag_samples: refined,
         correlation: pearson_at(sent, heard, refined),
+    }
+}
+
+/// Like [`align_and_correlate`], but each `segment`-sample piece of `sent` is aligned on
+/// its own (within `max_lag_samples` of its own position in `heard`), and the result is
+/// the mean of the pieces' correlations weighted by their energy (silent pieces, below
+/// 1 % of the mean energy, do not count; a last piece shorter than half a segment joins
+/// the one before). `lag_samples` is the median of the pieces' delays. Returns a
+/// correlation of 0 when either input is empty or `sent` is silent.
+pub fn align_segments(
+    sent: &[f32],
+    heard: &[f32],
+    max_lag_samples: usize,
+    segment: usize,
+) -> Similarity {
+    let segment = segment.max(1);
+    let mut bounds: Vec<(usize, usize)> = (0..sent.len())
+        .step_by(segment)
+        .map(|start| (start, (start + segment).min(sent.len())))
+        .collect();
+    if bounds.len() > 1 && bounds[bounds.len() - 1].1 - bounds[bounds.len() - 1].0 < segment / 2 {
+        let (_, end) = bounds.pop().unwrap_or_default();
+        if let Some(last) = bounds.last_mut() {
+            last.1 = end;
+        }
+    }
+    let energy = |x: &[f32]| x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>();
+    let energies: Vec<f64> = bounds.iter().map(|&(a, b)| energy(&sent[a..b])).collect();
+    let mean = energies.iter().sum::<f64>() / energies.len().max(1) as f64;
+    let (mut weighted, mut total, mut lags) = (0.0f64, 0.0f64, Vec::new());
+    for (&(start, end), &e) in bounds.iter().zip(&energies) {
+        if e <= f64::EPSILON || e < mean / 100.0 {
+            continue;
+        }
+        // The part of `heard` where this piece can be, `max_lag_samples` either side.
+        let from = start.saturating_sub(max_lag_samples).min(heard.len());
+        let to = (end + max_lag_samples).min(heard.len());
+        let piece = align_and_correlate(&sent[start..end], &heard[from..to], to - from);
+        weighted += e * f64::from(piece.correlation.max(0.0));
+        total += e;
+        lags.push(piece.lag_samples + from as isize - start as isize);
+    }
+    if total <= 0.0 {
+        return Similarity {
+            lag_samples: 0,
+            correlation: 0.0,
+        };
+    }
+    lags.sort_unstable();
+    Similarity {
+        lag_samples: lags[lags.len() / 2],
+        correlation: (weighted / total) as f32,
     }
 }
 
@@ -240,6 +296,48 @@ mod tests {
             assert_eq!(s.lag_samples, lag);
             assert!(s.correlation > 0.999, "{s:?}");
         }
+    }
+
+    /// `sent` with a gap of `gap` silent samples inserted at `at` (a playout-delay jump).
+    fn with_gap(sent: &[f32], at: usize, gap: usize) -> Vec<f32> {
+        let mut heard = vec![0.0; 500];
+        heard.extend_from_slice(&sent[..at]);
+        heard.extend(std::iter::repeat_n(0.0, gap));
+        heard.extend_from_slice(&sent[at..]);
+        heard
+    }
+
+    #[test]
+    fn a_delay_change_half_way_costs_only_its_segment() {
+        let sent = noise(96_000, 7);
+        let heard = with_gap(&sent, 40_000, 960);
+        let whole = align_and_correlate(&sent, &heard, 10_000);
+        let pieces = align_segments(&sent, &heard, 10_000, 16_000);
+        assert!(whole.correlation < 0.6, "{whole:?}");
+        // Five of six pieces line up whole; the one the jump falls in, half.
+        assert!(pieces.correlation > 0.85, "{pieces:?}");
+        assert!(
+            pieces.lag_samples == 500 || pieces.lag_samples == 1_460,
+            "{pieces:?}"
+        );
+    }
+
+    #[test]
+    fn segments_still_see_lost_audio_and_unrelated_audio() {
+        let sent = noise(96_000, 8);
+        // A quarter of the audio lost (silence where it should be).
+        let mut lost = sent.clone();
+        lost[24_000..48_000].iter_mut().for_each(|s| *s = 0.0);
+        let s = align_segments(&sent, &lost, 10_000, 16_000);
+        assert!(s.correlation < 0.8, "{s:?}");
+        let s = align_segments(&sent, &noise(96_000, 9), 10_000, 16_000);
+        assert!(s.correlation < 0.1, "{s:?}");
+        assert_eq!(align_segments(&[], &[1.0], 10, 16).correlation, 0.0);
+        assert_eq!(
+            align_segments(&[0.0; 100], &[1.0; 100], 10, 16).correlation,
+            0.0
+        );
+        assert_eq!(align_segments(&sent, &[], 10, 16_000).correlation, 0.0);
     }
 
     #[test]

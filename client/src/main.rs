@@ -15,6 +15,7 @@ mod presence;
 mod render;
 mod session;
 mod supernode_link;
+mod transfer;
 mod tui;
 
 use anyhow::{bail, Context, Result};

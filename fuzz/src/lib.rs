@@ -194,3 +194,93 @@ pub fn tunnel_frames(data: &[u8]) {
         assert_eq!(&data[..rebuilt.len()], &rebuilt[..]);
     });
 }
+
+/// A file-transfer manifest (`Manifest::decode`): never panics; whatever decodes
+/// re-encodes to bytes that decode to the same manifest, no longer than the input,
+/// and its chunk geometry adds up to its size.
+pub fn transfer_manifest(data: &[u8]) {
+    use parley_proto::transfer::{check_file_name, Manifest};
+    let Ok(m) = Manifest::decode(data) else { return };
+    let encoded = m.encode();
+    assert!(encoded.len() <= data.len(), "re-encoding grew the manifest");
+    assert_eq!(Manifest::decode(&encoded).as_ref(), Ok(&m));
+    assert!(check_file_name(m.name()).is_ok());
+    let total: u64 = (0..m.chunk_count()).map(|i| m.chunk_len(i) as u64).sum();
+    assert_eq!(total, m.size());
+    assert!(!m.verify_chunk(m.chunk_count(), &[]));
+}
+
+/// Peer messages of a transfer, decoded and fed to a recipient's `Swarm` machine.
+///
+/// The input is a sequence of `peer:u8 length:u8 message` records (peer: one of three
+/// remote peers, the sender among them; length: message bytes). Every record's
+/// message must decode or be refused without panicking, and a decoded one must
+/// re-encode to exactly its bytes; the machine must never panic, never report a chunk
+/// verified that does not match the manifest, and never count more verified bytes
+/// than the file has.
+pub fn transfer_peer_messages(data: &[u8]) {
+    use parley_proto::transfer::swarm::{Swarm, SwarmConfig, SwarmEvent};
+    use parley_proto::transfer::{Bitfield, Manifest, PeerMessage};
+    use parley_proto::{Identity, Mono};
+    use std::sync::OnceLock;
+    // A 3-chunk file whose last chunk is 5 bytes (chunks 0 and 1 are all zeros).
+    static FILE: OnceLock<(Manifest, Identity)> = OnceLock::new();
+    let (manifest, sender) = FILE.get_or_init(|| {
+        let sender = Identity::from_seed(&[7; 32]);
+        let mut bytes = vec![0u8; 2 * parley_proto::transfer::CHUNK_SIZE as usize];
+        bytes.extend_from_slice(b"tail!");
+        let m = Manifest::for_bytes(&sender, "f.bin", &bytes).expect("manifest");
+        (m, sender)
+    });
+    let me = Identity::from_seed(&[8; 32]).peer_id();
+    let peers = [
+        sender.peer_id(),
+        Identity::from_seed(&[9; 32]).peer_id(),
+        Identity::from_seed(&[10; 32]).peer_id(),
+    ];
+    let n = manifest.chunk_count();
+    let mut swarm = Swarm::new(
+        Mono(0),
+        manifest.clone(),
+        me,
+        Bitfield::empty(n),
+        SwarmConfig::default(),
+        1,
+    );
+    for p in &peers {
+        swarm.add_peer(Mono(0), *p).expect("add");
+    }
+    let mut rest = data;
+    let mut now = 0u64;
+    while let [who, len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (bytes, after) = tail.split_at(len);
+        rest = after;
+        now += 500;
+        let peer = peers[usize::from(*who) % peers.len()];
+        if *who >= 0xf0 {
+            // Now and then: time passes (choking rounds, request timeouts).
+            swarm.handle_timeout(Mono(now * 100));
+        }
+        if let Ok(msg) = PeerMessage::decode(bytes) {
+            assert_eq!(msg.encode(), bytes, "re-encoding changed the message");
+            swarm.handle_message(Mono(now), peer, msg);
+        }
+        while let Some(ev) = swarm.poll_event() {
+            match ev {
+                SwarmEvent::ChunkVerified { index, data } => {
+                    assert!(manifest.verify_chunk(index, &data), "unverified chunk stored")
+                }
+                SwarmEvent::ReadChunk { peer, index } => {
+                    assert!(swarm.have().get(index), "asked to serve a chunk it lacks");
+                    let len = manifest.chunk_len(index);
+                    let chunk = if index == n - 1 { b"tail!".to_vec() } else { vec![0; len] };
+                    swarm.serve_chunk(Mono(now), peer, index, chunk);
+                }
+                _ => {}
+            }
+        }
+        while swarm.poll_transmit().is_some() {}
+        assert!(swarm.stats().verified <= manifest.size());
+    }
+}

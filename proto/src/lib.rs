@@ -22,6 +22,7 @@ pub mod quota;
 pub mod relay;
 pub mod text;
 pub mod time;
+pub mod transfer;
 
 pub use identity::{Identity, NodeId, PeerId};
 pub use time::{Mono, Timestamp};

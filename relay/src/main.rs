@@ -28,6 +28,7 @@ async fn main() -> Result<()> {
         .await
         .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
     let tcp = tunnel.addr;
+    let tunnel_peers = parley_net::tcp_tunnel::TunnelPeers::default();
     let (bound, serve) = server::start(
         RelayParams {
             identity,
@@ -41,17 +42,13 @@ async fn main() -> Result<()> {
             data_threads: settings.data_threads,
             max_joins_per_ip: settings.max_joins_per_ip,
             wall_clock: None,
+            tunnel_peers: tunnel_peers.clone(),
         },
         shutdown_rx.clone(),
     )
     .await?;
     tunnel
-        .serve(
-            bound.quic,
-            &tunnel_identity,
-            parley_net::tcp_tunnel::TunnelPeers::default(),
-            shutdown_rx,
-        )
+        .serve(bound.quic, &tunnel_identity, tunnel_peers, shutdown_rx)
         .context("cannot serve the TCP tunnel")?;
     let metrics = match settings.metrics {
         Some(addr) => {

@@ -7,6 +7,7 @@ use crate::endpoint::relay_endpoint;
 use crate::report;
 use crate::switch::{Admitted, Switch};
 use anyhow::{bail, Context, Result};
+use parley_net::tcp_tunnel::TunnelPeers;
 use parley_net::{peer_id_of, read_frame, NetError};
 use parley_proto::codec::WireMessage;
 use parley_proto::relay::channel::{ChannelKey, EXPORTER_LABEL, KEY_LEN};
@@ -106,6 +107,10 @@ pub struct RelayParams {
     /// The wall clock, read only for tokens' signed expiry; `None`: the system's.
     /// (Tests step it to show that no timer follows it.)
     pub wall_clock: Option<fn() -> parley_proto::Timestamp>,
+    /// Which client each TCP tunnel carries: tunnelled legs reach QUIC from loopback,
+    /// and the per-IP join rate counts them by the tunnel's TCP peer instead. Give the
+    /// same value to the tunnel's server ([`parley_net::tcp_tunnel::TunnelListener::serve`]).
+    pub tunnel_peers: TunnelPeers,
 }
 
 struct Ctx {
@@ -114,6 +119,7 @@ struct Ctx {
     advertised_tcp: Option<SocketAddr>,
     switch: Arc<Switch>,
     data_port: u16,
+    tunnel_peers: TunnelPeers,
 }
 
 impl Ctx {
@@ -178,6 +184,7 @@ pub async fn start(
         }),
         switch,
         data_port: plane.addr.port(),
+        tunnel_peers: params.tunnel_peers.clone(),
     });
     let bound = Bound {
         id,
@@ -324,7 +331,8 @@ async fn serve_stream(
         .export_keying_material(&mut key, EXPORTER_LABEL, b"")
         .ok()
         .map(|()| ChannelKey(key));
-    let ip = conn.remote_address().ip();
+    // A tunnelled leg is counted by its client's own IP, not the tunnel's loopback one.
+    let ip = ctx.tunnel_peers.real(conn.remote_address()).ip();
     let Admitted {
         paired,
         wait,

@@ -51,6 +51,7 @@ impl World {
                 data_threads: 2,
                 max_joins_per_ip: per_ip,
                 wall_clock: None,
+                tunnel_peers: Default::default(),
             },
             stop_rx,
         )

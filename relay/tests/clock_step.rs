@@ -64,6 +64,7 @@ async fn a_call_carries_on_while_the_relay_clock_steps_by_minutes() {
             data_threads: 1,
             max_joins_per_ip: 0,
             wall_clock: Some(stepped_clock),
+            tunnel_peers: Default::default(),
         },
         stop_rx,
     )

@@ -56,6 +56,7 @@ async fn the_relay_reports_its_load_and_answers_load_queries() {
             data_threads: 0,
             max_joins_per_ip: 0,
             wall_clock: None,
+            tunnel_peers: Default::default(),
         },
         stop_rx,
     )

@@ -66,6 +66,19 @@ pub fn calling(
     Ok(Party { home, proc, heard })
 }
 
+/// The usual call: `callee` = (name, flags) answering, then `caller` = (name, flags)
+/// calling it ([`answering`], [`calling`]); returns (callee, caller).
+pub fn pair(
+    spawn: Spawn<'_>,
+    dir: &Path,
+    callee: (&str, &[&str]),
+    caller: (&str, &[&str]),
+) -> Result<(Party, Party)> {
+    let answered = answering(spawn, callee.0, dir, callee.1)?;
+    let placed = calling(spawn, caller.0, dir, &answered.home.id, caller.1)?;
+    Ok((answered, placed))
+}
+
 /// Waits for a party's `call_end` summary.
 pub fn call_end(party: &mut Party, timeout: Duration) -> Result<Value> {
     let line = party

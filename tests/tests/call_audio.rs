@@ -8,7 +8,7 @@
 //! of speech; one alignment lag). The asserted floors leave room for a loaded CI machine
 //! and are below the issue's 4.0; see docs/performance.md "Real calls".
 
-use parley_e2e::calls::{answering, call_end, calling, loopback, Servers};
+use parley_e2e::calls::{call_end, loopback, pair, Servers};
 use std::time::Duration;
 
 /// Wideband PESQ floor of a clean direct call on loopback (issue 13 asks 4.0; measured
@@ -22,18 +22,11 @@ const RELAY_PESQ: f64 = 2.8;
 fn call(lab: &Servers, path_flag: &str) -> anyhow::Result<(serde_json::Value, f64)> {
     let dir = tempfile::tempdir()?;
     let (sn1, sn2) = (lab.sn1.quic.to_string(), lab.sn2.quic.to_string());
-    let mut bob = answering(
+    let (mut bob, mut alice) = pair(
         &loopback,
-        "bob",
         dir.path(),
-        &["--supernode", &sn2, path_flag],
-    )?;
-    let mut alice = calling(
-        &loopback,
-        "alice",
-        dir.path(),
-        &bob.home.id,
-        &["--supernode", &sn1, path_flag],
+        ("bob", &["--supernode", &sn2, path_flag]),
+        ("alice", &["--supernode", &sn1, path_flag]),
     )?;
     let summary = call_end(&mut alice, Duration::from_secs(60))?;
     let heard_by_bob = call_end(&mut bob, Duration::from_secs(10))?;

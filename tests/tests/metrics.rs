@@ -4,7 +4,7 @@
 //! datagrams.
 
 use anyhow::{Context, Result};
-use parley_e2e::calls::{answering, call_end, calling, loopback};
+use parley_e2e::calls::{call_end, loopback, pair};
 use parley_e2e::{http_get, prometheus_value, ready_field, RelayKey, Supernode};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -79,18 +79,11 @@ fn metrics_count_an_attach_a_lookup_and_relayed_datagrams() -> Result<()> {
     );
 
     let dir = tempfile::tempdir()?;
-    let bob = answering(
+    let (bob, mut alice) = pair(
         &loopback,
-        "bob",
         dir.path(),
-        &["--supernode", &sn_addr, "--relay-only"],
-    )?;
-    let mut alice = calling(
-        &loopback,
-        "alice",
-        dir.path(),
-        &bob.home.id,
-        &["--supernode", &sn_addr, "--relay-only"],
+        ("bob", &["--supernode", &sn_addr, "--relay-only"]),
+        ("alice", &["--supernode", &sn_addr, "--relay-only"]),
     )?;
     let summary = call_end(&mut alice, Duration::from_secs(60))?;
     assert_eq!(summary["path"], "relay", "{summary}");

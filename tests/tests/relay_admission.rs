@@ -6,7 +6,7 @@
 //! none.
 
 use anyhow::{Context, Result};
-use parley_e2e::calls::{answering, call_end, calling, loopback};
+use parley_e2e::calls::{answering, call_end, calling, loopback, pair};
 use parley_e2e::{http_get, prometheus_value, ready_field, Relay, RelayKey, Supernode};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -137,18 +137,14 @@ fn a_relay_reporting_to_a_supernode_with_no_relay_configured_is_refused_and_neve
     })?;
 
     let dir = tempfile::tempdir()?;
-    let bob = answering(
+    let (bob, mut alice) = pair(
         &loopback,
-        "bob",
         dir.path(),
-        &["--supernode", &b, "--relay-only"],
-    )?;
-    let mut alice = calling(
-        &loopback,
-        "alice",
-        dir.path(),
-        &bob.home.id,
-        &["--supernode", &b, "--relay-only", "--duration", "2"],
+        ("bob", &["--supernode", &b, "--relay-only"]),
+        (
+            "alice",
+            &["--supernode", &b, "--relay-only", "--duration", "2"],
+        ),
     )?;
     let connected = alice.proc.wait_for(Duration::from_secs(30), |l| {
         l.contains("\"event\":\"connected\"")
@@ -178,18 +174,14 @@ fn a_relay_reporting_to_a_supernode_with_no_relay_configured_is_refused_and_neve
     drop(bob);
 
     // The relay is alive and would forward for a supernode configured with it.
-    let mut bob = answering(
+    let (mut bob, mut alice) = pair(
         &loopback,
-        "bob2",
         dir.path(),
-        &["--supernode", &c, "--relay-only"],
-    )?;
-    let mut alice = calling(
-        &loopback,
-        "alice2",
-        dir.path(),
-        &bob.home.id,
-        &["--supernode", &c, "--relay-only", "--duration", "2"],
+        ("bob2", &["--supernode", &c, "--relay-only"]),
+        (
+            "alice2",
+            &["--supernode", &c, "--relay-only", "--duration", "2"],
+        ),
     )?;
     let summary = call_end(&mut alice, Duration::from_secs(60))?;
     assert_eq!(summary["path"], "relay", "{summary}");

@@ -1,0 +1,416 @@
+//! Running one transfer over byte streams: the shell around a `Swarm`.
+//!
+//! Each peer is a pair of byte streams carrying length-prefixed peer messages
+//! (`parley_proto::transfer::wire`; QUIC streams in the client, `tokio::io::duplex`
+//! in tests). One task reads each peer's stream into a shared queue, one writes each
+//! peer's outgoing frames; [`run`] owns the machine and the storage, so every protocol
+//! decision is the machine's and this file only moves bytes.
+
+use super::storage::{PartialFile, StorageError};
+use parley_net::clock::mono;
+use parley_proto::transfer::wire::{peer_frame_len, PeerMessage};
+use parley_proto::transfer::{Bitfield, Swarm, SwarmEvent};
+use parley_proto::PeerId;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// The ALPN of a file-transfer connection between two clients.
+pub const ALPN_FILE: &[u8] = b"parley-file/1";
+
+/// Verified chunks between resume-file updates.
+const RESUME_EVERY: u32 = 8;
+
+/// Reads one peer message; `None` at a clean end of stream.
+pub async fn read_message(r: &mut (impl AsyncRead + Unpin)) -> io::Result<Option<PeerMessage>> {
+    let mut prefix = [0u8; 4];
+    match r.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = peer_frame_len(prefix).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).await?;
+    PeerMessage::decode(&body)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Where this side's chunks live.
+pub enum Store {
+    /// The sender's file.
+    Source(File),
+    /// A receiver's partial file.
+    Partial(PartialFile),
+}
+
+impl Store {
+    fn read(&self, swarm: &Swarm, index: u32) -> Result<Vec<u8>, StorageError> {
+        match self {
+            Store::Partial(p) => p.read_chunk(index),
+            Store::Source(f) => {
+                let m = swarm.manifest();
+                let mut buf = vec![0; m.chunk_len(index)];
+                f.read_exact_at(&mut buf, m.chunk_offset(index))
+                    .map_err(|source| StorageError::Io {
+                        what: "reading",
+                        path: m.name().into(),
+                        source,
+                    })?;
+                Ok(buf)
+            }
+        }
+    }
+}
+
+/// A peer's two streams.
+pub struct PeerStreams<R, W> {
+    /// Who is at the other end (proven by the connection's TLS).
+    pub peer: PeerId,
+    /// Its messages to us.
+    pub reader: R,
+    /// Ours to it.
+    pub writer: W,
+}
+
+/// Runs `swarm` with these peers until it is complete (a receiver) or every peer is
+/// gone (the sender, whose peers leave when they are done). Returns the store.
+pub async fn run<R, W>(
+    mut swarm: Swarm,
+    store: Store,
+    peers: Vec<PeerStreams<R, W>>,
+) -> Result<(Swarm, Store), StorageError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (in_tx, mut in_rx) = mpsc::channel::<(PeerId, Option<PeerMessage>)>(64);
+    let mut outs: BTreeMap<[u8; 32], mpsc::UnboundedSender<PeerMessage>> = BTreeMap::new();
+    for PeerStreams {
+        peer,
+        mut reader,
+        mut writer,
+    } in peers
+    {
+        let tx = in_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = read_message(&mut reader).await.ok().flatten();
+                let end = msg.is_none();
+                if tx.send((peer, msg)).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<PeerMessage>();
+        tokio::spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                if writer.write_all(&msg.encode_frame()).await.is_err() {
+                    return;
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        swarm.add_peer(mono(), peer).map_err(|e| StorageError::Io {
+            what: "adding peer",
+            path: peer.short().into(),
+            source: io::Error::other(e),
+        })?;
+        outs.insert(peer.to_bytes(), out_tx);
+    }
+    drop(in_tx);
+    let mut since_resume = 0;
+    loop {
+        while let Some(ev) = swarm.poll_event() {
+            match ev {
+                SwarmEvent::ChunkVerified { index, data } => {
+                    if let Store::Partial(p) = &store {
+                        p.write_chunk(index, &data)?;
+                        since_resume += 1;
+                        if since_resume >= RESUME_EVERY {
+                            p.save_resume(swarm.have())?;
+                            since_resume = 0;
+                        }
+                    }
+                }
+                SwarmEvent::ReadChunk { peer, index } => {
+                    let data = store.read(&swarm, index)?;
+                    swarm.serve_chunk(mono(), peer, index, data);
+                }
+                SwarmEvent::PeerDropped { peer, reason } => {
+                    tracing::warn!(peer = %peer.short(), %reason, "transfer peer dropped");
+                    outs.remove(&peer.to_bytes());
+                }
+                SwarmEvent::LocalChunkBad { index } => {
+                    tracing::warn!(index, "stored chunk does not verify; fetching it again");
+                }
+                SwarmEvent::Complete => {}
+            }
+        }
+        while let Some(t) = swarm.poll_transmit() {
+            if let Some(out) = outs.get(&t.peer.to_bytes()) {
+                let _ = out.send(t.msg);
+            }
+        }
+        let receiving = matches!(store, Store::Partial(_));
+        if (receiving && swarm.is_complete()) || outs.is_empty() {
+            if let Store::Partial(p) = &store {
+                p.save_resume(swarm.have())?;
+            }
+            // Let the writers flush what is queued before the streams close.
+            tokio::task::yield_now().await;
+            return Ok((swarm, store));
+        }
+        let wait = swarm
+            .poll_timeout()
+            .map_or(Duration::from_secs(1), |t| t.since(mono()));
+        tokio::select! {
+            got = in_rx.recv() => match got {
+                Some((peer, Some(msg))) => swarm.handle_message(mono(), peer, msg),
+                Some((peer, None)) => {
+                    swarm.remove_peer(mono(), &peer);
+                    outs.remove(&peer.to_bytes());
+                }
+                None => outs.clear(),
+            },
+            _ = tokio::time::sleep(wait) => swarm.handle_timeout(mono()),
+        }
+    }
+}
+
+/// A receiver's starting point: the partial file and the chunks it verifiably holds.
+pub fn open_receiver(
+    dir: &std::path::Path,
+    manifest: &parley_proto::transfer::Manifest,
+) -> Result<(Store, Bitfield), StorageError> {
+    let (p, have) = PartialFile::open(dir, manifest)?;
+    Ok((Store::Partial(p), have))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parley_proto::transfer::{Manifest, SwarmConfig};
+    use parley_proto::Identity;
+    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
+
+    type Streams = PeerStreams<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>;
+
+    type Outcome = tokio::task::JoinHandle<Result<(Swarm, Store), StorageError>>;
+
+    /// Every receiver completes and ends with `data` at `DIR/name`; then the sender
+    /// ends (its peers left), having uploaded at most 1.5 times the file.
+    async fn expect_delivered(
+        sender: Outcome,
+        receivers: Vec<Outcome>,
+        data: &[u8],
+        name: &str,
+        dirs: &[&std::path::Path],
+    ) {
+        for (i, t) in receivers.into_iter().enumerate() {
+            let (swarm, store) = tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("in time")
+                .expect("task")
+                .expect("run");
+            assert!(swarm.is_complete());
+            let Store::Partial(p) = store else {
+                panic!("a receiver")
+            };
+            let path = p.finish().expect("finish");
+            assert_eq!(path, dirs[i].join(name));
+            assert!(
+                std::fs::read(&path).expect("read") == data,
+                "recipient {i}: bytes differ"
+            );
+        }
+        let (s_swarm, _) = tokio::time::timeout(Duration::from_secs(30), sender)
+            .await
+            .expect("the sender ends when its peers leave")
+            .expect("task")
+            .expect("run");
+        let ratio = s_swarm.stats().uploaded as f64 / data.len() as f64;
+        assert!(ratio <= 1.5, "sender uploaded {ratio:.2}x");
+    }
+
+    /// A 4 MiB file to two recipients over in-memory streams, through the storage
+    /// shell: both end with the sender's bytes under its name.
+    #[tokio::test]
+    async fn a_file_reaches_two_recipients_through_the_shell() {
+        let src_dir = tempfile::tempdir().expect("tempdir");
+        let data: Vec<u8> = (0..4 << 20)
+            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let src = src_dir.path().join("photo.raw");
+        std::fs::write(&src, &data).expect("write");
+        let sender = Identity::from_seed(&[1; 32]);
+        let manifest = Manifest::for_bytes(&sender, "photo.raw", &data).expect("manifest");
+        let ids = [
+            sender.peer_id(),
+            Identity::from_seed(&[2; 32]).peer_id(),
+            Identity::from_seed(&[3; 32]).peer_id(),
+        ];
+        let mut links: Vec<Vec<Streams>> = vec![Vec::new(), Vec::new(), Vec::new()];
+        for a in 0..3 {
+            for b in a + 1..3 {
+                let (x, y) = tokio::io::duplex(1 << 20);
+                let (xr, xw) = tokio::io::split(x);
+                let (yr, yw) = tokio::io::split(y);
+                links[a].push(PeerStreams {
+                    peer: ids[b],
+                    reader: xr,
+                    writer: xw,
+                });
+                links[b].push(PeerStreams {
+                    peer: ids[a],
+                    reader: yr,
+                    writer: yw,
+                });
+            }
+        }
+        let dirs = [
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        ];
+        let mut tasks = Vec::new();
+        let mut links = links.into_iter();
+        let s_links = links.next().expect("sender links");
+        let n = manifest.chunk_count();
+        let s_swarm = Swarm::new(
+            mono(),
+            manifest.clone(),
+            ids[0],
+            Bitfield::full(n),
+            SwarmConfig::default(),
+            1,
+        );
+        let source = Store::Source(File::open(&src).expect("open"));
+        let sender_task = tokio::spawn(run(s_swarm, source, s_links));
+        for (i, l) in links.enumerate() {
+            let (store, have) = open_receiver(dirs[i].path(), &manifest).expect("open");
+            let swarm = Swarm::new(
+                mono(),
+                manifest.clone(),
+                ids[i + 1],
+                have,
+                SwarmConfig::default(),
+                2 + i as u64,
+            );
+            tasks.push(tokio::spawn(run(swarm, store, l)));
+        }
+        let dirs = [dirs[0].path(), dirs[1].path()];
+        expect_delivered(sender_task, tasks, &data, "photo.raw", &dirs).await;
+    }
+
+    /// The same over real QUIC connections on loopback (one bidirectional stream per
+    /// pair of peers, each side's key proven by TLS), as the transport will carry it.
+    #[tokio::test]
+    async fn a_file_reaches_two_recipients_over_quic_streams() {
+        use parley_net::{dial, make_endpoint, peer_id_of};
+        let data: Vec<u8> = (0..4 << 20)
+            .map(|i: u32| (i.wrapping_mul(40_503) >> 7) as u8)
+            .collect();
+        let src_dir = tempfile::tempdir().expect("tempdir");
+        let src = src_dir.path().join("clip.bin");
+        std::fs::write(&src, &data).expect("write");
+        let idents = [
+            Identity::from_seed(&[1; 32]),
+            Identity::from_seed(&[2; 32]),
+            Identity::from_seed(&[3; 32]),
+        ];
+        let manifest = Manifest::for_bytes(&idents[0], "clip.bin", &data).expect("manifest");
+        let loopback = "127.0.0.1:0".parse().expect("addr");
+        let endpoints: Vec<quinn::Endpoint> = idents
+            .iter()
+            .map(|id| make_endpoint(loopback, id, &[ALPN_FILE]).expect("endpoint"))
+            .collect();
+        let addrs: Vec<_> = endpoints
+            .iter()
+            .map(|e| e.local_addr().expect("addr"))
+            .collect();
+        let dirs = [
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        ];
+        let mut tasks = Vec::new();
+        // Peer i dials every peer after it and accepts every peer before it; a dialed
+        // stream becomes visible to the other side with its first frame (our bitfield).
+        for i in 0..3 {
+            let endpoint = endpoints[i].clone();
+            let identity = idents[i].clone();
+            let ids: Vec<PeerId> = idents.iter().map(Identity::peer_id).collect();
+            let addrs = addrs.clone();
+            let manifest = manifest.clone();
+            let (store, have) = if i == 0 {
+                let n = manifest.chunk_count();
+                (
+                    Store::Source(File::open(&src).expect("open")),
+                    Bitfield::full(n),
+                )
+            } else {
+                open_receiver(dirs[i - 1].path(), &manifest).expect("open")
+            };
+            tasks.push(tokio::spawn(async move {
+                let mut conns = Vec::new();
+                let mut peers = Vec::new();
+                for _ in 0..i {
+                    let conn = endpoint
+                        .accept()
+                        .await
+                        .expect("incoming")
+                        .await
+                        .expect("handshake");
+                    let peer = peer_id_of(&conn).expect("peer id");
+                    let (writer, reader) = conn.accept_bi().await.expect("stream");
+                    peers.push(PeerStreams {
+                        peer,
+                        reader,
+                        writer,
+                    });
+                    conns.push(conn);
+                }
+                for j in i + 1..3 {
+                    let (conn, peer) = dial(
+                        &endpoint,
+                        &identity,
+                        addrs[j],
+                        ALPN_FILE,
+                        Some(ids[j]),
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    .expect("dial");
+                    let (writer, reader) = conn.open_bi().await.expect("stream");
+                    peers.push(PeerStreams {
+                        peer,
+                        reader,
+                        writer,
+                    });
+                    conns.push(conn);
+                }
+                let swarm = Swarm::new(
+                    mono(),
+                    manifest,
+                    ids[i],
+                    have,
+                    SwarmConfig::default(),
+                    i as u64,
+                );
+                let out = run(swarm, store, peers).await;
+                // Let the last frames leave before the connections go.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                drop(conns);
+                out
+            }));
+        }
+        let mut tasks = tasks.into_iter();
+        let sender = tasks.next().expect("sender");
+        let dirs = [dirs[0].path(), dirs[1].path()];
+        expect_delivered(sender, tasks.collect(), &data, "clip.bin", &dirs).await;
+    }
+}
