@@ -14,7 +14,11 @@
 //! supernodes, the network and the clock), `clients` (attach, publish, refresh,
 //! re-attach), `churn` (heavy-tailed sessions), `malice` (colluding liars),
 //! `scenario` (the runs and their report).
+//!
+//! `capacity` is a different kind of measurement: `supernode-bench` attaches real
+//! clients over QUIC to one real `supernode` process and reads its memory and CPU.
 
+pub mod capacity;
 pub mod churn;
 pub mod clients;
 pub mod latency;

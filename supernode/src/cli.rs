@@ -1,5 +1,6 @@
 //! Command line and TOML configuration; flags override the file.
 
+use crate::limits::Limits;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
@@ -60,7 +61,7 @@ pub struct RunArgs {
     #[arg(long = "relay-key", value_name = "RELAY_ID")]
     pub relay_key: Vec<String>,
     /// TOML file with the same settings as the flags (listen, join, key, stun_listen, relay,
-    /// tcp_listen).
+    /// tcp_listen, max_connections, ...).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// TCP address for clients whose networks drop UDP (QUIC over TCP), advertised to
@@ -70,6 +71,11 @@ pub struct RunArgs {
     /// TCP address to serve Prometheus metrics (`/metrics`) and `/health` on. Default: off.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Live QUIC connections in total (attached clients, supernodes, relays); more are
+    /// refused. Default 20000. Each idle attached client costs memory (figures in
+    /// docs/performance.md, "Supernode capacity"); raise this only with the memory for it.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 /// STUN's port (RFC 8489 §18.6): the default STUN address's, advertised like any other.
@@ -94,6 +100,7 @@ pub struct FileConfig {
     pub relay_key: Vec<String>,
     pub tcp_listen: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    pub max_connections: Option<usize>,
 }
 
 /// Settings after merging flags over the file.
@@ -111,6 +118,8 @@ pub struct Settings {
     pub relay_keys: Vec<parley_proto::PeerId>,
     pub tcp_listen: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    /// Admission caps, timeouts and quotas: the defaults with `--max-connections` applied.
+    pub limits: Limits,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -161,7 +170,13 @@ impl RunArgs {
                     .with_context(|| format!("bad --relay-key {k:?} (expected a relay id)"))
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut limits = Limits::default();
+        if let Some(n) = self.max_connections.or(file.max_connections) {
+            anyhow::ensure!(n > 0, "--max-connections must be at least 1");
+            limits.conns_total = n;
+        }
         Ok(Settings {
+            limits,
             relay_keys,
             stun_alternate_ip: self.stun_alternate_ip.or(file.stun_alternate_ip),
             metrics: self.metrics.or(file.metrics),
@@ -202,7 +217,26 @@ mod tests {
             "--listen",
             "127.0.0.1:8000",
         ]);
-        assert_eq!(cli.run.settings().unwrap().listen.port(), 8000);
+        let s = cli.run.settings().unwrap();
+        assert_eq!(s.listen.port(), 8000);
+        assert_eq!(s.limits.conns_total, Limits::default().conns_total);
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\nmax_connections = 30000\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["supernode", "--config", path.to_str().unwrap()]);
+        assert_eq!(cli.run.settings().unwrap().limits.conns_total, 30000);
+        let flags = [
+            "supernode",
+            "--config",
+            path.to_str().unwrap(),
+            "--max-connections",
+        ];
+        let cli = Cli::parse_from(flags.iter().copied().chain(["60000"]));
+        assert_eq!(cli.run.settings().unwrap().limits.conns_total, 60000);
+        let cli = Cli::parse_from(flags.iter().copied().chain(["0"]));
+        assert!(cli.run.settings().is_err());
         std::fs::write(&path, "listen = \"127.0.0.1:7000\"\nbogus = 1\n").unwrap();
         let cli = Cli::parse_from(["supernode", "--config", path.to_str().unwrap()]);
         assert!(cli.run.settings().is_err());

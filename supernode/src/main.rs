@@ -60,7 +60,7 @@ async fn main() -> Result<()> {
             relay_keys: settings.relay_keys,
             tcp: Some(tcp),
             tunnel_peers: tunnel_peers.clone(),
-            limits: Default::default(),
+            limits: settings.limits,
         },
         shutdown_rx.clone(),
     )

@@ -12,7 +12,7 @@ use parley_net::canonical;
 use parley_net::limits::{ConnLimiter, ConnPermit};
 use parley_net::tcp_tunnel::TunnelPeers;
 use parley_net::{
-    envelope_kind, make_endpoint, peer_id_of, read_raw_frame_within, write_frame, NetError,
+    envelope_kind, make_endpoint_on, peer_id_of, read_raw_frame_within, write_frame, NetError,
 };
 use parley_proto::call::signal::CallSignal;
 use parley_proto::codec::WireMessage;
@@ -96,6 +96,22 @@ fn limited_server_config(
     Ok(server)
 }
 
+/// Receive buffer asked for on the QUIC socket (the kernel caps it at
+/// `net.core.rmem_max`). Every client's keep-alives and requests arrive on this one
+/// socket: with the default (~208 KiB) bursts overflow it and each dropped datagram
+/// costs a QUIC retransmission (measured with `supernode-bench`, docs/performance.md).
+pub const QUIC_RECV_BUFFER: usize = 8 * 1024 * 1024;
+
+/// The QUIC socket on `listen`, bound as quinn binds it, with a larger receive buffer.
+fn bind_quic(listen: SocketAddr) -> Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(listen)
+        .with_context(|| format!("cannot bind the QUIC socket {listen}"))?;
+    if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(QUIC_RECV_BUFFER) {
+        tracing::warn!(error = %e, "cannot enlarge the QUIC socket's receive buffer");
+    }
+    Ok(socket)
+}
+
 /// [`start`] with a given relay directory (tests fill it by hand); `params.relay_keys`
 /// is then not used (the directory already says which relays it admits).
 pub async fn start_with(
@@ -104,7 +120,7 @@ pub async fn start_with(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(Bound, impl std::future::Future<Output = ()>)> {
     let alpns = [ALPN_CLIENT, ALPN_OVERLAY, ALPN_RELAY_REPORT];
-    let endpoint = make_endpoint(params.listen, &params.identity, &alpns)?;
+    let endpoint = make_endpoint_on(bind_quic(params.listen)?, &params.identity, &alpns)?;
     endpoint.set_server_config(Some(limited_server_config(
         &params.identity,
         &alpns,

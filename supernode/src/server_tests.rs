@@ -3,7 +3,7 @@
 //! addresses a caller names.
 
 use super::*;
-use parley_net::{dial, read_frame, send_frame};
+use parley_net::{dial, make_endpoint, read_frame, send_frame};
 use parley_proto::call::signal::{CallOffer, SignedOffer};
 use parley_proto::quota::Quota;
 use parley_proto::relay::messages::{RelayToSupernode, SupernodeToRelay};
