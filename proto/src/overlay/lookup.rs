@@ -312,6 +312,20 @@ impl Lookup {
         }
     }
 
+    /// The local supernode `me` holds `record` (verified, of the target): it counts
+    /// as one holder (hop 0) and the lookup goes on to its quorum, because a local
+    /// copy may be older than the one the key's closest supernodes hold.
+    pub fn on_local_value(&mut self, me: Contact, record: SignedPresence) {
+        self.holders.push((me, record.record.seq));
+        let better = self
+            .found
+            .as_ref()
+            .is_none_or(|(held, _)| record.record.seq > held.record.seq);
+        if better {
+            self.found = Some((record, 0));
+        }
+    }
+
     /// The query to `from` failed, timed out, or was answered uselessly.
     pub fn on_failure(&mut self, from: &PeerId) {
         if let Some(c) = self.in_flight(from) {
@@ -332,7 +346,7 @@ impl Lookup {
         };
         self.holders
             .iter()
-            .filter(|(_, seq)| *seq < best.record.seq)
+            .filter(|(c, seq)| *seq < best.record.seq && c.id.node_id() != self.local)
             .map(|(c, _)| *c)
             .collect()
     }
