@@ -300,29 +300,26 @@ impl Lookup {
             return;
         };
         c.state = State::Answered;
-        let depth = c.depth;
-        let contact = c.contact;
-        self.holders.push((contact, record.record.seq));
-        let better = self
-            .found
-            .as_ref()
-            .is_none_or(|(held, _)| record.record.seq > held.record.seq);
-        if better {
-            self.found = Some((record, depth));
-        }
+        let (contact, depth) = (c.contact, c.depth);
+        self.held_by(contact, record, depth);
     }
 
     /// The local supernode `me` holds `record` (verified, of the target): it counts
     /// as one holder (hop 0) and the lookup goes on to its quorum, because a local
     /// copy may be older than the one the key's closest supernodes hold.
     pub fn on_local_value(&mut self, me: Contact, record: SignedPresence) {
-        self.holders.push((me, record.record.seq));
+        self.held_by(me, record, 0);
+    }
+
+    /// `holder`, at `depth`, holds `record`: the highest sequence number wins.
+    fn held_by(&mut self, holder: Contact, record: SignedPresence, depth: usize) {
+        self.holders.push((holder, record.record.seq));
         let better = self
             .found
             .as_ref()
             .is_none_or(|(held, _)| record.record.seq > held.record.seq);
         if better {
-            self.found = Some((record, 0));
+            self.found = Some((record, depth));
         }
     }
 
