@@ -23,6 +23,7 @@ pub mod churn;
 pub mod clients;
 pub mod latency;
 pub mod malice;
+pub mod misses;
 pub mod queue;
 pub mod scenario;
 pub mod world;

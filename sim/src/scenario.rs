@@ -33,6 +33,8 @@ pub struct Scenario {
     pub config: OverlayConfig,
     /// Earlier supernodes each new one joins through (see `Sim::bootstraps`).
     pub bootstraps: usize,
+    /// Log one line per missed lookup (who held what; see `misses`).
+    pub explain_misses: bool,
 }
 
 /// What a run measured.
@@ -85,6 +87,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     let cache = s.clients.saturating_mul(3).max(1 << 16);
     let mut sim = Sim::new(s.seed, s.config.clone(), network, cache);
     sim.bootstraps = s.bootstraps;
+    sim.misses.explain = s.explain_misses;
     let stamp = |sim: &Sim| {
         format!(
             "[virtual {:.0} s, wall {:.1} s, rpcs {}]",
@@ -261,6 +264,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         sim.stats.refused,
         stamp(&sim)
     ));
+    log(format!("misses by cause: {}", sim.misses.summary()));
     // Freeing millions of small allocations takes a while and measures nothing.
     std::mem::forget(sim);
     report

@@ -168,6 +168,8 @@ pub struct Sim {
     /// How many earlier supernodes a new one joins through (distinct, chosen at
     /// random, liars included): an operator's repeatable `--join`.
     pub bootstraps: usize,
+    /// Why lookups missed.
+    pub misses: crate::misses::Misses,
 }
 
 impl Sim {
@@ -191,6 +193,7 @@ impl Sim {
             verified: Arc::new(VerifiedRecords::new(cache)),
             stats: Stats::default(),
             churn: None,
+            misses: Default::default(),
             bootstraps: 1,
         }
     }
@@ -375,12 +378,13 @@ impl Sim {
                 if let Some(OpKind::Publish { client, seq }) = self.ops.remove(&(i, op)) {
                     self.stats.published += 1;
                     self.stats.replicas += replicas as u64;
+                    self.note_replicas(client, replicas);
                     self.client_published(client, seq);
                 }
             }
             OverlayEvent::LookupDone { op, record, hops } => {
                 if let Some(OpKind::Lookup { target, min_seq }) = self.ops.remove(&(i, op)) {
-                    self.lookup_done(target, min_seq, record.as_ref(), hops);
+                    self.lookup_done(i, target, min_seq, record.as_ref(), hops);
                 }
             }
             OverlayEvent::RecordRefused { .. } => self.stats.refused += 1,
@@ -389,6 +393,7 @@ impl Sim {
 
     fn lookup_done(
         &mut self,
+        origin: u32,
         target: u32,
         min_seq: u64,
         record: Option<&SignedPresence>,
@@ -403,6 +408,9 @@ impl Sim {
             }
             Some(_) => self.stats.missed[1] += 1,
             None => self.stats.missed[0] += 1,
+        }
+        if !matches!(record, Some(r) if r.record.id == id && r.record.seq >= min_seq) {
+            self.explain_miss(origin, target, min_seq, record);
         }
     }
 

@@ -14,6 +14,7 @@ fn scenario() -> Scenario {
         loss_pct: 1.0,
         seed: 7,
         bootstraps: 1,
+        explain_misses: false,
         config: OverlayConfig {
             k: 8,
             ..OverlayConfig::default()

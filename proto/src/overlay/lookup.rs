@@ -300,9 +300,20 @@ impl Lookup {
             return;
         };
         c.state = State::Answered;
-        let depth = c.depth;
-        let contact = c.contact;
-        self.holders.push((contact, record.record.seq));
+        let (contact, depth) = (c.contact, c.depth);
+        self.held_by(contact, record, depth);
+    }
+
+    /// The local supernode `me` holds `record` (verified, of the target): it counts
+    /// as one holder (hop 0) and the lookup goes on to its quorum, because a local
+    /// copy may be older than the one the key's closest supernodes hold.
+    pub fn on_local_value(&mut self, me: Contact, record: SignedPresence) {
+        self.held_by(me, record, 0);
+    }
+
+    /// `holder`, at `depth`, holds `record`: the highest sequence number wins.
+    fn held_by(&mut self, holder: Contact, record: SignedPresence, depth: usize) {
+        self.holders.push((holder, record.record.seq));
         let better = self
             .found
             .as_ref()
@@ -332,7 +343,7 @@ impl Lookup {
         };
         self.holders
             .iter()
-            .filter(|(_, seq)| *seq < best.record.seq)
+            .filter(|(c, seq)| *seq < best.record.seq && c.id.node_id() != self.local)
             .map(|(c, _)| *c)
             .collect()
     }

@@ -14,6 +14,7 @@ use crate::time::Timestamp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod operations;
@@ -279,22 +280,29 @@ impl Overlay {
         Ok(self.start_lookup(now, key, LookupKind::FindNode, Goal::Publish(shared)))
     }
 
-    /// Finds the record of `id`: from the local store if held (still reported by an
-    /// event, with 0 hops), else by an iterative `FIND_VALUE`. Completes with
-    /// [`OverlayEvent::LookupDone`].
+    /// Finds the record of `id` by an iterative `FIND_VALUE`; completes with
+    /// [`OverlayEvent::LookupDone`]. A record held locally counts as one holder
+    /// (hop 0) but does not end the lookup: this supernode may hold a copy older
+    /// than the one the key's closest supernodes hold (it was an attachment or a
+    /// holder before the client published again). With nobody to ask, the local
+    /// record is the answer at once.
     pub fn lookup(&mut self, now: Timestamp, id: PeerId) -> OpId {
         let key = id.node_id();
-        if let Some(record) = self.store.get(now, &key) {
-            let record = SignedPresence::clone(record);
+        let local = self.store.get(now, &key).map(|r| SignedPresence::clone(r));
+        if let (Some(record), true) = (&local, self.table.is_empty()) {
             let op = self.new_op();
             self.events.push_back(OverlayEvent::LookupDone {
                 op,
-                record: Some(record),
+                record: Some(record.clone()),
                 hops: 0,
             });
             return op;
         }
-        self.start_lookup(now, key, LookupKind::FindValue, Goal::Find)
+        let op = self.start_lookup(now, key, LookupKind::FindValue, Goal::Find);
+        if let Some(record) = local {
+            self.add_local_value(op, record);
+        }
+        op
     }
 
     /// Up to `n` known live supernodes (for clients' host caches), excluding me,
@@ -311,6 +319,12 @@ impl Overlay {
     /// Records held.
     pub fn stored_records(&self) -> usize {
         self.store.len()
+    }
+
+    /// The record held under `key`, if any and unexpired (for diagnostics: which
+    /// supernodes hold what).
+    pub fn stored(&self, now: Timestamp, key: &NodeId) -> Option<&Arc<SignedPresence>> {
+        self.store.get(now, key)
     }
 
     /// This supernode.

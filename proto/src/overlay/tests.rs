@@ -127,14 +127,18 @@ impl Net {
 
     fn lookup(&mut self, from: usize, id: PeerId) -> (Option<SignedPresence>, usize) {
         let op = self.nodes[from].lookup(self.now, id);
-        self.settle();
-        let pos = self
-            .events
-            .iter()
-            .position(|(i, e)| {
+        let done = |events: &[(usize, OverlayEvent)]| {
+            events.iter().position(|(i, e)| {
                 *i == from && matches!(e, OverlayEvent::LookupDone { op: o, .. } if *o == op)
             })
-            .expect("lookup finished");
+        };
+        self.settle();
+        if done(&self.events).is_none() {
+            // A query to a dead supernode ends at the RPC deadline.
+            let until = self.now + OverlayConfig::default().rpc_timeout * 2;
+            self.run_until(until);
+        }
+        let pos = done(&self.events).expect("lookup finished");
         match self.events.remove(pos).1 {
             OverlayEvent::LookupDone { record, hops, .. } => (record, hops),
             _ => unreachable!(),
@@ -330,11 +334,8 @@ fn dead_nodes_leave_the_routing_table() {
 /// A node with three peers in its table, and the record `carol` published through it
 /// up to the point where its `Store`s are out: returns the node and those RPCs.
 fn held_seq(node: &mut Overlay, owner: &Identity, now: Timestamp) -> Option<u64> {
-    node.lookup(now, owner.peer_id());
-    std::iter::from_fn(|| node.poll_event()).find_map(|e| match e {
-        OverlayEvent::LookupDone { record, .. } => Some(record.map(|r| r.record.seq)),
-        _ => None,
-    })?
+    node.stored(now, &owner.peer_id().node_id())
+        .map(|r| r.record.seq)
 }
 
 /// `node` (pinged by supernodes 1..=n, none of which knows anyone else) publishes
@@ -610,4 +611,26 @@ fn joins_while_a_join_runs_seed_it_instead_of_starting_another() {
         })
         .collect();
     assert_eq!(asked.len(), 3, "every bootstrap asked: {asked:?}");
+}
+
+/// Issue 9 (churn): a supernode that still holds an older copy (it was a holder or
+/// an attachment before the client published again) does not answer from it alone:
+/// its lookup asks the key's holders, returns the newest record and repairs its copy.
+#[test]
+fn a_lookup_from_a_holder_of_an_old_copy_returns_the_newest_record() {
+    let mut net = Net::new(3);
+    let now = net.now;
+    let carol = identity(1000);
+    net.nodes[0]
+        .publish(now, record(&carol, 1, now + 10 * MINUTE))
+        .unwrap();
+    net.settle();
+    // Only supernode 1 got carol's next record.
+    let from = net.nodes[0].me();
+    let newer = record(&carol, 2, now + 10 * MINUTE);
+    net.nodes[1].handle_request(now, from, SupernodeToSupernode::Store(newer));
+    assert_eq!(held_seq(&mut net.nodes[0], &carol, now), Some(1));
+    let (found, _) = net.lookup(0, carol.peer_id());
+    assert_eq!(found.map(|r| r.record.seq), Some(2));
+    assert_eq!(held_seq(&mut net.nodes[0], &carol, net.now), Some(2));
 }

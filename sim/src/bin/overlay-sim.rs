@@ -45,6 +45,10 @@ struct Args {
     /// an operator's repeatable --join.
     #[arg(long, default_value_t = 3)]
     bootstraps: usize,
+    /// Print one line per missed lookup to stderr: the record's sequence numbers
+    /// held by the live supernodes closest to the key, and the origin's copy.
+    #[arg(long)]
+    explain_misses: bool,
     /// Threads for the parallel parts (key generation, signing, verification).
     #[arg(long)]
     threads: Option<usize>,
@@ -67,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         loss_pct: args.loss,
         seed: args.seed,
         bootstraps: args.bootstraps,
+        explain_misses: args.explain_misses,
         config: OverlayConfig {
             k: args.k,
             disjoint_paths: args.paths,

@@ -93,6 +93,14 @@ impl Overlay {
         op
     }
 
+    /// Counts our own copy `record` as one holder of value lookup `op`, if it runs.
+    pub(super) fn add_local_value(&mut self, op: OpId, record: SignedPresence) {
+        let me = self.me;
+        if let Some(lookup) = self.ops.get_mut(&op).and_then(|o| o.lookup.as_mut()) {
+            lookup.on_local_value(me, record);
+        }
+    }
+
     /// Adds `contact` to a running join's self-lookup; false if none runs.
     pub(super) fn join_also(&mut self, now: Timestamp, contact: Contact) -> bool {
         let running = self
@@ -214,8 +222,14 @@ impl Overlay {
                 let record = lookup.take_found();
                 if let Some(newest) = &record {
                     // Holders that served an older record missed a store: repair
-                    // them now (the replies are only counted, like any store).
+                    // them now (the replies are only counted, like any store),
+                    // and our own copy if it is one of them.
                     self.store_to(now, op, newest, &stale);
+                    let key = newest.record.id.node_id();
+                    if let Some(ours) = self.store.get(now, &key).map(|r| SignedPresence::clone(r))
+                    {
+                        self.take_newer(now, &ours, newest.clone());
+                    }
                 }
                 self.events
                     .push_back(OverlayEvent::LookupDone { op, record, hops });
