@@ -14,7 +14,9 @@
 //! discoveries no longer holds the lookup up. A value lookup is also done once
 //! [`VALUE_QUORUM`] holders answered with a verified record: it does not stop at the
 //! first, because an old record may still be served by a holder that missed the
-//! latest store (or by a liar); it keeps the highest sequence number. Its wait is
+//! latest store (or by a liar); it keeps the highest sequence number, and its quorum
+//! counts only once every supernode closer than the farthest holder has answered
+//! (nobody farther is asked meanwhile). Its wait is
 //! bounded like any lookup's: by the frontier and the RPC deadline.
 //!
 //! Disjoint paths (S/Kademlia, Baumgart & Mies 2007, §4.4): the seeds are dealt to
@@ -237,6 +239,7 @@ impl Lookup {
         if self.quorum() {
             return Vec::new();
         }
+        let bound = self.quorum_bound();
         let mut chosen = Vec::new();
         for path in 0..self.paths {
             let mut in_flight = 0;
@@ -244,7 +247,8 @@ impl Lookup {
             for c in self.frontier(path) {
                 match c.state {
                     State::InFlight => in_flight += 1,
-                    State::Waiting => waiting.push(c.key),
+                    State::Waiting if bound.is_none_or(|b| c.key < b) => waiting.push(c.key),
+                    State::Waiting => {}
                     State::Answered | State::Failed => {}
                 }
             }
@@ -267,8 +271,29 @@ impl Lookup {
             || (0..self.paths).all(|p| self.frontier(p).all(|c| c.state == State::Answered))
     }
 
+    /// [`VALUE_QUORUM`] holders answered, and no supernode closer to the target than
+    /// the farthest of them is still to answer: under churn, supernodes just past the
+    /// `k` closest keep older copies until they expire, and a quorum of those answering
+    /// first must not outvote the closest holders.
     fn quorum(&self) -> bool {
-        self.holders.len() >= VALUE_QUORUM
+        self.quorum_bound().is_some_and(|farthest| {
+            !self
+                .candidates
+                .range(..farthest)
+                .any(|(_, c)| matches!(c.state, State::Waiting | State::InFlight))
+        })
+    }
+
+    /// Once [`VALUE_QUORUM`] holders answered, the distance of the farthest of them:
+    /// only supernodes closer than that are still worth asking.
+    fn quorum_bound(&self) -> Option<[u8; 32]> {
+        if self.holders.len() < VALUE_QUORUM {
+            return None;
+        }
+        self.holders
+            .iter()
+            .map(|(c, _)| c.id.node_id().distance(&self.target))
+            .max()
     }
 
     fn in_flight(&mut self, from: &PeerId) -> Option<&mut Candidate> {

@@ -180,6 +180,41 @@ fn a_value_lookup_ends_after_a_quorum_with_the_newest_record() {
     assert_eq!(lookup.take_found(), Some(new));
 }
 
+/// Under churn, supernodes just past the key's `k` closest keep an older copy until it
+/// expires. Three of them answering first must not end the lookup while a closer
+/// supernode (which got the latest store) is still to answer; nor may the lookup ask
+/// anyone farther once it has its quorum.
+#[test]
+fn far_old_copies_answering_first_do_not_outvote_a_closer_holder() {
+    let owner = Identity::from_seed(&[9; 32]);
+    let target = owner.peer_id().node_id();
+    let near = sorted_by_distance(&contacts(12), &target);
+    let mut lookup = Lookup::new(
+        target,
+        LookupKind::FindValue,
+        NodeId([0; 32]),
+        20,
+        6,
+        near.clone(),
+    );
+    assert_eq!(lookup.next_queries(), near[..6].to_vec());
+    for far in &near[3..6] {
+        lookup.on_value(&far.id, presence(&owner, 1));
+    }
+    assert!(
+        !lookup.is_done(),
+        "three closer supernodes are still to answer"
+    );
+    assert!(lookup.next_queries().is_empty(), "nobody farther is asked");
+    lookup.on_value(&near[0].id, presence(&owner, 2));
+    lookup.on_failure(&near[1].id);
+    assert!(!lookup.is_done());
+    lookup.on_nodes(&near[2].id, &[]);
+    assert!(lookup.is_done());
+    assert_eq!(lookup.found().map(|r| r.record.seq), Some(2));
+    assert_eq!(lookup.stale_holders(), near[3..6].to_vec());
+}
+
 #[test]
 fn a_value_lookup_short_of_a_quorum_ends_with_the_frontier() {
     let all = contacts(2);
