@@ -112,6 +112,19 @@ impl Sim {
                 .or_default() += 1;
         }
         if self.misses.explain {
+            let known = self.nodes[origin as usize]
+                .overlay
+                .as_ref()
+                .map(|o| o.known_supernodes(10_000))
+                .unwrap_or_default();
+            let liars = known
+                .iter()
+                .filter(|c| self.colluders.contains(&c.id))
+                .count();
+            eprintln!(
+                "miss origin={origin} origin_knows={} of_them_malicious={liars}",
+                known.len()
+            );
             eprintln!(
                 "miss c={target} min_seq={min_seq} seq={} got={:?} current_ranks={:?} \
                  older_live={old} last_replicas={replicas} origin_holds={origin_holds:?} \

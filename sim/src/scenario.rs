@@ -35,6 +35,9 @@ pub struct Scenario {
     pub bootstraps: usize,
     /// Log one line per missed lookup (who held what; see `misses`).
     pub explain_misses: bool,
+    /// The /16 networks the malicious supernodes live in (`None`: spread like the
+    /// honest ones, an attacker with addresses everywhere).
+    pub attacker_networks: Option<u8>,
 }
 
 /// What a run measured.
@@ -87,6 +90,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     let cache = s.clients.saturating_mul(3).max(1 << 16);
     let mut sim = Sim::new(s.seed, s.config.clone(), network, cache);
     sim.bootstraps = s.bootstraps;
+    sim.attacker_networks = s.attacker_networks;
     sim.misses.explain = s.explain_misses;
     let stamp = |sim: &Sim| {
         format!(

@@ -22,6 +22,25 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Supernode `i`'s address: a public IPv4 address (first octet 11–99), spread over
+/// about 22,800 /16 networks by a multiplicative hash, so the routing tables'
+/// diversity limits (`parley_proto::overlay::diversity`) apply as on the internet.
+fn public_addr(i: u32) -> SocketAddr {
+    let h = (u64::from(i)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> 32) as u32;
+    let [a, b, c, d] = h.to_be_bytes();
+    SocketAddr::from(([11 + a % 89, b, c, d], 7000))
+}
+
+/// Malicious supernode `i`'s address when the attacker holds only `networks` /16
+/// networks (5.0/16, 5.1/16, …: apart from every honest address).
+fn attacker_addr(i: u32, networks: u8) -> SocketAddr {
+    let [_, _, c, d] = i.to_be_bytes();
+    SocketAddr::from(([5, (i % u32::from(networks.max(1))) as u8, c, d], 7000))
+}
+
 /// Where the virtual clock starts (a plausible Unix time in milliseconds).
 pub const T0: Timestamp = Timestamp(1_700_000_000_000);
 
@@ -170,6 +189,8 @@ pub struct Sim {
     pub bootstraps: usize,
     /// Why lookups missed.
     pub misses: crate::misses::Misses,
+    /// The /16 networks malicious supernodes live in (`None`: spread like honest ones).
+    pub attacker_networks: Option<u8>,
 }
 
 impl Sim {
@@ -195,15 +216,20 @@ impl Sim {
             churn: None,
             misses: Default::default(),
             bootstraps: 1,
+            attacker_networks: None,
         }
     }
 
     /// Starts a supernode with `identity`; it joins through `via` if given.
     pub fn add_supernode(&mut self, identity: &Identity, via: Option<u32>, malicious: bool) -> u32 {
         let i = u32::try_from(self.nodes.len()).expect("fewer than 2^32 supernodes");
+        let addr = match self.attacker_networks {
+            Some(n) if malicious => attacker_addr(i, n),
+            _ => public_addr(i),
+        };
         let contact = Contact {
             id: identity.peer_id(),
-            addr: SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7000)),
+            addr,
         };
         let seed = self.rng.gen();
         let verifier = Verifier::Shared(self.verified.clone());

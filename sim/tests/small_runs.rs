@@ -15,6 +15,7 @@ fn scenario() -> Scenario {
         seed: 7,
         bootstraps: 1,
         explain_misses: false,
+        attacker_networks: None,
         config: OverlayConfig {
             k: 8,
             ..OverlayConfig::default()

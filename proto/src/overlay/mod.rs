@@ -28,6 +28,7 @@
 //!   back. A supernode holds at most [`store::MAX_RECORDS`] records; beyond that,
 //!   `Store`s of new keys are refused as `Overloaded`.
 
+pub mod diversity;
 pub mod lookup;
 mod node;
 pub mod routing;
@@ -66,6 +67,9 @@ pub struct OverlayConfig {
     /// A bucket that saw no lookup for this long is refreshed by a lookup of a
     /// random id in its range.
     pub refresh_interval: Duration,
+    /// Limit how many supernodes of one network the routing table admits (see
+    /// [`diversity`]). On by default; off only to measure what it buys.
+    pub ip_diversity: bool,
 }
 
 impl Default for OverlayConfig {
@@ -81,6 +85,7 @@ impl Default for OverlayConfig {
             // went quiet: background traffic grows with changes, not with records.
             republish_interval: Duration::from_secs(30 * 60),
             refresh_interval: Duration::from_secs(15 * 60),
+            ip_diversity: true,
         }
     }
 }

@@ -92,7 +92,7 @@ impl Overlay {
         Overlay {
             me,
             my_id,
-            table: RoutingTable::new(my_id, config.k, now),
+            table: RoutingTable::new(my_id, config.k, now).with_diversity(config.ip_diversity),
             next_refresh: now + config.refresh_interval.max(MIN_REFRESH_GAP),
             config,
             rng: StdRng::seed_from_u64(seed),

@@ -14,7 +14,10 @@
 //!   returns it); if that ping fails the entry is evicted.
 //! - A failed RPC evicts an entry at once when a replacement is waiting, else after
 //!   [`MAX_FAILURES`] consecutive failures. The newest replacement takes its place.
+//! - A newcomer from a network already well represented is not admitted at all (see
+//!   [`diversity`](super::diversity): at most 2 per /16 in a bucket, 8 in the table).
 
+use super::diversity::{ip_group, IpGroup, MAX_PER_GROUP_IN_BUCKET, MAX_PER_GROUP_IN_TABLE};
 use crate::identity::{NodeId, PeerId};
 use crate::presence::Contact;
 use crate::time::Timestamp;
@@ -46,6 +49,8 @@ pub struct Entry {
     pinging: bool,
     /// `node_id` as words, for cheap distance comparisons.
     words: Words,
+    /// The network of its address, for the diversity limits.
+    group: Option<IpGroup>,
 }
 
 /// A node id as four big-endian words: XOR distances compare in the same order as
@@ -75,6 +80,7 @@ impl Entry {
             failures: 0,
             pinging: false,
             words: words(&node_id),
+            group: ip_group(contact.addr.ip()),
         }
     }
 }
@@ -109,6 +115,8 @@ pub struct RoutingTable {
     me: NodeId,
     k: usize,
     buckets: Vec<Bucket>,
+    /// Whether the diversity limits apply.
+    diversity: bool,
 }
 
 impl RoutingTable {
@@ -123,6 +131,15 @@ impl RoutingTable {
             me,
             k: k.max(1),
             buckets: vec![bucket; BUCKETS],
+            diversity: true,
+        }
+    }
+
+    /// The same table with the diversity limits on (the default) or off.
+    pub fn with_diversity(self, on: bool) -> RoutingTable {
+        RoutingTable {
+            diversity: on,
+            ..self
         }
     }
 
@@ -133,10 +150,18 @@ impl RoutingTable {
         let node_id = contact.id.node_id();
         let index = self.me.bucket_index(&node_id)?;
         let k = self.k;
+        let known = self.buckets[index]
+            .entries
+            .iter()
+            .position(|e| e.node_id == node_id);
+        if known.is_none() && !self.admits(index, &contact, &node_id) {
+            return None;
+        }
         let bucket = &mut self.buckets[index];
-        if let Some(pos) = bucket.entries.iter().position(|e| e.node_id == node_id) {
+        if let Some(pos) = known {
             let mut entry = bucket.entries.remove(pos);
             entry.contact = contact;
+            entry.group = ip_group(contact.addr.ip());
             entry.last_seen = now;
             entry.failures = 0;
             entry.pinging = false;
@@ -161,6 +186,19 @@ impl RoutingTable {
             return Some(oldest.contact);
         }
         None
+    }
+
+    /// Whether a newcomer at `contact` may enter bucket `index` (as an entry or a
+    /// replacement) without its network passing the diversity limits.
+    fn admits(&self, index: usize, contact: &Contact, node_id: &NodeId) -> bool {
+        let Some(group) = ip_group(contact.addr.ip()).filter(|_| self.diversity) else {
+            return true;
+        };
+        let same = |e: &&Entry| e.group == Some(group) && e.node_id != *node_id;
+        let bucket = &self.buckets[index];
+        let in_bucket = bucket.entries.iter().chain(&bucket.replacements);
+        in_bucket.filter(same).count() < MAX_PER_GROUP_IN_BUCKET
+            && self.entries().filter(same).count() < MAX_PER_GROUP_IN_TABLE
     }
 
     /// Records that an RPC to `peer` failed; may evict it (see the module docs).

@@ -49,6 +49,13 @@ struct Args {
     /// held by the live supernodes closest to the key, and the origin's copy.
     #[arg(long)]
     explain_misses: bool,
+    /// The malicious supernodes live in this many /16 networks (1–255), as an
+    /// attacker with few addresses would; by default they are spread like honest ones.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+    attacker_networks: Option<u8>,
+    /// Turn off the routing tables' per-network limits (to measure what they buy).
+    #[arg(long)]
+    no_ip_diversity: bool,
     /// Threads for the parallel parts (key generation, signing, verification).
     #[arg(long)]
     threads: Option<usize>,
@@ -72,9 +79,11 @@ fn main() -> anyhow::Result<()> {
         seed: args.seed,
         bootstraps: args.bootstraps,
         explain_misses: args.explain_misses,
+        attacker_networks: args.attacker_networks,
         config: OverlayConfig {
             k: args.k,
             disjoint_paths: args.paths,
+            ip_diversity: !args.no_ip_diversity,
             ..OverlayConfig::default()
         },
     };
