@@ -23,6 +23,7 @@ pub mod relay;
 pub mod text;
 pub mod time;
 pub mod transfer;
+pub mod vivaldi;
 
 pub use identity::{Identity, NodeId, PeerId};
 pub use time::{Mono, Timestamp};

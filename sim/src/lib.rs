@@ -25,6 +25,7 @@ pub mod latency;
 pub mod malice;
 pub mod misses;
 pub mod queue;
+pub mod relay_choice;
 pub mod scenario;
 pub mod world;
 

@@ -13,9 +13,12 @@
 //!   data plane's table (MAC, replay window, proven addresses, rate caps).
 //! - [`stats`]: typed reasons for every drop and close, and their counters.
 //! - [`RateLimit`]: the per-leg token buckets (module `rate`).
+//! - [`choice`]: which relay a call uses (RTT to both parties by Vivaldi coordinates
+//!   and pings, and load).
 
 pub mod channel;
 pub mod channel_table;
+pub mod choice;
 pub mod messages;
 pub mod pairing;
 mod rate;
