@@ -15,6 +15,9 @@
 //! re-attach), `churn` (heavy-tailed sessions), `malice` (colluding liars),
 //! `scenario` (the runs and their report).
 //!
+//! `relay_choice` (binary `relay-choice`) measures how close the relay a call picks by
+//! Vivaldi coordinates, pings and load comes to the best one, on the same latency model.
+//!
 //! `capacity` is a different kind of measurement: `supernode-bench` attaches real
 //! clients over QUIC to one real `supernode` process and reads its memory and CPU.
 
