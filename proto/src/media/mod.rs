@@ -14,6 +14,7 @@ mod drift_tests;
 pub mod impair;
 mod jitter;
 pub mod paths;
+pub mod mix;
 pub mod rate;
 pub mod session;
 mod session_io;
