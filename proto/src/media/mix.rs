@@ -22,9 +22,13 @@
 //!   once for the whole frame (no clipping), and the gain recovers by
 //!   [`MixConfig::release_db_per_frame`] per frame afterwards.
 //! - **Timing**: frames wait per (listener, speaker) in a queue of at most
-//!   [`MixConfig::queue_frames`] (oldest dropped: stale audio is worthless). A queue
-//!   that never drained below two frames over [`TRIM_WINDOW`] pulls (one second) drops
-//!   one frame, so different cadences of the legs add at most about one frame of delay.
+//!   [`MixConfig::queue_frames`] (oldest dropped: stale audio is worthless). Every leg
+//!   runs its own 20 ms clock, so a listener's pulls and a speaker's pushes interleave
+//!   in no fixed order, and with timer jitter the order flips from one period to the
+//!   next. A queue therefore starts being heard only once it holds [`PRIME_FRAMES`]
+//!   frames (one frame of slack) and primes again after running dry; a queue that never
+//!   drained below [`PRIME_FRAMES`] + 1 over [`TRIM_WINDOW`] pulls (one second) drops
+//!   one frame. The bus adds one to two frames (20–40 ms) of delay.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -32,6 +36,9 @@ use super::FRAME_SAMPLES;
 
 /// Pulls over which a queue's lowest length is watched before trimming it.
 pub const TRIM_WINDOW: u32 = 50;
+
+/// Frames a queue must hold before it is heard (again).
+pub const PRIME_FRAMES: usize = 2;
 
 /// A member of the bus, named by the shell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,7 +99,7 @@ pub struct MixStats {
     pub dropped_full: u64,
     /// Frames dropped to cut standing delay (see [`TRIM_WINDOW`]).
     pub dropped_trim: u64,
-    /// Pulls that found no frame from a mixed speaker (it pushed late: a gap).
+    /// Pulls that found a heard queue empty (its speaker pushed late: a 20 ms gap).
     pub underruns: u64,
     /// Frames the limiter turned down.
     pub limited: u64,
@@ -107,6 +114,8 @@ struct Inbox {
     /// Lowest queue length seen at a pull in this window, and pulls so far.
     low: usize,
     pulls: u32,
+    /// Whether it is being heard (it held [`PRIME_FRAMES`] since it last ran dry).
+    primed: bool,
 }
 
 struct Member {
@@ -269,17 +278,26 @@ impl MixBus {
             };
             inbox.pulls += 1;
             if inbox.pulls >= TRIM_WINDOW {
-                if inbox.low >= 2 {
+                if inbox.low > PRIME_FRAMES {
                     inbox.frames.pop_front();
                     self.stats.dropped_trim += 1;
                 }
                 inbox.pulls = 0;
             }
-            let Some(frame) = inbox.frames.pop_front() else {
-                if target > 0.0 {
+            if !inbox.primed && inbox.frames.len() >= PRIME_FRAMES {
+                inbox.primed = true;
+            }
+            let next = if inbox.primed {
+                inbox.frames.pop_front()
+            } else {
+                None
+            };
+            let Some(frame) = next else {
+                if inbox.primed {
+                    inbox.primed = false;
                     self.stats.underruns += 1;
                 }
-                inbox.gain = target;
+                inbox.gain = 0.0;
                 continue;
             };
             let (from, step) = (inbox.gain, (target - inbox.gain) / FRAME_SAMPLES as f32);

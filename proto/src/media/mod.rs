@@ -13,8 +13,8 @@
 mod drift_tests;
 pub mod impair;
 mod jitter;
-pub mod paths;
 pub mod mix;
+pub mod paths;
 pub mod rate;
 pub mod session;
 mod session_io;
