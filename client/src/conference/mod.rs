@@ -71,6 +71,9 @@ enum Ask {
 
 type Roster = Arc<Mutex<BTreeMap<MemberId, Participant>>>;
 
+/// Where each participant's direct dial goes: their leg.
+type Routes = Arc<Mutex<HashMap<PeerId, mpsc::Sender<(PeerId, Connection)>>>>;
+
 /// A running conference, as the running client steers it.
 #[derive(Clone)]
 pub struct Handle {
@@ -161,7 +164,7 @@ struct Legs {
     out: Printer,
     bus: SharedBus,
     roster: Roster,
-    routes: Arc<Mutex<HashMap<PeerId, mpsc::Sender<(PeerId, Connection)>>>>,
+    routes: Routes,
     joined_tx: mpsc::UnboundedSender<Joined>,
     controls: HashMap<MemberId, Arc<CallControl>>,
     tasks: JoinSet<(MemberId, PeerId, i32)>,
