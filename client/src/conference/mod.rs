@@ -462,7 +462,9 @@ async fn relay_events(mut events: mpsc::UnboundedReceiver<Value>, mut leg: LegVi
                 leg.out.event(
                     "participant_left",
                     json!({"peer": peer, "display_name": leg.label, "outcome": outcome,
-                        "reason": reason, "joined": joined}),
+                        "reason": reason, "joined": joined, "duration_s": v["duration_s"],
+                        "bytes_sent": v["bytes_sent"], "frames_received": v["frames_received"],
+                        "path": v["path"]}),
                     if joined {
                         format!("{shown} left")
                     } else {
