@@ -570,7 +570,19 @@ fn status(shared: &Shared, out: Printer) {
                 parley_proto::text::printable(c["display_name"].as_str().unwrap_or_default()),
                 c["seconds"],
                 if c["muted"] == true { ", muted" } else { "" }
-            )
+            );
+            for p in c["participants"].as_array().into_iter().flatten() {
+                text += &format!(
+                    "\n  {} ({}){}",
+                    parley_proto::text::printable(p["display_name"].as_str().unwrap_or_default()),
+                    p["state"].as_str().unwrap_or_default(),
+                    if p["speaking"] == true {
+                        ", speaking"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         None => text += "\nno call in progress",
     }
