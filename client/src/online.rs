@@ -471,7 +471,13 @@ fn host_conference(
             }
         }
     }
-    let first = invitees.first()?.clone();
+    let Some(first) = invitees.first().cloned() else {
+        out.error(
+            "a conference needs someone to call",
+            crate::output::EXIT_USAGE,
+        );
+        return Some(crate::output::EXIT_USAGE);
+    };
     let control = Arc::new(CallControl::default());
     let (handle, requests) = Handle::new();
     let claimed = claim(shared, |_| {

@@ -16,8 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The host's own member of the bus.
-pub const HOST: MemberId = MemberId(0);
+pub use parley_proto::media::mix_roster::HOST;
 
 /// The bus with the names its events are reported under.
 pub struct Bus {

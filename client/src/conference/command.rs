@@ -13,31 +13,23 @@ use crate::output::{Failure, Printer};
 use crate::session::ClientSession;
 use anyhow::Result;
 use parley_proto::keyfile;
+use parley_proto::media::mix_roster::{Refusal, Roster};
 use std::sync::Arc;
 
 /// Resolves the targets (contact names or ids): distinct, not ourselves, at most
-/// [`MAX_PEOPLE`] − 1 of them.
+/// [`MAX_PEOPLE`] − 1 of them (the conference's own rules, `mix_roster::Roster`).
 pub fn invitees(home: &Home, targets: &[String]) -> Result<Vec<Invitee>> {
     let me = keyfile::load(&home.key_path())?.peer_id();
     let contacts = Contacts::load(home);
+    let mut rules = Roster::new(me, MAX_PEOPLE);
     let mut list: Vec<Invitee> = Vec::new();
     for t in targets {
         let (peer, contact) = contacts.resolve(t)?;
-        if peer == me {
-            return Err(Failure::usage(
-                "that is your own id: you host the conference, do not call yourself",
-            ));
+        match rules.invite(peer) {
+            Ok(_) => list.push(Invitee { peer, contact }),
+            Err(Refusal::AlreadyIn) => return Err(Failure::usage(format!("{t} is named twice"))),
+            Err(why) => return Err(Failure::usage(why.to_string())),
         }
-        if list.iter().any(|i| i.peer == peer) {
-            return Err(Failure::usage(format!("{t} is named twice")));
-        }
-        list.push(Invitee { peer, contact });
-    }
-    if list.len() + 1 > MAX_PEOPLE {
-        return Err(Failure::usage(format!(
-            "a conference holds at most {MAX_PEOPLE} people: you and {} others",
-            MAX_PEOPLE - 1
-        )));
     }
     Ok(list)
 }

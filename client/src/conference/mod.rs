@@ -26,6 +26,7 @@ use crate::output::{
 use crate::session::SessionHandle;
 use bus::{Bus, SharedBus};
 use parley_proto::media::mix::MemberId;
+use parley_proto::media::mix_roster::{self, Ended, Refusal};
 use parley_proto::PeerId;
 use quinn::Connection;
 use serde_json::{json, Value};
@@ -35,8 +36,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-/// Most people in one conference, the host included (issue 16: three to eight).
-pub const MAX_PEOPLE: usize = 8;
+pub use parley_proto::media::mix_roster::MAX_PEOPLE;
 
 /// How long the host waits for its legs to say Bye when the conference ends.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
@@ -69,7 +69,7 @@ enum Ask {
     Add(Invitee, oneshot::Sender<AddResult>),
 }
 
-type Roster = Arc<Mutex<BTreeMap<MemberId, Participant>>>;
+type Listing = Arc<Mutex<BTreeMap<MemberId, Participant>>>;
 
 /// Where each participant's direct dial goes: their leg.
 type Routes = Arc<Mutex<HashMap<PeerId, mpsc::Sender<(PeerId, Connection)>>>>;
@@ -78,7 +78,7 @@ type Routes = Arc<Mutex<HashMap<PeerId, mpsc::Sender<(PeerId, Connection)>>>>;
 #[derive(Clone)]
 pub struct Handle {
     asks: mpsc::UnboundedSender<Ask>,
-    roster: Roster,
+    roster: Listing,
     bus: Arc<Mutex<Option<SharedBus>>>,
 }
 
@@ -163,23 +163,16 @@ struct Legs {
     opts: CallOptions,
     out: Printer,
     bus: SharedBus,
-    roster: Roster,
+    roster: Listing,
     routes: Routes,
     joined_tx: mpsc::UnboundedSender<Joined>,
     controls: HashMap<MemberId, Arc<CallControl>>,
     tasks: JoinSet<(MemberId, PeerId, i32)>,
-    next: u32,
 }
 
 impl Legs {
-    fn in_call(&self, peer: &PeerId) -> bool {
-        lock(&self.roster).values().any(|p| p.peer == *peer)
-    }
-
-    /// Calls one invitee; `added` hears whether they joined.
-    fn start(&mut self, who: Invitee, added: Option<oneshot::Sender<AddResult>>) {
-        self.next += 1;
-        let id = MemberId(self.next);
+    /// Calls one invitee as member `id`; `added` hears whether they joined.
+    fn start(&mut self, id: MemberId, who: Invitee, added: Option<oneshot::Sender<AddResult>>) {
         let control = Arc::new(CallControl::default());
         self.controls.insert(id, control.clone());
         let (direct_tx, direct_in) = mpsc::channel(4);
@@ -272,8 +265,8 @@ pub async fn run(c: Conference, invitees: Vec<Invitee>, handle: Handle, requests
         joined_tx,
         controls: HashMap::new(),
         tasks: JoinSet::new(),
-        next: 0,
     };
+    let mut members = mix_roster::Roster::new(me, MAX_PEOPLE);
     // Each participant's direct dial goes to its own leg.
     let routes = legs.routes.clone();
     let demux = tokio::spawn(async move {
@@ -297,46 +290,43 @@ pub async fn run(c: Conference, invitees: Vec<Invitee>, handle: Handle, requests
         format!("conference call with {}", names.join(", ")),
     );
     for who in invitees {
-        legs.start(who, None);
+        match members.invite(who.peer) {
+            Ok(id) => legs.start(id, who, None),
+            Err(why) => out.warning(&format!("{}: {why}", who.peer.short())),
+        }
     }
     let mut requests = requests.0;
     let mut host_audio = None::<tokio::task::JoinHandle<Result<(), parley_audio::AudioError>>>;
     let mut audio = Some(audio);
-    let (mut ever_joined, mut last_code) = (0usize, EXIT_NOT_CONNECTED);
-    let ended_by = loop {
+    let mut last_code = EXIT_NOT_CONNECTED;
+    let ended = loop {
+        if members.seats().is_empty() {
+            break Ended::NobodyAnswered;
+        }
         tokio::select! {
-            _ = control.wait_hangup() => break "local hang-up",
+            _ = control.wait_hangup() => break members.host_left(),
             done = async { host_audio.as_mut().expect("guarded").await }, if host_audio.is_some() => {
                 host_audio = None;
                 if let Ok(Err(e)) = done {
                     out.error(&format!("audio: {e}"), EXIT_FAILED);
                 }
-                break "local hang-up";
+                break members.host_left();
             }
             Some(j) = joined_rx.recv() => {
-                ever_joined += 1;
+                members.joined(j.id);
                 lock(&bus).join(j.id, j.peer, j.label);
                 if let Some(audio) = audio.take() {
                     let (bus, control) = (bus.clone(), control.clone());
                     host_audio = Some(tokio::spawn(bus::run_host_audio(bus, audio, control, opts.duration)));
                 }
             }
-            Some(Ask::Add(who, reply)) = requests.recv() => {
-                let people = 1 + lock(&legs.roster).len();
-                let refused = if who.peer == me {
-                    Some((EXIT_USAGE, "that is your own id: you are already in the conference".to_string()))
-                } else if legs.in_call(&who.peer) {
-                    Some((EXIT_FAILED, "they are already in the conference".to_string()))
-                } else if people >= MAX_PEOPLE {
-                    Some((EXIT_FAILED, format!("a conference holds at most {MAX_PEOPLE} people")))
-                } else {
-                    None
-                };
-                match refused {
-                    Some(why) => { let _ = reply.send(Err(why)); }
-                    None => legs.start(who, Some(reply)),
+            Some(Ask::Add(who, reply)) = requests.recv() => match members.invite(who.peer) {
+                Ok(id) => legs.start(id, who, Some(reply)),
+                Err(why) => {
+                    let code = if why == Refusal::Yourself { EXIT_USAGE } else { EXIT_FAILED };
+                    let _ = reply.send(Err((code, why.to_string())));
                 }
-            }
+            },
             Some(ended) = legs.tasks.join_next() => {
                 let Ok((id, peer, code)) = ended else { continue };
                 lock(&bus).leave(id);
@@ -344,8 +334,8 @@ pub async fn run(c: Conference, invitees: Vec<Invitee>, handle: Handle, requests
                 lock(&legs.routes).remove(&peer);
                 legs.controls.remove(&id);
                 last_code = code;
-                if legs.tasks.is_empty() {
-                    break if ever_joined > 0 { "everyone left" } else { "nobody answered" };
+                if let Some(ended) = members.left(id) {
+                    break ended;
                 }
             }
         }
@@ -367,6 +357,8 @@ pub async fn run(c: Conference, invitees: Vec<Invitee>, handle: Handle, requests
     }
     demux.abort();
     *lock(&handle.bus) = None;
+    let ever_joined = members.ever_joined();
+    let ended_by = ended.to_string();
     let code = if ever_joined > 0 { EXIT_OK } else { last_code };
     let outcome = if ever_joined > 0 {
         "completed"
@@ -387,7 +379,7 @@ struct LegView {
     peer: PeerId,
     label: String,
     out: Printer,
-    roster: Roster,
+    roster: Listing,
     joined_tx: mpsc::UnboundedSender<Joined>,
     added: Option<oneshot::Sender<AddResult>>,
 }
