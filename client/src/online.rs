@@ -307,30 +307,14 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
             let Some(direct_in) = claim(shared, |_| {
                 Current::new(callee, label.clone(), "outgoing", control.clone())
             }) else {
-                out.error(
-                    "already in a call: hang up first (`parley hangup`)",
-                    EXIT_FAILED,
-                );
-                return finish(EXIT_FAILED);
+                return finish(already_in_a_call(out));
             };
             let shared = shared.clone();
             tokio::spawn(async move {
-                let mut gone = gone;
-                let watcher = {
-                    let control = control.clone();
-                    tokio::spawn(async move {
-                        let _ = gone.wait_for(|g| *g).await;
-                        control.hang_up();
-                    })
-                };
-                let opened = audio::open(&opts, opts.output.clone(), out)
-                    .and_then(|(io, fb)| audio::check_fallbacks(fb).map(|_| (io, fb)));
-                let code = match opened {
-                    Err(e) => {
-                        out.error(&format!("{e:#}"), EXIT_FAILED);
-                        EXIT_FAILED
-                    }
-                    Ok((audio, _)) => {
+                let watcher = hang_up_when_gone(gone, control.clone());
+                let code = match open_audio(&opts, out) {
+                    None => EXIT_FAILED,
+                    Some(audio) => {
                         let call = PlaceCall {
                             home: &shared.home,
                             callee,
@@ -457,7 +441,7 @@ fn host_conference(
     callees: Vec<(String, Option<String>)>,
     opts: CallOptions,
     out: Printer,
-    mut gone: tokio::sync::watch::Receiver<bool>,
+    gone: tokio::sync::watch::Receiver<bool>,
     finish: impl FnOnce(i32) + Send + 'static,
 ) -> Option<i32> {
     use crate::conference::{self, Conference, Handle, Invitee};
@@ -486,29 +470,14 @@ fn host_conference(
         c
     });
     let Some(direct_in) = claimed else {
-        out.error(
-            "already in a call: hang up first (`parley hangup`)",
-            EXIT_FAILED,
-        );
-        return Some(EXIT_FAILED);
+        return Some(already_in_a_call(out));
     };
     let shared = shared.clone();
     tokio::spawn(async move {
-        let watcher = {
-            let control = control.clone();
-            tokio::spawn(async move {
-                let _ = gone.wait_for(|g| *g).await;
-                control.hang_up();
-            })
-        };
-        let opened = audio::open(&opts, opts.output.clone(), out)
-            .and_then(|(io, fb)| audio::check_fallbacks(fb).map(|_| (io, fb)));
-        let code = match opened {
-            Err(e) => {
-                out.error(&format!("{e:#}"), EXIT_FAILED);
-                EXIT_FAILED
-            }
-            Ok((audio, _)) => {
+        let watcher = hang_up_when_gone(gone, control.clone());
+        let code = match open_audio(&opts, out) {
+            None => EXIT_FAILED,
+            Some(audio) => {
                 let c = Conference {
                     session: shared.session.clone(),
                     home: shared.home.clone(),
@@ -526,6 +495,35 @@ fn host_conference(
         finish(code);
     });
     None
+}
+
+/// The refusal of a second call placed while one is in progress; its exit code.
+fn already_in_a_call(out: Printer) -> i32 {
+    out.error(
+        "already in a call: hang up first (`parley hangup`)",
+        EXIT_FAILED,
+    );
+    EXIT_FAILED
+}
+
+/// Hangs the call up when the command that asked for it goes away.
+fn hang_up_when_gone(
+    mut gone: tokio::sync::watch::Receiver<bool>,
+    control: Arc<CallControl>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = gone.wait_for(|g| *g).await;
+        control.hang_up();
+    })
+}
+
+/// A requested call's audio (`None` once the error is printed).
+fn open_audio(opts: &CallOptions, out: Printer) -> Option<crate::call::AudioIo> {
+    let opened = audio::open(opts, opts.output.clone(), out)
+        .and_then(|(io, fb)| audio::check_fallbacks(fb).map(|_| io));
+    opened
+        .map_err(|e| out.error(&format!("{e:#}"), EXIT_FAILED))
+        .ok()
 }
 
 fn report(out: Printer, found: bool, event: &str, text: &str) {

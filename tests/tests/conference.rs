@@ -75,6 +75,24 @@ fn person(name: &str, sn: &str, dir: &Path, input: &Path) -> anyhow::Result<Pers
     Ok(Person { home, proc, heard })
 }
 
+/// Alice's running client, which will host.
+fn host(sn: &str) -> anyhow::Result<(ClientHome, Proc)> {
+    let alice = ClientHome::new("alice")?;
+    let proc = online("alice", &alice, &["--supernode", sn, "--auto-answer"], &[])?;
+    Ok((alice, proc))
+}
+
+/// `call IDS... --json --input IN --output OUT`: host a conference.
+fn hosting(ids: &[&str], input: &Path, output: &Path) -> Vec<String> {
+    let mut args = vec!["call".to_string()];
+    args.extend(ids.iter().map(|s| s.to_string()));
+    for (flag, path) in [("--input", input), ("--output", output)] {
+        args.extend([flag.to_string(), path.to_string_lossy().into_owned()]);
+    }
+    args.push("--json".into());
+    args
+}
+
 fn ran_events(ran: &Ran, name: &str) -> Vec<Value> {
     ran.events()
         .into_iter()
@@ -97,32 +115,14 @@ fn three_people_each_hear_the_others_and_never_themselves() -> anyhow::Result<()
     padded(&a_in, 1.0, &a, 8.0)?;
     padded(&b_in, 6.0, &b, 2.0)?;
     padded(&c_in, 0.0, &[], 20.0)?;
-    let alice = ClientHome::new("alice")?;
-    let _alice_online = online(
-        "alice",
-        &alice,
-        &["--supernode", &sn1, "--auto-answer"],
-        &[],
-    )?;
+    let (alice, _alice_online) = host(&sn1)?;
     let mut bob = person("bob", &sn2, dir.path(), &b_in)?;
     let mut carol = person("carol", &sn2, dir.path(), &c_in)?;
 
     let alice_heard = dir.path().join("alice.wav");
-    let ran = run(
-        alice.path(),
-        &[
-            "call",
-            &bob.home.id,
-            &carol.home.id,
-            "--json",
-            "--input",
-            a_in.to_str().unwrap(),
-            "--output",
-            alice_heard.to_str().unwrap(),
-        ],
-        &[],
-        Duration::from_secs(60),
-    )?;
+    let args = hosting(&[&bob.home.id, &carol.home.id], &a_in, &alice_heard);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = run(alice.path(), &args, &[], Duration::from_secs(60))?;
     assert_eq!(ran.code, 0, "{ran:?}");
     let joined = ran_events(&ran, "participant_joined");
     assert_eq!(joined.len(), 2, "{ran:?}");
@@ -182,35 +182,21 @@ fn a_latecomer_hears_the_call_a_leaver_does_not_end_it_and_strangers_stay_out() 
     // Alice speaks at about 16-19.5 s, after everything below has happened.
     padded(&a_in, 16.0, &a, 1.5)?;
     padded(&quiet, 0.0, &[], 40.0)?;
-    let alice = ClientHome::new("alice")?;
-    let _alice_online = online(
-        "alice",
-        &alice,
-        &["--supernode", &sn1, "--auto-answer"],
-        &[],
-    )?;
+    let (alice, _alice_online) = host(&sn1)?;
     let bob = person("bob", &sn2, dir.path(), &quiet)?;
     let mut carol = person("carol", &sn2, dir.path(), &quiet)?;
     let mut dave = person("dave", &sn1, dir.path(), &quiet)?;
     let eve = ClientHome::new("eve")?;
 
     let alice_heard = dir.path().join("alice.wav");
-    let mut host = Proc::spawn(
-        "alice-call",
-        "parley",
-        &[
-            "--home",
-            alice.path(),
-            "call",
-            &bob.home.id,
-            &carol.home.id,
-            "--json",
-            "--input",
-            a_in.to_str().unwrap(),
-            "--output",
-            alice_heard.to_str().unwrap(),
-        ],
-    )?;
+    let mut args = vec!["--home".to_string(), alice.path().to_string()];
+    args.extend(hosting(
+        &[&bob.home.id, &carol.home.id],
+        &a_in,
+        &alice_heard,
+    ));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut host = Proc::spawn("alice-call", "parley", &args)?;
     for who in [&bob.home.id, &carol.home.id] {
         host.wait_for(T, |l| {
             l.contains("\"event\":\"participant_joined\"") && l.contains(who.as_str())
