@@ -58,6 +58,13 @@ impl Bus {
         self.who.remove(&id);
     }
 
+    /// Takes everyone off the bus (the conference is over).
+    pub fn clear(&mut self) {
+        for id in self.mix.members() {
+            self.leave(id);
+        }
+    }
+
     /// Who is mixed now (their ids).
     pub fn speaking(&self) -> Vec<PeerId> {
         self.mix
@@ -65,6 +72,13 @@ impl Bus {
             .iter()
             .filter_map(|m| self.who.get(m).map(|w| w.0))
             .collect()
+    }
+
+    /// The bus's counters, for the conference's `call_end`.
+    pub fn stats_json(&self) -> serde_json::Value {
+        let s = self.mix.stats();
+        json!({"underruns": s.underruns, "dropped_full": s.dropped_full,
+            "dropped_trim": s.dropped_trim, "limited": s.limited})
     }
 
     fn push(&mut self, id: MemberId, frame: &[f32]) {

@@ -206,6 +206,7 @@ impl Legs {
                 roster: self.roster.clone(),
                 joined_tx: self.joined_tx.clone(),
                 added,
+                bus: self.bus.clone(),
             },
         ));
         let (session, home, bus) = (self.session.clone(), self.home.clone(), self.bus.clone());
@@ -340,7 +341,8 @@ pub async fn run(c: Conference, invitees: Vec<Invitee>, handle: Handle, requests
             }
         }
     };
-    // The host leaves: every leg says Bye.
+    // Nothing is mixed any more; the host leaves: every leg says Bye.
+    lock(&bus).clear();
     for c in legs.controls.values() {
         c.hang_up();
     }
@@ -367,7 +369,8 @@ pub async fn run(c: Conference, invitees: Vec<Invitee>, handle: Handle, requests
     };
     out.event(
         "call_end",
-        json!({"outcome": outcome, "conference": true, "participants": ever_joined, "ended_by": ended_by}),
+        json!({"outcome": outcome, "conference": true, "participants": ever_joined,
+            "ended_by": ended_by, "mix": lock(&bus).stats_json()}),
         format!("conference ended ({ended_by}); {ever_joined} joined"),
     );
     code
@@ -382,6 +385,7 @@ struct LegView {
     roster: Listing,
     joined_tx: mpsc::UnboundedSender<Joined>,
     added: Option<oneshot::Sender<AddResult>>,
+    bus: SharedBus,
 }
 
 /// Turns one leg's call events into the conference's (see the module docs).
@@ -448,6 +452,8 @@ async fn relay_events(mut events: mpsc::UnboundedReceiver<Value>, mut leg: LegVi
                 }
             }
             "call_end" => {
+                // Off the bus at once: nothing more is mixed for them, nor from them.
+                lock(&leg.bus).leave(leg.id);
                 left = true;
                 let outcome = v["outcome"].as_str().unwrap_or("failed").to_string();
                 let reason = v["reason"].clone();
