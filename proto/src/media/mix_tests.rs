@@ -336,3 +336,27 @@ fn jittered_cadences_neither_skip_nor_repeat_a_frame() {
         assert!((w[1] - w[0] - 1e-4).abs() < 2e-5, "{w:?}");
     }
 }
+
+#[test]
+fn a_speaker_that_stalls_and_catches_up_gaps_once_not_at_every_stall() {
+    // Every 25 periods the speaker's leg stalls for 40 ms and then catches up with
+    // three frames at once (a starved process); the listener pulls every period.
+    let mut bus = bus(2);
+    let f = tone(0.1, 440.0);
+    for period in 0..1000 {
+        match period % 25 {
+            23 | 24 => {}
+            0 if period > 0 => {
+                for _ in 0..3 {
+                    bus.push(A, &f);
+                }
+            }
+            _ => bus.push(A, &f),
+        }
+        bus.pull(B);
+    }
+    // The first stall gaps; its catch-up leaves two frames of slack (the windows with
+    // a stall in them never trim it), which carries the 39 stalls after it.
+    let stats = bus.stats();
+    assert_eq!((stats.underruns, stats.dropped_trim), (1, 0), "{stats:?}");
+}
