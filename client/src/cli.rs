@@ -48,9 +48,11 @@ pub enum Command {
         call: CallArgs,
     },
     /// Call a contact (by name) or anyone (by id), and talk until either side hangs up.
+    /// Several at once: a conference call that you host (up to 7 others).
     Call {
-        /// A contact's name, or an id (as printed by their `parley id show`).
-        target: String,
+        /// Contacts' names, or ids (as printed by their `parley id show`).
+        #[arg(required = true, num_args = 1.., value_name = "ID_OR_NAME")]
+        targets: Vec<String>,
         /// A supernode to bootstrap from when no client is running (repeatable;
         /// HOST:PORT, or tcp://HOST:PORT for its TCP fallback where UDP is blocked).
         #[arg(long = "supernode", value_name = "HOST:PORT")]
@@ -60,6 +62,11 @@ pub enum Command {
         ring_timeout: u64,
         #[command(flatten)]
         call: CallArgs,
+    },
+    /// Call someone into the conference you host (through the running client).
+    Add {
+        /// A contact's name, or an id.
+        target: String,
     },
     /// End the call in progress (the client stays online).
     Hangup,

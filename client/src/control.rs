@@ -53,6 +53,17 @@ pub enum Request {
     Lookup {
         id: String,
     },
+    /// Host a conference call with these people (issue 16): ids with their contact
+    /// names.
+    Conference {
+        callees: Vec<(String, Option<String>)>,
+        opts: CallOptions,
+    },
+    /// Call someone into the running conference.
+    Add {
+        callee: String,
+        contact: Option<String>,
+    },
 }
 
 /// A request as the running client's loop receives it.

@@ -2,6 +2,7 @@
 
 mod call;
 mod cli;
+mod conference;
 mod config;
 mod contacts;
 mod control;
@@ -190,11 +191,16 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             Ok(EXIT_OK)
         }
         Command::Call {
-            target,
+            targets,
             supernodes,
             ring_timeout,
             call,
         } => {
+            let opts = call.options(Duration::from_secs(ring_timeout));
+            if targets.len() > 1 {
+                return conference::command::call(&home, &targets, &supernodes, opts, out).await;
+            }
+            let target = targets.concat();
             // Every input is checked before anything goes on the network.
             let (callee, contact) = Contacts::load(&home).resolve(&target)?;
             let identity = keyfile::load(&home.key_path())?;
@@ -203,7 +209,7 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
                     "that is your own id: you cannot call yourself",
                 ));
             }
-            let mut opts = call.options(Duration::from_secs(ring_timeout));
+            let mut opts = opts;
             audio::validate_files(&mut opts)?;
             if let Some(stream) = control::connect(&home).await {
                 let request = Request::Call {
@@ -238,6 +244,7 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             session.stop().await;
             Ok(outcome?.exit_code())
         }
+        Command::Add { target } => conference::command::add(&home, &target, out).await,
         Command::Hangup => to_running(&home, Request::Hangup, out).await,
         Command::Mute => to_running(&home, Request::Mute, out).await,
         Command::Unmute => to_running(&home, Request::Unmute, out).await,

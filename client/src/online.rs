@@ -35,6 +35,8 @@ struct Current {
     state: &'static str,
     /// The latest `stats` event of the call.
     stats: Option<Value>,
+    /// Set when the call is a conference we host.
+    conference: Option<crate::conference::Handle>,
 }
 
 impl Current {
@@ -56,6 +58,7 @@ impl Current {
                 "calling"
             },
             stats: None,
+            conference: None,
         }
     }
 }
@@ -204,7 +207,7 @@ fn monitor(
             if let Some(c) = lock(&current).as_mut() {
                 match v["event"].as_str() {
                     Some("ringing") => c.state = "ringing",
-                    Some("connected") => {
+                    Some("connected") | Some("participant_joined") if c.state != "connected" => {
                         c.state = "connected";
                         c.since = Instant::now();
                     }
@@ -267,7 +270,9 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
     } = cmd;
     let (out, slot) = match &request {
         // A call's events also feed `status`; the exit follows them in order.
-        Request::Call { .. } => monitor(shared, out, Some(reply.clone())),
+        Request::Call { .. } | Request::Conference { .. } => {
+            monitor(shared, out, Some(reply.clone()))
+        }
         _ => out.forwarding_quietly(reply.clone()),
     };
     let finish = move |code: i32| {
@@ -302,30 +307,14 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
             let Some(direct_in) = claim(shared, |_| {
                 Current::new(callee, label.clone(), "outgoing", control.clone())
             }) else {
-                out.error(
-                    "already in a call: hang up first (`parley hangup`)",
-                    EXIT_FAILED,
-                );
-                return finish(EXIT_FAILED);
+                return finish(already_in_a_call(out));
             };
             let shared = shared.clone();
             tokio::spawn(async move {
-                let mut gone = gone;
-                let watcher = {
-                    let control = control.clone();
-                    tokio::spawn(async move {
-                        let _ = gone.wait_for(|g| *g).await;
-                        control.hang_up();
-                    })
-                };
-                let opened = audio::open(&opts, opts.output.clone(), out)
-                    .and_then(|(io, fb)| audio::check_fallbacks(fb).map(|_| (io, fb)));
-                let code = match opened {
-                    Err(e) => {
-                        out.error(&format!("{e:#}"), EXIT_FAILED);
-                        EXIT_FAILED
-                    }
-                    Ok((audio, _)) => {
+                let watcher = hang_up_when_gone(gone, control.clone());
+                let code = match open_audio(&opts, out) {
+                    None => EXIT_FAILED,
+                    Some(audio) => {
                         let call = PlaceCall {
                             home: &shared.home,
                             callee,
@@ -348,6 +337,49 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
                 };
                 watcher.abort();
                 release(&shared);
+                finish(code);
+            });
+        }
+        Request::Conference { callees, opts } => {
+            let code = host_conference(shared, callees, opts, out, gone, finish);
+            if let Some(code) = code {
+                finish(code);
+            }
+        }
+        Request::Add { callee, contact } => {
+            let handle = lock(&shared.current)
+                .as_ref()
+                .and_then(|c| c.conference.clone());
+            let Some(handle) = handle else {
+                out.error(
+                    "no conference in progress: start one with `parley call A B`",
+                    EXIT_FAILED,
+                );
+                return finish(EXIT_FAILED);
+            };
+            let Ok(peer) = callee.parse::<PeerId>() else {
+                out.error(&format!("{callee:?}: not an id"), crate::output::EXIT_USAGE);
+                return finish(crate::output::EXIT_USAGE);
+            };
+            tokio::spawn(async move {
+                let label = contact.clone().unwrap_or_else(|| peer.short());
+                let code = match handle
+                    .add(crate::conference::Invitee { peer, contact })
+                    .await
+                {
+                    Ok(()) => {
+                        out.event(
+                            "added",
+                            json!({"peer": peer.to_string()}),
+                            format!("{label} joined"),
+                        );
+                        EXIT_OK
+                    }
+                    Err((code, why)) => {
+                        out.error(&why, code);
+                        code
+                    }
+                };
                 finish(code);
             });
         }
@@ -401,6 +433,99 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
     }
 }
 
+/// Starts hosting a conference for a control request; `Some(exit code)` when it could
+/// not start (the request is finished by the caller), `None` when `finish` will be
+/// called at its end.
+fn host_conference(
+    shared: &Shared,
+    callees: Vec<(String, Option<String>)>,
+    opts: CallOptions,
+    out: Printer,
+    gone: tokio::sync::watch::Receiver<bool>,
+    finish: impl FnOnce(i32) + Send + 'static,
+) -> Option<i32> {
+    use crate::conference::{self, Conference, Handle, Invitee};
+    let mut invitees = Vec::new();
+    for (id, contact) in callees {
+        match id.parse::<PeerId>() {
+            Ok(peer) => invitees.push(Invitee { peer, contact }),
+            Err(e) => {
+                out.error(&format!("{id:?}: {e}"), crate::output::EXIT_USAGE);
+                return Some(crate::output::EXIT_USAGE);
+            }
+        }
+    }
+    let Some(first) = invitees.first().cloned() else {
+        out.error(
+            "a conference needs someone to call",
+            crate::output::EXIT_USAGE,
+        );
+        return Some(crate::output::EXIT_USAGE);
+    };
+    let control = Arc::new(CallControl::default());
+    let (handle, requests) = Handle::new();
+    let claimed = claim(shared, |_| {
+        let mut c = Current::new(first.peer, "conference".into(), "outgoing", control.clone());
+        c.conference = Some(handle.clone());
+        c
+    });
+    let Some(direct_in) = claimed else {
+        return Some(already_in_a_call(out));
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let watcher = hang_up_when_gone(gone, control.clone());
+        let code = match open_audio(&opts, out) {
+            None => EXIT_FAILED,
+            Some(audio) => {
+                let c = Conference {
+                    session: shared.session.clone(),
+                    home: shared.home.clone(),
+                    opts,
+                    audio,
+                    out,
+                    direct_in,
+                    control,
+                };
+                conference::run(c, invitees, handle, requests).await
+            }
+        };
+        watcher.abort();
+        release(&shared);
+        finish(code);
+    });
+    None
+}
+
+/// The refusal of a second call placed while one is in progress; its exit code.
+fn already_in_a_call(out: Printer) -> i32 {
+    out.error(
+        "already in a call: hang up first (`parley hangup`)",
+        EXIT_FAILED,
+    );
+    EXIT_FAILED
+}
+
+/// Hangs the call up when the command that asked for it goes away.
+fn hang_up_when_gone(
+    mut gone: tokio::sync::watch::Receiver<bool>,
+    control: Arc<CallControl>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = gone.wait_for(|g| *g).await;
+        control.hang_up();
+    })
+}
+
+/// A requested call's audio (`None` once the error is printed).
+fn open_audio(opts: &CallOptions, out: Printer) -> Option<crate::call::AudioIo> {
+    let opened = audio::open(opts, opts.output.clone(), out)
+        .and_then(|(io, fb)| audio::check_fallbacks(fb).map(|_| io));
+    opened
+        .map_err(|e| out.error(&format!("{e:#}"), EXIT_FAILED))
+        .ok()
+}
+
 fn report(out: Printer, found: bool, event: &str, text: &str) {
     if found {
         out.event(event, json!({}), text);
@@ -428,6 +553,7 @@ fn status(shared: &Shared, out: Printer) {
             "muted": c.control.muted(),
             "level_in": c.control.levels().0,
             "level_out": c.control.levels().1,
+            "participants": c.conference.as_ref().map(|h| h.participants()),
         })
     });
     let mut text = format!(
@@ -448,7 +574,19 @@ fn status(shared: &Shared, out: Printer) {
                 parley_proto::text::printable(c["display_name"].as_str().unwrap_or_default()),
                 c["seconds"],
                 if c["muted"] == true { ", muted" } else { "" }
-            )
+            );
+            for p in c["participants"].as_array().into_iter().flatten() {
+                text += &format!(
+                    "\n  {} ({}){}",
+                    parley_proto::text::printable(p["display_name"].as_str().unwrap_or_default()),
+                    p["state"].as_str().unwrap_or_default(),
+                    if p["speaking"] == true {
+                        ", speaking"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         None => text += "\nno call in progress",
     }

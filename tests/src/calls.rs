@@ -98,6 +98,11 @@ pub struct Servers {
 impl Servers {
     /// Starts them, and returns once both supernodes know every relay.
     pub fn start(relays: usize) -> Result<Servers> {
+        Servers::start_with(relays, &[])
+    }
+
+    /// [`Servers::start`] with `relay_flags` added to every relay's command line.
+    pub fn start_with(relays: usize, relay_flags: &[&str]) -> Result<Servers> {
         // The relays' keys first: the supernodes hand out only relays configured on them.
         let keys = (0..relays)
             .map(|_| RelayKey::create())
@@ -108,7 +113,8 @@ impl Servers {
         let mut sn2 = Supernode::start_with("sn2", &[sn1.quic], &flags)?;
         let trusted = [sn1.id.clone(), sn2.id.clone()];
         let (s1, s2) = (sn1.quic.to_string(), sn2.quic.to_string());
-        let report = ["--supernode", s1.as_str(), "--supernode", s2.as_str()];
+        let mut report = vec!["--supernode", s1.as_str(), "--supernode", s2.as_str()];
+        report.extend_from_slice(relay_flags);
         let relays = keys
             .into_iter()
             .enumerate()

@@ -163,6 +163,45 @@ fn call(f: &mut Frame<'_>, app: &App, area: Rect) {
         "speaker",
         c["level_out"].as_f64().unwrap_or_default(),
     );
+    if let Some(list) = c["participants"].as_array() {
+        f.render_widget(participants(list), rows[4]);
+    }
+}
+
+/// A conference's participants: who, where their call is, their safety code, and who
+/// is mixed now (`*`).
+pub fn participants(list: &[Value]) -> List<'static> {
+    let items: Vec<ListItem<'static>> = list
+        .iter()
+        .map(|p| {
+            let name =
+                parley_proto::text::printable(p["display_name"].as_str().unwrap_or_default());
+            let speaking = p["speaking"] == true;
+            let style = if speaking {
+                Style::default()
+                    .fg(Color::Green)
+                    .add_modifier(Modifier::BOLD)
+            } else {
+                Style::default()
+            };
+            ListItem::new(Line::from(vec![
+                Span::styled(
+                    format!("{} {name:<16} ", if speaking { "*" } else { " " }),
+                    style,
+                ),
+                Span::raw(format!(
+                    "{:<10} {}",
+                    p["state"].as_str().unwrap_or_default(),
+                    p["safety_code"].as_str().unwrap_or("")
+                )),
+            ]))
+        })
+        .collect();
+    List::new(items).block(
+        Block::default()
+            .borders(Borders::TOP)
+            .title(format!(" Conference: {} others (* speaking) ", list.len())),
+    )
 }
 
 /// The call's live stats, as the command line shows them.
@@ -197,4 +236,36 @@ fn history_pane(f: &mut Frame<'_>, app: &App, area: Rect) {
         Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" History ")),
         area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    use serde_json::json;
+
+    #[test]
+    fn a_conference_lists_its_participants_and_who_speaks() {
+        let list = vec![
+            json!({"display_name": "bob", "state": "connected", "safety_code": "1234 5678 9012", "speaking": true}),
+            json!({"display_name": "carol\u{1b}[2J", "state": "ringing", "safety_code": null, "speaking": false}),
+        ];
+        let mut term = Terminal::new(TestBackend::new(60, 4)).unwrap();
+        term.draw(|f| f.render_widget(participants(&list), f.area()))
+            .unwrap();
+        let text: String = term
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(text.contains("2 others"), "{text}");
+        assert!(text.contains("* bob"), "{text}");
+        assert!(text.contains("1234 5678 9012"), "{text}");
+        assert!(text.contains("ringing"), "{text}");
+        // A name chosen by someone else never reaches the terminal raw.
+        assert!(!text.contains('\u{1b}'), "{text}");
+    }
 }

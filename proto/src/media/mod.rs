@@ -13,6 +13,8 @@
 mod drift_tests;
 pub mod impair;
 mod jitter;
+pub mod mix;
+pub mod mix_roster;
 pub mod paths;
 pub mod rate;
 pub mod session;
