@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(s.trust, vec![sn]);
         assert_eq!(s.limits.max_legs, 50);
         assert_eq!(s.limits.idle_timeout, Duration::from_secs(5));
-        assert_eq!(s.limits.max_legs_per_key, 4);
+        assert_eq!(s.limits.max_legs_per_key, 8);
         let s = parse(&[
             "--config",
             cfg,

@@ -82,7 +82,7 @@ fn main() -> Result<()> {
         .transpose()?
         .unwrap_or(8);
     anyhow::ensure!((3..=8).contains(&n), "3 to 8 people");
-    // A relay holds at most 4 legs per key by default (docs/relay.md): the host has N-1.
+    // A relay holds at most 8 legs per key by default (docs/relay.md): the host has N-1.
     let lab = Servers::start_with(1, &["--max-legs-per-key", "8"])?;
     let dir = tempfile::tempdir()?;
     let sn = lab.sn1.quic.to_string();

@@ -110,7 +110,8 @@ pub struct RelayConfig {
     pub pair_timeout: Duration,
     /// A leg whose partner left is closed if the partner does not rejoin within this.
     pub rejoin_grace: Duration,
-    /// Most legs one key may hold at once, across all calls.
+    /// Most legs one key may hold at once, across all calls: 8, so the host of an
+    /// eight-person conference (seven legs) fits, with one to spare for a rejoin.
     pub max_legs_per_key: u32,
     /// Most legs the relay holds at once.
     pub max_legs: u32,
@@ -124,7 +125,7 @@ impl Default for RelayConfig {
             idle_timeout: Duration::from_secs(30),
             pair_timeout: Duration::from_secs(60),
             rejoin_grace: Duration::from_secs(10),
-            max_legs_per_key: 4,
+            max_legs_per_key: 8,
             max_legs: 10_000,
         }
     }
