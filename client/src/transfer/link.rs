@@ -11,7 +11,7 @@ use parley_net::clock::mono;
 use parley_proto::transfer::wire::{peer_frame_len, PeerMessage};
 use parley_proto::transfer::{Bitfield, Swarm, SwarmEvent};
 use parley_proto::PeerId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -78,52 +78,109 @@ pub struct PeerStreams<R, W> {
     pub writer: W,
 }
 
-/// Runs `swarm` with these peers until it is complete (a receiver) or every peer is
-/// gone (the sender, whose peers leave when they are done). Returns the store.
+/// Which side of the transfer this is: it decides when [`run`] returns.
+#[derive(Clone, Copy, Debug)]
+pub enum Role {
+    /// The file's sender: returns once no more peers can come (the channel of new
+    /// peers is closed) and every peer has left.
+    Sender,
+    /// A recipient: returns once it holds every chunk and every connected peer does
+    /// too (it stays to serve the others until then), or after `idle` with no peer
+    /// at all (incomplete: the partial file and its resume file stay for a retry).
+    Receiver {
+        /// How long to wait without any peer.
+        idle: Duration,
+    },
+}
+
+/// What [`run`] tells its owner while it runs.
+#[derive(Clone, Debug)]
+pub enum LinkReport {
+    /// Once a second: where the transfer is.
+    Progress(Progress),
+    /// A connected peer now holds every chunk (by its own haves).
+    PeerComplete(PeerId),
+    /// A peer's streams ended; `complete` if it held every chunk by then.
+    PeerGone {
+        /// Who.
+        peer: PeerId,
+        /// It had the whole file.
+        complete: bool,
+    },
+    /// A peer was dropped by the swarm (a bad chunk, a protocol violation).
+    PeerDropped {
+        /// Who.
+        peer: PeerId,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// A snapshot of one side of a transfer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    /// Verified chunks held.
+    pub chunks: u32,
+    /// Bytes of verified chunks held.
+    pub bytes: u64,
+    /// The swarm's byte counters.
+    pub stats: parley_proto::transfer::swarm::SwarmStats,
+    /// Connected peers.
+    pub peers: usize,
+}
+
+fn progress(swarm: &Swarm) -> Progress {
+    let m = swarm.manifest();
+    let bytes = swarm
+        .have()
+        .iter_ones()
+        .map(|i| m.chunk_len(i) as u64)
+        .sum();
+    Progress {
+        chunks: swarm.have().count(),
+        bytes,
+        stats: swarm.stats(),
+        peers: swarm.peers().count(),
+    }
+}
+
+/// How often [`LinkReport::Progress`] is sent.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Test hook (`PARLEY_TEST_CORRUPT_PIECES=1`): flip a byte of every piece this
+/// process serves, so that process-level tests can show a bad peer being dropped.
+fn corrupt_pieces() -> bool {
+    std::env::var_os("PARLEY_TEST_CORRUPT_PIECES").is_some_and(|v| v == "1")
+}
+
+/// One connected peer: its outgoing queue, and which connection it is (a peer that
+/// reconnects replaces its older streams, whose late end must not remove it).
+struct Conn {
+    out: mpsc::UnboundedSender<PeerMessage>,
+    generation: u64,
+}
+
+/// Runs `swarm` with the peers that arrive on `peers` until `role` says it is done
+/// (see [`Role`]), sending what happens to `reports`. Returns the machine and store.
 pub async fn run<R, W>(
     mut swarm: Swarm,
     store: Store,
-    peers: Vec<PeerStreams<R, W>>,
+    mut peers: mpsc::Receiver<PeerStreams<R, W>>,
+    reports: mpsc::UnboundedSender<LinkReport>,
+    role: Role,
 ) -> Result<(Swarm, Store), StorageError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (in_tx, mut in_rx) = mpsc::channel::<(PeerId, Option<PeerMessage>)>(64);
-    let mut outs: BTreeMap<[u8; 32], mpsc::UnboundedSender<PeerMessage>> = BTreeMap::new();
-    for PeerStreams {
-        peer,
-        mut reader,
-        mut writer,
-    } in peers
-    {
-        let tx = in_tx.clone();
-        tokio::spawn(async move {
-            loop {
-                let msg = read_message(&mut reader).await.ok().flatten();
-                let end = msg.is_none();
-                if tx.send((peer, msg)).await.is_err() || end {
-                    return;
-                }
-            }
-        });
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<PeerMessage>();
-        tokio::spawn(async move {
-            while let Some(msg) = out_rx.recv().await {
-                if writer.write_all(&msg.encode_frame()).await.is_err() {
-                    return;
-                }
-            }
-            let _ = writer.shutdown().await;
-        });
-        swarm.add_peer(mono(), peer).map_err(|e| StorageError::Io {
-            what: "adding peer",
-            path: peer.short().into(),
-            source: io::Error::other(e),
-        })?;
-        outs.insert(peer.to_bytes(), out_tx);
-    }
-    drop(in_tx);
+    let (in_tx, mut in_rx) = mpsc::channel::<(PeerId, u64, Option<PeerMessage>)>(64);
+    let mut conns: BTreeMap<[u8; 32], Conn> = BTreeMap::new();
+    let mut announced: BTreeSet<[u8; 32]> = BTreeSet::new();
+    let mut generation = 0u64;
+    let mut more_peers = true;
+    let mut idle_since = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let corrupt = corrupt_pieces();
     let mut since_resume = 0;
     loop {
         while let Some(ev) = swarm.poll_event() {
@@ -144,7 +201,9 @@ where
                 }
                 SwarmEvent::PeerDropped { peer, reason } => {
                     tracing::warn!(peer = %peer.short(), %reason, "transfer peer dropped");
-                    outs.remove(&peer.to_bytes());
+                    conns.remove(&peer.to_bytes());
+                    let reason = reason.to_string();
+                    let _ = reports.send(LinkReport::PeerDropped { peer, reason });
                 }
                 SwarmEvent::LocalChunkBad { index } => {
                     tracing::warn!(index, "stored chunk does not verify; fetching it again");
@@ -153,34 +212,121 @@ where
             }
         }
         while let Some(t) = swarm.poll_transmit() {
-            if let Some(out) = outs.get(&t.peer.to_bytes()) {
-                let _ = out.send(t.msg);
+            if let Some(c) = conns.get(&t.peer.to_bytes()) {
+                let _ = c.out.send(t.msg);
             }
         }
-        let receiving = matches!(store, Store::Partial(_));
-        if (receiving && swarm.is_complete()) || outs.is_empty() {
+        for peer in swarm.peers().copied().collect::<Vec<_>>() {
+            if swarm.peer_complete(&peer) && announced.insert(peer.to_bytes()) {
+                let _ = reports.send(LinkReport::PeerComplete(peer));
+            }
+        }
+        if !conns.is_empty() {
+            idle_since = tokio::time::Instant::now();
+        }
+        let done = match role {
+            Role::Sender => !more_peers && conns.is_empty(),
+            Role::Receiver { idle } => {
+                // The sender holds everything (though, super-seeding, it shows less).
+                let origin = swarm.manifest().sender();
+                let served = |p: &PeerId| *p == origin || swarm.peer_complete(p);
+                (swarm.is_complete() && swarm.peers().all(served)) || idle_since.elapsed() >= idle
+            }
+        };
+        if done {
             if let Store::Partial(p) = &store {
                 p.save_resume(swarm.have())?;
             }
+            let _ = reports.send(LinkReport::Progress(progress(&swarm)));
             // Let the writers flush what is queued before the streams close.
             tokio::task::yield_now().await;
             return Ok((swarm, store));
         }
         let wait = swarm
             .poll_timeout()
-            .map_or(Duration::from_secs(1), |t| t.since(mono()));
+            .map_or(Duration::from_secs(1), |t| t.since(mono()))
+            .min(Duration::from_secs(1));
         tokio::select! {
             got = in_rx.recv() => match got {
-                Some((peer, Some(msg))) => swarm.handle_message(mono(), peer, msg),
-                Some((peer, None)) => {
-                    swarm.remove_peer(mono(), &peer);
-                    outs.remove(&peer.to_bytes());
+                Some((peer, g, msg)) if conns.get(&peer.to_bytes()).is_some_and(|c| c.generation == g) => {
+                    match msg {
+                        Some(msg) => swarm.handle_message(mono(), peer, msg),
+                        None => {
+                            let complete = swarm.peer_complete(&peer);
+                            swarm.remove_peer(mono(), &peer);
+                            conns.remove(&peer.to_bytes());
+                            let _ = reports.send(LinkReport::PeerGone { peer, complete });
+                        }
+                    }
                 }
-                None => outs.clear(),
+                // From streams that were replaced, or of a dropped peer.
+                Some(_) => {}
+                None => {}
             },
+            new = peers.recv(), if more_peers => match new {
+                Some(streams) => {
+                    generation += 1;
+                    let peer = streams.peer;
+                    if conns.remove(&peer.to_bytes()).is_some() {
+                        // Reconnected: the old streams are gone as far as we care.
+                        swarm.remove_peer(mono(), &peer);
+                    }
+                    match swarm.add_peer(mono(), peer) {
+                        Ok(()) => {
+                            let out = spawn_streams(streams, generation, in_tx.clone(), corrupt);
+                            conns.insert(peer.to_bytes(), Conn { out, generation });
+                        }
+                        Err(e) => tracing::info!(peer = %peer.short(), error = %e, "transfer peer refused"),
+                    }
+                }
+                None => more_peers = false,
+            },
+            _ = tick.tick() => {
+                let _ = reports.send(LinkReport::Progress(progress(&swarm)));
+            }
             _ = tokio::time::sleep(wait) => swarm.handle_timeout(mono()),
         }
     }
+}
+
+/// Starts a peer's reader and writer tasks; returns its outgoing queue.
+fn spawn_streams<R, W>(
+    streams: PeerStreams<R, W>,
+    generation: u64,
+    tx: mpsc::Sender<(PeerId, u64, Option<PeerMessage>)>,
+    corrupt: bool,
+) -> mpsc::UnboundedSender<PeerMessage>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let PeerStreams {
+        peer,
+        mut reader,
+        mut writer,
+    } = streams;
+    tokio::spawn(async move {
+        loop {
+            let msg = read_message(&mut reader).await.ok().flatten();
+            let end = msg.is_none();
+            if tx.send((peer, generation, msg)).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<PeerMessage>();
+    tokio::spawn(async move {
+        while let Some(mut msg) = out_rx.recv().await {
+            if let (true, PeerMessage::Piece { data, .. }) = (corrupt, &mut msg) {
+                data[0] ^= 0xff;
+            }
+            if writer.write_all(&msg.encode_frame()).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    out_tx
 }
 
 /// A receiver's starting point: the partial file and the chunks it verifiably holds.
@@ -202,6 +348,30 @@ mod tests {
     type Streams = PeerStreams<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>;
 
     type Outcome = tokio::task::JoinHandle<Result<(Swarm, Store), StorageError>>;
+
+    const RECEIVER: Role = Role::Receiver {
+        idle: Duration::from_secs(60),
+    };
+
+    /// [`run`] with a fixed set of peers (the channel of new peers is closed at once).
+    async fn run_with<R, W>(
+        swarm: Swarm,
+        store: Store,
+        peers: Vec<PeerStreams<R, W>>,
+        role: Role,
+    ) -> Result<(Swarm, Store), StorageError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(peers.len().max(1));
+        for p in peers {
+            let _ = tx.try_send(p);
+        }
+        drop(tx);
+        let (reports, _) = mpsc::unbounded_channel();
+        run(swarm, store, rx, reports, role).await
+    }
 
     /// Every receiver completes and ends with `data` at `DIR/name`; then the sender
     /// ends (its peers left), having uploaded at most 1.5 times the file.
@@ -290,7 +460,7 @@ mod tests {
             1,
         );
         let source = Store::Source(File::open(&src).expect("open"));
-        let sender_task = tokio::spawn(run(s_swarm, source, s_links));
+        let sender_task = tokio::spawn(run_with(s_swarm, source, s_links, Role::Sender));
         for (i, l) in links.enumerate() {
             let (store, have) = open_receiver(dirs[i].path(), &manifest).expect("open");
             let swarm = Swarm::new(
@@ -301,7 +471,7 @@ mod tests {
                 SwarmConfig::default(),
                 2 + i as u64,
             );
-            tasks.push(tokio::spawn(run(swarm, store, l)));
+            tasks.push(tokio::spawn(run_with(swarm, store, l, RECEIVER)));
         }
         let dirs = [dirs[0].path(), dirs[1].path()];
         expect_delivered(sender_task, tasks, &data, "photo.raw", &dirs).await;
@@ -401,7 +571,8 @@ mod tests {
                     SwarmConfig::default(),
                     i as u64,
                 );
-                let out = run(swarm, store, peers).await;
+                let role = if i == 0 { Role::Sender } else { RECEIVER };
+                let out = run_with(swarm, store, peers, role).await;
                 // Let the last frames leave before the connections go.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 drop(conns);

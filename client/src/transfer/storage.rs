@@ -150,6 +150,7 @@ impl PartialFile {
     }
 
     /// Where the partial file is.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn part_path(&self) -> &Path {
         &self.part
     }
