@@ -84,6 +84,10 @@ pub enum Command {
         /// connection lost before it had the file) for this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         retry_for: u64,
+        /// Send only through a relay (by default: direct, and through the relay the
+        /// offer was granted when a direct connection fails).
+        #[arg(long)]
+        relay_only: bool,
         /// Test hook: offer the file under this name instead of FILE's, unchecked
         /// (shows that receivers refuse hostile names).
         #[arg(long, hide = true)]

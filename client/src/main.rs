@@ -250,11 +250,14 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             recipients,
             supernodes,
             retry_for,
+            relay_only,
             offer_name,
         } => {
             // Every input is checked before anything goes on the network.
             let identity = keyfile::load(&home.key_path())?;
-            let req = send_request(&home, &identity, &file, &recipients, retry_for, offer_name)?;
+            let mut req =
+                send_request(&home, &identity, &file, &recipients, retry_for, offer_name)?;
+            req.relay_only = relay_only;
             if let Some(stream) = control::connect(&home).await {
                 return control::remote(stream, &Request::Send { req }, out).await;
             }
@@ -478,6 +481,7 @@ fn send_request(
         recipients,
         retry_for: Duration::from_secs(retry_for),
         offer_name,
+        relay_only: false,
     })
 }
 

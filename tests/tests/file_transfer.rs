@@ -272,3 +272,41 @@ fn a_recipient_serving_corrupted_chunks_is_dropped_and_the_file_still_arrives() 
     assert_eq!(sha256_hex(&carol_dir.join("data.bin")), sha);
     assert_eq!(sha256_hex(&bob_dir.join("data.bin")), sha);
 }
+
+#[test]
+fn a_2_mib_file_arrives_intact_through_a_relay_with_default_settings_and_shows_in_status() {
+    let lab = Servers::start(1).unwrap();
+    let (sn1, sn2) = (lab.sn1.quic.to_string(), lab.sn2.quic.to_string());
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, bob) = (
+        ClientHome::new("alice").unwrap(),
+        ClientHome::new("bob").unwrap(),
+    );
+    let bob_dir = tmp.path().join("bob");
+    let mut bob_proc = receiver("bob", &bob, &sn2, &bob_dir, &[]);
+    let (file, sha) = random_file(tmp.path(), "photo.jpg", 2 << 20);
+    let mut args = vec!["send", file.to_str().unwrap(), bob.id.as_str()];
+    args.extend(["--supernode", &sn1, "--relay-only", "--json"]);
+    let started = Instant::now();
+    let home = alice.path().to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let sender = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&home, &args, &[], Duration::from_secs(120)).unwrap()
+    });
+    // While it runs (at most the relay's 64 kB/s), bob's `status` lists the transfer.
+    event(&mut bob_proc, "transfer_progress", T);
+    let status = run(bob.path(), &["status", "--json"], &[], T).unwrap();
+    let transfers = &status.event("status").unwrap()["transfers"];
+    assert_eq!(transfers[0]["name"], "photo.jpg", "{status:?}");
+    assert_eq!(transfers[0]["direction"], "receive", "{status:?}");
+    let sent = sender.join().unwrap();
+    assert_eq!(sent.code, 0, "{sent:?}");
+    eprintln!(
+        "2 MiB through the relay in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let got = event(&mut bob_proc, "file_received", T);
+    assert_eq!(got["sha256"], sha.as_str(), "{got}");
+    assert_eq!(sha256_hex(&bob_dir.join("photo.jpg")), sha);
+}

@@ -1,13 +1,15 @@
 //! File transfer, client side (issue 17). The protocol is the sans-IO
 //! `parley_proto::transfer` core; this is its shell: storage ([`storage`]), the loop
 //! that runs a `Swarm` over byte streams ([`link`]), the start of a transfer
-//! connection ([`hello`]), the file offer in call signalling ([`offer`]), and the two
+//! connection ([`hello`]) directly or through a relay ([`relayed`]), the file offer in
+//! call signalling ([`offer`]), and the two
 //! commands' sides: `parley send` ([`send`]) and `online --accept-files` ([`receive`]).
 
 pub mod hello;
 pub mod link;
 pub mod offer;
 pub mod receive;
+pub mod relayed;
 pub mod send;
 pub mod storage;
 

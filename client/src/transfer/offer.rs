@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context, Result};
 use parley_net::clock::{mono, mono_until, now};
 use parley_net::{read_frame, send_frame};
 use parley_proto::call::session::{CallEvent, CalleeSession, CallerSession, EndReason};
-use parley_proto::call::signal::{CallSignal, FileOffer, OfferPurpose};
+use parley_proto::call::signal::{CallSignal, FileOffer, OfferPurpose, RelayGrant};
 use parley_proto::messages::{ClientToSupernode, SupernodeToClient};
 use parley_proto::presence::CandidateAddr;
 use parley_proto::relay::CallId;
@@ -22,8 +22,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 /// How an offer ended.
 #[derive(Debug)]
 pub enum Offered {
-    /// Accepted: the recipient's direct candidates.
-    Accepted(Vec<CandidateAddr>),
+    /// Accepted: the recipient's direct candidates, and the relays granted.
+    Accepted(Vec<CandidateAddr>, Vec<RelayGrant>),
     /// Refused by the recipient (signed): not worth asking again.
     Refused(String),
     /// Not reached now (offline, no answer, the chain broke): worth asking again.
@@ -73,8 +73,10 @@ pub async fn offer(
             match event {
                 CallEvent::Ringing => continue,
                 CallEvent::Connected {
-                    peer_candidates, ..
-                } => break Offered::Accepted(peer_candidates),
+                    peer_candidates,
+                    relays,
+                    ..
+                } => break Offered::Accepted(peer_candidates, relays),
                 CallEvent::Ended(EndReason::Rejected | EndReason::Busy) => {
                     break Offered::Refused("declined the file".into())
                 }
@@ -109,17 +111,27 @@ pub fn file_of(call: &IncomingCall) -> Option<(PeerId, &FileOffer)> {
     }
 }
 
-/// Verifies an incoming file offer (signature, freshness, addressed to us) and runs
-/// `decide` on it; accepts with `candidates` when it says `Ok`, declines (signed)
-/// with its reason otherwise. Returns the sender and the file, or why it was refused.
+/// How long, after ringing, the receiver waits for the relay grants the sender's
+/// supernode sends (it always sends them, possibly none, on the first ring).
+const GRANT_WAIT: Duration = Duration::from_secs(5);
+
+/// What an accepted offer gives the receiver: the sender, the file, the relays.
+pub type Answered = (PeerId, FileOffer, Vec<RelayGrant>);
+
+/// Verifies an incoming file offer (signature, freshness, addressed to us), rings
+/// (the sender's supernode then grants relays) and runs `decide` on it with the
+/// grants; accepts with `candidates` when it says `Ok`, declines (signed) otherwise.
+/// Returns what was accepted, or who offered (if known) and why it was refused.
 pub async fn answer(
     identity: &Identity,
     call: IncomingCall,
     candidates: Vec<CandidateAddr>,
-    decide: impl FnOnce(&PeerId, &FileOffer) -> Result<(), String>,
-) -> Result<(PeerId, FileOffer), (Option<PeerId>, String)> {
+    decide: impl FnOnce(&PeerId, &FileOffer, &[RelayGrant]) -> Result<(), String>,
+) -> Result<Answered, (Option<PeerId>, String)> {
     let IncomingCall {
-        mut send, signal, ..
+        mut send,
+        mut recv,
+        signal,
     } = call;
     let CallSignal::Incoming { offer, relays } = signal else {
         return Err((None, "not an offer".into()));
@@ -136,7 +148,14 @@ pub async fn answer(
     let OfferPurpose::File(file) = offer.offer.purpose else {
         return Err((Some(sender), "not a file offer".into()));
     };
-    let verdict = decide(&sender, &file);
+    while let Some(s) = session.poll_signal() {
+        let _ = send_frame(&mut send, &s).await;
+    }
+    if let Ok(Ok(signal)) = tokio::time::timeout(GRANT_WAIT, read_frame(&mut recv)).await {
+        session.handle_signal(signal);
+    }
+    let relays = session.relays().to_vec();
+    let verdict = decide(&sender, &file, &relays);
     match &verdict {
         Ok(()) => session.accept(identity, candidates),
         Err(_) => session.reject(),
@@ -148,7 +167,7 @@ pub async fn answer(
     match verdict {
         Ok(()) => match session.poll_event() {
             Some(CallEvent::Ended(reason)) => Err((Some(sender), reason.to_string())),
-            _ => Ok((sender, file)),
+            _ => Ok((sender, file, relays)),
         },
         Err(why) => Err((Some(sender), why)),
     }

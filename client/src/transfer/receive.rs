@@ -15,7 +15,7 @@ use crate::output::Printer;
 use crate::session::{IncomingCall, SessionHandle};
 use anyhow::{bail, Context, Result};
 use parley_net::clock::{mono, now};
-use parley_proto::call::signal::FileOffer;
+use parley_proto::call::signal::{FileOffer, RelayGrant};
 use parley_proto::messages::{ClientToSupernode, SupernodeToClient};
 use parley_proto::transfer::{Bitfield, Manifest, Swarm, SwarmConfig};
 use parley_proto::PeerId;
@@ -80,20 +80,27 @@ impl Receiver {
         let me = identity.peer_id();
         let candidates = self.session.candidates();
         let this = self.clone();
-        let answered = super::offer::answer(&identity, call, candidates, |sender, file| {
+        let answered = super::offer::answer(&identity, call, candidates, |sender, file, relays| {
             if this.dir.is_none() {
                 return Err(
                     "this client does not accept files (start it with --accept-files DIR)".into(),
                 );
             }
             file.check(sender, &me).map_err(|e| e.to_string())?;
+            if file.relayed && relays.is_empty() {
+                return Err("the file comes through a relay, and none was granted".into());
+            }
             // Before the answer leaves: the sender's connection must find the transfer.
             this.register(*sender, file.clone());
             Ok(())
         })
         .await;
         match answered {
-            Ok((from, file)) => self.out.event(
+            Ok((from, file, relays)) => {
+                if file.relayed {
+                    self.clone().through_relay(relays);
+                }
+                self.out.event(
                 "transfer_incoming",
                 json!({"root": hex(&file.root), "name": file.name, "size": file.size, "from": from.to_string()}),
                 format!(
@@ -102,13 +109,28 @@ impl Receiver {
                     file.size,
                     from.short()
                 ),
-            ),
+            )
+            }
             Err((from, why)) => self.out.event(
                 "transfer_refused",
                 json!({"from": from.map(|f| f.to_string()), "reason": why}),
                 format!("refused a file offer: {why}"),
             ),
         }
+    }
+
+    /// Joins the first granted relay and takes the sender's connection through it.
+    fn through_relay(self: Arc<Self>, relays: Vec<RelayGrant>) {
+        let Some(grant) = relays.into_iter().next() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let (endpoint, identity) = (&self.session.endpoint, &self.session.identity);
+            match super::relayed::accept(endpoint, identity, &grant).await {
+                Ok((peer, conn)) => self.connection(peer, conn).await,
+                Err(e) => tracing::warn!(error = %e, "relayed transfer connection failed"),
+            }
+        });
     }
 
     /// Starts receiving `file` unless it already is being received.

@@ -11,6 +11,7 @@
 use super::hello::{self, QuicPeer};
 use super::link::{self, LinkReport, Role, Store};
 use super::offer::{offer, Offered};
+use super::relayed;
 use super::{hex, lock, Table};
 use crate::output::{Printer, EXIT_FAILED, EXIT_OK};
 use crate::session::SessionHandle;
@@ -31,6 +32,8 @@ use tokio::task::JoinSet;
 
 /// How long to wait before offering again to a recipient not reached.
 const RETRY_EVERY: Duration = Duration::from_secs(3);
+/// How a failed direct dial is reported (the retry then goes through the relay).
+const DIRECT_FAILED: &str = "direct: ";
 
 /// What `parley send` asks for (it travels over the control socket).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -43,6 +46,9 @@ pub struct SendRequest {
     pub retry_for: Duration,
     /// Test hook: the name to put in the offers instead of the file's (unchecked).
     pub offer_name: Option<String>,
+    /// Only through a relay (`--relay-only`); otherwise direct, and through the relay
+    /// after a direct dial failed.
+    pub relay_only: bool,
 }
 
 /// Where one recipient is.
@@ -67,6 +73,8 @@ struct Recipient {
     /// When it was last connected or first offered (for `retry_for`).
     out_of_reach_since: Instant,
     conn: Option<Connection>,
+    /// The next offer goes through the relay (asked for, or direct failed).
+    relayed: bool,
 }
 
 /// Builds the signed manifest of `file` (named `name`), reading it chunk by chunk.
@@ -130,22 +138,38 @@ impl Sending<'_> {
             .count()
     }
 
-    /// Offers the file to recipient `i` after `delay`, then dials it.
+    /// Offers the file to recipient `i` after `delay`, then dials it (directly, or
+    /// through the relay granted with the offer).
     fn attempt(&mut self, i: usize, delay: Duration) {
-        let (session, file, manifest) = (
+        let (session, mut file, manifest) = (
             self.session.clone(),
             self.offer.clone(),
             self.manifest.clone(),
         );
+        file.relayed = self.recipients[i].relayed;
         let (to, my_name) = (self.recipients[i].id, self.my_name.to_string());
         self.attempts.spawn(async move {
             tokio::time::sleep(delay).await;
+            let relayed = file.relayed;
             let result = match offer(&session, &my_name, to, file).await {
-                Ok(Offered::Accepted(candidates)) => {
+                Ok(Offered::Accepted(candidates, relays)) => {
                     let (endpoint, identity) = (&session.endpoint, &session.identity);
-                    hello::dial(endpoint, identity, to, &candidates, &manifest)
-                        .await
-                        .map_err(Offered::Unreachable)
+                    let dialed = match (relayed, relays.first()) {
+                        (false, _) => {
+                            hello::dial(endpoint, identity, to, &candidates, &manifest).await
+                        }
+                        (true, Some(grant)) => {
+                            relayed::dial(endpoint, identity, to, grant, &manifest).await
+                        }
+                        (true, None) => Err("no relay was granted".into()),
+                    };
+                    dialed.map_err(|e| {
+                        Offered::Unreachable(if relayed {
+                            format!("through the relay: {e}")
+                        } else {
+                            format!("{DIRECT_FAILED}{e}")
+                        })
+                    })
                 }
                 Ok(other) => Err(other),
                 Err(e) => Err(Offered::Unreachable(format!("{e:#}"))),
@@ -176,8 +200,14 @@ impl Sending<'_> {
                 r.state = State::Connected;
             }
             Err(Offered::Refused(why)) => self.recipients[i].state = State::Failed(why),
-            Err(Offered::Unreachable(why)) => self.retry(i, why),
-            Err(Offered::Accepted(_)) => self.retry(i, "no answer".into()),
+            Err(Offered::Unreachable(why)) => {
+                // Direct failed: the next offer asks for the relay.
+                if why.starts_with(DIRECT_FAILED) {
+                    self.recipients[i].relayed = true;
+                }
+                self.retry(i, why)
+            }
+            Err(Offered::Accepted(..)) => self.retry(i, "no answer".into()),
         }
     }
 
@@ -318,6 +348,7 @@ pub async fn run(
             state: State::Offering,
             out_of_reach_since: Instant::now(),
             conn: None,
+            relayed: req.relay_only,
         });
     }
     let offer = FileOffer {
@@ -328,6 +359,7 @@ pub async fn run(
             .unwrap_or_else(|| manifest.name().to_string()),
         size: manifest.size(),
         recipients: recipients.iter().map(|r| r.id).collect(),
+        relayed: req.relay_only,
     };
     let labels: Vec<&str> = recipients.iter().map(|r| r.label.as_str()).collect();
     out.event(

@@ -77,6 +77,9 @@ pub struct FileOffer {
     /// Everyone the file goes to, the callee among them, in the sender's order: the
     /// recipients connect to each other so the swarm runs between all of them.
     pub recipients: Vec<PeerId>,
+    /// The sender connects through the offer's relay grant instead of directly (it
+    /// was asked to, or its direct dial failed): the receiver joins the relay too.
+    pub relayed: bool,
 }
 
 impl FileOffer {
@@ -367,6 +370,7 @@ mod tests {
             name: "report.pdf".into(),
             size: 1 << 20,
             recipients,
+            relayed: false,
         }
     }
 
