@@ -381,15 +381,7 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
                 let name = shared.home.display_name();
                 let table = Some(shared.transfers.clone());
                 let sent = transfer::send::run(&shared.session, &name, req, table, out, cancel);
-                let code = match sent.await {
-                    Ok(code) => code,
-                    Err(e) => {
-                        let code = crate::output::exit_code_of(&e);
-                        out.error(&format!("{e:#}"), code);
-                        code
-                    }
-                };
-                finish(code);
+                finish(reported(sent.await, out));
             });
         }
         Request::Hangup => {
@@ -428,18 +420,20 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
         Request::Lookup { id } => {
             let session = shared.session.clone();
             tokio::spawn(async move {
-                let code = match crate::lookup::through_session(&session, &id, out).await {
-                    Ok(code) => code,
-                    Err(e) => {
-                        let code = crate::output::exit_code_of(&e);
-                        out.error(&format!("{e:#}"), code);
-                        code
-                    }
-                };
-                finish(code);
+                let looked = crate::lookup::through_session(&session, &id, out).await;
+                finish(reported(looked, out));
             });
         }
     }
+}
+
+/// A command's exit code; an error is printed first.
+fn reported(result: Result<i32>, out: Printer) -> i32 {
+    result.unwrap_or_else(|e| {
+        let code = crate::output::exit_code_of(&e);
+        out.error(&format!("{e:#}"), code);
+        code
+    })
 }
 
 fn report(out: Printer, found: bool, event: &str, text: &str) {

@@ -59,19 +59,36 @@ fn send(from: &ClientHome, file: &Path, to: &[&str], extra: &[&str]) -> Ran {
     run(from.path(), &args, &[], T).unwrap()
 }
 
+/// Servers (with `relays` relays), a temporary directory, and client homes by name.
+struct Lab {
+    _servers: Servers,
+    sn1: String,
+    sn2: String,
+    tmp: tempfile::TempDir,
+    homes: Vec<ClientHome>,
+}
+
+fn lab(relays: usize, names: &[&str]) -> Lab {
+    let servers = Servers::start(relays).unwrap();
+    Lab {
+        sn1: servers.sn1.quic.to_string(),
+        sn2: servers.sn2.quic.to_string(),
+        _servers: servers,
+        tmp: tempfile::tempdir().unwrap(),
+        homes: names.iter().map(|n| ClientHome::new(n).unwrap()).collect(),
+    }
+}
+
 #[test]
 fn a_64_mib_file_reaches_two_contacts_intact() {
-    let lab = Servers::start(0).unwrap();
-    let (sn1, sn2) = (lab.sn1.quic.to_string(), lab.sn2.quic.to_string());
-    let tmp = tempfile::tempdir().unwrap();
-    let (alice, bob, carol) = (
-        ClientHome::new("alice").unwrap(),
-        ClientHome::new("bob").unwrap(),
-        ClientHome::new("carol").unwrap(),
-    );
+    let lab = lab(0, &["alice", "bob", "carol"]);
+    let (sn1, sn2, tmp) = (&lab.sn1, &lab.sn2, &lab.tmp);
+    let [alice, bob, carol] = &lab.homes[..] else {
+        unreachable!()
+    };
     let (bob_dir, carol_dir) = (tmp.path().join("bob"), tmp.path().join("carol"));
-    let mut bob_proc = receiver("bob", &bob, &sn1, &bob_dir, &[]);
-    let mut carol_proc = receiver("carol", &carol, &sn2, &carol_dir, &[]);
+    let mut bob_proc = receiver("bob", bob, sn1, &bob_dir, &[]);
+    let mut carol_proc = receiver("carol", carol, sn2, &carol_dir, &[]);
     let (file, sha) = random_file(tmp.path(), "big.bin", 64 << 20);
     for (name, id) in [("bob", &bob.id), ("carol", &carol.id)] {
         let added = run(alice.path(), &["contact", "add", name, id], &[], T).unwrap();
@@ -79,7 +96,7 @@ fn a_64_mib_file_reaches_two_contacts_intact() {
     }
 
     let started = Instant::now();
-    let sent = send(&alice, &file, &["bob", "carol"], &["--supernode", &sn1]);
+    let sent = send(alice, &file, &["bob", "carol"], &["--supernode", sn1]);
     assert_eq!(sent.code, 0, "{sent:?}");
     let done = sent.event("transfer_done").unwrap();
     assert_eq!(done["size"], 64 << 20);
@@ -102,15 +119,13 @@ fn a_64_mib_file_reaches_two_contacts_intact() {
 
 #[test]
 fn a_killed_receiver_resumes_without_downloading_its_verified_chunks_again() {
-    let lab = Servers::start(0).unwrap();
-    let sn1 = lab.sn1.quic.to_string();
-    let tmp = tempfile::tempdir().unwrap();
-    let (alice, bob) = (
-        ClientHome::new("alice").unwrap(),
-        ClientHome::new("bob").unwrap(),
-    );
+    let lab = lab(0, &["alice", "bob"]);
+    let (sn1, tmp) = (&lab.sn1, &lab.tmp);
+    let [alice, bob] = &lab.homes[..] else {
+        unreachable!()
+    };
     let bob_dir = tmp.path().join("bob");
-    let mut bob_proc = receiver("bob", &bob, &sn1, &bob_dir, &[]);
+    let mut bob_proc = receiver("bob", bob, sn1, &bob_dir, &[]);
     let size = 64u64 << 20;
     let (file, sha) = random_file(tmp.path(), "big.bin", size as usize);
     let sender = {
@@ -121,7 +136,7 @@ fn a_killed_receiver_resumes_without_downloading_its_verified_chunks_again() {
             file.to_str().unwrap(),
             bob.id.as_str(),
             "--supernode",
-            &sn1,
+            sn1,
             "--json",
         ];
         Proc::spawn("alice", "parley", &args).unwrap()
@@ -142,7 +157,7 @@ fn a_killed_receiver_resumes_without_downloading_its_verified_chunks_again() {
     let mut alice_proc = sender;
 
     // Started again, bob is offered the file again and resumes from what he verified.
-    let mut bob_proc = receiver("bob-again", &bob, &sn1, &bob_dir, &[]);
+    let mut bob_proc = receiver("bob-again", bob, sn1, &bob_dir, &[]);
     let receiving = event(&mut bob_proc, "transfer_receiving", T);
     let resumed = receiving["resumed_chunks"].as_u64().unwrap();
     assert!(resumed >= 8, "{receiving}");
@@ -165,27 +180,24 @@ fn a_killed_receiver_resumes_without_downloading_its_verified_chunks_again() {
 
 #[test]
 fn hostile_names_and_clients_not_accepting_files_are_refused() {
-    let lab = Servers::start(0).unwrap();
-    let sn1 = lab.sn1.quic.to_string();
-    let tmp = tempfile::tempdir().unwrap();
-    let (alice, bob, carol) = (
-        ClientHome::new("alice").unwrap(),
-        ClientHome::new("bob").unwrap(),
-        ClientHome::new("carol").unwrap(),
-    );
+    let lab = lab(0, &["alice", "bob", "carol"]);
+    let (sn1, tmp) = (&lab.sn1, &lab.tmp);
+    let [alice, bob, carol] = &lab.homes[..] else {
+        unreachable!()
+    };
     let inbox = tmp.path().join("inbox");
-    let mut bob_proc = receiver("bob", &bob, &sn1, &inbox, &[]);
-    let mut carol_proc = online("carol", &carol, &["--supernode", &sn1], &[]).unwrap();
+    let mut bob_proc = receiver("bob", bob, sn1, &inbox, &[]);
+    let mut carol_proc = online("carol", carol, &["--supernode", sn1], &[]).unwrap();
     let (file, _) = random_file(tmp.path(), "note.txt", 1000);
 
     for hostile in ["../x", "/tmp/x", "NUL.txt"] {
         let sent = send(
-            &alice,
+            alice,
             &file,
             &[&bob.id],
             &[
                 "--supernode",
-                &sn1,
+                sn1,
                 "--offer-name",
                 hostile,
                 "--retry-for",
@@ -215,10 +227,10 @@ fn hostile_names_and_clients_not_accepting_files_are_refused() {
 
     // A client without --accept-files refuses, and says why.
     let sent = send(
-        &alice,
+        alice,
         &file,
         &[&carol.id],
-        &["--supernode", &sn1, "--retry-for", "5"],
+        &["--supernode", sn1, "--retry-for", "5"],
     );
     assert_eq!(sent.code, 1, "{sent:?}");
     let refused = event(&mut carol_proc, "transfer_refused", T);
@@ -233,7 +245,7 @@ fn hostile_names_and_clients_not_accepting_files_are_refused() {
     // A local file whose name receivers would refuse is refused before going online.
     let bad = tmp.path().join("CON.txt");
     std::fs::write(&bad, b"x").unwrap();
-    let sent = send(&alice, &bad, &[&bob.id], &["--supernode", &sn1]);
+    let sent = send(alice, &bad, &[&bob.id], &["--supernode", sn1]);
     assert_eq!(sent.code, 2, "{sent:?}");
     assert!(sent.stdout.contains("cannot send a file named"), "{sent:?}");
     assert!(!sent.stdout.contains("\"online\""), "{sent:?}");
@@ -241,22 +253,19 @@ fn hostile_names_and_clients_not_accepting_files_are_refused() {
 
 #[test]
 fn a_recipient_serving_corrupted_chunks_is_dropped_and_the_file_still_arrives() {
-    let lab = Servers::start(0).unwrap();
-    let sn1 = lab.sn1.quic.to_string();
-    let tmp = tempfile::tempdir().unwrap();
-    let (alice, bob, carol) = (
-        ClientHome::new("alice").unwrap(),
-        ClientHome::new("bob").unwrap(),
-        ClientHome::new("carol").unwrap(),
-    );
+    let lab = lab(0, &["alice", "bob", "carol"]);
+    let (sn1, tmp) = (&lab.sn1, &lab.tmp);
+    let [alice, bob, carol] = &lab.homes[..] else {
+        unreachable!()
+    };
     let (bob_dir, carol_dir) = (tmp.path().join("bob"), tmp.path().join("carol"));
     // Bob flips a byte of every chunk he serves (a test hook).
     let corrupt = [("PARLEY_TEST_CORRUPT_PIECES", "1")];
-    let _bob_proc = receiver("bob", &bob, &sn1, &bob_dir, &corrupt);
-    let mut carol_proc = receiver("carol", &carol, &sn1, &carol_dir, &[]);
+    let _bob_proc = receiver("bob", bob, sn1, &bob_dir, &corrupt);
+    let mut carol_proc = receiver("carol", carol, sn1, &carol_dir, &[]);
     let (file, sha) = random_file(tmp.path(), "data.bin", 16 << 20);
 
-    let sent = send(&alice, &file, &[&bob.id, &carol.id], &["--supernode", &sn1]);
+    let sent = send(alice, &file, &[&bob.id, &carol.id], &["--supernode", sn1]);
     assert_eq!(sent.code, 0, "{sent:?}");
     let dropped = event(&mut carol_proc, "transfer_peer_dropped", T);
     assert_eq!(dropped["peer"], bob.id.as_str(), "{dropped}");
@@ -275,18 +284,16 @@ fn a_recipient_serving_corrupted_chunks_is_dropped_and_the_file_still_arrives() 
 
 #[test]
 fn a_2_mib_file_arrives_intact_through_a_relay_with_default_settings_and_shows_in_status() {
-    let lab = Servers::start(1).unwrap();
-    let (sn1, sn2) = (lab.sn1.quic.to_string(), lab.sn2.quic.to_string());
-    let tmp = tempfile::tempdir().unwrap();
-    let (alice, bob) = (
-        ClientHome::new("alice").unwrap(),
-        ClientHome::new("bob").unwrap(),
-    );
+    let lab = lab(1, &["alice", "bob"]);
+    let (sn1, sn2, tmp) = (&lab.sn1, &lab.sn2, &lab.tmp);
+    let [alice, bob] = &lab.homes[..] else {
+        unreachable!()
+    };
     let bob_dir = tmp.path().join("bob");
-    let mut bob_proc = receiver("bob", &bob, &sn2, &bob_dir, &[]);
+    let mut bob_proc = receiver("bob", bob, sn2, &bob_dir, &[]);
     let (file, sha) = random_file(tmp.path(), "photo.jpg", 2 << 20);
     let mut args = vec!["send", file.to_str().unwrap(), bob.id.as_str()];
-    args.extend(["--supernode", &sn1, "--relay-only", "--json"]);
+    args.extend(["--supernode", sn1, "--relay-only", "--json"]);
     let started = Instant::now();
     let home = alice.path().to_string();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
