@@ -24,6 +24,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The swarm's rules for a transfer to `recipients` recipients: the defaults (the
+/// seed's), except that with a single recipient there is nobody to spread chunks to, so
+/// the sender does not super-seed and the recipient keeps a full pipeline to it
+/// (measured: scripts/transfer-bench.sh, docs/performance.md).
+pub fn swarm_config(recipients: usize) -> parley_proto::transfer::SwarmConfig {
+    let swarm = recipients > 1;
+    parley_proto::transfer::SwarmConfig {
+        super_seed: swarm,
+        spare_origin: swarm,
+        ..Default::default()
+    }
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use parley_net::clock::{mono, now};
 use parley_proto::call::signal::{FileOffer, RelayGrant};
 use parley_proto::messages::{ClientToSupernode, SupernodeToClient};
-use parley_proto::transfer::{Bitfield, Manifest, Swarm, SwarmConfig};
+use parley_proto::transfer::{Bitfield, Manifest, Swarm};
 use parley_proto::PeerId;
 use quinn::Connection;
 use serde_json::json;
@@ -269,7 +269,7 @@ impl Receiver {
             manifest.clone(),
             me,
             have,
-            SwarmConfig::default(),
+            super::swarm_config(file.recipients.len()),
             rand::random(),
         );
         let (peers_tx, peers_rx) = mpsc::channel(16);

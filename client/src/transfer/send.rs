@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use parley_net::clock::mono;
 use parley_proto::call::signal::FileOffer;
 use parley_proto::transfer::manifest::ManifestBuilder;
-use parley_proto::transfer::{Bitfield, Manifest, Swarm, SwarmConfig, CHUNK_SIZE};
+use parley_proto::transfer::{Bitfield, Manifest, Swarm, CHUNK_SIZE};
 use parley_proto::PeerId;
 use quinn::Connection;
 use serde::{Deserialize, Serialize};
@@ -380,7 +380,7 @@ pub async fn run(
         manifest.clone(),
         session.identity.peer_id(),
         Bitfield::full(manifest.chunk_count()),
-        SwarmConfig::default(),
+        super::swarm_config(offer.recipients.len()),
         rand::random(),
     );
     let source = Store::Source(std::fs::File::open(&req.file)?);
