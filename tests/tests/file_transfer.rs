@@ -317,3 +317,31 @@ fn a_2_mib_file_arrives_intact_through_a_relay_with_default_settings_and_shows_i
     assert_eq!(got["sha256"], sha.as_str(), "{got}");
     assert_eq!(sha256_hex(&bob_dir.join("photo.jpg")), sha);
 }
+
+#[test]
+fn a_recipient_the_sender_cannot_reach_directly_gets_the_file_through_the_relay() {
+    let lab = lab(1, &["alice", "bob"]);
+    let (sn1, tmp) = (&lab.sn1, &lab.tmp);
+    let [alice, bob] = &lab.homes[..] else {
+        unreachable!()
+    };
+    let bob_dir = tmp.path().join("bob");
+    let mut bob_proc = receiver("bob", bob, sn1, &bob_dir, &[]);
+    let (file, sha) = random_file(tmp.path(), "small.bin", 300_000);
+    // Every direct dial fails (a test hook): the next offer asks for the relay.
+    let args = ["send", file.to_str().unwrap(), bob.id.as_str()];
+    let args = [&args[..], &["--supernode", sn1, "--json"]].concat();
+    let sent = run(alice.path(), &args, &[("PARLEY_TEST_NO_DIRECT", "1")], T).unwrap();
+    assert_eq!(sent.code, 0, "{sent:?}");
+    let got = event(&mut bob_proc, "file_received", T);
+    assert_eq!(got["sha256"], sha.as_str(), "{got}");
+    // Offered directly first (the dial failed), then through the relay.
+    let first = event(&mut bob_proc, "transfer_incoming", T);
+    assert_eq!(first["relayed"], false, "{first}");
+    bob_proc
+        .wait_for(T, |l| {
+            l.contains("transfer_incoming") && l.contains("\"relayed\":true")
+        })
+        .unwrap();
+    assert_eq!(sha256_hex(&bob_dir.join("small.bin")), sha);
+}

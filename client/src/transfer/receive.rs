@@ -101,15 +101,18 @@ impl Receiver {
                     self.clone().through_relay(relays);
                 }
                 self.out.event(
-                "transfer_incoming",
-                json!({"root": hex(&file.root), "name": file.name, "size": file.size, "from": from.to_string()}),
-                format!(
-                    "receiving {} ({} bytes) from {}",
-                    parley_proto::text::printable(&file.name),
-                    file.size,
-                    from.short()
-                ),
-            )
+                    "transfer_incoming",
+                    json!({
+                        "root": hex(&file.root), "name": file.name, "size": file.size,
+                        "from": from.to_string(), "relayed": file.relayed,
+                    }),
+                    format!(
+                        "receiving {} ({} bytes) from {}",
+                        parley_proto::text::printable(&file.name),
+                        file.size,
+                        from.short()
+                    ),
+                )
             }
             Err((from, why)) => self.out.event(
                 "transfer_refused",

@@ -35,6 +35,12 @@ const RETRY_EVERY: Duration = Duration::from_secs(3);
 /// How a failed direct dial is reported (the retry then goes through the relay).
 const DIRECT_FAILED: &str = "direct: ";
 
+/// Test hook (`PARLEY_TEST_NO_DIRECT=1`): every direct dial of a transfer fails, so a
+/// process test can show the fallback to the relay.
+fn no_direct() -> bool {
+    std::env::var_os("PARLEY_TEST_NO_DIRECT").is_some_and(|v| v == "1")
+}
+
 /// What `parley send` asks for (it travels over the control socket).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SendRequest {
@@ -155,6 +161,7 @@ impl Sending<'_> {
                 Ok(Offered::Accepted(candidates, relays)) => {
                     let (endpoint, identity) = (&session.endpoint, &session.identity);
                     let dialed = match (relayed, relays.first()) {
+                        (false, _) if no_direct() => Err("disabled (test hook)".into()),
                         (false, _) => {
                             hello::dial(endpoint, identity, to, &candidates, &manifest).await
                         }
