@@ -345,3 +345,25 @@ fn a_recipient_the_sender_cannot_reach_directly_gets_the_file_through_the_relay(
         .unwrap();
     assert_eq!(sha256_hex(&bob_dir.join("small.bin")), sha);
 }
+
+#[test]
+fn send_goes_through_the_running_client_when_there_is_one() {
+    let lab = lab(0, &["alice", "bob"]);
+    let (sn1, tmp) = (&lab.sn1, &lab.tmp);
+    let [alice, bob] = &lab.homes[..] else {
+        unreachable!()
+    };
+    let bob_dir = tmp.path().join("bob");
+    let mut bob_proc = receiver("bob", bob, sn1, &bob_dir, &[]);
+    let mut alice_proc = online("alice", alice, &["--supernode", sn1], &[]).unwrap();
+    let (file, sha) = random_file(tmp.path(), "notes.txt", 700_000);
+    // No --supernode: the running client does it (a short-lived session would need one).
+    let sent = send(alice, &file, &[&bob.id], &[]);
+    assert_eq!(sent.code, 0, "{sent:?}");
+    assert!(sent.event("transfer_done").is_some(), "{sent:?}");
+    assert!(!sent.stdout.contains("\"online\""), "{sent:?}");
+    // The running client did it: the command's events came from there.
+    event(&mut alice_proc, "transfer_done", T);
+    let got = event(&mut bob_proc, "file_received", T);
+    assert_eq!(got["sha256"], sha.as_str(), "{got}");
+}
