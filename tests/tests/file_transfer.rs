@@ -79,6 +79,14 @@ fn lab(relays: usize, names: &[&str]) -> Lab {
     }
 }
 
+/// Alice sending, bob receiving into `tmp/bob` (attached to sn1).
+fn alice_to_bob(relays: usize) -> (Lab, Proc, PathBuf) {
+    let lab = lab(relays, &["alice", "bob"]);
+    let bob_dir = lab.tmp.path().join("bob");
+    let bob_proc = receiver("bob", &lab.homes[1], &lab.sn1, &bob_dir, &[]);
+    (lab, bob_proc, bob_dir)
+}
+
 #[test]
 fn a_64_mib_file_reaches_two_contacts_intact() {
     let lab = lab(0, &["alice", "bob", "carol"]);
@@ -119,13 +127,11 @@ fn a_64_mib_file_reaches_two_contacts_intact() {
 
 #[test]
 fn a_killed_receiver_resumes_without_downloading_its_verified_chunks_again() {
-    let lab = lab(0, &["alice", "bob"]);
+    let (lab, mut bob_proc, bob_dir) = alice_to_bob(0);
     let (sn1, tmp) = (&lab.sn1, &lab.tmp);
     let [alice, bob] = &lab.homes[..] else {
         unreachable!()
     };
-    let bob_dir = tmp.path().join("bob");
-    let mut bob_proc = receiver("bob", bob, sn1, &bob_dir, &[]);
     let size = 64u64 << 20;
     let (file, sha) = random_file(tmp.path(), "big.bin", size as usize);
     let sender = {
@@ -320,13 +326,11 @@ fn a_2_mib_file_arrives_intact_through_a_relay_with_default_settings_and_shows_i
 
 #[test]
 fn a_recipient_the_sender_cannot_reach_directly_gets_the_file_through_the_relay() {
-    let lab = lab(1, &["alice", "bob"]);
+    let (lab, mut bob_proc, bob_dir) = alice_to_bob(1);
     let (sn1, tmp) = (&lab.sn1, &lab.tmp);
     let [alice, bob] = &lab.homes[..] else {
         unreachable!()
     };
-    let bob_dir = tmp.path().join("bob");
-    let mut bob_proc = receiver("bob", bob, sn1, &bob_dir, &[]);
     let (file, sha) = random_file(tmp.path(), "small.bin", 300_000);
     // Every direct dial fails (a test hook): the next offer asks for the relay.
     let args = ["send", file.to_str().unwrap(), bob.id.as_str()];
@@ -348,13 +352,11 @@ fn a_recipient_the_sender_cannot_reach_directly_gets_the_file_through_the_relay(
 
 #[test]
 fn send_goes_through_the_running_client_when_there_is_one() {
-    let lab = lab(0, &["alice", "bob"]);
+    let (lab, mut bob_proc, bob_dir) = alice_to_bob(0);
     let (sn1, tmp) = (&lab.sn1, &lab.tmp);
     let [alice, bob] = &lab.homes[..] else {
         unreachable!()
     };
-    let bob_dir = tmp.path().join("bob");
-    let mut bob_proc = receiver("bob", bob, sn1, &bob_dir, &[]);
     let mut alice_proc = online("alice", alice, &["--supernode", sn1], &[]).unwrap();
     let (file, sha) = random_file(tmp.path(), "notes.txt", 700_000);
     // No --supernode: the running client does it (a short-lived session would need one).
@@ -366,4 +368,5 @@ fn send_goes_through_the_running_client_when_there_is_one() {
     event(&mut alice_proc, "transfer_done", T);
     let got = event(&mut bob_proc, "file_received", T);
     assert_eq!(got["sha256"], sha.as_str(), "{got}");
+    assert_eq!(sha256_hex(&bob_dir.join("notes.txt")), sha);
 }
