@@ -36,6 +36,36 @@ const OFFER_WAIT: Duration = Duration::from_secs(10);
 /// Attempts (2 s apart) to reach another recipient.
 const PEER_DIALS: u32 = 10;
 
+/// Most files received at once; further offers are refused until one ends.
+pub const MAX_ACTIVE: usize = 8;
+
+/// Whether to accept a file offer: files are accepted here (`--accept-files`), the
+/// offer passes its checks, a relayed one has a relay, and there is room for another
+/// transfer (an offer of a file already arriving joins it).
+fn admit(
+    accepting: bool,
+    active: usize,
+    joins: bool,
+    sender: &PeerId,
+    me: &PeerId,
+    file: &FileOffer,
+    relays: &[RelayGrant],
+) -> Result<(), String> {
+    if !accepting {
+        return Err("this client does not accept files (start it with --accept-files DIR)".into());
+    }
+    file.check(sender, me).map_err(|e| e.to_string())?;
+    if file.relayed && relays.is_empty() {
+        return Err("the file comes through a relay, and none was granted".into());
+    }
+    if !joins && active >= MAX_ACTIVE {
+        return Err(format!(
+            "already receiving {MAX_ACTIVE} files; try again when one has arrived"
+        ));
+    }
+    Ok(())
+}
+
 /// A transfer connection: its streams, the manifest its hello carried, the connection.
 type Arrival = (QuicPeer, Manifest, Connection);
 
@@ -81,15 +111,18 @@ impl Receiver {
         let candidates = self.session.candidates();
         let this = self.clone();
         let answered = super::offer::answer(&identity, call, candidates, |sender, file, relays| {
-            if this.dir.is_none() {
-                return Err(
-                    "this client does not accept files (start it with --accept-files DIR)".into(),
-                );
-            }
-            file.check(sender, &me).map_err(|e| e.to_string())?;
-            if file.relayed && relays.is_empty() {
-                return Err("the file comes through a relay, and none was granted".into());
-            }
+            let active = lock(&this.active);
+            let joins = active.contains_key(&file.root);
+            admit(
+                this.dir.is_some(),
+                active.len(),
+                joins,
+                sender,
+                &me,
+                file,
+                relays,
+            )?;
+            drop(active);
             // Before the answer leaves: the sender's connection must find the transfer.
             this.register(*sender, file.clone());
             Ok(())
@@ -404,5 +437,41 @@ impl Receiver {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parley_proto::Identity;
+
+    #[test]
+    fn offers_are_admitted_only_when_files_are_accepted_and_there_is_room() {
+        let sender = Identity::from_seed(&[1; 32]).peer_id();
+        let me = Identity::from_seed(&[2; 32]).peer_id();
+        let mut file = FileOffer {
+            root: [3; 32],
+            name: "a.txt".into(),
+            size: 10,
+            recipients: vec![me],
+            relayed: false,
+        };
+        let admit = |accepting, active, joins, file: &FileOffer| {
+            admit(accepting, active, joins, &sender, &me, file, &[])
+        };
+        assert_eq!(admit(true, 0, false, &file), Ok(()));
+        let no = admit(false, 0, false, &file).unwrap_err();
+        assert!(no.contains("--accept-files"), "{no}");
+        let full = admit(true, MAX_ACTIVE, false, &file).unwrap_err();
+        assert!(full.contains("already receiving 8 files"), "{full}");
+        // A repeated offer of a file already arriving joins it, full or not.
+        assert_eq!(admit(true, MAX_ACTIVE, true, &file), Ok(()));
+        file.name = "../x".into();
+        let name = admit(true, 0, false, &file).unwrap_err();
+        assert!(name.contains("file name refused"), "{name}");
+        file.name = "a.txt".into();
+        file.relayed = true;
+        let relay = admit(true, 0, false, &file).unwrap_err();
+        assert!(relay.contains("none was granted"), "{relay}");
     }
 }
