@@ -64,7 +64,7 @@ enum State {
     Offering,
     /// Connected; the swarm runs.
     Connected,
-    /// Out of reach since then; offered again after [`RETRY_EVERY`].
+    /// Out of reach; offered again after [`RETRY_EVERY`].
     Waiting,
     /// Holds the verified file.
     Done,
