@@ -41,6 +41,11 @@ pub enum Command {
         /// Answer every call without asking (bots and tests).
         #[arg(long)]
         auto_answer: bool,
+        /// Accept files contacts send (`parley send`) into this directory: saved under
+        /// the sender's file name, never overwriting (a taken name gets " (1)", ...);
+        /// without it, file offers are refused.
+        #[arg(long, value_name = "DIR")]
+        accept_files: Option<PathBuf>,
         /// Be an echo service: answer every call and play the caller's audio back.
         #[arg(long, conflicts_with_all = ["auto_answer", "input", "output", "input_device", "output_device"])]
         echo: bool,
@@ -67,6 +72,33 @@ pub enum Command {
     Add {
         /// A contact's name, or an id.
         target: String,
+    },
+    /// Send a file to contacts (by name) or anyone (by id). Each recipient's running
+    /// client must accept files (`parley online --accept-files DIR`); recipients pass
+    /// chunks on to each other. Exits 0 once every recipient holds the verified file,
+    /// else 1, naming who did not get it.
+    Send {
+        /// The file to send.
+        file: PathBuf,
+        /// Recipients: contact names or ids.
+        #[arg(required = true, value_name = "ID_OR_NAME")]
+        recipients: Vec<String>,
+        /// A supernode to bootstrap from when no client is running (repeatable;
+        /// HOST:PORT, or tcp://HOST:PORT for its TCP fallback where UDP is blocked).
+        #[arg(long = "supernode", value_name = "HOST:PORT")]
+        supernodes: Vec<String>,
+        /// Give a recipient up once it has been out of reach (offline, not answering,
+        /// connection lost before it had the file) for this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        retry_for: u64,
+        /// Send only through a relay (by default: direct, and through the relay the
+        /// offer was granted when a direct connection fails).
+        #[arg(long)]
+        relay_only: bool,
+        /// Test hook: offer the file under this name instead of FILE's, unchecked
+        /// (shows that receivers refuse hostile names).
+        #[arg(long, hide = true)]
+        offer_name: Option<String>,
     },
     /// End the call in progress (the client stays online).
     Hangup,
@@ -137,6 +169,7 @@ impl Command {
         match self {
             Command::Online { supernodes, .. }
             | Command::Call { supernodes, .. }
+            | Command::Send { supernodes, .. }
             | Command::Lookup { supernodes, .. }
             | Command::Contacts { supernodes, .. }
             | Command::Nat { supernodes }

@@ -37,6 +37,10 @@ pub enum Request {
         contact: Option<String>,
         opts: CallOptions,
     },
+    /// Send a file (checked, made absolute, recipients resolved to ids).
+    Send {
+        req: crate::transfer::send::SendRequest,
+    },
     /// End the call in progress (or stop it ringing).
     Hangup,
     /// Send silence instead of the microphone.

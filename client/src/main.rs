@@ -128,12 +128,14 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
         Command::Online {
             supernodes,
             auto_answer,
+            accept_files,
             echo,
             call,
         } => {
             // Before anything else: one client per identity.
             let _lock = InstanceLock::acquire(&home, "online")?;
             let identity = keyfile::load(&home.key_path())?;
+            let accept_files = accept_files.map(|d| check_accept_dir(&d)).transpose()?;
             let opts = call.options(Duration::from_secs(30));
             if !echo {
                 let mut checked = opts.clone();
@@ -156,8 +158,13 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
                     "echo service: answering every call and playing the caller's audio back",
                 );
             }
-            let result =
-                online::run(&home, session, online::Config { opts, mode, out }, commands).await;
+            let cfg = online::Config {
+                opts,
+                mode,
+                out,
+                accept_files,
+            };
+            let result = online::run(&home, session, cfg, commands).await;
             let _ = std::fs::remove_file(home.control_path());
             result.map(|_| EXIT_OK)
         }
@@ -245,6 +252,33 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             Ok(outcome?.exit_code())
         }
         Command::Add { target } => conference::command::add(&home, &target, out).await,
+        Command::Send {
+            file,
+            recipients,
+            supernodes,
+            retry_for,
+            relay_only,
+            offer_name,
+        } => {
+            // Every input is checked before anything goes on the network.
+            let identity = keyfile::load(&home.key_path())?;
+            let mut req =
+                send_request(&home, &identity, &file, &recipients, retry_for, offer_name)?;
+            req.relay_only = relay_only;
+            if let Some(stream) = control::connect(&home).await {
+                return control::remote(stream, &Request::Send { req }, out).await;
+            }
+            let _lock = InstanceLock::acquire(&home, "send")?;
+            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
+            let session =
+                ClientSession::start(&home, identity, endpoint, &supernodes, nat, out).await?;
+            let handle = session.handle();
+            let name = home.display_name();
+            let stop = parley_net::shutdown_signal();
+            let code = transfer::send::run(&handle, &name, req, None, out, stop).await;
+            session.stop().await;
+            code
+        }
         Command::Hangup => to_running(&home, Request::Hangup, out).await,
         Command::Mute => to_running(&home, Request::Mute, out).await,
         Command::Unmute => to_running(&home, Request::Unmute, out).await,
@@ -382,6 +416,82 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
     }
 }
 
+/// `--accept-files DIR`: an existing directory, made absolute.
+fn check_accept_dir(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let abs = std::fs::canonicalize(dir)
+        .map_err(|e| Failure::usage(format!("--accept-files {}: {e}", dir.display())))?;
+    if !abs.is_dir() {
+        return Err(Failure::usage(format!(
+            "--accept-files {}: not a directory",
+            dir.display()
+        )));
+    }
+    Ok(abs)
+}
+
+/// `parley send`'s arguments, checked: a readable regular file whose name a receiver
+/// would accept (unless the test hook names another), at most
+/// `MAX_RECIPIENTS` distinct recipients other than ourselves.
+fn send_request(
+    home: &Home,
+    identity: &Identity,
+    file: &std::path::Path,
+    targets: &[String],
+    retry_for: u64,
+    offer_name: Option<String>,
+) -> Result<transfer::send::SendRequest> {
+    use parley_proto::call::signal::MAX_RECIPIENTS;
+    let abs = std::fs::canonicalize(file)
+        .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
+    let meta = std::fs::metadata(&abs)?;
+    if !meta.is_file() {
+        return Err(Failure::usage(format!(
+            "{}: not a regular file",
+            file.display()
+        )));
+    }
+    std::fs::File::open(&abs).map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
+    if meta.len() > parley_proto::transfer::manifest::MAX_FILE_SIZE {
+        return Err(Failure::usage(format!(
+            "{}: over the {} byte limit",
+            file.display(),
+            parley_proto::transfer::manifest::MAX_FILE_SIZE
+        )));
+    }
+    let name = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parley_proto::transfer::check_file_name(&name).map_err(|e| {
+        Failure::usage(format!(
+            "cannot send a file named {name:?}: {e} (receivers refuse it; rename it)"
+        ))
+    })?;
+    let contacts = Contacts::load(home);
+    let mut recipients: Vec<(String, Option<String>)> = Vec::new();
+    for t in targets {
+        let (id, contact) = contacts.resolve(t)?;
+        if id == identity.peer_id() {
+            return Err(Failure::usage("you cannot send a file to yourself"));
+        }
+        if !recipients.iter().any(|(r, _)| *r == id.to_string()) {
+            recipients.push((id.to_string(), contact));
+        }
+    }
+    if recipients.len() > MAX_RECIPIENTS {
+        return Err(Failure::usage(format!(
+            "at most {MAX_RECIPIENTS} recipients per file"
+        )));
+    }
+    Ok(transfer::send::SendRequest {
+        file: abs,
+        recipients,
+        retry_for: Duration::from_secs(retry_for),
+        offer_name,
+        relay_only: false,
+    })
+}
+
 fn check_display_name(name: &str) -> Result<()> {
     if name.len() > parley_proto::presence::MAX_DISPLAY_NAME {
         return Err(Failure::usage(format!(
@@ -411,7 +521,7 @@ async fn open_endpoint(
         }
         nat::Discovery::Unknown => None,
     };
-    let alpns = [parley_proto::call::ALPN_CALL];
+    let alpns = [parley_proto::call::ALPN_CALL, transfer::link::ALPN_FILE];
     let endpoint =
         if report.is_some_and(|r| r.nat == parley_proto::presence::NatType::UdpBlocked) {
             // No UDP gets out: run QUIC over TCP to the servers (see parley_net::tcp_tunnel).

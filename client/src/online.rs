@@ -2,7 +2,8 @@
 //! presence record, answers calls, keeps the contacts' presence fresh, and does what
 //! other `parley` commands ask over the control socket (see `crate::control`): place a
 //! call with that command's audio options, hang up, mute, answer, decline, status,
-//! contacts, lookup. One call at a time; a second incoming call gets "busy".
+//! contacts, lookup, send a file. One call at a time; a second incoming call gets
+//! "busy". File offers are answered apart from calls (`crate::transfer::receive`).
 
 use crate::call::answer::{give_answer, refuse_busy, AnswerMode, Answerer, PendingAnswer};
 use crate::call::audio::{self, CallControl};
@@ -14,6 +15,7 @@ use crate::home::Home;
 use crate::output::{ForwardSlot, Printer, EXIT_FAILED, EXIT_OK};
 use crate::presence::{self, PresenceMap};
 use crate::session::{ClientSession, SessionHandle};
+use crate::transfer::{self, receive::Receiver, Table};
 use anyhow::Result;
 use parley_proto::PeerId;
 use quinn::Connection;
@@ -71,6 +73,8 @@ pub struct Config {
     pub opts: CallOptions,
     pub mode: AnswerMode,
     pub out: Printer,
+    /// Where accepted files go (`--accept-files`); `None` refuses file offers.
+    pub accept_files: Option<std::path::PathBuf>,
 }
 
 /// What every task of the running client shares.
@@ -82,6 +86,8 @@ struct Shared {
     route: DirectRoute,
     pending: PendingAnswer,
     presence: PresenceMap,
+    /// File transfers in progress (both ways), for `status`.
+    transfers: Table,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -103,7 +109,14 @@ pub async fn run(
         route: Arc::default(),
         pending: Arc::default(),
         presence: Arc::default(),
+        transfers: Table::default(),
     };
+    let receiver = Arc::new(Receiver::new(
+        shared.session.clone(),
+        cfg.accept_files.clone(),
+        cfg.out,
+        shared.transfers.clone(),
+    ));
     let answerer = Arc::new(Answerer {
         session: shared.session.clone(),
         home: home.clone(),
@@ -131,7 +144,14 @@ pub async fn run(
                     None => conn.close(1u32.into(), b"not in a call"),
                 }
             }
+            Some((peer, conn)) = session.files.recv() => {
+                tokio::spawn(receiver.clone().connection(peer, conn));
+            }
             Some(call) = session.incoming.recv() => {
+                if transfer::offer::file_of(&call).is_some() {
+                    tokio::spawn(receiver.clone().offer(call));
+                    continue;
+                }
                 // Unverified until the answerer checks the offer: only for `status`.
                 let parley_proto::call::signal::CallSignal::Incoming { offer, .. } = &call.signal else {
                     continue;
@@ -383,6 +403,19 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
                 finish(code);
             });
         }
+        Request::Send { req } => {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut gone = gone;
+                let cancel = async move {
+                    let _ = gone.wait_for(|g| *g).await;
+                };
+                let name = shared.home.display_name();
+                let table = Some(shared.transfers.clone());
+                let sent = transfer::send::run(&shared.session, &name, req, table, out, cancel);
+                finish(reported(sent.await, out));
+            });
+        }
         Request::Hangup => {
             let found = current(&|c| c.control.hang_up());
             report(out, found, "hangup", "hanging up");
@@ -419,15 +452,8 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
         Request::Lookup { id } => {
             let session = shared.session.clone();
             tokio::spawn(async move {
-                let code = match crate::lookup::through_session(&session, &id, out).await {
-                    Ok(code) => code,
-                    Err(e) => {
-                        let code = crate::output::exit_code_of(&e);
-                        out.error(&format!("{e:#}"), code);
-                        code
-                    }
-                };
-                finish(code);
+                let looked = crate::lookup::through_session(&session, &id, out).await;
+                finish(reported(looked, out));
             });
         }
     }
@@ -526,6 +552,15 @@ fn open_audio(opts: &CallOptions, out: Printer) -> Option<crate::call::AudioIo> 
         .ok()
 }
 
+/// A command's exit code; an error is printed first.
+fn reported(result: Result<i32>, out: Printer) -> i32 {
+    result.unwrap_or_else(|e| {
+        let code = crate::output::exit_code_of(&e);
+        out.error(&format!("{e:#}"), code);
+        code
+    })
+}
+
 fn report(out: Printer, found: bool, event: &str, text: &str) {
     if found {
         out.event(event, json!({}), text);
@@ -590,9 +625,24 @@ fn status(shared: &Shared, out: Printer) {
         }
         None => text += "\nno call in progress",
     }
+    let transfers: Vec<Value> = lock(&shared.transfers).values().cloned().collect();
+    for t in &transfers {
+        text += &format!(
+            "\n{} {}: {} of {} bytes",
+            if t["direction"] == "send" {
+                "sending"
+            } else {
+                "receiving"
+            },
+            parley_proto::text::printable(t["name"].as_str().unwrap_or_default()),
+            t["bytes"].as_u64().or(t["uploaded"].as_u64()).unwrap_or(0),
+            t["size"]
+        );
+    }
     out.event(
         "status",
         json!({
+            "transfers": transfers,
             "online": true,
             "id": me.to_string(),
             "display_name": shared.home.display_name(),

@@ -35,6 +35,8 @@ pub struct ClientSession {
     links: watch::Receiver<Vec<SupernodeLink>>,
     pub incoming: mpsc::Receiver<IncomingCall>,
     pub direct: mpsc::Receiver<(PeerId, Connection)>,
+    /// File-transfer connections peers dialed to us (ALPN `parley-file/1`).
+    pub files: mpsc::Receiver<(PeerId, Connection)>,
     /// Whether our datagrams go over TCP (UDP is blocked here): then nobody can reach us
     /// directly, and calls use a relay.
     pub over_tcp: bool,
@@ -195,8 +197,9 @@ impl ClientSession {
         let (links_tx, links) = watch::channel(Vec::new());
         let (incoming_tx, incoming) = mpsc::channel(16);
         let (direct_tx, direct) = mpsc::channel(16);
+        let (files_tx, files) = mpsc::channel(16);
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(accept_direct(endpoint.clone(), direct_tx));
+        tokio::spawn(accept_direct(endpoint.clone(), direct_tx, files_tx));
         let shell = Shell {
             home: home.clone(),
             identity: identity.clone(),
@@ -220,6 +223,7 @@ impl ClientSession {
             links,
             incoming,
             direct,
+            files,
             stop,
             task,
         })
@@ -244,12 +248,26 @@ impl ClientSession {
     }
 }
 
-/// Hands incoming direct call connections (ALPN `parley-call/1`) to the call code.
-async fn accept_direct(endpoint: Endpoint, tx: mpsc::Sender<(PeerId, Connection)>) {
+/// Hands incoming direct call connections (ALPN `parley-call/1`) to the call code, and
+/// file-transfer connections (`parley-file/1`) to the transfer code.
+async fn accept_direct(
+    endpoint: Endpoint,
+    calls: mpsc::Sender<(PeerId, Connection)>,
+    files: mpsc::Sender<(PeerId, Connection)>,
+) {
     while let Some(incoming) = endpoint.accept().await {
-        let tx = tx.clone();
+        let (calls, files) = (calls.clone(), files.clone());
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
+            let alpn = conn
+                .handshake_data()
+                .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+                .and_then(|h| h.protocol);
+            let tx = if alpn.as_deref() == Some(crate::transfer::link::ALPN_FILE) {
+                files
+            } else {
+                calls
+            };
             match parley_net::peer_id_of(&conn) {
                 Ok(peer) => {
                     let _ = tx.send((peer, conn)).await;

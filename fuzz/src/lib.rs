@@ -59,7 +59,8 @@ pub fn peer_id(data: &[u8]) {
 }
 
 /// A call signalling frame: the envelope checks of [`wire_message`], then every
-/// signed part it carries is verified (offers, answers, declines, relay grants); none
+/// signed part it carries is verified (offers, answers, declines, relay grants), and
+/// a file offer's purpose is checked as a receiver would; none
 /// of that may panic, and verification must agree between the decoded and the
 /// re-encoded copy.
 pub fn call_signal(data: &[u8]) {
@@ -77,6 +78,10 @@ pub fn call_signal(data: &[u8]) {
             | CallSignal::Incoming { offer, .. } => {
                 let callee = offer.offer.callee;
                 out.push(offer.verify(NOW, &callee).is_ok());
+                // A file offer's receiver-side checks (name, size, recipients).
+                if let parley_proto::call::signal::OfferPurpose::File(f) = &offer.offer.purpose {
+                    out.push(f.check(&offer.offer.caller, &callee).is_ok());
+                }
                 if let CallSignal::Deliver { relays, .. } | CallSignal::Incoming { relays, .. } = s
                 {
                     for g in relays {

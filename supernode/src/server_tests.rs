@@ -100,6 +100,7 @@ fn offer(caller: &Identity, callee: PeerId) -> SignedOffer {
         candidates: vec![],
         handshake: vec![],
         sent_at: driver::now(),
+        purpose: parley_proto::call::signal::OfferPurpose::Call,
     }
     .sign(caller)
 }

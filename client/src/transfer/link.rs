@@ -11,7 +11,7 @@ use parley_net::clock::mono;
 use parley_proto::transfer::wire::{peer_frame_len, PeerMessage};
 use parley_proto::transfer::{Bitfield, Swarm, SwarmEvent};
 use parley_proto::PeerId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -78,52 +78,109 @@ pub struct PeerStreams<R, W> {
     pub writer: W,
 }
 
-/// Runs `swarm` with these peers until it is complete (a receiver) or every peer is
-/// gone (the sender, whose peers leave when they are done). Returns the store.
+/// Which side of the transfer this is: it decides when [`run`] returns.
+#[derive(Clone, Copy, Debug)]
+pub enum Role {
+    /// The file's sender: returns once no more peers can come (the channel of new
+    /// peers is closed) and every peer has left.
+    Sender,
+    /// A recipient: returns once it holds every chunk and every connected peer does
+    /// too (it stays to serve the others until then), or after `idle` with no peer
+    /// at all (incomplete: the partial file and its resume file stay for a retry).
+    Receiver {
+        /// How long to wait without any peer.
+        idle: Duration,
+    },
+}
+
+/// What [`run`] tells its owner while it runs.
+#[derive(Clone, Debug)]
+pub enum LinkReport {
+    /// Once a second: where the transfer is.
+    Progress(Progress),
+    /// A connected peer now holds every chunk (by its own haves).
+    PeerComplete(PeerId),
+    /// A peer's streams ended; `complete` if it held every chunk by then.
+    PeerGone {
+        /// Who.
+        peer: PeerId,
+        /// It had the whole file.
+        complete: bool,
+    },
+    /// A peer was dropped by the swarm (a bad chunk, a protocol violation).
+    PeerDropped {
+        /// Who.
+        peer: PeerId,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// A snapshot of one side of a transfer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    /// Verified chunks held.
+    pub chunks: u32,
+    /// Bytes of verified chunks held.
+    pub bytes: u64,
+    /// The swarm's byte counters.
+    pub stats: parley_proto::transfer::swarm::SwarmStats,
+    /// Connected peers.
+    pub peers: usize,
+}
+
+fn progress(swarm: &Swarm) -> Progress {
+    let m = swarm.manifest();
+    let bytes = swarm
+        .have()
+        .iter_ones()
+        .map(|i| m.chunk_len(i) as u64)
+        .sum();
+    Progress {
+        chunks: swarm.have().count(),
+        bytes,
+        stats: swarm.stats(),
+        peers: swarm.peers().count(),
+    }
+}
+
+/// How often [`LinkReport::Progress`] is sent.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Test hook (`PARLEY_TEST_CORRUPT_PIECES=1`): flip a byte of every piece this
+/// process serves, so that process-level tests can show a bad peer being dropped.
+fn corrupt_pieces() -> bool {
+    std::env::var_os("PARLEY_TEST_CORRUPT_PIECES").is_some_and(|v| v == "1")
+}
+
+/// One connected peer: its outgoing queue, and which connection it is (a peer that
+/// reconnects replaces its older streams, whose late end must not remove it).
+struct Conn {
+    out: mpsc::UnboundedSender<PeerMessage>,
+    generation: u64,
+}
+
+/// Runs `swarm` with the peers that arrive on `peers` until `role` says it is done
+/// (see [`Role`]), sending what happens to `reports`. Returns the machine and store.
 pub async fn run<R, W>(
     mut swarm: Swarm,
     store: Store,
-    peers: Vec<PeerStreams<R, W>>,
+    mut peers: mpsc::Receiver<PeerStreams<R, W>>,
+    reports: mpsc::UnboundedSender<LinkReport>,
+    role: Role,
 ) -> Result<(Swarm, Store), StorageError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (in_tx, mut in_rx) = mpsc::channel::<(PeerId, Option<PeerMessage>)>(64);
-    let mut outs: BTreeMap<[u8; 32], mpsc::UnboundedSender<PeerMessage>> = BTreeMap::new();
-    for PeerStreams {
-        peer,
-        mut reader,
-        mut writer,
-    } in peers
-    {
-        let tx = in_tx.clone();
-        tokio::spawn(async move {
-            loop {
-                let msg = read_message(&mut reader).await.ok().flatten();
-                let end = msg.is_none();
-                if tx.send((peer, msg)).await.is_err() || end {
-                    return;
-                }
-            }
-        });
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<PeerMessage>();
-        tokio::spawn(async move {
-            while let Some(msg) = out_rx.recv().await {
-                if writer.write_all(&msg.encode_frame()).await.is_err() {
-                    return;
-                }
-            }
-            let _ = writer.shutdown().await;
-        });
-        swarm.add_peer(mono(), peer).map_err(|e| StorageError::Io {
-            what: "adding peer",
-            path: peer.short().into(),
-            source: io::Error::other(e),
-        })?;
-        outs.insert(peer.to_bytes(), out_tx);
-    }
-    drop(in_tx);
+    let (in_tx, mut in_rx) = mpsc::channel::<(PeerId, u64, Option<PeerMessage>)>(64);
+    let mut conns: BTreeMap<[u8; 32], Conn> = BTreeMap::new();
+    let mut announced: BTreeSet<[u8; 32]> = BTreeSet::new();
+    let mut generation = 0u64;
+    let mut more_peers = true;
+    let mut idle_since = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let corrupt = corrupt_pieces();
     let mut since_resume = 0;
     loop {
         while let Some(ev) = swarm.poll_event() {
@@ -144,7 +201,9 @@ where
                 }
                 SwarmEvent::PeerDropped { peer, reason } => {
                     tracing::warn!(peer = %peer.short(), %reason, "transfer peer dropped");
-                    outs.remove(&peer.to_bytes());
+                    conns.remove(&peer.to_bytes());
+                    let reason = reason.to_string();
+                    let _ = reports.send(LinkReport::PeerDropped { peer, reason });
                 }
                 SwarmEvent::LocalChunkBad { index } => {
                     tracing::warn!(index, "stored chunk does not verify; fetching it again");
@@ -153,34 +212,121 @@ where
             }
         }
         while let Some(t) = swarm.poll_transmit() {
-            if let Some(out) = outs.get(&t.peer.to_bytes()) {
-                let _ = out.send(t.msg);
+            if let Some(c) = conns.get(&t.peer.to_bytes()) {
+                let _ = c.out.send(t.msg);
             }
         }
-        let receiving = matches!(store, Store::Partial(_));
-        if (receiving && swarm.is_complete()) || outs.is_empty() {
+        for peer in swarm.peers().copied().collect::<Vec<_>>() {
+            if swarm.peer_complete(&peer) && announced.insert(peer.to_bytes()) {
+                let _ = reports.send(LinkReport::PeerComplete(peer));
+            }
+        }
+        if !conns.is_empty() {
+            idle_since = tokio::time::Instant::now();
+        }
+        let done = match role {
+            Role::Sender => !more_peers && conns.is_empty(),
+            Role::Receiver { idle } => {
+                // The sender holds everything (though, super-seeding, it shows less).
+                let origin = swarm.manifest().sender();
+                let served = |p: &PeerId| *p == origin || swarm.peer_complete(p);
+                (swarm.is_complete() && swarm.peers().all(served)) || idle_since.elapsed() >= idle
+            }
+        };
+        if done {
             if let Store::Partial(p) = &store {
                 p.save_resume(swarm.have())?;
             }
+            let _ = reports.send(LinkReport::Progress(progress(&swarm)));
             // Let the writers flush what is queued before the streams close.
             tokio::task::yield_now().await;
             return Ok((swarm, store));
         }
         let wait = swarm
             .poll_timeout()
-            .map_or(Duration::from_secs(1), |t| t.since(mono()));
+            .map_or(Duration::from_secs(1), |t| t.since(mono()))
+            .min(Duration::from_secs(1));
         tokio::select! {
             got = in_rx.recv() => match got {
-                Some((peer, Some(msg))) => swarm.handle_message(mono(), peer, msg),
-                Some((peer, None)) => {
-                    swarm.remove_peer(mono(), &peer);
-                    outs.remove(&peer.to_bytes());
+                Some((peer, g, msg)) if conns.get(&peer.to_bytes()).is_some_and(|c| c.generation == g) => {
+                    match msg {
+                        Some(msg) => swarm.handle_message(mono(), peer, msg),
+                        None => {
+                            let complete = swarm.peer_complete(&peer);
+                            swarm.remove_peer(mono(), &peer);
+                            conns.remove(&peer.to_bytes());
+                            let _ = reports.send(LinkReport::PeerGone { peer, complete });
+                        }
+                    }
                 }
-                None => outs.clear(),
+                // From streams that were replaced, or of a dropped peer.
+                Some(_) => {}
+                None => {}
             },
+            new = peers.recv(), if more_peers => match new {
+                Some(streams) => {
+                    generation += 1;
+                    let peer = streams.peer;
+                    if conns.remove(&peer.to_bytes()).is_some() {
+                        // Reconnected: the old streams are gone as far as we care.
+                        swarm.remove_peer(mono(), &peer);
+                    }
+                    match swarm.add_peer(mono(), peer) {
+                        Ok(()) => {
+                            let out = spawn_streams(streams, generation, in_tx.clone(), corrupt);
+                            conns.insert(peer.to_bytes(), Conn { out, generation });
+                        }
+                        Err(e) => tracing::info!(peer = %peer.short(), error = %e, "transfer peer refused"),
+                    }
+                }
+                None => more_peers = false,
+            },
+            _ = tick.tick() => {
+                let _ = reports.send(LinkReport::Progress(progress(&swarm)));
+            }
             _ = tokio::time::sleep(wait) => swarm.handle_timeout(mono()),
         }
     }
+}
+
+/// Starts a peer's reader and writer tasks; returns its outgoing queue.
+fn spawn_streams<R, W>(
+    streams: PeerStreams<R, W>,
+    generation: u64,
+    tx: mpsc::Sender<(PeerId, u64, Option<PeerMessage>)>,
+    corrupt: bool,
+) -> mpsc::UnboundedSender<PeerMessage>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let PeerStreams {
+        peer,
+        mut reader,
+        mut writer,
+    } = streams;
+    tokio::spawn(async move {
+        loop {
+            let msg = read_message(&mut reader).await.ok().flatten();
+            let end = msg.is_none();
+            if tx.send((peer, generation, msg)).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<PeerMessage>();
+    tokio::spawn(async move {
+        while let Some(mut msg) = out_rx.recv().await {
+            if let (true, PeerMessage::Piece { data, .. }) = (corrupt, &mut msg) {
+                data[0] ^= 0xff;
+            }
+            if writer.write_all(&msg.encode_frame()).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    out_tx
 }
 
 /// A receiver's starting point: the partial file and the chunks it verifiably holds.
@@ -193,224 +339,5 @@ pub fn open_receiver(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use parley_proto::transfer::{Manifest, SwarmConfig};
-    use parley_proto::Identity;
-    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
-
-    type Streams = PeerStreams<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>;
-
-    type Outcome = tokio::task::JoinHandle<Result<(Swarm, Store), StorageError>>;
-
-    /// Every receiver completes and ends with `data` at `DIR/name`; then the sender
-    /// ends (its peers left), having uploaded at most 1.5 times the file.
-    async fn expect_delivered(
-        sender: Outcome,
-        receivers: Vec<Outcome>,
-        data: &[u8],
-        name: &str,
-        dirs: &[&std::path::Path],
-    ) {
-        for (i, t) in receivers.into_iter().enumerate() {
-            let (swarm, store) = tokio::time::timeout(Duration::from_secs(60), t)
-                .await
-                .expect("in time")
-                .expect("task")
-                .expect("run");
-            assert!(swarm.is_complete());
-            let Store::Partial(p) = store else {
-                panic!("a receiver")
-            };
-            let path = p.finish().expect("finish");
-            assert_eq!(path, dirs[i].join(name));
-            assert!(
-                std::fs::read(&path).expect("read") == data,
-                "recipient {i}: bytes differ"
-            );
-        }
-        let (s_swarm, _) = tokio::time::timeout(Duration::from_secs(30), sender)
-            .await
-            .expect("the sender ends when its peers leave")
-            .expect("task")
-            .expect("run");
-        let ratio = s_swarm.stats().uploaded as f64 / data.len() as f64;
-        assert!(ratio <= 1.5, "sender uploaded {ratio:.2}x");
-    }
-
-    /// A 4 MiB file to two recipients over in-memory streams, through the storage
-    /// shell: both end with the sender's bytes under its name.
-    #[tokio::test]
-    async fn a_file_reaches_two_recipients_through_the_shell() {
-        let src_dir = tempfile::tempdir().expect("tempdir");
-        let data: Vec<u8> = (0..4 << 20)
-            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
-        let src = src_dir.path().join("photo.raw");
-        std::fs::write(&src, &data).expect("write");
-        let sender = Identity::from_seed(&[1; 32]);
-        let manifest = Manifest::for_bytes(&sender, "photo.raw", &data).expect("manifest");
-        let ids = [
-            sender.peer_id(),
-            Identity::from_seed(&[2; 32]).peer_id(),
-            Identity::from_seed(&[3; 32]).peer_id(),
-        ];
-        let mut links: Vec<Vec<Streams>> = vec![Vec::new(), Vec::new(), Vec::new()];
-        for a in 0..3 {
-            for b in a + 1..3 {
-                let (x, y) = tokio::io::duplex(1 << 20);
-                let (xr, xw) = tokio::io::split(x);
-                let (yr, yw) = tokio::io::split(y);
-                links[a].push(PeerStreams {
-                    peer: ids[b],
-                    reader: xr,
-                    writer: xw,
-                });
-                links[b].push(PeerStreams {
-                    peer: ids[a],
-                    reader: yr,
-                    writer: yw,
-                });
-            }
-        }
-        let dirs = [
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-        ];
-        let mut tasks = Vec::new();
-        let mut links = links.into_iter();
-        let s_links = links.next().expect("sender links");
-        let n = manifest.chunk_count();
-        let s_swarm = Swarm::new(
-            mono(),
-            manifest.clone(),
-            ids[0],
-            Bitfield::full(n),
-            SwarmConfig::default(),
-            1,
-        );
-        let source = Store::Source(File::open(&src).expect("open"));
-        let sender_task = tokio::spawn(run(s_swarm, source, s_links));
-        for (i, l) in links.enumerate() {
-            let (store, have) = open_receiver(dirs[i].path(), &manifest).expect("open");
-            let swarm = Swarm::new(
-                mono(),
-                manifest.clone(),
-                ids[i + 1],
-                have,
-                SwarmConfig::default(),
-                2 + i as u64,
-            );
-            tasks.push(tokio::spawn(run(swarm, store, l)));
-        }
-        let dirs = [dirs[0].path(), dirs[1].path()];
-        expect_delivered(sender_task, tasks, &data, "photo.raw", &dirs).await;
-    }
-
-    /// The same over real QUIC connections on loopback (one bidirectional stream per
-    /// pair of peers, each side's key proven by TLS), as the transport will carry it.
-    #[tokio::test]
-    async fn a_file_reaches_two_recipients_over_quic_streams() {
-        use parley_net::{dial, make_endpoint, peer_id_of};
-        let data: Vec<u8> = (0..4 << 20)
-            .map(|i: u32| (i.wrapping_mul(40_503) >> 7) as u8)
-            .collect();
-        let src_dir = tempfile::tempdir().expect("tempdir");
-        let src = src_dir.path().join("clip.bin");
-        std::fs::write(&src, &data).expect("write");
-        let idents = [
-            Identity::from_seed(&[1; 32]),
-            Identity::from_seed(&[2; 32]),
-            Identity::from_seed(&[3; 32]),
-        ];
-        let manifest = Manifest::for_bytes(&idents[0], "clip.bin", &data).expect("manifest");
-        let loopback = "127.0.0.1:0".parse().expect("addr");
-        let endpoints: Vec<quinn::Endpoint> = idents
-            .iter()
-            .map(|id| make_endpoint(loopback, id, &[ALPN_FILE]).expect("endpoint"))
-            .collect();
-        let addrs: Vec<_> = endpoints
-            .iter()
-            .map(|e| e.local_addr().expect("addr"))
-            .collect();
-        let dirs = [
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-        ];
-        let mut tasks = Vec::new();
-        // Peer i dials every peer after it and accepts every peer before it; a dialed
-        // stream becomes visible to the other side with its first frame (our bitfield).
-        for i in 0..3 {
-            let endpoint = endpoints[i].clone();
-            let identity = idents[i].clone();
-            let ids: Vec<PeerId> = idents.iter().map(Identity::peer_id).collect();
-            let addrs = addrs.clone();
-            let manifest = manifest.clone();
-            let (store, have) = if i == 0 {
-                let n = manifest.chunk_count();
-                (
-                    Store::Source(File::open(&src).expect("open")),
-                    Bitfield::full(n),
-                )
-            } else {
-                open_receiver(dirs[i - 1].path(), &manifest).expect("open")
-            };
-            tasks.push(tokio::spawn(async move {
-                let mut conns = Vec::new();
-                let mut peers = Vec::new();
-                for _ in 0..i {
-                    let conn = endpoint
-                        .accept()
-                        .await
-                        .expect("incoming")
-                        .await
-                        .expect("handshake");
-                    let peer = peer_id_of(&conn).expect("peer id");
-                    let (writer, reader) = conn.accept_bi().await.expect("stream");
-                    peers.push(PeerStreams {
-                        peer,
-                        reader,
-                        writer,
-                    });
-                    conns.push(conn);
-                }
-                for j in i + 1..3 {
-                    let (conn, peer) = dial(
-                        &endpoint,
-                        &identity,
-                        addrs[j],
-                        ALPN_FILE,
-                        Some(ids[j]),
-                        Duration::from_secs(5),
-                    )
-                    .await
-                    .expect("dial");
-                    let (writer, reader) = conn.open_bi().await.expect("stream");
-                    peers.push(PeerStreams {
-                        peer,
-                        reader,
-                        writer,
-                    });
-                    conns.push(conn);
-                }
-                let swarm = Swarm::new(
-                    mono(),
-                    manifest,
-                    ids[i],
-                    have,
-                    SwarmConfig::default(),
-                    i as u64,
-                );
-                let out = run(swarm, store, peers).await;
-                // Let the last frames leave before the connections go.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                drop(conns);
-                out
-            }));
-        }
-        let mut tasks = tasks.into_iter();
-        let sender = tasks.next().expect("sender");
-        let dirs = [dirs[0].path(), dirs[1].path()];
-        expect_delivered(sender, tasks.collect(), &data, "clip.bin", &dirs).await;
-    }
-}
+#[path = "link_tests.rs"]
+mod tests;

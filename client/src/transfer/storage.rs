@@ -150,6 +150,7 @@ impl PartialFile {
     }
 
     /// Where the partial file is.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn part_path(&self) -> &Path {
         &self.part
     }
@@ -171,10 +172,11 @@ impl PartialFile {
     }
 
     /// Records which chunks are verified (written whole: temporary file, then rename).
+    /// The partial file is not synced first: the resume file only says which chunks to
+    /// hash again, so a chunk it names that did not reach the disk before a crash
+    /// fails its hash and is downloaded again (syncing every 8 chunks cut a 256 MiB
+    /// transfer's rate by about half).
     pub fn save_resume(&self, have: &Bitfield) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(io_err("syncing", &self.part))?;
         let tmp = self.resume.with_extension("parley-resume-tmp");
         std::fs::write(&tmp, resume::encode(&self.manifest, have))
             .map_err(io_err("writing", &tmp))?;

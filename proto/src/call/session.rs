@@ -20,7 +20,8 @@
 
 use crate::call::e2e::{self, PendingHandshake, SessionKeys};
 use crate::call::signal::{
-    CallAnswer, CallDecline, CallOffer, CallSignal, RelayGrant, SignedOffer, MAX_RELAYS,
+    CallAnswer, CallDecline, CallOffer, CallSignal, OfferPurpose, RelayGrant, SignedOffer,
+    MAX_RELAYS,
 };
 use crate::identity::{Identity, PeerId};
 use crate::presence::{CandidateAddr, Contact};
@@ -126,6 +127,33 @@ impl CallerSession {
         mono: Mono,
         ring_timeout: Duration,
     ) -> Result<CallerSession, e2e::E2eError> {
+        CallerSession::offer(
+            me,
+            my_name,
+            callee,
+            via,
+            candidates,
+            call_id,
+            (now, mono),
+            ring_timeout,
+            OfferPurpose::Call,
+        )
+    }
+
+    /// [`CallerSession::start`] for any purpose: a call, or a file offer (issue 17),
+    /// which is signalled, rung and answered the same way. `clocks` is (wall, monotonic).
+    #[allow(clippy::too_many_arguments)]
+    pub fn offer(
+        me: &Identity,
+        my_name: &str,
+        callee: PeerId,
+        via: Vec<Contact>,
+        candidates: Vec<CandidateAddr>,
+        call_id: CallId,
+        (now, mono): (Timestamp, Mono),
+        ring_timeout: Duration,
+        purpose: OfferPurpose,
+    ) -> Result<CallerSession, e2e::E2eError> {
         let prologue = e2e::prologue(&call_id.0, &me.peer_id(), &callee);
         let (pending, handshake) = e2e::initiate(me, &callee, &prologue)?;
         let offer = CallOffer {
@@ -136,6 +164,7 @@ impl CallerSession {
             candidates,
             handshake,
             sent_at: now,
+            purpose,
         };
         let mut out = Outbox::default();
         out.signals.push_back(CallSignal::Place {

@@ -6,6 +6,12 @@
 //! until the call is answered or abandoned. Supernodes read only what they route on:
 //! the offer and answer are signed by the parties, and their key-exchange messages
 //! are opaque to everyone else.
+//!
+//! An offer says what it is for ([`OfferPurpose`]): a call, or a file the caller
+//! sends ([`FileOffer`], issue 17). A file offer travels the same chain and is
+//! answered the same way; the answer's candidates are then dialed with the file
+//! ALPN instead of the call's. Adding the purpose changed the offer's encoding, so
+//! the signalling kind byte moved from 0x20 (version 1, retired) to 0x21.
 
 use crate::codec::WireMessage;
 use crate::identity::{Identity, PeerId};
@@ -41,6 +47,76 @@ pub struct CallOffer {
     pub handshake: Vec<u8>,
     /// When the offer was made.
     pub sent_at: Timestamp,
+    /// What the offer is for.
+    pub purpose: OfferPurpose,
+}
+
+/// What an offer is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OfferPurpose {
+    /// A voice call.
+    Call,
+    /// A file the caller sends (issue 17).
+    File(FileOffer),
+}
+
+/// The most recipients one file offer may name.
+pub const MAX_RECIPIENTS: usize = 16;
+
+/// A file the caller offers: what the receiver needs to decide before any byte moves.
+/// The signed manifest (`crate::transfer::Manifest`) comes later over the transfer's
+/// own connection and must match these fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOffer {
+    /// The manifest's root hash: the transfer's id.
+    pub root: [u8; 32],
+    /// The sender's file name (checked by the receiver, [`crate::transfer::check_file_name`]).
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// Everyone the file goes to, the callee among them, in the sender's order: the
+    /// recipients connect to each other so the swarm runs between all of them.
+    pub recipients: Vec<PeerId>,
+    /// The sender connects through the offer's relay grant instead of directly (it
+    /// was asked to, or its direct dial failed): the receiver joins the relay too.
+    pub relayed: bool,
+}
+
+impl FileOffer {
+    /// The checks a receiver makes before accepting: a plain file name, a size a
+    /// manifest can describe, at most [`MAX_RECIPIENTS`] distinct recipients that
+    /// include `me` and not the sender.
+    pub fn check(&self, sender: &PeerId, me: &PeerId) -> Result<(), FileOfferError> {
+        crate::transfer::check_file_name(&self.name).map_err(FileOfferError::Name)?;
+        if self.size > crate::transfer::manifest::MAX_FILE_SIZE {
+            return Err(FileOfferError::TooLarge(self.size));
+        }
+        let r = &self.recipients;
+        if r.len() > MAX_RECIPIENTS
+            || r.iter().enumerate().any(|(i, p)| r[..i].contains(p))
+            || !r.contains(me)
+            || r.contains(sender)
+        {
+            return Err(FileOfferError::Recipients);
+        }
+        Ok(())
+    }
+}
+
+/// Why a receiver refuses a file offer.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum FileOfferError {
+    /// The file name is not one plain, portable name.
+    #[error("file name refused: {0}")]
+    Name(crate::transfer::NameError),
+    /// Over the largest file a manifest may describe.
+    #[error("file of {0} bytes is over the {max} byte limit", max = crate::transfer::manifest::MAX_FILE_SIZE)]
+    TooLarge(u64),
+    /// Too many, repeated, or not including us.
+    #[error(
+        "bad recipient list (at most {MAX_RECIPIENTS}, distinct, including us, not the sender)"
+    )]
+    Recipients,
 }
 
 /// The callee's acceptance, signed by the callee.
@@ -138,9 +214,17 @@ impl SignedOffer {
     /// Checks the caller's signature, freshness and limits, for the callee `me`.
     pub fn verify(&self, now: Timestamp, me: &PeerId) -> Result<&CallOffer, SignalError> {
         let o = &self.offer;
+        let file_too_large = match &o.purpose {
+            OfferPurpose::Call => false,
+            OfferPurpose::File(f) => {
+                f.name.len() > crate::transfer::name::MAX_NAME_LEN
+                    || f.recipients.len() > MAX_RECIPIENTS
+            }
+        };
         if o.caller_name.len() > MAX_DISPLAY_NAME
             || o.candidates.len() > MAX_ADDRESSES
             || o.handshake.len() > crate::call::e2e::MAX_HANDSHAKE_LEN
+            || file_too_large
         {
             return Err(SignalError::TooLarge("offer"));
         }
@@ -266,11 +350,102 @@ pub enum CallSignal {
     Declined(SignedDecline),
 }
 
+/// Kind 0x20 was version 1 (offers without a purpose); it is refused now.
 impl WireMessage for CallSignal {
-    const KIND: u8 = 0x20;
+    const KIND: u8 = 0x21;
 }
 
 /// Bounds on `Place.via`.
 pub const MAX_VIA: usize = MAX_SUPERNODES;
 /// Most relays granted to one call (a primary and a standby).
 pub const MAX_RELAYS: usize = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_offer(recipients: Vec<PeerId>) -> FileOffer {
+        FileOffer {
+            root: [7; 32],
+            name: "report.pdf".into(),
+            size: 1 << 20,
+            recipients,
+            relayed: false,
+        }
+    }
+
+    #[test]
+    fn a_file_offer_is_checked_before_it_is_accepted() {
+        let ids: Vec<PeerId> = (1..=3)
+            .map(|i| Identity::from_seed(&[i; 32]).peer_id())
+            .collect();
+        let (sender, me, other) = (ids[0], ids[1], ids[2]);
+        assert_eq!(file_offer(vec![me, other]).check(&sender, &me), Ok(()));
+        assert_eq!(
+            file_offer(vec![other]).check(&sender, &me),
+            Err(FileOfferError::Recipients)
+        );
+        assert_eq!(
+            file_offer(vec![me, me]).check(&sender, &me),
+            Err(FileOfferError::Recipients)
+        );
+        assert_eq!(
+            file_offer(vec![me, sender]).check(&sender, &me),
+            Err(FileOfferError::Recipients)
+        );
+        for hostile in ["../x", "/etc/passwd", "NUL.txt", "a\\b"] {
+            let mut f = file_offer(vec![me]);
+            f.name = hostile.into();
+            assert!(
+                matches!(f.check(&sender, &me), Err(FileOfferError::Name(_))),
+                "{hostile}"
+            );
+        }
+        let mut f = file_offer(vec![me]);
+        f.size = crate::transfer::manifest::MAX_FILE_SIZE + 1;
+        assert!(matches!(
+            f.check(&sender, &me),
+            Err(FileOfferError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn the_purpose_is_signed_and_bounded() {
+        let caller = Identity::from_seed(&[1; 32]);
+        let me = Identity::from_seed(&[2; 32]).peer_id();
+        let now = Timestamp(1_700_000_000_000);
+        let offer = CallOffer {
+            call_id: CallId([0; 16]),
+            caller: caller.peer_id(),
+            callee: me,
+            caller_name: String::new(),
+            candidates: vec![],
+            handshake: vec![],
+            sent_at: now,
+            purpose: OfferPurpose::File(file_offer(vec![me])),
+        };
+        let signed = offer.clone().sign(&caller);
+        assert!(signed.verify(now, &me).is_ok());
+        let mut tampered = signed.clone();
+        if let OfferPurpose::File(f) = &mut tampered.offer.purpose {
+            f.name = "other.pdf".into();
+        }
+        assert_eq!(
+            tampered.verify(now, &me),
+            Err(SignalError::BadSignature("offer"))
+        );
+        let mut crowd = offer;
+        crowd.purpose = OfferPurpose::File(file_offer(vec![me; MAX_RECIPIENTS + 1]));
+        assert_eq!(
+            crowd.sign(&caller).verify(now, &me),
+            Err(SignalError::TooLarge("offer"))
+        );
+        // A version-1 frame (kind 0x20) is refused by kind.
+        let mut old = CallSignal::Ringing.encode();
+        old[1] = 0x20;
+        assert!(matches!(
+            CallSignal::decode(&old),
+            Err(crate::codec::DecodeError::WrongKind { got: 0x20, .. })
+        ));
+    }
+}

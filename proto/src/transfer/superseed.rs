@@ -16,8 +16,11 @@
 //!
 //! A holder may not pass a chunk on (it was dropped by the others for serving bad
 //! chunks, or chokes them). So a recipient whose chunk count has not grown for
-//! [`STARVE_AFTER`] gets reveals regardless of who holds what: a stall costs the
-//! sender a few extra chunks, never the transfer.
+//! [`STARVE_AFTER`] gets reveals regardless of who holds what, and keeps getting them
+//! so (still [`REVEAL_DEPTH`] at a time) for the rest of the transfer: a recipient
+//! cut off from the holders then downloads from the sender at the sender's pace
+//! instead of three chunks per stall. A stall costs the sender extra uploads for that
+//! recipient, never the transfer.
 
 use super::bitfield::Bitfield;
 use rand::Rng;

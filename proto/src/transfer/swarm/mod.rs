@@ -44,6 +44,9 @@ struct Peer {
     revealed: Bitfield,
     /// When its chunk count last grew (or it was last revealed a chunk).
     progress_at: Mono,
+    /// It stalled once (see [`superseed`]): from then on it is revealed chunks
+    /// whoever holds them, a few at a time, without waiting to stall again.
+    starved: bool,
     seen_first: bool,
     am_choking: bool,
     am_interested: bool,
@@ -148,6 +151,13 @@ impl Swarm {
         self.peers.values().map(|p| &p.id)
     }
 
+    /// Whether `peer` is connected and holds every chunk (by its bitfield and haves).
+    pub fn peer_complete(&self, peer: &PeerId) -> bool {
+        self.peers
+            .get(&key(peer))
+            .is_some_and(|p| p.has.is_complete())
+    }
+
     /// Peers we currently serve.
     pub fn unchoked(&self) -> Vec<PeerId> {
         self.peers
@@ -182,6 +192,7 @@ impl Swarm {
                     self.have.clone()
                 },
                 progress_at: now,
+                starved: false,
                 seen_first: false,
                 am_choking: true,
                 am_interested: false,
@@ -462,18 +473,22 @@ impl Swarm {
             });
             superseed::blocked(n, views)
         };
+        let unblocked = Bitfield::empty(n);
         for id in self.peer_ids() {
             let p = self.peer_mut(id);
             if starving && p.progress_at + STARVE_AFTER > now {
                 continue;
+            }
+            if starving && p.seen_first {
+                p.starved = true;
             }
             loop {
                 let p = self.peers.get_mut(&key(&id)).expect("a connected peer");
                 if !p.seen_first || superseed::pending(&p.has, &p.revealed) >= REVEAL_DEPTH {
                     break;
                 }
-                let Some(i) = superseed::choose(&p.has, &p.revealed, &blocked, &mut self.rng)
-                else {
+                let skip = if p.starved { &unblocked } else { &blocked };
+                let Some(i) = superseed::choose(&p.has, &p.revealed, skip, &mut self.rng) else {
                     break;
                 };
                 p.revealed.set(i);
