@@ -6,7 +6,7 @@
 //! "busy". File offers are answered apart from calls (`crate::transfer::receive`).
 
 use crate::call::answer::{give_answer, refuse_busy, AnswerMode, Answerer, PendingAnswer};
-use crate::call::audio::{self, CallControl};
+use crate::call::audio::CallControl;
 use crate::call::place::{self, PlaceCall};
 use crate::call::CallOptions;
 use crate::contacts::Contacts;
@@ -23,6 +23,12 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc;
+
+mod conference;
+mod status;
+
+use conference::{already_in_a_call, hang_up_when_gone, host_conference, open_audio};
+use status::status;
 
 type DirectRoute = Arc<Mutex<Option<mpsc::Sender<(PeerId, Connection)>>>>;
 
@@ -459,99 +465,6 @@ fn handle(cmd: Command, shared: &Shared, out: Printer) {
     }
 }
 
-/// Starts hosting a conference for a control request; `Some(exit code)` when it could
-/// not start (the request is finished by the caller), `None` when `finish` will be
-/// called at its end.
-fn host_conference(
-    shared: &Shared,
-    callees: Vec<(String, Option<String>)>,
-    opts: CallOptions,
-    out: Printer,
-    gone: tokio::sync::watch::Receiver<bool>,
-    finish: impl FnOnce(i32) + Send + 'static,
-) -> Option<i32> {
-    use crate::conference::{self, Conference, Handle, Invitee};
-    let mut invitees = Vec::new();
-    for (id, contact) in callees {
-        match id.parse::<PeerId>() {
-            Ok(peer) => invitees.push(Invitee { peer, contact }),
-            Err(e) => {
-                out.error(&format!("{id:?}: {e}"), crate::output::EXIT_USAGE);
-                return Some(crate::output::EXIT_USAGE);
-            }
-        }
-    }
-    let Some(first) = invitees.first().cloned() else {
-        out.error(
-            "a conference needs someone to call",
-            crate::output::EXIT_USAGE,
-        );
-        return Some(crate::output::EXIT_USAGE);
-    };
-    let control = Arc::new(CallControl::default());
-    let (handle, requests) = Handle::new();
-    let claimed = claim(shared, |_| {
-        let mut c = Current::new(first.peer, "conference".into(), "outgoing", control.clone());
-        c.conference = Some(handle.clone());
-        c
-    });
-    let Some(direct_in) = claimed else {
-        return Some(already_in_a_call(out));
-    };
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let watcher = hang_up_when_gone(gone, control.clone());
-        let code = match open_audio(&opts, out) {
-            None => EXIT_FAILED,
-            Some(audio) => {
-                let c = Conference {
-                    session: shared.session.clone(),
-                    home: shared.home.clone(),
-                    opts,
-                    audio,
-                    out,
-                    direct_in,
-                    control,
-                };
-                conference::run(c, invitees, handle, requests).await
-            }
-        };
-        watcher.abort();
-        release(&shared);
-        finish(code);
-    });
-    None
-}
-
-/// The refusal of a second call placed while one is in progress; its exit code.
-fn already_in_a_call(out: Printer) -> i32 {
-    out.error(
-        "already in a call: hang up first (`parley hangup`)",
-        EXIT_FAILED,
-    );
-    EXIT_FAILED
-}
-
-/// Hangs the call up when the command that asked for it goes away.
-fn hang_up_when_gone(
-    mut gone: tokio::sync::watch::Receiver<bool>,
-    control: Arc<CallControl>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let _ = gone.wait_for(|g| *g).await;
-        control.hang_up();
-    })
-}
-
-/// A requested call's audio (`None` once the error is printed).
-fn open_audio(opts: &CallOptions, out: Printer) -> Option<crate::call::AudioIo> {
-    let opened = audio::open(opts, opts.output.clone(), out)
-        .and_then(|(io, fb)| audio::check_fallbacks(fb).map(|_| io));
-    opened
-        .map_err(|e| out.error(&format!("{e:#}"), EXIT_FAILED))
-        .ok()
-}
-
 /// A command's exit code; an error is printed first.
 fn reported(result: Result<i32>, out: Printer) -> i32 {
     result.unwrap_or_else(|e| {
@@ -567,89 +480,4 @@ fn report(out: Printer, found: bool, event: &str, text: &str) {
     } else {
         out.error("no call in progress", EXIT_FAILED);
     }
-}
-
-fn status(shared: &Shared, out: Printer) {
-    let me = shared.session.identity.peer_id();
-    let attached: Vec<String> = shared
-        .session
-        .attachments()
-        .iter()
-        .map(|l| l.addr.to_string())
-        .collect();
-    let call = lock(&shared.current).as_ref().map(|c| {
-        json!({
-            "peer": c.peer.to_string(),
-            "display_name": c.label,
-            "direction": c.direction,
-            "seconds": (c.since.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-            "state": c.state,
-            "stats": c.stats,
-            "muted": c.control.muted(),
-            "level_in": c.control.levels().0,
-            "level_out": c.control.levels().1,
-            "participants": c.conference.as_ref().map(|h| h.participants()),
-        })
-    });
-    let mut text = format!(
-        "online as {me} ({}), pid {}\nattached to: {}",
-        shared.home.display_name(),
-        std::process::id(),
-        if attached.is_empty() {
-            "(none yet)".to_string()
-        } else {
-            attached.join(", ")
-        }
-    );
-    match &call {
-        Some(c) => {
-            text += &format!(
-                "\nin a call ({}) with {} for {} s{}",
-                c["direction"].as_str().unwrap_or_default(),
-                parley_proto::text::printable(c["display_name"].as_str().unwrap_or_default()),
-                c["seconds"],
-                if c["muted"] == true { ", muted" } else { "" }
-            );
-            for p in c["participants"].as_array().into_iter().flatten() {
-                text += &format!(
-                    "\n  {} ({}){}",
-                    parley_proto::text::printable(p["display_name"].as_str().unwrap_or_default()),
-                    p["state"].as_str().unwrap_or_default(),
-                    if p["speaking"] == true {
-                        ", speaking"
-                    } else {
-                        ""
-                    }
-                );
-            }
-        }
-        None => text += "\nno call in progress",
-    }
-    let transfers: Vec<Value> = lock(&shared.transfers).values().cloned().collect();
-    for t in &transfers {
-        text += &format!(
-            "\n{} {}: {} of {} bytes",
-            if t["direction"] == "send" {
-                "sending"
-            } else {
-                "receiving"
-            },
-            parley_proto::text::printable(t["name"].as_str().unwrap_or_default()),
-            t["bytes"].as_u64().or(t["uploaded"].as_u64()).unwrap_or(0),
-            t["size"]
-        );
-    }
-    out.event(
-        "status",
-        json!({
-            "transfers": transfers,
-            "online": true,
-            "id": me.to_string(),
-            "display_name": shared.home.display_name(),
-            "pid": std::process::id(),
-            "attached": attached,
-            "call": call,
-        }),
-        text,
-    );
 }
