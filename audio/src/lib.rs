@@ -17,6 +17,7 @@ mod error;
 mod io;
 mod resample;
 mod ring;
+mod packet;
 mod similarity;
 mod stream;
 mod wav;
@@ -27,6 +28,7 @@ pub use codec::{
 };
 pub use device::{list_devices, DeviceInfo, DeviceSink, DeviceSource};
 pub use engine::OpusCodec;
+pub use packet::{inspect as inspect_packet, PacketInfo};
 pub use error::{AudioError, Direction};
 pub use io::{
     is_missing_device, open_sink, open_source, FrameSink, FrameSource, WavSink, WavSource,

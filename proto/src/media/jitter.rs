@@ -90,7 +90,9 @@ pub struct JitterBuffer {
     /// Most frames accepted ahead of the playout point (inclusive of it).
     capacity: u64,
     end_after: Duration,
-    frames: BTreeMap<u64, Vec<u8>>,
+    /// Buffered frames and whether each is a redundant copy (its own datagram was not
+    /// seen).
+    frames: BTreeMap<u64, (Vec<u8>, bool)>,
     playing: bool,
     /// Playing: the next frame to play. Otherwise: where the last stream stopped, so
     /// its stragglers are still recognised as late.
@@ -185,14 +187,35 @@ impl JitterBuffer {
             return self.hold_aside(now, seq, payload);
         }
         self.note_arrival(now, seq);
-        if self.frames.contains_key(&seq) {
-            self.stats.duplicates += 1;
+        if let Some((_, copy)) = self.frames.get_mut(&seq) {
+            if *copy {
+                *copy = false; // The frame's own datagram, after a copy of it.
+            } else {
+                self.stats.duplicates += 1;
+            }
             return;
         }
         if self.frames.is_empty() && !self.playing {
             self.first_arrival = Some(now);
         }
-        self.frames.insert(seq, payload);
+        self.frames.insert(seq, (payload, false));
+    }
+
+    /// Hands over a redundant copy of frame `seq` that arrived inside a later frame's
+    /// datagram (RFC 2198-style). It is kept only if frame `seq` is still to be played
+    /// and not here yet; it is not counted as received and does not feed the jitter
+    /// estimate (it is a frame period late by design). Played, it is a
+    /// [`Playout::Redundant`] and counts as lost and recovered.
+    pub fn insert_redundant(&mut self, seq: u64, payload: Vec<u8>) {
+        if !self.playing || self.frames.contains_key(&seq) {
+            return;
+        }
+        let Some(next) = self.next_seq else {
+            return;
+        };
+        if seq >= next && seq - next < self.capacity {
+            self.frames.insert(seq, (payload, true));
+        }
     }
 
     /// What to play for the frame period starting at `now`. Call once per period.
@@ -245,12 +268,23 @@ impl JitterBuffer {
             self.stats.concealed += 1;
             return Some(Playout::Conceal { seq: next });
         }
-        if let Some(payload) = self.frames.remove(&next) {
+        if let Some((payload, copy)) = self.frames.remove(&next) {
             self.advance(next, true);
+            if copy {
+                // Lost on the network all the same: reported as such, and the buffer
+                // keeps its loss headroom so that the next copies arrive in time too.
+                self.note_period(true);
+                self.stats.lost += 1;
+                self.stats.redundant_recovered += 1;
+                return Some(Playout::Redundant { seq: next, payload });
+            }
             self.note_period(false);
             return Some(Playout::Frame { seq: next, payload });
         }
-        let next_payload = next.checked_add(1).and_then(|a| self.frames.get(&a));
+        let next_payload = next
+            .checked_add(1)
+            .and_then(|a| self.frames.get(&a))
+            .map(|(p, _)| p);
         if let Some(next_payload) = next_payload.cloned() {
             self.note_period(true);
             self.stats.lost += 1;
@@ -266,7 +300,7 @@ impl JitterBuffer {
             .frames
             .range(next.saturating_add(1)..)
             .next()
-            .map(|(&s, p)| (s, p.clone()));
+            .map(|(&s, (p, _))| (s, p.clone()));
         if let Some((later_seq, later_payload)) = later {
             self.note_period(true);
             self.stats.lost += 1;
@@ -374,7 +408,10 @@ impl JitterBuffer {
         } else {
             0.0
         };
-        (self.jitter_ms * JITTER_MULTIPLIER + headroom).clamp(self.min_ms(), self.max_ms())
+        // Above the minimum, not within it: the minimum is what a clean path needs, and
+        // the frame after a loss (or its copy) arrives a whole frame period later.
+        ((self.jitter_ms * JITTER_MULTIPLIER).max(self.min_ms()) + headroom)
+            .clamp(self.min_ms(), self.max_ms())
     }
 
     /// Tracks the loss rate; a loss raises the target at once.
@@ -417,7 +454,8 @@ impl JitterBuffer {
         self.stats.discarded += self.frames.len() as u64;
         self.frames.clear();
         let first = self.pending[0].0;
-        self.frames.extend(self.pending.drain(..));
+        self.frames
+            .extend(self.pending.drain(..).map(|(s, p)| (s, (p, false))));
         self.prev = None;
         self.last_arrival = Some(now);
         self.played = 0;

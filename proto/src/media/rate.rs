@@ -96,6 +96,31 @@ pub const CLEAN_LOSS: f64 = 0.005;
 /// 300 ms, so older history could never be played.
 pub const DRED_MAX_10MS: u8 = 30;
 
+/// Smoothed loss (fraction) from which each audio datagram carries an exact copy of the
+/// previous frame, when the peer accepts copies.
+pub const REDUNDANCY_ONE_FROM: f64 = 0.02;
+/// Smoothed loss (fraction) from which it carries copies of the previous two frames.
+pub const REDUNDANCY_TWO_FROM: f64 = 0.08;
+
+/// How many exact copies of the previous frames each audio datagram should carry for a
+/// smoothed loss fraction (RFC 2198-style redundancy): none on a clean path (below
+/// [`REDUNDANCY_ONE_FROM`]), one, or two from [`REDUNDANCY_TWO_FROM`]. With one copy a
+/// frame is lost only if two datagrams in a row are (4 % of frames at 20 % random loss);
+/// with two, three in a row (0.8 %).
+pub fn redundancy_for(loss: f64) -> u8 {
+    if loss.is_nan() || loss < REDUNDANCY_ONE_FROM {
+        0
+    } else if loss < REDUNDANCY_TWO_FROM {
+        1
+    } else {
+        2
+    }
+}
+
+/// Whether in-band FEC stays on while copies are sent (a copy of frame `n - 1` makes
+/// its FEC in packet `n` redundant).
+const FEC_WITH_REDUNDANCY: bool = false;
+
 /// The deep-redundancy (Opus DRED) depth for a smoothed loss fraction, in 10 ms units:
 /// none on a clean path (below [`CLEAN_LOSS`]), else `10 + loss·100`, at most
 /// [`DRED_MAX_10MS`] (5 % → 150 ms, 10 % → 200 ms, 20 % → 300 ms). A deeper history
@@ -174,6 +199,9 @@ pub struct RateTarget {
     pub bitrate_bps: i32,
     /// Expected packet loss for the encoder's in-band FEC, in percent.
     pub expected_loss_percent: u8,
+    /// Copies of the previous frames each datagram carries ([`redundancy_for`]; 0 unless
+    /// the peer accepts them).
+    pub redundant_frames: u8,
 }
 
 /// Frames received and lost during one report interval.
@@ -204,6 +232,8 @@ pub struct RateController {
     clean_since: Option<Timestamp>,
     changes: u64,
     polled: Option<RateTarget>,
+    /// Whether the peer accepts redundant copies ([`RateController::set_redundancy_available`]).
+    redundancy_available: bool,
 }
 
 impl RateController {
@@ -224,6 +254,7 @@ impl RateController {
             clean_since: None,
             changes: 0,
             polled: None,
+            redundancy_available: false,
         }
     }
 
@@ -272,7 +303,11 @@ impl RateController {
             return;
         }
         let recent = lost as f64 / total as f64;
-        if recent > LOSS_HIGH && self.loss_avg > LOSS_HIGH {
+        if recent > LOSS_HIGH && self.loss_avg > LOSS_HIGH && self.redundancy() > 0 {
+            // Loss without a queue is not congestion: copies answer it, the bitrate holds
+            // (the delay rule still lowers it if a queue builds).
+            self.clean_since = None;
+        } else if recent > LOSS_HIGH && self.loss_avg > LOSS_HIGH {
             self.clean_since = None;
             // Loss alone stops at the FEC floor, or where the delay rule left it.
             let floor = self.config.fec_floor_bps.min(self.bitrate);
@@ -307,6 +342,20 @@ impl RateController {
         }
     }
 
+    /// The peer accepts (or no longer accepts) redundant copies of earlier frames.
+    pub fn set_redundancy_available(&mut self, available: bool) {
+        self.redundancy_available = available;
+    }
+
+    /// Copies of earlier frames each datagram should carry now.
+    fn redundancy(&self) -> u8 {
+        if self.redundancy_available {
+            redundancy_for(self.loss)
+        } else {
+            0
+        }
+    }
+
     /// What the encoder should use now.
     pub fn target(&self) -> RateTarget {
         if self.loss < CLEAN_LOSS {
@@ -314,6 +363,15 @@ impl RateController {
             return RateTarget {
                 bitrate_bps: self.bitrate,
                 expected_loss_percent: 0,
+                redundant_frames: 0,
+            };
+        }
+        let redundant_frames = self.redundancy();
+        if redundant_frames > 0 && !FEC_WITH_REDUNDANCY {
+            return RateTarget {
+                bitrate_bps: self.bitrate,
+                expected_loss_percent: 0,
+                redundant_frames,
             };
         }
         let percent = (self.loss * 100.0).ceil().clamp(0.0, 100.0) as u8;
@@ -325,6 +383,7 @@ impl RateController {
         RateTarget {
             bitrate_bps: self.bitrate,
             expected_loss_percent: percent.clamp(floor, EXPECTED_LOSS_CEILING),
+            redundant_frames,
         }
     }
 
@@ -608,7 +667,8 @@ mod tests {
             rc.poll_target(),
             Some(RateTarget {
                 bitrate_bps: 32_000,
-                expected_loss_percent: INITIAL_EXPECTED_LOSS
+                expected_loss_percent: INITIAL_EXPECTED_LOSS,
+                redundant_frames: 0,
             })
         );
         assert_eq!(rc.poll_target(), None);
@@ -618,6 +678,41 @@ mod tests {
         let t = rc.poll_target().expect("loss turns FEC on");
         assert!(t.expected_loss_percent >= EXPECTED_LOSS_FLOOR, "{t:?}");
         assert_eq!(rc.poll_target(), None);
+    }
+
+    #[test]
+    fn with_a_peer_that_takes_copies_loss_brings_copies_and_the_bitrate_holds() {
+        let mut sim = Sim::new(RateConfig::capped_at(32_000));
+        sim.rc.set_redundancy_available(true);
+        let clean = sim.run(10, 0.0, 40);
+        assert_eq!(sim.rc.target().redundant_frames, 0, "none on a clean path");
+        assert!(clean.iter().all(|&b| b == 32_000));
+        let lossy = sim.run(30, 0.10, 40);
+        let t = sim.rc.target();
+        assert_eq!(t.redundant_frames, 2, "{t:?}");
+        assert_eq!(t.expected_loss_percent, 0, "copies make FEC moot: {t:?}");
+        assert!(lossy.iter().all(|&b| b == 32_000), "{lossy:?}");
+        let mild = sim.run(40, 0.03, 40);
+        assert_eq!(sim.rc.target().redundant_frames, 1, "{mild:?}");
+        // A queue still lowers it: congestion is the delay rule's.
+        let queue = sim.run(10, 0.10, 400);
+        assert!(queue.last().is_some_and(|&b| b < 32_000), "{queue:?}");
+        // And a peer that stops taking copies gets FEC again.
+        sim.rc.set_redundancy_available(false);
+        let t = sim.rc.target();
+        assert_eq!(t.redundant_frames, 0);
+        assert!(t.expected_loss_percent >= EXPECTED_LOSS_FLOOR, "{t:?}");
+    }
+
+    #[test]
+    fn redundancy_follows_loss() {
+        assert_eq!(redundancy_for(0.0), 0);
+        assert_eq!(redundancy_for(f64::NAN), 0);
+        assert_eq!(redundancy_for(0.019), 0);
+        assert_eq!(redundancy_for(0.02), 1);
+        assert_eq!(redundancy_for(0.079), 1);
+        assert_eq!(redundancy_for(0.08), 2);
+        assert_eq!(redundancy_for(0.5), 2);
     }
 
     #[test]

@@ -22,11 +22,13 @@
 use super::paths::{PathKind, PathSet};
 use super::rate::{RateConfig, RateController, RateTarget};
 pub use super::session_io::{
-    AudioPort, EncoderTarget, EndReason, HostError, MediaCodec, MediaEvent, PlayKind, SessionStats,
-    Transmit, TransmitKind, FRAME_SAMPLES,
+    AudioPort, Decoded, EncoderTarget, EndReason, HostError, MediaCodec, MediaEvent, PlayKind,
+    Recovery, SessionStats, Transmit, TransmitKind, FRAME_SAMPLES,
 };
 use super::{JitterBuffer, JitterConfig, Playout};
-use crate::call::media::{MediaCrypto, MediaError, MediaFrame};
+use crate::call::media::{
+    MediaCrypto, MediaError, MediaFrame, FEATURE_RED_AUDIO, MAX_DATAGRAM, MAX_REDUNDANT,
+};
 use crate::time::Timestamp;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -84,6 +86,7 @@ impl Default for SessionConfig {
                 bitrate_bps: RateConfig::default().start_bps,
                 expected_loss_percent: 0,
                 dred_10ms: 0,
+                redundant_frames: 0,
             },
             report_every: Duration::from_secs(1),
             probe_every: Duration::from_millis(160),
@@ -113,6 +116,8 @@ pub struct MediaSession<C, A> {
     ticks: u64,
     frame_no: u64,
     muted: bool,
+    /// The packets of the last frames sent, newest first (for redundant copies).
+    history: VecDeque<Vec<u8>>,
     played_audio: bool,
     input_done_at: Option<Timestamp>,
     first_heard: Option<Timestamp>,
@@ -164,6 +169,7 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
             ticks: 0,
             frame_no: 0,
             muted: false,
+            history: VecDeque::with_capacity(MAX_REDUNDANT),
             played_audio: false,
             input_done_at: None,
             first_heard: None,
@@ -320,6 +326,32 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                 self.paths.answered(path, now);
                 self.jitter.insert(now, frame, opus);
             }
+            MediaFrame::RedAudio { frame, opus, older } => {
+                if let Some(last) = self.last_audio.replace(now) {
+                    self.stats.max_gap = self.stats.max_gap.max(now.since(last));
+                }
+                match path {
+                    PathKind::Direct => self.stats.frames_received_direct += 1,
+                    PathKind::Relay(_) => self.stats.frames_received_relay += 1,
+                }
+                self.paths.answered(path, now);
+                self.jitter.insert(now, frame, opus);
+                for (back, copy) in (1..).zip(older) {
+                    if let Some(seq) = frame.checked_sub(back) {
+                        self.jitter.insert_redundant(seq, copy);
+                    }
+                }
+            }
+            MediaFrame::Features(flags) => {
+                let accepts = flags & FEATURE_RED_AUDIO != 0;
+                if accepts != self.stats.peer_accepts_redundancy {
+                    self.stats.peer_accepts_redundancy = accepts;
+                    if let Some(rate) = &mut self.rate {
+                        rate.set_redundancy_available(accepts);
+                    }
+                    self.apply_rate();
+                }
+            }
             MediaFrame::Bye => self.end(now, EndReason::PeerHangup),
             // Probes are answered on the path they came in on: that proves the path.
             MediaFrame::Ping(t) => self.send(path, &MediaFrame::Pong(t), TransmitKind::Control),
@@ -365,13 +397,24 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
             Some(playout) => {
                 let kind = match &playout {
                     Playout::Frame { seq, .. } => PlayKind::Frame(*seq),
-                    Playout::Fec { seq, .. } | Playout::Recover { seq, .. } => {
+                    Playout::Redundant { seq, .. }
+                    | Playout::Fec { seq, .. }
+                    | Playout::Recover { seq, .. } => {
                         self.stats.recovered += 1;
                         PlayKind::Recovered(*seq)
                     }
                     Playout::Conceal { .. } => PlayKind::Concealed,
                 };
-                (self.codec.decode(&playout)?, kind)
+                let (pcm, how) = self.codec.decode(&playout)?;
+                let r = &mut self.stats.recovery;
+                match (how, &playout) {
+                    (Decoded::Packet, Playout::Redundant { .. }) => r.redundant += 1,
+                    (Decoded::Packet, _) => r.received += 1,
+                    (Decoded::Fec, _) => r.fec += 1,
+                    (Decoded::Dred, _) => r.dred += 1,
+                    (Decoded::Concealed, _) => r.concealed += 1,
+                }
+                (pcm, kind)
             }
             None => (vec![0.0; FRAME_SAMPLES], PlayKind::Silence),
         };
@@ -394,6 +437,10 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                 };
                 if let Some(path) = self.current_path(now) {
                     self.send(path, &report, TransmitKind::Control);
+                    // What we accept rides along (a datagram of its own, so that a peer
+                    // that predates it still reads the report).
+                    let features = MediaFrame::Features(FEATURE_RED_AUDIO);
+                    self.send(path, &features, TransmitKind::Control);
                 }
             }
         }
@@ -414,16 +461,46 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
         let opus = self.codec.encode(pcm)?;
         let frame = self.frame_no;
         self.frame_no += 1;
+        let older = self.redundant_copies(opus.len());
+        if self.history.len() == MAX_REDUNDANT {
+            self.history.pop_back();
+        }
+        self.history.push_front(opus.clone());
         if let Some(path) = self.current_path(now) {
+            let copies: u64 = older.iter().map(|c| c.len() as u64).sum();
             self.stats.frames_sent += 1;
-            self.stats.bytes_sent += opus.len() as u64;
-            self.send(
-                path,
-                &MediaFrame::Audio { frame, opus },
-                TransmitKind::Audio,
-            );
+            self.stats.bytes_sent += opus.len() as u64 + copies;
+            self.stats.redundant_bytes_sent += copies;
+            let media = if older.is_empty() {
+                MediaFrame::Audio { frame, opus }
+            } else {
+                MediaFrame::RedAudio { frame, opus, older }
+            };
+            self.send(path, &media, TransmitKind::Audio);
         }
         Ok(())
+    }
+
+    /// The copies of earlier frames the next datagram carries: as many as the target
+    /// asks for (and the history holds, and the peer accepts), fewest first dropped so
+    /// that the datagram stays within [`MAX_DATAGRAM`].
+    fn redundant_copies(&self, primary: usize) -> Vec<Vec<u8>> {
+        if !self.stats.peer_accepts_redundancy {
+            return Vec::new();
+        }
+        // version, seq, kind, frame, count, AEAD tag.
+        const OVERHEAD: usize = 9 + 1 + 8 + 1 + 16;
+        let mut size = OVERHEAD + primary;
+        let want = usize::from(self.target.redundant_frames).min(MAX_REDUNDANT);
+        let mut older = Vec::with_capacity(want);
+        for copy in self.history.iter().take(want) {
+            size += 2 + copy.len();
+            if size > MAX_DATAGRAM || copy.is_empty() || copy.len() > usize::from(u16::MAX) {
+                break;
+            }
+            older.push(copy.clone());
+        }
+        older
     }
 
     fn send(&mut self, path: PathKind, frame: &MediaFrame, kind: TransmitKind) {
@@ -547,6 +624,12 @@ fn from_rate(t: RateTarget, measured_loss: f64) -> EncoderTarget {
     EncoderTarget {
         bitrate_bps: t.bitrate_bps,
         expected_loss_percent: t.expected_loss_percent,
-        dred_10ms: super::rate::dred_frames_for(measured_loss),
+        // libopus budgets DRED from the expected loss: none without it.
+        dred_10ms: if t.expected_loss_percent == 0 {
+            0
+        } else {
+            super::rate::dred_frames_for(measured_loss)
+        },
+        redundant_frames: t.redundant_frames,
     }
 }
