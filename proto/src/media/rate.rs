@@ -347,26 +347,30 @@ impl RateController {
         self.redundancy_available = available;
     }
 
-    /// Copies of earlier frames each datagram should carry now.
+    /// Copies of earlier frames each datagram should carry now: one until the first
+    /// report (the path is unknown, and a copy costs bandwidth only, never quality),
+    /// then what the loss calls for.
     fn redundancy(&self) -> u8 {
-        if self.redundancy_available {
-            redundancy_for(self.loss)
-        } else {
+        if !self.redundancy_available {
             0
+        } else if self.last_report.received == 0 && self.last_report.lost == 0 {
+            1
+        } else {
+            redundancy_for(self.loss)
         }
     }
 
     /// What the encoder should use now.
     pub fn target(&self) -> RateTarget {
+        let redundant_frames = self.redundancy();
         if self.loss < CLEAN_LOSS {
             // A clean path: every bit to the primary encoding (FEC costs ~0.2 PESQ).
             return RateTarget {
                 bitrate_bps: self.bitrate,
                 expected_loss_percent: 0,
-                redundant_frames: 0,
+                redundant_frames,
             };
         }
-        let redundant_frames = self.redundancy();
         if redundant_frames > 0 && !FEC_WITH_REDUNDANCY {
             return RateTarget {
                 bitrate_bps: self.bitrate,
@@ -684,6 +688,7 @@ mod tests {
     fn with_a_peer_that_takes_copies_loss_brings_copies_and_the_bitrate_holds() {
         let mut sim = Sim::new(RateConfig::capped_at(32_000));
         sim.rc.set_redundancy_available(true);
+        assert_eq!(sim.rc.target().redundant_frames, 1, "one until the first report");
         let clean = sim.run(10, 0.0, 40);
         assert_eq!(sim.rc.target().redundant_frames, 0, "none on a clean path");
         assert!(clean.iter().all(|&b| b == 32_000));

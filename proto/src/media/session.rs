@@ -451,6 +451,12 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                     &MediaFrame::Ping(now.as_millis()),
                     TransmitKind::Control,
                 );
+                // What we accept, from the first period (with the reports later), so
+                // that copies can start before the first report.
+                if self.ticks < report_every {
+                    let features = MediaFrame::Features(FEATURE_RED_AUDIO);
+                    self.send(path, &features, TransmitKind::Control);
+                }
             }
         }
         self.check_timeouts(now);

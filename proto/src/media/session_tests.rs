@@ -304,12 +304,14 @@ fn loss_bursts_are_rebuilt_from_later_packets_and_turn_redundancy_on() {
 }
 
 #[test]
-fn a_clean_call_sends_no_copies_nor_fec() {
+fn a_clean_call_sends_no_fec_and_copies_only_at_the_start() {
     let mut call = Call::new(SessionConfig::default(), 600, ImpairConfig::default());
     call.run(20_000, |_| {});
     let a = call.s[0].stats();
     assert!(a.peer_accepts_redundancy, "{a:?}");
-    assert_eq!(a.redundant_bytes_sent, 0, "{a:?}");
+    // One copy only until the first report said the path is clean (about 0.5 s of 12).
+    assert!(a.redundant_bytes_sent > 0, "{a:?}");
+    assert!(a.redundant_bytes_sent * 15 < a.bytes_sent, "{a:?}");
     let t = a.target.expect("target");
     assert_eq!((t.redundant_frames, t.expected_loss_percent), (0, 0));
     let r = call.s[1].stats().recovery;
