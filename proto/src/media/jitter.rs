@@ -38,6 +38,9 @@ const SKIP_SPACING: u32 = 10;
 const LOSS_HEADROOM_ABOVE: f64 = 0.01;
 /// Smoothing gain of the loss rate, per period (about a second).
 const LOSS_RATE_GAIN: f64 = 1.0 / 50.0;
+/// Smoothing gain of the average transit (arrival − send time) that tells a frame
+/// arriving on time after an underrun from a delay spike.
+const TRANSIT_GAIN: f64 = 1.0 / 32.0;
 /// Shortest silence after which a stream is considered ended.
 const MIN_END_AFTER: Duration = Duration::from_millis(500);
 
@@ -115,6 +118,15 @@ pub struct JitterBuffer {
     loss_rate: f64,
     /// Out-of-window frames that may be the start of a renumbered stream.
     pending: Vec<(u64, Vec<u8>)>,
+    /// First frame of the stream as received (arrival, seq): the origin of transits.
+    anchor: Option<(Timestamp, u64)>,
+    /// Transit (arrival − seq × frame, relative to `anchor`, ms) of the newest arrival,
+    /// and its smoothed average.
+    last_transit: f64,
+    transit_avg: Option<f64>,
+    /// Periods concealed in a row at the playout point because nothing after it had
+    /// arrived (an underrun), without moving on.
+    stall: u64,
     stats: JitterStats,
 }
 
@@ -146,6 +158,10 @@ impl JitterBuffer {
             pops_since_skip: 0,
             loss_rate: 0.0,
             pending: Vec::new(),
+            anchor: None,
+            last_transit: 0.0,
+            transit_avg: None,
+            stall: 0,
             stats: JitterStats::default(),
         }
     }
@@ -268,6 +284,9 @@ impl JitterBuffer {
             self.stats.concealed += 1;
             return Some(Playout::Conceal { seq: next });
         }
+        if self.stall > 0 && !self.frames.is_empty() {
+            next = self.end_stall(next)?;
+        }
         if let Some((payload, copy)) = self.frames.remove(&next) {
             self.advance(next, true);
             if copy {
@@ -311,7 +330,39 @@ impl JitterBuffer {
                 later_payload,
             });
         }
+        self.stall += 1;
         Some(Playout::Conceal { seq: next })
+    }
+
+    /// Frames arrived after an underrun of `stall` periods. If the newest came on time
+    /// (its transit near the usual), the frames missing at the playout point were lost,
+    /// not late: the periods already concealed stood in for them, so the playout point
+    /// moves past them instead of the delay growing by the underrun (which would then
+    /// cost a skipped frame to undo: two timing jumps per loss burst). A delay spike
+    /// (the newest frame late too), or the awaited frame itself arriving (a slow sender
+    /// clock), keeps the frames and grows the delay, as before.
+    /// Returns the new playout point.
+    fn end_stall(&mut self, next: u64) -> Option<u64> {
+        let stall = std::mem::take(&mut self.stall);
+        let on_time = self
+            .transit_avg
+            .is_some_and(|avg| self.last_transit - avg <= self.frame_ms + 2.0 * self.jitter_ms);
+        let newest = self.frames.last_key_value().map(|(&s, _)| s)?;
+        if !on_time || newest <= next {
+            return Some(next);
+        }
+        for seq in next..next + stall.min(newest - next) {
+            // A frame that did arrive was late, not lost: it plays (the delay grows).
+            if self.frames.get(&seq).is_some_and(|(_, copy)| !copy) {
+                break;
+            }
+            self.frames.remove(&seq);
+            self.stats.lost += 1;
+            self.stats.stall_skipped += 1;
+            self.note_period(true);
+            self.advance(seq, false);
+        }
+        self.next_seq
     }
 
     /// Counters and current state.
@@ -378,10 +429,13 @@ impl JitterBuffer {
         self.playing = false;
         self.first_arrival = None;
         self.prev = None;
+        self.anchor = None;
+        self.transit_avg = None;
         self.level = 0.0;
     }
 
     fn advance(&mut self, seq: u64, played: bool) {
+        self.stall = 0;
         self.played = (self.played << 1) | u128::from(played);
         self.next_seq = Some(seq.saturating_add(1));
     }
@@ -389,6 +443,12 @@ impl JitterBuffer {
     /// Updates the RFC 3550 jitter estimate with a frame that arrived at `now`.
     fn note_arrival(&mut self, now: Timestamp, seq: u64) {
         self.last_arrival = Some(now);
+        let (t0, s0) = *self.anchor.get_or_insert((now, seq));
+        let transit = (i128::from(now.0) - i128::from(t0.0)) as f64
+            - (i128::from(seq) - i128::from(s0)) as f64 * self.frame_ms;
+        self.last_transit = transit;
+        let avg = self.transit_avg.get_or_insert(transit);
+        *avg += (transit - *avg) * TRANSIT_GAIN;
         if let Some((t0, s0)) = self.prev {
             let arrival = i128::from(now.0) - i128::from(t0.0);
             let sent = (i128::from(seq) - i128::from(s0)) as f64 * self.frame_ms;
@@ -457,6 +517,8 @@ impl JitterBuffer {
         self.frames
             .extend(self.pending.drain(..).map(|(s, p)| (s, (p, false))));
         self.prev = None;
+        self.anchor = None;
+        self.transit_avg = None;
         self.last_arrival = Some(now);
         self.played = 0;
         self.pops_since_skip = 0;

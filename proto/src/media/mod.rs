@@ -125,6 +125,9 @@ pub struct JitterStats {
     pub lost: u64,
     /// Lost frames played from a redundant copy ([`Playout::Redundant`]).
     pub redundant_recovered: u64,
+    /// Frames the playout point moved past after an underrun, because the periods already
+    /// concealed had stood in for them (the frames were lost, not late).
+    pub stall_skipped: u64,
     /// Lost frames handed out as [`Playout::Fec`].
     pub fec_recovered: u64,
     /// Periods answered with [`Playout::Conceal`] or [`Playout::Recover`] (losses without
