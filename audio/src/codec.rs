@@ -15,8 +15,8 @@
 //!   cost (0.19 → 0.87 ms a frame on the 2-core VM) for a gain only below ~20 kbit/s.
 
 use crate::error::AudioError;
-use opusic_c::{dred::Dred, Application, Bitrate, Channels, InbandFec, SampleRate, Signal};
 use crate::packet::inspect;
+use opusic_c::{dred::Dred, Application, Bitrate, Channels, InbandFec, SampleRate, Signal};
 use parley_proto::media::{Decoded, Playout};
 use std::collections::VecDeque;
 

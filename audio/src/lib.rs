@@ -15,9 +15,9 @@ mod device;
 mod engine;
 mod error;
 mod io;
+mod packet;
 mod resample;
 mod ring;
-mod packet;
 mod similarity;
 mod stream;
 mod wav;
@@ -28,11 +28,11 @@ pub use codec::{
 };
 pub use device::{list_devices, DeviceInfo, DeviceSink, DeviceSource};
 pub use engine::OpusCodec;
-pub use packet::{inspect as inspect_packet, PacketInfo};
 pub use error::{AudioError, Direction};
 pub use io::{
     is_missing_device, open_sink, open_source, FrameSink, FrameSource, WavSink, WavSource,
 };
+pub use packet::{inspect as inspect_packet, PacketInfo};
 pub use resample::resample;
 pub use similarity::{align_and_correlate, align_segments, pearson_at, Similarity};
 pub use wav::{read_wav_48k_mono, WavWriter, SUPPORTED_RATES};

@@ -395,12 +395,14 @@ mod tests {
             })
         );
         let bad: [&[u8]; 6] = [
-            &[6, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0xbb],                // no copy
-            &[6, 0, 0, 0, 0, 0, 0, 0, 9, 4, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1], // too many
-            &[6, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0xaa],          // frame -1
-            &[6, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0xbb],          // empty copy
-            &[6, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 9, 0xaa],          // copy overruns
-            &[7, 1, 0],                                          // features too long
+            &[6, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0xbb], // no copy
+            &[
+                6, 0, 0, 0, 0, 0, 0, 0, 9, 4, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1,
+            ], // too many
+            &[6, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0xaa], // frame -1
+            &[6, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0xbb], // empty copy
+            &[6, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 9, 0xaa], // copy overruns
+            &[7, 1, 0],                            // features too long
         ];
         for b in bad {
             assert_eq!(parse(b), Err(MediaError::Malformed), "{b:?}");

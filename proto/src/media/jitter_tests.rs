@@ -331,7 +331,10 @@ fn a_redundant_copy_stands_in_for_a_lost_frame_and_counts_as_lost() {
     assert_eq!(jb.stats().buffered, 0);
     jb.insert(at(0), 0, payload(0));
     jb.insert(at(20), 1, payload(1));
-    assert!(matches!(jb.pop(at(40)), Some(Playout::Frame { seq: 0, .. })));
+    assert!(matches!(
+        jb.pop(at(40)),
+        Some(Playout::Frame { seq: 0, .. })
+    ));
     // Frame 2's datagram is lost; frame 3's carries copies of 2 and 1 (1 already played:
     // ignored).
     jb.insert(at(60), 3, payload(3));
@@ -340,7 +343,10 @@ fn a_redundant_copy_stands_in_for_a_lost_frame_and_counts_as_lost() {
     // Frame 4 and a late copy of 3 (here already: ignored, not a duplicate).
     jb.insert(at(80), 4, payload(4));
     jb.insert_redundant(3, payload(3));
-    assert!(matches!(jb.pop(at(60)), Some(Playout::Frame { seq: 1, .. })));
+    assert!(matches!(
+        jb.pop(at(60)),
+        Some(Playout::Frame { seq: 1, .. })
+    ));
     assert_eq!(
         jb.pop(at(80)),
         Some(Playout::Redundant {
@@ -350,12 +356,21 @@ fn a_redundant_copy_stands_in_for_a_lost_frame_and_counts_as_lost() {
     );
     // Frame 2's own datagram, late: a duplicate of what was played.
     jb.insert(at(85), 2, payload(2));
-    assert!(matches!(jb.pop(at(100)), Some(Playout::Frame { seq: 3, .. })));
+    assert!(matches!(
+        jb.pop(at(100)),
+        Some(Playout::Frame { seq: 3, .. })
+    ));
     // A copy that arrives before the frame's own datagram is replaced by it.
     jb.insert_redundant(5, payload(5));
     jb.insert(at(110), 5, payload(5));
-    assert!(matches!(jb.pop(at(120)), Some(Playout::Frame { seq: 4, .. })));
-    assert!(matches!(jb.pop(at(140)), Some(Playout::Frame { seq: 5, .. })));
+    assert!(matches!(
+        jb.pop(at(120)),
+        Some(Playout::Frame { seq: 4, .. })
+    ));
+    assert!(matches!(
+        jb.pop(at(140)),
+        Some(Playout::Frame { seq: 5, .. })
+    ));
     let s = jb.stats();
     assert_eq!((s.lost, s.redundant_recovered, s.fec_recovered), (1, 1, 0));
     assert_eq!(s.received, 6, "copies are not counted as received");
@@ -368,7 +383,10 @@ fn while_frames_are_lost_the_target_keeps_two_frames_above_the_minimum() {
     let mut jb = JitterBuffer::new(JitterConfig::default());
     // Every fifth frame lost, no jitter: the frame after a loss (and its copy) must be
     // in the buffer by the time the lost one is due.
-    let arrivals: Vec<_> = steady(0..200).into_iter().filter(|&(_, s)| s % 5 != 2).collect();
+    let arrivals: Vec<_> = steady(0..200)
+        .into_iter()
+        .filter(|&(_, s)| s % 5 != 2)
+        .collect();
     run(&mut jb, arrivals, 3_000);
     assert_eq!(jb.stats().target_delay_ms, 80, "{:?}", jb.stats());
 }

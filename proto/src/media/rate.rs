@@ -688,7 +688,11 @@ mod tests {
     fn with_a_peer_that_takes_copies_loss_brings_copies_and_the_bitrate_holds() {
         let mut sim = Sim::new(RateConfig::capped_at(32_000));
         sim.rc.set_redundancy_available(true);
-        assert_eq!(sim.rc.target().redundant_frames, 1, "one until the first report");
+        assert_eq!(
+            sim.rc.target().redundant_frames,
+            1,
+            "one until the first report"
+        );
         let clean = sim.run(10, 0.0, 40);
         assert_eq!(sim.rc.target().redundant_frames, 0, "none on a clean path");
         assert!(clean.iter().all(|&b| b == 32_000));

@@ -296,11 +296,11 @@ fn loss_bursts_are_rebuilt_from_later_packets_and_turn_redundancy_on() {
     let r = b.recovery;
     assert!(r.redundant > b.jitter.lost / 2, "{r:?} {b:?}");
     assert_eq!(r.redundant, b.jitter.redundant_recovered);
-    let periods = played
-        .iter()
-        .filter(|p| p.1 != PlayKind::Silence)
-        .count() as u64;
-    assert_eq!(r.received + r.redundant + r.fec + r.dred + r.concealed, periods);
+    let periods = played.iter().filter(|p| p.1 != PlayKind::Silence).count() as u64;
+    assert_eq!(
+        r.received + r.redundant + r.fec + r.dred + r.concealed,
+        periods
+    );
 }
 
 #[test]
