@@ -421,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn lossy_call_turns_fec_and_dred_on_and_is_reproducible() {
+    fn lossy_call_turns_copies_on_and_is_reproducible() {
         let reference = speech();
         let c = config("loss=10,burst=3,jitter=30,seed=5", 7);
         let a = simulate_call(&reference, &c).expect("call");
@@ -429,12 +429,31 @@ mod tests {
         assert_eq!(a.pcm, b.pcm);
         assert!(a.network_lost > 0 && a.jitter.lost > 0, "{a:?}");
         assert!(a.recovered > 0, "{a:?}");
-        assert!(
-            a.mean_dred_ms > 50.0 && a.mean_expected_loss_pct > 3.0,
-            "{a:?}"
-        );
+        // Copies of the previous frames (two at 10 %) instead of FEC and DRED, and some
+        // of them used (bursts longer than two frames are concealed).
+        assert!(a.mean_redundant_frames > 1.0, "{a:?}");
+        assert!(a.recovery.redundant > 0 && a.recovery.fec == 0, "{a:?}");
+        assert!(a.mean_bitrate_bps > 60_000.0, "{a:?}");
         let without = simulate_call(&reference, &CallConfig { dred: false, ..c }).expect("call");
         assert_eq!(without.network_lost, a.network_lost, "same packets lost");
-        assert!(without.mean_bitrate_bps > 10_000.0 && a.mean_bitrate_bps < 40_000.0);
+    }
+
+    #[test]
+    fn fixed_fec_and_dred_rebuild_lost_frames_from_both() {
+        let reference = speech();
+        let c = CallConfig {
+            rate: RateMode::Fixed {
+                expected_loss_pct: 20,
+                redundant_frames: 0,
+            },
+            ..config("loss=20,seed=3", 5)
+        };
+        let a = simulate_call(&reference, &c).expect("call");
+        assert!(a.mean_dred_ms > 200.0, "{a:?}");
+        let r = a.recovery;
+        assert!(r.fec > 10 && r.dred > 2 && r.redundant == 0, "{r:?}");
+        let without = simulate_call(&reference, &CallConfig { dred: false, ..c }).expect("call");
+        assert_eq!(without.recovery.dred, 0, "{:?}", without.recovery);
+        assert!(a.mean_bitrate_bps > without.mean_bitrate_bps + 4_000.0);
     }
 }
