@@ -16,6 +16,7 @@ mod jitter;
 pub mod paths;
 pub mod rate;
 pub mod session;
+mod session_config;
 mod session_io;
 #[cfg(test)]
 mod session_tests;
