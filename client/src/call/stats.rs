@@ -113,6 +113,7 @@ impl CallStats {
             "frames_fec_recovered": self.media.jitter.fec_recovered,
             "frames_late": self.media.jitter.late,
             "frames_duplicate": self.media.jitter.duplicates,
+            "frames_discarded": self.media.jitter.discarded,
             "datagrams_forged": self.media.forged,
             "datagrams_replayed": self.media.replayed,
             "datagrams_malformed": self.media.malformed,
