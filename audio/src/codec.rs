@@ -15,8 +15,9 @@
 //!   cost (0.19 → 0.87 ms a frame on the 2-core VM) for a gain only below ~20 kbit/s.
 
 use crate::error::AudioError;
+use crate::packet::inspect;
 use opusic_c::{dred::Dred, Application, Bitrate, Channels, InbandFec, SampleRate, Signal};
-use parley_proto::media::Playout;
+use parley_proto::media::{Decoded, Playout};
 use std::collections::VecDeque;
 
 /// Sample rate of all PCM in Parley, in Hz.
@@ -110,8 +111,10 @@ impl Encoder {
 /// Every method returns exactly [`FRAME_SAMPLES`] samples.
 pub struct Decoder {
     inner: Dred,
-    /// Frames rebuilt ahead by the last [`recover`](Self::recover): (seq, pcm).
+    /// Frames rebuilt ahead by the last [`recover`](Self::recover): (seq, pcm), and
+    /// whether the packet they came from carried DRED.
     rebuilt: VecDeque<(u64, Vec<f32>)>,
+    rebuilt_from_dred: bool,
 }
 
 impl Decoder {
@@ -126,6 +129,7 @@ impl Decoder {
         Ok(Decoder {
             inner,
             rebuilt: VecDeque::new(),
+            rebuilt_from_dred: false,
         })
     }
 
@@ -176,30 +180,24 @@ impl Decoder {
         later_seq: u64,
         later_packet: &[u8],
     ) -> Result<Vec<f32>, AudioError> {
-        while let Some((s, _)) = self.rebuilt.front() {
-            if *s < seq {
-                self.rebuilt.pop_front();
-            } else {
-                break;
-            }
-        }
-        if let Some((s, _)) = self.rebuilt.front() {
-            if *s == seq {
-                if let Some((_, pcm)) = self.rebuilt.pop_front() {
-                    return Ok(pcm);
-                }
-            }
+        if let Some(pcm) = self.take_rebuilt(seq) {
+            return Ok(pcm);
         }
         self.rebuilt.clear();
         let ahead = later_seq.saturating_sub(seq);
+        self.rebuilt_from_dred = inspect(later_packet).is_some_and(|i| i.padding > 0);
         if ahead == 0 || ahead > RECOVER_MAX_FRAMES || later_packet.is_empty() {
+            self.rebuilt_from_dred = false;
             return self.conceal();
         }
         let mut pcm = vec![0.0; FRAME_SAMPLES * ahead as usize];
         match self.inner.decode_float_to_slice(later_packet, &mut pcm) {
             Ok(n) if n == pcm.len() => {}
             // A corrupt later packet: nothing to rebuild from.
-            _ => return self.conceal(),
+            _ => {
+                self.rebuilt_from_dred = false;
+                return self.conceal();
+            }
         }
         let mut frames = pcm.chunks(FRAME_SAMPLES).map(<[f32]>::to_vec);
         let first = frames.next().unwrap_or_else(|| vec![0.0; FRAME_SAMPLES]);
@@ -220,33 +218,73 @@ impl Decoder {
         Ok(pcm)
     }
 
-    /// Turns what the jitter buffer handed out into PCM. A packet that fails to decode
-    /// (corrupt, or not 20 ms) is concealed instead, so a call never stops on bad input;
-    /// only a failure of concealment itself is returned as an error.
-    pub fn play(&mut self, playout: &Playout) -> Result<Vec<f32>, AudioError> {
-        let decoded = match playout {
-            Playout::Frame { payload, .. } => {
+    /// Turns what the jitter buffer handed out into PCM, and says how it came about
+    /// (from the packet, its FEC, DRED, or concealed: read from the packets themselves,
+    /// [`crate::PacketInfo`]). A packet that fails to decode (corrupt, or not 20 ms) is
+    /// concealed instead, so a call never stops on bad input; only a failure of
+    /// concealment itself is returned as an error.
+    ///
+    /// The last lost frame before a packet is rebuilt from that packet's FEC, except
+    /// right after a DRED rebuild: DRED decoded it already (libopus rebuilds every frame
+    /// up to the packet at once), and decoding it again would run the decoder's state a
+    /// frame ahead of what is played.
+    pub fn play(&mut self, playout: &Playout) -> Result<(Vec<f32>, Decoded), AudioError> {
+        let (decoded, how) = match playout {
+            Playout::Frame { payload, .. } | Playout::Redundant { payload, .. } => {
                 self.rebuilt.clear();
-                self.decode(payload)
+                (self.decode(payload), Decoded::Packet)
             }
-            Playout::Fec { next_payload, .. } => {
+            Playout::Fec { seq, next_payload } => {
+                if let Some(pcm) = self.take_rebuilt(*seq) {
+                    return Ok((pcm, self.rebuilt_how()));
+                }
                 self.rebuilt.clear();
-                self.decode_fec(next_payload)
+                let how = if inspect(next_payload).is_some_and(|i| i.lbrr) {
+                    Decoded::Fec
+                } else {
+                    Decoded::Concealed
+                };
+                (self.decode_fec(next_payload), how)
             }
             Playout::Recover {
                 seq,
                 later_seq,
                 later_payload,
-            } => self.recover(*seq, *later_seq, later_payload),
+            } => {
+                let pcm = self.recover(*seq, *later_seq, later_payload);
+                (pcm, self.rebuilt_how())
+            }
             Playout::Conceal { .. } => {
                 self.rebuilt.clear();
-                return self.conceal();
+                return Ok((self.conceal()?, Decoded::Concealed));
             }
         };
-        decoded.or_else(|e| {
-            tracing::debug!(error = %e, "undecodable audio frame, concealing it");
-            self.conceal()
-        })
+        match decoded {
+            Ok(pcm) => Ok((pcm, how)),
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable audio frame, concealing it");
+                Ok((self.conceal()?, Decoded::Concealed))
+            }
+        }
+    }
+
+    /// Frame `seq` if the last DRED rebuild already produced it.
+    fn take_rebuilt(&mut self, seq: u64) -> Option<Vec<f32>> {
+        while self.rebuilt.front().is_some_and(|(s, _)| *s < seq) {
+            self.rebuilt.pop_front();
+        }
+        match self.rebuilt.front() {
+            Some((s, _)) if *s == seq => self.rebuilt.pop_front().map(|(_, pcm)| pcm),
+            _ => None,
+        }
+    }
+
+    fn rebuilt_how(&self) -> Decoded {
+        if self.rebuilt_from_dred {
+            Decoded::Dred
+        } else {
+            Decoded::Concealed
+        }
     }
 }
 
@@ -282,7 +320,8 @@ mod tests {
             assert_eq!(dec.decode_fec(&packet).unwrap().len(), FRAME_SAMPLES);
             assert_eq!(dec.conceal().unwrap().len(), FRAME_SAMPLES);
             let played = dec.play(&Playout::Conceal { seq: 0 }).unwrap();
-            assert_eq!(played.len(), FRAME_SAMPLES);
+            assert_eq!(played, (played.0.clone(), Decoded::Concealed));
+            assert_eq!(played.0.len(), FRAME_SAMPLES);
         }
     }
 
@@ -300,7 +339,8 @@ mod tests {
             seq: 1,
             payload: garbage.to_vec(),
         });
-        assert_eq!(played.unwrap().len(), FRAME_SAMPLES);
+        let (pcm, how) = played.unwrap();
+        assert_eq!((pcm.len(), how), (FRAME_SAMPLES, Decoded::Concealed));
         // A valid 40 ms packet is refused, not truncated.
         let mut long =
             opusic_c::Encoder::new(Channels::Mono, SampleRate::Hz48000, Application::Voip).unwrap();

@@ -2,7 +2,7 @@
 
 use crate::codec::{Decoder, Encoder};
 use crate::error::AudioError;
-use parley_proto::media::{EncoderTarget, HostError, MediaCodec, Playout};
+use parley_proto::media::{Decoded, EncoderTarget, HostError, MediaCodec, Playout};
 
 /// [`Encoder`] and [`Decoder`] of one call behind the engine's [`MediaCodec`] trait.
 pub struct OpusCodec {
@@ -38,7 +38,7 @@ impl MediaCodec for OpusCodec {
         self.encoder.encode(pcm).map_err(host)
     }
 
-    fn decode(&mut self, playout: &Playout) -> Result<Vec<f32>, HostError> {
+    fn decode(&mut self, playout: &Playout) -> Result<(Vec<f32>, Decoded), HostError> {
         self.decoder.play(playout).map_err(host)
     }
 

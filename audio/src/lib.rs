@@ -15,6 +15,7 @@ mod device;
 mod engine;
 mod error;
 mod io;
+mod packet;
 mod resample;
 mod ring;
 mod similarity;
@@ -31,6 +32,7 @@ pub use error::{AudioError, Direction};
 pub use io::{
     is_missing_device, open_sink, open_source, FrameSink, FrameSource, WavSink, WavSource,
 };
+pub use packet::{inspect as inspect_packet, PacketInfo};
 pub use resample::resample;
 pub use similarity::{align_and_correlate, align_segments, pearson_at, Similarity};
 pub use wav::{read_wav_48k_mono, WavWriter, SUPPORTED_RATES};

@@ -116,6 +116,6 @@ fn play_dispatches_on_the_jitter_buffer_output() {
                 payload: p.clone(),
             },
         };
-        assert_eq!(dec.play(&playout).unwrap().len(), FRAME_SAMPLES);
+        assert_eq!(dec.play(&playout).unwrap().0.len(), FRAME_SAMPLES);
     }
 }

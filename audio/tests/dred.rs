@@ -110,3 +110,97 @@ fn without_dred_data_recovery_conceals() {
         960
     );
 }
+
+/// What `Decoder::play` says it did is what the packets allowed: DRED for a burst whose
+/// later packet carries it (the burst's last frame too, from the same rebuild, rather
+/// than decoding that packet's FEC on top), FEC from a packet with LBRR, concealment
+/// from one with neither.
+#[test]
+fn play_reports_how_each_lost_frame_came_back() {
+    use parley_proto::media::{Decoded, Playout};
+    let frames = speech_frames();
+    let mut enc = Encoder::new(DEFAULT_BITRATE).expect("encoder");
+    let plain: Vec<Vec<u8>> = frames[..60]
+        .iter()
+        .map(|f| enc.encode(f).expect("encode"))
+        .collect();
+    enc.set_expected_loss(20).expect("loss");
+    enc.set_dred(20).expect("dred");
+    let rich: Vec<Vec<u8>> = frames[60..160]
+        .iter()
+        .map(|f| enc.encode(f).expect("encode"))
+        .collect();
+    let packets: Vec<Vec<u8>> = plain.into_iter().chain(rich).collect();
+    let mut dec = Decoder::new().expect("decoder");
+    let mut how = Vec::new();
+    let play = |dec: &mut Decoder, p: Playout| {
+        let (pcm, h) = dec.play(&p).expect("play");
+        assert_eq!(pcm.len(), parley_audio::FRAME_SAMPLES);
+        h
+    };
+    for (seq, p) in packets.iter().enumerate() {
+        let seq = seq as u64;
+        let payload = |s: u64| packets[s as usize].clone();
+        let h = match seq {
+            // Without FEC or DRED: frame 30 lost, 31 here; 40–41 lost, 42 here.
+            30 => play(
+                &mut dec,
+                Playout::Fec {
+                    seq,
+                    next_payload: payload(31),
+                },
+            ),
+            40 => play(
+                &mut dec,
+                Playout::Recover {
+                    seq,
+                    later_seq: 42,
+                    later_payload: payload(42),
+                },
+            ),
+            41 => play(
+                &mut dec,
+                Playout::Fec {
+                    seq,
+                    next_payload: payload(42),
+                },
+            ),
+            // With both: 120–122 lost, 123 here; 140 lost, 141 here.
+            120 | 121 => play(
+                &mut dec,
+                Playout::Recover {
+                    seq,
+                    later_seq: 123,
+                    later_payload: payload(123),
+                },
+            ),
+            122 => play(
+                &mut dec,
+                Playout::Fec {
+                    seq,
+                    next_payload: payload(123),
+                },
+            ),
+            140 => play(
+                &mut dec,
+                Playout::Fec {
+                    seq,
+                    next_payload: payload(141),
+                },
+            ),
+            _ => play(
+                &mut dec,
+                Playout::Frame {
+                    seq,
+                    payload: p.clone(),
+                },
+            ),
+        };
+        how.push(h);
+    }
+    assert_eq!(how[30], Decoded::Concealed);
+    assert_eq!((how[40], how[41]), (Decoded::Concealed, Decoded::Concealed));
+    assert_eq!(&how[120..123], &[Decoded::Dred; 3]);
+    assert_eq!(how[140], Decoded::Fec);
+    assert_eq!(how.iter().filter(|h| **h == Decoded::Packet).count(), 153);
+}

@@ -57,7 +57,7 @@ fn call(sent: &[f32], loss: f64, max_jitter_ms: u64, seed: u64) -> (Vec<f32>, Ji
             jb.insert(Timestamp(at), seq, packet);
         }
         match jb.pop(Timestamp(t)) {
-            Some(playout) => heard.extend(dec.play(&playout).expect("play")),
+            Some(playout) => heard.extend(dec.play(&playout).expect("play").0),
             None => heard.extend([0.0; FRAME_SAMPLES]),
         }
     }

@@ -62,6 +62,10 @@ struct Args {
     /// each row's own loss (0 turns FEC off).
     #[arg(long)]
     expected_loss: Option<u8>,
+    /// With `--rate fixed`: copies of the previous frames each datagram carries (0–3;
+    /// RFC 2198-style redundancy).
+    #[arg(long, default_value_t = 0)]
+    redundancy: u8,
     /// Override the jitter buffer's minimum delay, ms [default: JitterConfig's].
     #[arg(long)]
     min_delay: Option<u64>,
@@ -252,6 +256,7 @@ fn call(
     let rate = match args.rate {
         Rate::Fixed => RateMode::Fixed {
             expected_loss_pct: args.expected_loss.unwrap_or(own_loss),
+            redundant_frames: args.redundancy,
         },
         Rate::Adaptive => RateMode::Adaptive,
     };
@@ -290,6 +295,11 @@ fn call(
         network_lost: out.network_lost as f64,
         recovered: out.recovered as f64,
         concealed: out.concealed as f64,
+        by_copy: out.recovery.redundant as f64,
+        by_fec: out.recovery.fec as f64,
+        by_dred: out.recovery.dred as f64,
+        codec_concealed: out.recovery.concealed as f64,
+        redundant_frames: out.mean_redundant_frames,
         late: j.late as f64,
         discarded: j.discarded as f64,
         bitrate_kbps: out.mean_bitrate_bps / 1000.0,
@@ -318,6 +328,15 @@ fn main() -> Result<()> {
     ensure!(
         args.rate == Rate::Fixed || args.expected_loss.is_none(),
         "--expected-loss only applies to --rate fixed"
+    );
+    ensure!(
+        args.rate == Rate::Fixed || args.redundancy == 0,
+        "--redundancy only applies to --rate fixed"
+    );
+    ensure!(
+        usize::from(args.redundancy) <= parley_proto::call::media::MAX_REDUNDANT,
+        "--redundancy takes 0 to {}",
+        parley_proto::call::media::MAX_REDUNDANT
     );
     let started = Instant::now();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));

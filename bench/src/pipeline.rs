@@ -21,7 +21,7 @@ use parley_proto::media::impair::{ImpairConfig, Impairment};
 use parley_proto::media::rate::RateConfig;
 use parley_proto::media::{
     AudioPort, EncoderTarget, HostError, JitterConfig, JitterStats, MediaSession, PathKind,
-    PlayKind, SessionConfig, TransmitKind,
+    PlayKind, Recovery, SessionConfig, TransmitKind,
 };
 use parley_proto::{Identity, Timestamp};
 use std::cmp::Reverse;
@@ -47,6 +47,8 @@ pub enum RateMode {
     Fixed {
         /// Expected loss handed to the encoder, percent.
         expected_loss_pct: u8,
+        /// Copies of the previous frames in each datagram.
+        redundant_frames: u8,
     },
     /// The client's adaptive controller, starting at (and capped by) the configured
     /// bitrate, fed by receiver reports and pings that cross the same impaired network.
@@ -93,6 +95,11 @@ pub struct CallOutput {
     pub recovered: u64,
     /// Periods concealed up to the last sent frame played.
     pub concealed: u64,
+    /// How the receiver played each period, up to the last sent frame played (what the
+    /// codec really did: a copy, FEC, DRED, or concealment).
+    pub recovery: Recovery,
+    /// Copies of earlier frames per datagram, averaged over the frames sent.
+    pub mean_redundant_frames: f64,
     /// Bits actually sent for audio (Opus packets, FEC and DRED included), per second.
     pub mean_bitrate_bps: f64,
     /// Expected loss handed to the encoder, averaged over the frames sent, percent.
@@ -157,14 +164,18 @@ fn crypto_pair() -> Result<(MediaCrypto, MediaCrypto)> {
 }
 
 fn session_config(config: &CallConfig) -> SessionConfig {
-    let fixed = |loss: u8| EncoderTarget {
+    let fixed = |loss: u8, redundant_frames: u8| EncoderTarget {
         bitrate_bps: config.bitrate,
         expected_loss_percent: loss,
         dred_10ms: parley_proto::media::rate::dred_frames_for(f64::from(loss) / 100.0),
+        redundant_frames,
     };
     let (rate, fixed_target) = match config.rate {
-        RateMode::Fixed { expected_loss_pct } => (None, fixed(expected_loss_pct)),
-        RateMode::Adaptive => (Some(RateConfig::capped_at(config.bitrate)), fixed(0)),
+        RateMode::Fixed {
+            expected_loss_pct,
+            redundant_frames,
+        } => (None, fixed(expected_loss_pct, redundant_frames)),
+        RateMode::Adaptive => (Some(RateConfig::capped_at(config.bitrate)), fixed(0, 0)),
     };
     SessionConfig {
         jitter: config.jitter.clone(),
@@ -221,7 +232,8 @@ pub fn simulate_call(reference: &[f32], config: &CallConfig) -> Result<CallOutpu
     let mut in_flight: BinaryHeap<Flight> = BinaryHeap::new();
     let mut order = 0u64;
     let (mut network_ms, mut delivered, mut network_lost) = (0u64, 0u64, 0usize);
-    let (mut loss_sum, mut dred_sum, mut ticks) = (0f64, 0f64, 0u64);
+    let (mut loss_sum, mut dred_sum, mut copies_sum, mut ticks) = (0f64, 0f64, 0f64, 0u64);
+    let mut recovery = Recovery::default();
     let limit = Timestamp(T0 + (n_frames as u64 + 200) * FRAME_MS);
     let mut now = Timestamp(T0);
     while now < limit && (a.ended().is_none() || b.ended().is_none()) {
@@ -234,6 +246,9 @@ pub fn simulate_call(reference: &[f32], config: &CallConfig) -> Result<CallOutpu
             if let Some(t) = a.stats().target {
                 loss_sum += f64::from(t.expected_loss_percent);
                 dred_sum += f64::from(t.dred_10ms) * 10.0;
+                if a.stats().peer_accepts_redundancy {
+                    copies_sum += f64::from(t.redundant_frames);
+                }
                 ticks += 1;
             }
         }
@@ -273,6 +288,12 @@ pub fn simulate_call(reference: &[f32], config: &CallConfig) -> Result<CallOutpu
             if step == 0 && b.poll_timeout().is_some_and(|t| t <= now) {
                 b.handle_timeout(now)
                     .map_err(|e| anyhow::anyhow!("receiver: {e}"))?;
+                // Counted up to the last period that played a sent frame (after it, the
+                // buffer conceals while it notices that the stream ended).
+                let last = b.audio_mut().kinds.last().copied();
+                if matches!(last, Some(PlayKind::Frame(_) | PlayKind::Recovered(_))) {
+                    recovery = b.stats().recovery;
+                }
             }
         }
         // Next thing to happen.
@@ -324,6 +345,8 @@ pub fn simulate_call(reference: &[f32], config: &CallConfig) -> Result<CallOutpu
         jitter,
         recovered,
         concealed,
+        recovery,
+        mean_redundant_frames: copies_sum / ticks.max(1) as f64,
         mean_bitrate_bps: sent.bytes_sent as f64 * 8.0 / secs,
         mean_expected_loss_pct: loss_sum / ticks.max(1) as f64,
         mean_dred_ms: dred_sum / ticks.max(1) as f64,
@@ -398,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn lossy_call_turns_fec_and_dred_on_and_is_reproducible() {
+    fn lossy_call_turns_copies_on_and_is_reproducible() {
         let reference = speech();
         let c = config("loss=10,burst=3,jitter=30,seed=5", 7);
         let a = simulate_call(&reference, &c).expect("call");
@@ -406,12 +429,31 @@ mod tests {
         assert_eq!(a.pcm, b.pcm);
         assert!(a.network_lost > 0 && a.jitter.lost > 0, "{a:?}");
         assert!(a.recovered > 0, "{a:?}");
-        assert!(
-            a.mean_dred_ms > 50.0 && a.mean_expected_loss_pct > 3.0,
-            "{a:?}"
-        );
+        // Copies of the previous frames (two at 10 %) instead of FEC and DRED, and some
+        // of them used (bursts longer than two frames are concealed).
+        assert!(a.mean_redundant_frames > 1.0, "{a:?}");
+        assert!(a.recovery.redundant > 0 && a.recovery.fec == 0, "{a:?}");
+        assert!(a.mean_bitrate_bps > 60_000.0, "{a:?}");
         let without = simulate_call(&reference, &CallConfig { dred: false, ..c }).expect("call");
         assert_eq!(without.network_lost, a.network_lost, "same packets lost");
-        assert!(without.mean_bitrate_bps > 10_000.0 && a.mean_bitrate_bps < 40_000.0);
+    }
+
+    #[test]
+    fn fixed_fec_and_dred_rebuild_lost_frames_from_both() {
+        let reference = speech();
+        let c = CallConfig {
+            rate: RateMode::Fixed {
+                expected_loss_pct: 20,
+                redundant_frames: 0,
+            },
+            ..config("loss=20,seed=3", 5)
+        };
+        let a = simulate_call(&reference, &c).expect("call");
+        assert!(a.mean_dred_ms > 200.0, "{a:?}");
+        let r = a.recovery;
+        assert!(r.fec > 10 && r.dred > 2 && r.redundant == 0, "{r:?}");
+        let without = simulate_call(&reference, &CallConfig { dred: false, ..c }).expect("call");
+        assert_eq!(without.recovery.dred, 0, "{:?}", without.recovery);
+        assert!(a.mean_bitrate_bps > without.mean_bitrate_bps + 4_000.0);
     }
 }

@@ -49,6 +49,16 @@ pub struct Run {
     pub recovered: f64,
     /// Periods concealed (losses with nothing later to rebuild from, and underruns).
     pub concealed: f64,
+    /// Lost frames played from an exact copy in a later datagram.
+    pub by_copy: f64,
+    /// Lost frames the codec rebuilt from in-band FEC.
+    pub by_fec: f64,
+    /// Lost frames the codec rebuilt from DRED.
+    pub by_dred: f64,
+    /// Periods the codec concealed.
+    pub codec_concealed: f64,
+    /// Copies of earlier frames per datagram, averaged over the call.
+    pub redundant_frames: f64,
     /// Frames that arrived too late to play.
     pub late: f64,
     /// Frames the jitter buffer dropped to shrink its delay.
@@ -99,6 +109,11 @@ pub fn summarize(runs: &[Run]) -> Summary {
             network_lost: avg(|r| r.network_lost),
             recovered: avg(|r| r.recovered),
             concealed: avg(|r| r.concealed),
+            by_copy: avg(|r| r.by_copy),
+            by_fec: avg(|r| r.by_fec),
+            by_dred: avg(|r| r.by_dred),
+            codec_concealed: avg(|r| r.codec_concealed),
+            redundant_frames: avg(|r| r.redundant_frames),
             late: avg(|r| r.late),
             discarded: avg(|r| r.discarded),
             bitrate_kbps: avg(|r| r.bitrate_kbps),
@@ -154,6 +169,15 @@ fn pairs(points: &[(Point, Summary)]) -> Vec<(Point, Option<&Summary>, Option<&S
     rows
 }
 
+/// "copy / FEC / DRED / concealed" per call.
+fn recovery(r: &Summary) -> String {
+    let m = &r.mean;
+    format!(
+        "{:.1} / {:.1} / {:.1} / {:.1}",
+        m.by_copy, m.by_fec, m.by_dred, m.codec_concealed
+    )
+}
+
 fn cell(r: Option<&Summary>, f: impl Fn(&Summary) -> String) -> String {
     r.map_or_else(|| "—".into(), f)
 }
@@ -165,7 +189,7 @@ pub fn table(points: &[(Point, Summary)], ceiling: &Ceiling) -> String {
     s.push_str(
         "| loss | pattern | jitter ms | PESQ (DRED) | PESQ min (DRED) | PESQ (no DRED) \
          | mouth-to-ear ms (DRED) | mouth-to-ear ms (no DRED) | kbit/s (DRED) | kbit/s (no DRED) \
-         | DRED ms | lost / call | recovered / call (DRED) | concealed / call (DRED) | late / call |\n\
+         | DRED ms | copies | lost / call | copy / FEC / DRED / concealed per call (DRED) | late / call |\n\
          |---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (label, c) in [
@@ -196,9 +220,9 @@ pub fn table(points: &[(Point, Summary)], ceiling: &Ceiling) -> String {
             cell(with, |r| format!("{:.1}", r.mean.bitrate_kbps)),
             cell(without, |r| format!("{:.1}", r.mean.bitrate_kbps)),
             cell(with, |r| format!("{:.0}", r.mean.dred_ms)),
+            cell(any, |r| format!("{:.2}", r.mean.redundant_frames)),
             cell(any, |r| format!("{:.1}", r.mean.network_lost)),
-            cell(with, |r| format!("{:.1}", r.mean.recovered)),
-            cell(with, |r| format!("{:.1}", r.mean.concealed)),
+            cell(with.or(without), recovery),
             cell(any, |r| format!("{:.1}", r.mean.late)),
         );
     }
@@ -209,13 +233,13 @@ pub fn table(points: &[(Point, Summary)], ceiling: &Ceiling) -> String {
 /// cross-check, and frames dropped to shrink the delay.
 pub fn details(points: &[(Point, Summary)]) -> String {
     let mut s = String::from(
-        "| loss | pattern | jitter ms | DRED | correlation | jitter buffer ms | mouth-to-ear ms (per frame) | recovered / call | concealed / call | discarded / call | FEC sized for % | runs scored |\n\
+        "| loss | pattern | jitter ms | DRED | correlation | jitter buffer ms | mouth-to-ear ms (per frame) | recovered / call | copy / FEC / DRED / concealed per call | discarded / call | FEC sized for % | runs scored |\n\
          |---:|:---|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (p, r) in points {
         let _ = writeln!(
             s,
-            "| {} % | {} | {} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{} |",
+            "| {} % | {} | {} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {}/{} |",
             p.loss_pct,
             p.pattern(),
             p.jitter_ms,
@@ -224,7 +248,7 @@ pub fn details(points: &[(Point, Summary)]) -> String {
             r.mean.jitter_buffer_ms,
             r.mean.frame_mouth_to_ear_ms,
             r.mean.recovered,
-            r.mean.concealed,
+            recovery(r),
             r.mean.discarded,
             r.mean.expected_loss_pct,
             r.runs - r.unscored,

@@ -1,8 +1,9 @@
 //! Acceptance: a real call on a network that loses 10 % of the media datagrams in each
 //! direction (`PARLEY_IMPAIR` on both clients) stays up for its full 60 s; each side's
-//! summary counts frames rebuilt from FEC separately from concealed ones, and the
-//! caller's bitrate came down from where it started (and its FEC went up) because the
-//! callee's reports said its frames were being lost.
+//! summary counts frames played from redundant copies, rebuilt from FEC or DRED, and
+//! concealed, each on its own; and because the callee's reports said its frames were being
+//! lost (and the round-trip time did not grow: loss, not congestion), the caller sent
+//! copies of its previous frames with every datagram and held its bitrate.
 
 use parley_e2e::calls::Servers;
 use parley_e2e::{similarity, ClientHome, Proc};
@@ -73,8 +74,8 @@ fn f(summary: &Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {key}: {summary}"))
 }
 
-/// What both sides must show: the loss was there, FEC rebuilt most of it, the rest was
-/// concealed, and each count is its own.
+/// What both sides must show: the loss was there, copies (or FEC) rebuilt most of it,
+/// and each count is its own.
 fn check_side(who: &str, s: &Value) {
     let loss = f(s, "loss_percent");
     assert!((5.0..=15.0).contains(&loss), "{who}: loss {loss} %: {s}");
@@ -83,17 +84,21 @@ fn check_side(who: &str, s: &Value) {
         (5.0..=15.0).contains(&peer_loss),
         "{who}: peer saw {peer_loss} % of ours lost: {s}"
     );
-    let (fec, concealed, lost) = (
-        u(s, "frames_fec_recovered"),
-        u(s, "frames_concealed"),
+    let r = &s["recovery"];
+    let (copies, fec, concealed, lost) = (
+        u(r, "redundant_copy"),
+        u(r, "fec"),
+        u(r, "concealed"),
         u(s, "frames_lost"),
     );
-    assert!(fec > 0, "{who}: no FEC recoveries: {s}");
+    assert!(copies > 0, "{who}: nothing played from a copy: {s}");
     assert!(concealed > 0, "{who}: nothing concealed: {s}");
-    // Random loss is mostly single frames, which the next frame's FEC rebuilds.
+    assert!(u(r, "received") > 1_000, "{who}: {s}");
+    // Random loss is mostly single frames or pairs, which the next datagram's copies
+    // rebuild exactly (FEC covers the first second, before the copies start).
     assert!(
-        fec * 10 >= lost * 7,
-        "{who}: only {fec} of {lost} lost frames rebuilt: {s}"
+        (copies + fec) * 10 >= lost * 7,
+        "{who}: only {copies} + {fec} of {lost} lost frames rebuilt: {s}"
     );
     assert!(u(s, "reports_received") >= 40, "{who}: reports: {s}");
     assert_eq!(u(s, "datagrams_forged"), 0, "{who}: {s}");
@@ -187,17 +192,21 @@ fn a_call_at_ten_percent_loss_stays_up_and_adapts() -> anyhow::Result<()> {
     check_side("alice", &alice_s);
     check_side("bob", &bob_s);
 
-    // The caller backed off from its starting bitrate on the callee's loss reports, and
-    // sized its FEC for the loss.
-    let lowest = u(&alice_s, "bitrate_min_bps");
-    assert!(lowest < START_BPS, "bitrate never dropped: {alice_s}");
-    assert!(u(&alice_s, "bitrate_changes") > 0, "{alice_s}");
-    assert!(u(&alice_s, "bitrate_max_bps") <= START_BPS, "{alice_s}");
-    assert!(u(&alice_s, "expected_loss_percent") > 5, "{alice_s}");
+    // The caller answered the callee's loss reports with copies of its previous frames
+    // (two at 10 %), not with a lower bitrate, and without FEC (the copies make it moot).
+    assert!(u(&alice_s, "redundant_frames") >= 1, "{alice_s}");
+    assert!(
+        u(&alice_s, "redundant_bytes_sent") * 3 >= u(&alice_s, "bytes_sent"),
+        "{alice_s}"
+    );
+    // (Loss alone used to take it down to the 20 kbit/s FEC floor; only a queue, which a
+    // loaded test machine may briefly build, lowers it now.)
+    assert!(u(&alice_s, "bitrate_min_bps") > 20_000, "{alice_s}");
+    assert_eq!(u(&alice_s, "bitrate_max_bps"), START_BPS, "{alice_s}");
+    assert_eq!(u(&alice_s, "expected_loss_percent"), 0, "{alice_s}");
 
     // Speech still got through: the recording follows what was sent, most of the time
-    // as closely as the codec alone allows at this bitrate with FEC (about 0.92 offline
-    // for 20 kbit/s at 10 % loss, against 0.96 on a clean path).
+    // about as closely as the codec alone allows (0.96 on a clean path).
     windows.sort_by(f32::total_cmp);
     assert!(windows.len() >= 25, "{windows:?}");
     let median = windows[windows.len() / 2];

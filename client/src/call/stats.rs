@@ -81,13 +81,15 @@ impl CallStats {
     /// The one-line live view.
     pub fn status_line(&self) -> String {
         format!(
-            "[{:>5.1}s] path {} | rtt {} | loss {:.1}% (fec {}, concealed {}) | jitter {:.1} ms | {:.1} kbit/s | sent {} recv {}",
+            "[{:>5.1}s] path {} | rtt {} | loss {:.1}% (copy {}, fec {}, dred {}, concealed {}) | jitter {:.1} ms | {:.1} kbit/s | sent {} recv {}",
             self.duration.as_secs_f64(),
             self.path_name(),
             self.media.rtt.map(|r| format!("{} ms", r.as_millis())).unwrap_or_else(|| "-".into()),
             self.loss_percent(),
-            self.media.jitter.fec_recovered,
-            self.media.jitter.concealed,
+            self.media.recovery.redundant,
+            self.media.recovery.fec,
+            self.media.recovery.dred,
+            self.media.recovery.concealed,
             self.media.jitter.jitter_ms,
             f64::from(self.bitrate_bps()) / 1000.0,
             self.media.frames_sent,
@@ -111,6 +113,7 @@ impl CallStats {
             "frames_fec_recovered": self.media.jitter.fec_recovered,
             "frames_late": self.media.jitter.late,
             "frames_duplicate": self.media.jitter.duplicates,
+            "frames_discarded": self.media.jitter.discarded,
             "datagrams_forged": self.media.forged,
             "datagrams_replayed": self.media.replayed,
             "datagrams_malformed": self.media.malformed,
@@ -131,6 +134,16 @@ impl CallStats {
             "transport": if self.transport.is_empty() { "udp" } else { self.transport },
             "dred_ms": self.media.target.map_or(0, |t| u32::from(t.dred_10ms) * 10),
             "frames_recovered": self.media.recovered,
+            // How each period of the peer's audio was played (what the codec did).
+            "recovery": {
+                "received": self.media.recovery.received,
+                "redundant_copy": self.media.recovery.redundant,
+                "fec": self.media.recovery.fec,
+                "dred": self.media.recovery.dred,
+                "concealed": self.media.recovery.concealed,
+            },
+            "redundant_frames": self.media.target.map_or(0, |t| t.redundant_frames),
+            "redundant_bytes_sent": self.media.redundant_bytes_sent,
         })
     }
 }

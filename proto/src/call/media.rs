@@ -9,7 +9,15 @@
 //!   kind 3 Report: received:u64be lost:u64be (receiver feedback)
 //!   kind 4 Ping: t:u64be                     (sender's monotonic clock, ms; for end-to-end RTT)
 //!   kind 5 Pong: t:u64be                     (the ping's t, echoed)
+//!   kind 6 RedAudio: frame:u64be n:u8 n×(len:u16be opus-packet) opus-packet
+//!                                            (audio with copies of frames frame-1 … frame-n,
+//!                                             newest first; 1 ≤ n ≤ MAX_REDUNDANT, len ≥ 1)
+//!   kind 7 Features: flags:u8                (what the sender of it accepts; bit 0: RedAudio)
 //! ```
+//! Kinds 6 and 7 came with session 6 (RFC 2198-style redundancy, issue 13). A peer sends
+//! RedAudio only to a peer whose Features said it accepts it, so a peer that predates them
+//! keeps receiving plain Audio (it counts the Features datagrams as malformed and drops
+//! them; nothing else changes).
 //! `seq` counts datagrams per direction and never repeats; a receiver drops any `seq`
 //! it has already opened (a sliding window of [`REPLAY_WINDOW`] entries) or that is
 //! older than the window. Tampering with any byte fails authentication.
@@ -24,6 +32,10 @@ const TAG_LEN: usize = 16;
 pub const REPLAY_WINDOW: u64 = 128;
 /// Largest datagram we seal or open (fits any QUIC path MTU we use).
 pub const MAX_DATAGRAM: usize = 1200;
+/// Most earlier frames one [`MediaFrame::RedAudio`] may carry.
+pub const MAX_REDUNDANT: usize = 3;
+/// [`MediaFrame::Features`] bit: the sender of it accepts [`MediaFrame::RedAudio`].
+pub const FEATURE_RED_AUDIO: u8 = 1;
 
 /// What a media datagram carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +60,21 @@ pub enum MediaFrame {
     Ping(u64),
     /// The echo of a ping's `t`.
     Pong(u64),
+    /// Frame `frame` plus exact copies of the frames before it (RFC 2198-style
+    /// redundancy): `older[i]` is frame `frame - 1 - i`. Sent on a lossy path only, and
+    /// only to a peer whose [`MediaFrame::Features`] include [`FEATURE_RED_AUDIO`].
+    RedAudio {
+        /// Frame number of `opus`.
+        frame: u64,
+        /// The Opus packet of frame `frame`.
+        opus: Vec<u8>,
+        /// Copies of the packets of frames `frame - 1`, `frame - 2`, … (1 to
+        /// [`MAX_REDUNDANT`], none empty).
+        older: Vec<Vec<u8>>,
+    },
+    /// What the sender of this accepts: [`FEATURE_RED_AUDIO`]; other bits are reserved
+    /// (sent as 0, ignored on receipt).
+    Features(u8),
 }
 
 /// Why a datagram was dropped.
@@ -153,6 +180,17 @@ impl MediaCrypto {
                 plain.push(5);
                 plain.extend_from_slice(&t.to_be_bytes());
             }
+            MediaFrame::RedAudio { frame, opus, older } => {
+                plain.push(6);
+                plain.extend_from_slice(&frame.to_be_bytes());
+                plain.push(older.len() as u8);
+                for copy in older {
+                    plain.extend_from_slice(&(copy.len() as u16).to_be_bytes());
+                    plain.extend_from_slice(copy);
+                }
+                plain.extend_from_slice(opus);
+            }
+            MediaFrame::Features(flags) => plain.extend_from_slice(&[7, *flags]),
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -224,8 +262,35 @@ fn parse(plain: &[u8]) -> Result<MediaFrame, MediaError> {
         }),
         4 if body.len() == 8 => Ok(MediaFrame::Ping(be_u64(body).ok_or(MediaError::Malformed)?)),
         5 if body.len() == 8 => Ok(MediaFrame::Pong(be_u64(body).ok_or(MediaError::Malformed)?)),
+        6 => parse_red_audio(body).ok_or(MediaError::Malformed),
+        7 if body.len() == 1 => Ok(MediaFrame::Features(body[0])),
         _ => Err(MediaError::Malformed),
     }
+}
+
+/// Kind 6 strictly: 1 to [`MAX_REDUNDANT`] non-empty copies that fit, of frames that exist.
+fn parse_red_audio(body: &[u8]) -> Option<MediaFrame> {
+    let frame = be_u64(body)?;
+    let (&n, mut rest) = body.get(8..)?.split_first()?;
+    let n = usize::from(n);
+    if n == 0 || n > MAX_REDUNDANT || frame < n as u64 {
+        return None;
+    }
+    let mut older = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));
+        let copy = rest.get(2..2 + len)?;
+        if copy.is_empty() {
+            return None;
+        }
+        older.push(copy.to_vec());
+        rest = &rest[2 + len..];
+    }
+    Some(MediaFrame::RedAudio {
+        frame,
+        opus: rest.to_vec(),
+        older,
+    })
 }
 
 #[cfg(test)]
@@ -262,6 +327,12 @@ mod tests {
             },
             MediaFrame::Ping(77),
             MediaFrame::Pong(78),
+            MediaFrame::RedAudio {
+                frame: 9,
+                opus: vec![9; 60],
+                older: vec![vec![8; 61], vec![7; 1]],
+            },
+            MediaFrame::Features(FEATURE_RED_AUDIO),
         ] {
             let d = a.seal(&f);
             assert_eq!(b.open(&d).unwrap().1, f);
@@ -310,6 +381,32 @@ mod tests {
         w.record(1300);
         assert!(!w.check(1000));
         assert!(w.check(1299));
+    }
+
+    #[test]
+    fn red_audio_is_parsed_strictly() {
+        let ok = [6, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 1, 0xaa, 0xbb];
+        assert_eq!(
+            parse(&ok),
+            Ok(MediaFrame::RedAudio {
+                frame: 2,
+                opus: vec![0xbb],
+                older: vec![vec![0xaa]],
+            })
+        );
+        let bad: [&[u8]; 6] = [
+            &[6, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0xbb], // no copy
+            &[
+                6, 0, 0, 0, 0, 0, 0, 0, 9, 4, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1,
+            ], // too many
+            &[6, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0xaa], // frame -1
+            &[6, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0xbb], // empty copy
+            &[6, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 9, 0xaa], // copy overruns
+            &[7, 1, 0],                            // features too long
+        ];
+        for b in bad {
+            assert_eq!(parse(b), Err(MediaError::Malformed), "{b:?}");
+        }
     }
 
     #[test]

@@ -38,6 +38,9 @@ const SKIP_SPACING: u32 = 10;
 const LOSS_HEADROOM_ABOVE: f64 = 0.01;
 /// Smoothing gain of the loss rate, per period (about a second).
 const LOSS_RATE_GAIN: f64 = 1.0 / 50.0;
+/// Smoothing gain of the average transit (arrival − send time) that tells a frame
+/// arriving on time after an underrun from a delay spike.
+const TRANSIT_GAIN: f64 = 1.0 / 32.0;
 /// Shortest silence after which a stream is considered ended.
 const MIN_END_AFTER: Duration = Duration::from_millis(500);
 
@@ -90,7 +93,9 @@ pub struct JitterBuffer {
     /// Most frames accepted ahead of the playout point (inclusive of it).
     capacity: u64,
     end_after: Duration,
-    frames: BTreeMap<u64, Vec<u8>>,
+    /// Buffered frames and whether each is a redundant copy (its own datagram was not
+    /// seen).
+    frames: BTreeMap<u64, (Vec<u8>, bool)>,
     playing: bool,
     /// Playing: the next frame to play. Otherwise: where the last stream stopped, so
     /// its stragglers are still recognised as late.
@@ -113,6 +118,15 @@ pub struct JitterBuffer {
     loss_rate: f64,
     /// Out-of-window frames that may be the start of a renumbered stream.
     pending: Vec<(u64, Vec<u8>)>,
+    /// First frame of the stream as received (arrival, seq): the origin of transits.
+    anchor: Option<(Timestamp, u64)>,
+    /// Transit (arrival − seq × frame, relative to `anchor`, ms) of the newest arrival,
+    /// and its smoothed average.
+    last_transit: f64,
+    transit_avg: Option<f64>,
+    /// Periods concealed in a row at the playout point because nothing after it had
+    /// arrived (an underrun), without moving on.
+    stall: u64,
     stats: JitterStats,
 }
 
@@ -144,6 +158,10 @@ impl JitterBuffer {
             pops_since_skip: 0,
             loss_rate: 0.0,
             pending: Vec::new(),
+            anchor: None,
+            last_transit: 0.0,
+            transit_avg: None,
+            stall: 0,
             stats: JitterStats::default(),
         }
     }
@@ -185,14 +203,35 @@ impl JitterBuffer {
             return self.hold_aside(now, seq, payload);
         }
         self.note_arrival(now, seq);
-        if self.frames.contains_key(&seq) {
-            self.stats.duplicates += 1;
+        if let Some((_, copy)) = self.frames.get_mut(&seq) {
+            if *copy {
+                *copy = false; // The frame's own datagram, after a copy of it.
+            } else {
+                self.stats.duplicates += 1;
+            }
             return;
         }
         if self.frames.is_empty() && !self.playing {
             self.first_arrival = Some(now);
         }
-        self.frames.insert(seq, payload);
+        self.frames.insert(seq, (payload, false));
+    }
+
+    /// Hands over a redundant copy of frame `seq` that arrived inside a later frame's
+    /// datagram (RFC 2198-style). It is kept only if frame `seq` is still to be played
+    /// and not here yet; it is not counted as received and does not feed the jitter
+    /// estimate (it is a frame period late by design). Played, it is a
+    /// [`Playout::Redundant`] and counts as lost and recovered.
+    pub fn insert_redundant(&mut self, seq: u64, payload: Vec<u8>) {
+        if !self.playing || self.frames.contains_key(&seq) {
+            return;
+        }
+        let Some(next) = self.next_seq else {
+            return;
+        };
+        if seq >= next && seq - next < self.capacity {
+            self.frames.insert(seq, (payload, true));
+        }
     }
 
     /// What to play for the frame period starting at `now`. Call once per period.
@@ -245,12 +284,26 @@ impl JitterBuffer {
             self.stats.concealed += 1;
             return Some(Playout::Conceal { seq: next });
         }
-        if let Some(payload) = self.frames.remove(&next) {
+        if self.stall > 0 && !self.frames.is_empty() {
+            next = self.end_stall(next)?;
+        }
+        if let Some((payload, copy)) = self.frames.remove(&next) {
             self.advance(next, true);
+            if copy {
+                // Lost on the network all the same: reported as such, and the buffer
+                // keeps its loss headroom so that the next copies arrive in time too.
+                self.note_period(true);
+                self.stats.lost += 1;
+                self.stats.redundant_recovered += 1;
+                return Some(Playout::Redundant { seq: next, payload });
+            }
             self.note_period(false);
             return Some(Playout::Frame { seq: next, payload });
         }
-        let next_payload = next.checked_add(1).and_then(|a| self.frames.get(&a));
+        let next_payload = next
+            .checked_add(1)
+            .and_then(|a| self.frames.get(&a))
+            .map(|(p, _)| p);
         if let Some(next_payload) = next_payload.cloned() {
             self.note_period(true);
             self.stats.lost += 1;
@@ -266,7 +319,7 @@ impl JitterBuffer {
             .frames
             .range(next.saturating_add(1)..)
             .next()
-            .map(|(&s, p)| (s, p.clone()));
+            .map(|(&s, (p, _))| (s, p.clone()));
         if let Some((later_seq, later_payload)) = later {
             self.note_period(true);
             self.stats.lost += 1;
@@ -277,7 +330,42 @@ impl JitterBuffer {
                 later_payload,
             });
         }
+        self.stall += 1;
         Some(Playout::Conceal { seq: next })
+    }
+
+    /// Frames arrived after an underrun of `stall` periods. If the newest came on time
+    /// (its transit near the usual), the frames missing at the playout point were lost,
+    /// not late: the periods already concealed stood in for them, so the playout point
+    /// moves past them instead of the delay growing by the underrun (which would then
+    /// cost a skipped frame to undo: two timing jumps per loss burst). A delay spike
+    /// (the newest frame late too), or the awaited frame itself or its copy arriving (a
+    /// slow sender clock, or a copy in the next datagram), keeps the frames and grows the
+    /// delay, as before.
+    /// Returns the new playout point.
+    fn end_stall(&mut self, next: u64) -> Option<u64> {
+        let stall = std::mem::take(&mut self.stall);
+        let on_time = self
+            .transit_avg
+            .is_some_and(|avg| self.last_transit - avg <= self.frame_ms + 2.0 * self.jitter_ms);
+        let newest = self.frames.last_key_value().map(|(&s, _)| s)?;
+        if !on_time || newest <= next {
+            return Some(next);
+        }
+        for seq in next..next + stall.min(newest - next) {
+            // A frame that did arrive, or its copy, plays (the delay grows): dropping a
+            // copy that is here costs more than the period of delay (measured: −0.2
+            // PESQ at 20 % random loss with 30 ms jitter).
+            if self.frames.contains_key(&seq) {
+                break;
+            }
+            self.frames.remove(&seq);
+            self.stats.lost += 1;
+            self.stats.stall_skipped += 1;
+            self.note_period(true);
+            self.advance(seq, false);
+        }
+        self.next_seq
     }
 
     /// Counters and current state.
@@ -344,10 +432,13 @@ impl JitterBuffer {
         self.playing = false;
         self.first_arrival = None;
         self.prev = None;
+        self.anchor = None;
+        self.transit_avg = None;
         self.level = 0.0;
     }
 
     fn advance(&mut self, seq: u64, played: bool) {
+        self.stall = 0;
         self.played = (self.played << 1) | u128::from(played);
         self.next_seq = Some(seq.saturating_add(1));
     }
@@ -355,6 +446,12 @@ impl JitterBuffer {
     /// Updates the RFC 3550 jitter estimate with a frame that arrived at `now`.
     fn note_arrival(&mut self, now: Timestamp, seq: u64) {
         self.last_arrival = Some(now);
+        let (t0, s0) = *self.anchor.get_or_insert((now, seq));
+        let transit = (i128::from(now.0) - i128::from(t0.0)) as f64
+            - (i128::from(seq) - i128::from(s0)) as f64 * self.frame_ms;
+        self.last_transit = transit;
+        let avg = self.transit_avg.get_or_insert(transit);
+        *avg += (transit - *avg) * TRANSIT_GAIN;
         if let Some((t0, s0)) = self.prev {
             let arrival = i128::from(now.0) - i128::from(t0.0);
             let sent = (i128::from(seq) - i128::from(s0)) as f64 * self.frame_ms;
@@ -374,7 +471,10 @@ impl JitterBuffer {
         } else {
             0.0
         };
-        (self.jitter_ms * JITTER_MULTIPLIER + headroom).clamp(self.min_ms(), self.max_ms())
+        // Above the minimum, not within it: the minimum is what a clean path needs, and
+        // the frame after a loss (or its copy) arrives a whole frame period later.
+        ((self.jitter_ms * JITTER_MULTIPLIER).max(self.min_ms()) + headroom)
+            .clamp(self.min_ms(), self.max_ms())
     }
 
     /// Tracks the loss rate; a loss raises the target at once.
@@ -417,8 +517,11 @@ impl JitterBuffer {
         self.stats.discarded += self.frames.len() as u64;
         self.frames.clear();
         let first = self.pending[0].0;
-        self.frames.extend(self.pending.drain(..));
+        self.frames
+            .extend(self.pending.drain(..).map(|(s, p)| (s, (p, false))));
         self.prev = None;
+        self.anchor = None;
+        self.transit_avg = None;
         self.last_arrival = Some(now);
         self.played = 0;
         self.pops_since_skip = 0;

@@ -18,6 +18,7 @@ pub mod mix_roster;
 pub mod paths;
 pub mod rate;
 pub mod session;
+mod session_config;
 mod session_io;
 #[cfg(test)]
 mod session_tests;
@@ -25,8 +26,8 @@ mod session_tests;
 pub use jitter::JitterBuffer;
 pub use paths::PathKind;
 pub use session::{
-    AudioPort, EncoderTarget, EndReason, HostError, MediaCodec, MediaEvent, MediaSession, PlayKind,
-    SessionConfig, SessionStats, Transmit, TransmitKind, FRAME_SAMPLES,
+    AudioPort, Decoded, EncoderTarget, EndReason, HostError, MediaCodec, MediaEvent, MediaSession,
+    PlayKind, Recovery, SessionConfig, SessionStats, Transmit, TransmitKind, FRAME_SAMPLES,
 };
 
 use std::time::Duration;
@@ -56,6 +57,15 @@ impl Default for JitterConfig {
 /// What to play for one frame period, as returned by [`JitterBuffer::pop`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Playout {
+    /// Frame `seq` itself was lost, but an exact copy arrived in a later datagram
+    /// (RFC 2198-style redundancy, [`JitterBuffer::insert_redundant`]): decode `payload`
+    /// exactly like a [`Playout::Frame`].
+    Redundant {
+        /// Sequence number of the frame.
+        seq: u64,
+        /// The copy of the encoded frame.
+        payload: Vec<u8>,
+    },
     /// Frame `seq` arrived in time: decode `payload` normally.
     Frame {
         /// Sequence number of the frame.
@@ -113,8 +123,14 @@ pub struct JitterStats {
     pub late: u64,
     /// Frames that arrived more than once (the copies are dropped).
     pub duplicates: u64,
-    /// Frames that had not arrived when the buffer had to move past them.
+    /// Frames that had not arrived when the buffer had to move past them (including the
+    /// ones played from a redundant copy: the network lost them all the same).
     pub lost: u64,
+    /// Lost frames played from a redundant copy ([`Playout::Redundant`]).
+    pub redundant_recovered: u64,
+    /// Frames the playout point moved past after an underrun, because the periods already
+    /// concealed had stood in for them (the frames were lost, not late).
+    pub stall_skipped: u64,
     /// Lost frames handed out as [`Playout::Fec`].
     pub fec_recovered: u64,
     /// Periods answered with [`Playout::Conceal`] or [`Playout::Recover`] (losses without

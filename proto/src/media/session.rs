@@ -20,83 +20,21 @@
 //! [`AudioPort`] (capture one frame, play one frame).
 
 use super::paths::{PathKind, PathSet};
-use super::rate::{RateConfig, RateController, RateTarget};
-pub use super::session_io::{
-    AudioPort, EncoderTarget, EndReason, HostError, MediaCodec, MediaEvent, PlayKind, SessionStats,
-    Transmit, TransmitKind, FRAME_SAMPLES,
+use super::rate::{RateController, RateTarget};
+pub use super::session_config::{
+    SessionConfig, PEER_TIMEOUT, SETUP_TIMEOUT, STALL_AFTER, STALL_GRACE,
 };
-use super::{JitterBuffer, JitterConfig, Playout};
-use crate::call::media::{MediaCrypto, MediaError, MediaFrame};
+pub use super::session_io::{
+    AudioPort, Decoded, EncoderTarget, EndReason, HostError, MediaCodec, MediaEvent, PlayKind,
+    Recovery, SessionStats, Transmit, TransmitKind, FRAME_SAMPLES,
+};
+use super::{JitterBuffer, Playout};
+use crate::call::media::{
+    MediaCrypto, MediaError, MediaFrame, FEATURE_RED_AUDIO, MAX_DATAGRAM, MAX_REDUNDANT,
+};
 use crate::time::Timestamp;
 use std::collections::VecDeque;
 use std::time::Duration;
-
-/// Tunables of a [`MediaSession`]; the defaults are what the client uses.
-#[derive(Clone, Debug)]
-pub struct SessionConfig {
-    /// Frame period.
-    pub frame: Duration,
-    /// The receive jitter buffer.
-    pub jitter: JitterConfig,
-    /// The sender's rate controller; `None`: fixed encoder settings (`fixed_target`).
-    pub rate: Option<RateConfig>,
-    /// Encoder settings without a controller, and the starting bitrate's FEC with one.
-    pub fixed_target: EncoderTarget,
-    /// How often a receiver report goes out.
-    pub report_every: Duration,
-    /// How often every open path is probed.
-    pub probe_every: Duration,
-    /// A path that has not answered a probe for this long is not sent on.
-    pub path_dead_after: Duration,
-    /// No authentic datagram from the peer this long after the start: no media path.
-    pub setup_timeout: Duration,
-    /// Nothing authentic heard on any path for this long, once media flowed: the peer
-    /// is reported stalled ([`MediaEvent::Stalled`]); the call goes on.
-    pub stall_after: Duration,
-    /// Nothing authentic heard on any path for this long, once media flowed: peer lost.
-    pub peer_timeout: Duration,
-    /// After the input ends, how long to go on so the last frames reach the peer.
-    pub input_tail: Duration,
-    /// End the call this long after the start (`None`: no limit).
-    pub duration: Option<Duration>,
-    /// Byes sent on hang-up (they are datagrams and may be lost).
-    pub bye_copies: usize,
-}
-
-/// Default [`SessionConfig::setup_timeout`].
-pub const SETUP_TIMEOUT: Duration = Duration::from_secs(8);
-/// Default [`SessionConfig::stall_after`].
-pub const STALL_AFTER: Duration = Duration::from_secs(2);
-/// Default [`SessionConfig::peer_timeout`]: long enough for a path to come back (a relay
-/// leg rejoins, a NAT mapping is punched again).
-pub const PEER_TIMEOUT: Duration = Duration::from_secs(10);
-/// After this process itself stalled (woken more than 5 frames late), how long it runs
-/// before judging the peer silent: long enough to read what queued up meanwhile.
-pub const STALL_GRACE: Duration = Duration::from_millis(200);
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        SessionConfig {
-            frame: Duration::from_millis(20),
-            jitter: JitterConfig::default(),
-            rate: Some(RateConfig::default()),
-            fixed_target: EncoderTarget {
-                bitrate_bps: RateConfig::default().start_bps,
-                expected_loss_percent: 0,
-                dred_10ms: 0,
-            },
-            report_every: Duration::from_secs(1),
-            probe_every: Duration::from_millis(160),
-            path_dead_after: Duration::from_millis(500),
-            setup_timeout: SETUP_TIMEOUT,
-            stall_after: STALL_AFTER,
-            peer_timeout: PEER_TIMEOUT,
-            input_tail: Duration::from_millis(400),
-            duration: None,
-            bye_copies: 3,
-        }
-    }
-}
 
 /// The media engine of one call; see the module docs.
 pub struct MediaSession<C, A> {
@@ -113,6 +51,8 @@ pub struct MediaSession<C, A> {
     ticks: u64,
     frame_no: u64,
     muted: bool,
+    /// The packets of the last frames sent, newest first (for redundant copies).
+    history: VecDeque<Vec<u8>>,
     played_audio: bool,
     input_done_at: Option<Timestamp>,
     first_heard: Option<Timestamp>,
@@ -164,6 +104,7 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
             ticks: 0,
             frame_no: 0,
             muted: false,
+            history: VecDeque::with_capacity(MAX_REDUNDANT),
             played_audio: false,
             input_done_at: None,
             first_heard: None,
@@ -306,19 +247,19 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
         }
         self.last_heard = Some(now);
         match frame {
-            MediaFrame::Audio { frame, opus } => {
-                if let Some(last) = self.last_audio.replace(now) {
-                    self.stats.max_gap = self.stats.max_gap.max(now.since(last));
+            MediaFrame::Audio { frame, opus } => self.on_audio(now, path, frame, opus, Vec::new()),
+            MediaFrame::RedAudio { frame, opus, older } => {
+                self.on_audio(now, path, frame, opus, older)
+            }
+            MediaFrame::Features(flags) => {
+                let accepts = flags & FEATURE_RED_AUDIO != 0;
+                if accepts != self.stats.peer_accepts_redundancy {
+                    self.stats.peer_accepts_redundancy = accepts;
+                    if let Some(rate) = &mut self.rate {
+                        rate.set_redundancy_available(accepts);
+                    }
+                    self.apply_rate();
                 }
-                match path {
-                    PathKind::Direct => self.stats.frames_received_direct += 1,
-                    PathKind::Relay(_) => self.stats.frames_received_relay += 1,
-                }
-                // The peer sends audio only on a path its own probes found working both
-                // ways: as good as an answer, and 8 times as frequent, so a lossy
-                // stretch that eats a few probes in a row does not move the call.
-                self.paths.answered(path, now);
-                self.jitter.insert(now, frame, opus);
             }
             MediaFrame::Bye => self.end(now, EndReason::PeerHangup),
             // Probes are answered on the path they came in on: that proves the path.
@@ -346,6 +287,34 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
         }
     }
 
+    /// Audio frame `frame` arrived on `path`, with copies of the frames before it.
+    fn on_audio(
+        &mut self,
+        now: Timestamp,
+        path: PathKind,
+        frame: u64,
+        opus: Vec<u8>,
+        older: Vec<Vec<u8>>,
+    ) {
+        if let Some(last) = self.last_audio.replace(now) {
+            self.stats.max_gap = self.stats.max_gap.max(now.since(last));
+        }
+        match path {
+            PathKind::Direct => self.stats.frames_received_direct += 1,
+            PathKind::Relay(_) => self.stats.frames_received_relay += 1,
+        }
+        // The peer sends audio only on a path its own probes found working both ways:
+        // as good as an answer, and 8 times as frequent, so a lossy stretch that eats a
+        // few probes in a row does not move the call.
+        self.paths.answered(path, now);
+        self.jitter.insert(now, frame, opus);
+        for (back, copy) in (1..).zip(older) {
+            if let Some(seq) = frame.checked_sub(back) {
+                self.jitter.insert_redundant(seq, copy);
+            }
+        }
+    }
+
     fn tick(&mut self, now: Timestamp) -> Result<(), HostError> {
         self.update_path(now);
         // Send: one captured frame.
@@ -365,13 +334,24 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
             Some(playout) => {
                 let kind = match &playout {
                     Playout::Frame { seq, .. } => PlayKind::Frame(*seq),
-                    Playout::Fec { seq, .. } | Playout::Recover { seq, .. } => {
+                    Playout::Redundant { seq, .. }
+                    | Playout::Fec { seq, .. }
+                    | Playout::Recover { seq, .. } => {
                         self.stats.recovered += 1;
                         PlayKind::Recovered(*seq)
                     }
                     Playout::Conceal { .. } => PlayKind::Concealed,
                 };
-                (self.codec.decode(&playout)?, kind)
+                let (pcm, how) = self.codec.decode(&playout)?;
+                let r = &mut self.stats.recovery;
+                match (how, &playout) {
+                    (Decoded::Packet, Playout::Redundant { .. }) => r.redundant += 1,
+                    (Decoded::Packet, _) => r.received += 1,
+                    (Decoded::Fec, _) => r.fec += 1,
+                    (Decoded::Dred, _) => r.dred += 1,
+                    (Decoded::Concealed, _) => r.concealed += 1,
+                }
+                (pcm, kind)
             }
             None => (vec![0.0; FRAME_SAMPLES], PlayKind::Silence),
         };
@@ -394,6 +374,10 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                 };
                 if let Some(path) = self.current_path(now) {
                     self.send(path, &report, TransmitKind::Control);
+                    // What we accept rides along (a datagram of its own, so that a peer
+                    // that predates it still reads the report).
+                    let features = MediaFrame::Features(FEATURE_RED_AUDIO);
+                    self.send(path, &features, TransmitKind::Control);
                 }
             }
         }
@@ -404,6 +388,12 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                     &MediaFrame::Ping(now.as_millis()),
                     TransmitKind::Control,
                 );
+                // What we accept, from the first period (with the reports later), so
+                // that copies can start before the first report.
+                if self.ticks < report_every {
+                    let features = MediaFrame::Features(FEATURE_RED_AUDIO);
+                    self.send(path, &features, TransmitKind::Control);
+                }
             }
         }
         self.check_timeouts(now);
@@ -414,16 +404,46 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
         let opus = self.codec.encode(pcm)?;
         let frame = self.frame_no;
         self.frame_no += 1;
+        let older = self.redundant_copies(opus.len());
+        if self.history.len() == MAX_REDUNDANT {
+            self.history.pop_back();
+        }
+        self.history.push_front(opus.clone());
         if let Some(path) = self.current_path(now) {
+            let copies: u64 = older.iter().map(|c| c.len() as u64).sum();
             self.stats.frames_sent += 1;
-            self.stats.bytes_sent += opus.len() as u64;
-            self.send(
-                path,
-                &MediaFrame::Audio { frame, opus },
-                TransmitKind::Audio,
-            );
+            self.stats.bytes_sent += opus.len() as u64 + copies;
+            self.stats.redundant_bytes_sent += copies;
+            let media = if older.is_empty() {
+                MediaFrame::Audio { frame, opus }
+            } else {
+                MediaFrame::RedAudio { frame, opus, older }
+            };
+            self.send(path, &media, TransmitKind::Audio);
         }
         Ok(())
+    }
+
+    /// The copies of earlier frames the next datagram carries: as many as the target
+    /// asks for (and the history holds, and the peer accepts), fewest first dropped so
+    /// that the datagram stays within [`MAX_DATAGRAM`].
+    fn redundant_copies(&self, primary: usize) -> Vec<Vec<u8>> {
+        if !self.stats.peer_accepts_redundancy {
+            return Vec::new();
+        }
+        // version, seq, kind, frame, count, AEAD tag.
+        const OVERHEAD: usize = 9 + 1 + 8 + 1 + 16;
+        let mut size = OVERHEAD + primary;
+        let want = usize::from(self.target.redundant_frames).min(MAX_REDUNDANT);
+        let mut older = Vec::with_capacity(want);
+        for copy in self.history.iter().take(want) {
+            size += 2 + copy.len();
+            if size > MAX_DATAGRAM || copy.is_empty() || copy.len() > usize::from(u16::MAX) {
+                break;
+            }
+            older.push(copy.clone());
+        }
+        older
     }
 
     fn send(&mut self, path: PathKind, frame: &MediaFrame, kind: TransmitKind) {
@@ -547,6 +567,12 @@ fn from_rate(t: RateTarget, measured_loss: f64) -> EncoderTarget {
     EncoderTarget {
         bitrate_bps: t.bitrate_bps,
         expected_loss_percent: t.expected_loss_percent,
-        dred_10ms: super::rate::dred_frames_for(measured_loss),
+        // libopus budgets DRED from the expected loss: none without it.
+        dred_10ms: if t.expected_loss_percent == 0 {
+            0
+        } else {
+            super::rate::dred_frames_for(measured_loss)
+        },
+        redundant_frames: t.redundant_frames,
     }
 }

@@ -26,6 +26,41 @@ pub struct EncoderTarget {
     /// Deep redundancy (DRED) depth, in 10 ms units (0: none). See
     /// [`super::rate::dred_frames_for`].
     pub dred_10ms: u8,
+    /// Exact copies of the previous frames each audio datagram carries (RFC 2198-style
+    /// redundancy, `MediaFrame::RedAudio`; 0: none). Applied by the engine itself, not
+    /// the codec, and only towards a peer that accepts it. See
+    /// [`super::rate::redundancy_for`].
+    pub redundant_frames: u8,
+}
+
+/// How the codec produced one period's audio from a [`Playout`] (for the per-call
+/// [`Recovery`] counters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A packet that arrived (or an exact redundant copy of it), decoded normally.
+    Packet,
+    /// A lost frame rebuilt from the next packet's in-band FEC (Opus LBRR).
+    Fec,
+    /// A lost frame rebuilt from a later packet's deep redundancy (Opus DRED).
+    Dred,
+    /// Concealed: nothing to rebuild from (deep PLC), or a packet that did not decode.
+    Concealed,
+}
+
+/// How the periods of one call's incoming audio were played, up to now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Frames decoded from their own datagram.
+    pub received: u64,
+    /// Lost frames played from an exact copy carried by a later datagram.
+    pub redundant: u64,
+    /// Lost frames rebuilt from the next packet's in-band FEC.
+    pub fec: u64,
+    /// Lost frames rebuilt from a later packet's DRED.
+    pub dred: u64,
+    /// Periods concealed (lost frames nothing could rebuild, underruns, the buffer
+    /// stretching its delay).
+    pub concealed: u64,
 }
 
 /// The codec the engine drives. One 20 ms frame of 48 kHz mono `f32` per call.
@@ -33,8 +68,9 @@ pub trait MediaCodec {
     /// Encodes one captured frame ([`FRAME_SAMPLES`] samples) into one packet.
     fn encode(&mut self, pcm: &[f32]) -> Result<Vec<u8>, HostError>;
     /// Turns a jitter-buffer decision into [`FRAME_SAMPLES`] samples (decode, rebuild
-    /// from FEC or DRED, or conceal). Must not fail on a corrupt packet: conceal instead.
-    fn decode(&mut self, playout: &Playout) -> Result<Vec<f32>, HostError>;
+    /// from FEC or DRED, or conceal), and says which it did. Must not fail on a corrupt
+    /// packet: conceal instead.
+    fn decode(&mut self, playout: &Playout) -> Result<(Vec<f32>, Decoded), HostError>;
     /// Applies new encoder settings.
     fn set_target(&mut self, target: &EncoderTarget) -> Result<(), HostError>;
 }
@@ -217,6 +253,13 @@ pub struct SessionStats {
     pub jitter: JitterStats,
     /// Lost frames rebuilt from a later packet (FEC or DRED) or concealed with one there.
     pub recovered: u64,
+    /// How each period of the peer's audio was played: received, from a redundant copy,
+    /// from FEC, from DRED, concealed (what the codec actually did).
+    pub recovery: Recovery,
+    /// Opus bytes of redundant copies sent (included in `bytes_sent`).
+    pub redundant_bytes_sent: u64,
+    /// Whether the peer accepts redundant audio (`MediaFrame::Features`).
+    pub peer_accepts_redundancy: bool,
     /// Whether sending is muted.
     pub muted: bool,
 }

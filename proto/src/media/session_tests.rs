@@ -24,17 +24,21 @@ impl MediaCodec for FakeCodec {
     fn encode(&mut self, pcm: &[f32]) -> Result<Vec<u8>, HostError> {
         Ok(pcm[0].to_be_bytes().to_vec())
     }
-    fn decode(&mut self, playout: &Playout) -> Result<Vec<f32>, HostError> {
-        let v = match playout {
-            Playout::Frame { payload, .. } => payload
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .map(f32::from_be_bytes)
-                .unwrap_or(-3.0),
-            Playout::Fec { .. } | Playout::Recover { .. } => -1.0,
-            Playout::Conceal { .. } => -2.0,
+    fn decode(&mut self, playout: &Playout) -> Result<(Vec<f32>, Decoded), HostError> {
+        let (v, how) = match playout {
+            Playout::Frame { payload, .. } | Playout::Redundant { payload, .. } => (
+                payload
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(f32::from_be_bytes)
+                    .unwrap_or(-3.0),
+                Decoded::Packet,
+            ),
+            Playout::Fec { .. } => (-1.0, Decoded::Fec),
+            Playout::Recover { .. } => (-1.0, Decoded::Dred),
+            Playout::Conceal { .. } => (-2.0, Decoded::Concealed),
         };
-        Ok(vec![v; FRAME_SAMPLES])
+        Ok((vec![v; FRAME_SAMPLES], how))
     }
     fn set_target(&mut self, target: &EncoderTarget) -> Result<(), HostError> {
         self.targets.push(*target);
@@ -275,14 +279,43 @@ fn loss_bursts_are_rebuilt_from_later_packets_and_turn_redundancy_on() {
         "{recovered} of {}",
         b.jitter.lost
     );
-    // The sender heard about the loss and asked for FEC and DRED.
+    // The sender heard about the loss and that the peer accepts copies: two copies of
+    // the previous frames in every datagram, no FEC or DRED (the copies make them moot),
+    // and the bitrate held (loss without a queue is not congestion).
     let a = call.s[0].stats();
     let t = a.target.expect("target");
-    assert!(t.expected_loss_percent >= 5 && t.dred_10ms >= 10, "{t:?}");
-    assert!(call
-        .events(0)
-        .iter()
-        .any(|e| matches!(e, MediaEvent::Target(t) if t.dred_10ms > 0)));
+    assert!(a.peer_accepts_redundancy, "{a:?}");
+    assert_eq!(
+        (t.redundant_frames, t.expected_loss_percent, t.dred_10ms),
+        (2, 0, 0),
+        "{t:?}"
+    );
+    assert_eq!(t.bitrate_bps, 32_000, "{t:?}");
+    assert!(a.redundant_bytes_sent > a.bytes_sent / 2, "{a:?}");
+    // Most lost frames were played from a copy, and the counters add up.
+    let r = b.recovery;
+    assert!(r.redundant > b.jitter.lost / 2, "{r:?} {b:?}");
+    assert_eq!(r.redundant, b.jitter.redundant_recovered);
+    let periods = played.iter().filter(|p| p.1 != PlayKind::Silence).count() as u64;
+    assert_eq!(
+        r.received + r.redundant + r.fec + r.dred + r.concealed,
+        periods
+    );
+}
+
+#[test]
+fn a_clean_call_sends_no_fec_and_copies_only_at_the_start() {
+    let mut call = Call::new(SessionConfig::default(), 600, ImpairConfig::default());
+    call.run(20_000, |_| {});
+    let a = call.s[0].stats();
+    assert!(a.peer_accepts_redundancy, "{a:?}");
+    // One copy only until the first report said the path is clean (about 0.5 s of 12).
+    assert!(a.redundant_bytes_sent > 0, "{a:?}");
+    assert!(a.redundant_bytes_sent * 15 < a.bytes_sent, "{a:?}");
+    let t = a.target.expect("target");
+    assert_eq!((t.redundant_frames, t.expected_loss_percent), (0, 0));
+    let r = call.s[1].stats().recovery;
+    assert_eq!((r.redundant, r.fec, r.dred), (0, 0, 0), "{r:?}");
 }
 
 #[test]
