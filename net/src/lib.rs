@@ -7,6 +7,7 @@
 //!
 //! [`PeerId`]: parley_proto::PeerId
 
+pub mod channel_socket;
 pub mod clock;
 pub mod endpoint;
 pub mod error;

@@ -262,29 +262,14 @@ impl AsyncUdpSocket for TcpTunnelSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut()) else {
-            return Poll::Ready(Ok(0));
-        };
-        let mut rx = self.received.lock().unwrap_or_else(|p| p.into_inner());
-        match rx.poll_recv(cx) {
-            Poll::Ready(Some((from, datagram))) => {
-                let n = datagram.len().min(buf.len());
-                buf[..n].copy_from_slice(&datagram[..n]);
-                *m = RecvMeta {
-                    addr: from,
-                    len: n,
-                    stride: n,
-                    ecn: None,
-                    dst_ip: None,
-                };
-                Poll::Ready(Ok(1))
-            }
-            Poll::Ready(None) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "tunnel closed",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
+        crate::channel_socket::poll_recv(
+            &self.received,
+            cx,
+            bufs,
+            meta,
+            |item| item,
+            "tunnel closed",
+        )
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
