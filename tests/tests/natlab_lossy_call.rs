@@ -18,13 +18,12 @@ use std::time::Duration;
 
 const CALL_SECS: &str = "12";
 /// Wideband PESQ floor of each direction at ~19 % loss. Issue 13 asks 2.5, which the
-/// calls reach (docs/performance.md, "Real calls"): measured 2026-12-01 (session 6), ten
-/// runs on the 2-core VM, every direction 2.68–3.90 but once 1.86 for alice, whose recording then lacked the first second
-/// of speech (alignment lag −46731 samples, correlation 0.80: a start-of-call backlog
-/// dropped by the jitter buffer, which a single-lag PESQ punishes; not loss). Until that
-/// start is fixed, the floor sits below it so that the test stays reliable; before the
-/// redundancy the calls scored 1.68–2.12.
-const LOSSY_PESQ: f64 = 1.6;
+/// calls reach (docs/performance.md, "Real calls"): with a file input held until the
+/// first media path is up (`call::media`), twelve runs on the 2-core VM scored 2.78–3.94
+/// every direction (before that hold, 2 of 13 runs lost the first ~3 s of speech to path
+/// set-up under loss and scored 1.8–1.9). The floor sits below 2.5 so that the test
+/// stays reliable when CI runs it beside other tests on two cores.
+const LOSSY_PESQ: f64 = 2.2;
 
 #[test]
 fn a_call_with_nineteen_percent_loss_end_to_end_stays_up_and_carries_speech() -> anyhow::Result<()>

@@ -41,6 +41,10 @@ pub struct MediaParams {
     /// The paths being brought up (`super::paths::establish`): once every one has
     /// failed with none up, the call has no media path and ends at once.
     pub paths_tried: Vec<PathKind>,
+    /// The input is a file: hold it (send silence) until the first media path is up,
+    /// as a person starts talking once the call connects. A device is live and is
+    /// read throughout (what is said before a path is up is lost, as on any phone).
+    pub hold_input_until_path: bool,
     pub out: Printer,
 }
 
@@ -50,10 +54,15 @@ struct Port {
     sink: Box<dyn FrameSink>,
     /// Whether anything has been played yet: before, the output stays empty.
     started: bool,
+    /// A file input waits for the first media path (see `MediaParams`).
+    held: bool,
 }
 
 impl AudioPort for Port {
     fn capture(&mut self) -> Option<Vec<f32>> {
+        if self.held {
+            return Some(vec![0.0; parley_audio::FRAME_SAMPLES]);
+        }
         self.source.next_frame()
     }
 
@@ -90,6 +99,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         duration,
         dialed_at,
         paths_tried,
+        hold_input_until_path,
         out,
     } = p;
     let clock = Clock(tokio::time::Instant::now());
@@ -103,6 +113,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         source,
         sink,
         started: false,
+        held: hold_input_until_path,
     };
     let mut session = MediaSession::new(config, crypto, codec, port, clock.now())
         .map_err(|e| anyhow!("audio: {e}"))?;
@@ -156,6 +167,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                         tracing::debug!(path = kind.name(), "another connection of an open path");
                     } else {
                         session.path_up(clock.now(), kind);
+                        session.audio_mut().held = false;
                         let on = session.current_path(clock.now());
                         out.event("path", json!({"path": kind.name(), "sending_on": on.map(PathKind::name)}),
                             format!("{} path up; sending on {}", kind.name(), on.map(PathKind::name).unwrap_or("none")));

@@ -135,6 +135,7 @@ pub async fn talk(
             duration: opts.duration,
             dialed_at: call.dialed_at,
             paths_tried,
+            hold_input_until_path: opts.input.is_some(),
             out,
         },
         events,
