@@ -370,3 +370,25 @@ fn send_goes_through_the_running_client_when_there_is_one() {
     assert_eq!(got["sha256"], sha.as_str(), "{got}");
     assert_eq!(sha256_hex(&bob_dir.join("notes.txt")), sha);
 }
+
+/// A recipient that already holds the file (the same send twice) tells the sender so
+/// at once: the second `send` ends with exit 0 and no second copy is written.
+#[test]
+fn sending_a_file_the_recipient_already_has_completes_at_once() {
+    let (lab, mut bob_proc, bob_dir) = alice_to_bob(0);
+    let [alice, bob] = &lab.homes[..] else {
+        unreachable!()
+    };
+    let (file, sha) = random_file(lab.tmp.path(), "again.txt", 300_000);
+    for round in 0..2 {
+        let sent = send(alice, &file, &[&bob.id], &["--supernode", &lab.sn1]);
+        assert_eq!(sent.code, 0, "round {round}: {sent:?}");
+        let got = event(&mut bob_proc, "file_received", T);
+        assert_eq!(got["sha256"], sha.as_str(), "{got}");
+    }
+    let names: Vec<_> = std::fs::read_dir(&bob_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["again.txt".to_string()], "one copy only");
+}

@@ -178,6 +178,9 @@ where
     let mut announced: BTreeSet<[u8; 32]> = BTreeSet::new();
     let mut generation = 0u64;
     let mut more_peers = true;
+    // A recipient that already holds the file must still meet its first peer, or the
+    // sender never hears (from our bitfield) that we have it.
+    let mut had_peer = false;
     let mut idle_since = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     let corrupt = corrupt_pieces();
@@ -230,7 +233,8 @@ where
                 // The sender holds everything (though, super-seeding, it shows less).
                 let origin = swarm.manifest().sender();
                 let served = |p: &PeerId| *p == origin || swarm.peer_complete(p);
-                (swarm.is_complete() && swarm.peers().all(served)) || idle_since.elapsed() >= idle
+                (swarm.is_complete() && had_peer && swarm.peers().all(served))
+                    || idle_since.elapsed() >= idle
             }
         };
         if done {
@@ -273,6 +277,7 @@ where
                     }
                     match swarm.add_peer(mono(), peer) {
                         Ok(()) => {
+                            had_peer = true;
                             let out = spawn_streams(streams, generation, in_tx.clone(), corrupt);
                             conns.insert(peer.to_bytes(), Conn { out, generation });
                         }
