@@ -101,7 +101,9 @@ impl Bus {
             self.out.event(
                 "speaking",
                 json!({"peer": peer.to_string(), "display_name": label, "speaking": speaking}),
-                if speaking {
+                if speaking && label == "you" {
+                    "you are speaking".to_string()
+                } else if speaking {
                     format!("{shown} is speaking")
                 } else {
                     format!("{shown} stopped speaking")
