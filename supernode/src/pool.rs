@@ -194,6 +194,8 @@ mod tests {
         for s in &servers {
             let c = pool.connect(s.local_addr().unwrap(), None).await.unwrap();
             conns.push(pool.cached(&c.id).unwrap());
+            // Last use is kept in milliseconds: dials in the same one would tie.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         // Three dials, a cap of two: the least recently used went.
         assert_eq!(pool.len(), 2);
