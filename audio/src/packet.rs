@@ -2,6 +2,11 @@
 //! whether it holds in-band FEC (SILK LBRR) for the frame before it, and how many
 //! padding bytes it has (where libopus 1.5+ puts DRED, as a padding extension). Used to
 //! count what the decoder really rebuilt a lost frame from; never panics on any input.
+//!
+//! Why our own reading and not libopus' `opus_packet_has_lbrr` (reachable as
+//! `opusic_c::sys`): calling it needs `unsafe`, which the workspace forbids
+//! (`unsafe_code = "forbid"`), and `opusic-c` has no safe wrapper for it. The LBRR
+//! rule below is the same one libopus applies (the first SILK frame's LBRR flags).
 
 /// The layout of one Opus packet, as far as loss recovery cares.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
