@@ -95,7 +95,8 @@ pub struct Lookup {
     keys: HashMap<PeerId, [u8; 32]>,
     found: Option<(SignedPresence, usize)>,
     /// Every holder that answered with a record, and that record's sequence number.
-    holders: Vec<(Contact, u64)>,
+    /// (Their distance to the target is kept: the quorum compares it on every answer.)
+    holders: Vec<(Contact, u64, [u8; 32])>,
 }
 
 impl Lookup {
@@ -290,10 +291,7 @@ impl Lookup {
         if self.holders.len() < VALUE_QUORUM {
             return None;
         }
-        self.holders
-            .iter()
-            .map(|(c, _)| c.id.node_id().distance(&self.target))
-            .max()
+        self.holders.iter().map(|(_, _, distance)| *distance).max()
     }
 
     fn in_flight(&mut self, from: &PeerId) -> Option<&mut Candidate> {
@@ -338,7 +336,11 @@ impl Lookup {
 
     /// `holder`, at `depth`, holds `record`: the highest sequence number wins.
     fn held_by(&mut self, holder: Contact, record: SignedPresence, depth: usize) {
-        self.holders.push((holder, record.record.seq));
+        let distance = match self.keys.get(&holder.id) {
+            Some(key) => *key,
+            None => holder.id.node_id().distance(&self.target),
+        };
+        self.holders.push((holder, record.record.seq, distance));
         let better = self
             .found
             .as_ref()
@@ -368,8 +370,8 @@ impl Lookup {
         };
         self.holders
             .iter()
-            .filter(|(c, seq)| *seq < best.record.seq && c.id.node_id() != self.local)
-            .map(|(c, _)| *c)
+            .filter(|(c, seq, _)| *seq < best.record.seq && c.id.node_id() != self.local)
+            .map(|(c, _, _)| *c)
             .collect()
     }
 
