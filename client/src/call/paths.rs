@@ -19,6 +19,12 @@ use tokio::task::JoinSet;
 
 /// How long a direct dial to one candidate may take.
 const DIRECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long joining a relay over UDP may take (QUIC handshake and the join exchange).
+/// Longer than a direct dial: the relay is the path of last resort, and on a lossy
+/// link a lost Initial costs the 1 s probe timeout, then 2 s more (RFC 9002 §6.2), so
+/// a 3 s limit failed a join now and then at 5 % loss (CI, the NAT matrix). Kept under the media
+/// engine's 8 s set-up timeout (`SETUP_TIMEOUT`), which ends a call with no path.
+const RELAY_UDP_TIMEOUT: Duration = Duration::from_secs(6);
 /// How long to wait for the other party to join the relay.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -252,7 +258,7 @@ async fn join(
     let timeout = if over_tcp {
         RELAY_TCP_TIMEOUT
     } else {
-        DIRECT_TIMEOUT
+        RELAY_UDP_TIMEOUT
     };
     let mut leg = parley_relay::join_relay(endpoint, identity, grant.relay, &grant.token, timeout)
         .await
