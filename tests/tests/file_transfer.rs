@@ -108,6 +108,15 @@ fn a_64_mib_file_reaches_two_contacts_intact() {
     assert_eq!(sent.code, 0, "{sent:?}");
     let done = sent.event("transfer_done").unwrap();
     assert_eq!(done["size"], 64 << 20);
+    // `send` returns once every recipient holds the verified file: it is in place.
+    for dir in [&bob_dir, &carol_dir] {
+        assert_eq!(
+            sha256_hex(&dir.join("big.bin")),
+            sha,
+            "in {}",
+            dir.display()
+        );
+    }
     eprintln!(
         "64 MiB to two recipients: {:.1} s, sender uploaded {:.2}x the file",
         started.elapsed().as_secs_f64(),

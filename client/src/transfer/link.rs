@@ -6,7 +6,7 @@
 //! peer's outgoing frames; [`run`] owns the machine and the storage, so every protocol
 //! decision is the machine's and this file only moves bytes.
 
-use super::storage::{PartialFile, StorageError};
+use super::storage::{io_err, PartialFile, StorageError};
 use parley_net::clock::mono;
 use parley_proto::transfer::wire::{peer_frame_len, PeerMessage};
 use parley_proto::transfer::{Bitfield, Swarm, SwarmEvent};
@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -47,13 +48,16 @@ pub enum Store {
     Source(File),
     /// A receiver's partial file.
     Partial(PartialFile),
+    /// A receiver's file once every chunk verified: synced and renamed to its final name
+    /// in place, still serving the other recipients.
+    Finished { file: File, path: PathBuf },
 }
 
 impl Store {
     fn read(&self, swarm: &Swarm, index: u32) -> Result<Vec<u8>, StorageError> {
         match self {
             Store::Partial(p) => p.read_chunk(index),
-            Store::Source(f) => {
+            Store::Source(f) | Store::Finished { file: f, .. } => {
                 let m = swarm.manifest();
                 let mut buf = vec![0; m.chunk_len(index)];
                 f.read_exact_at(&mut buf, m.chunk_offset(index))
@@ -65,6 +69,16 @@ impl Store {
                 Ok(buf)
             }
         }
+    }
+
+    /// A complete partial file becomes [`Store::Finished`]; anything else is kept.
+    fn finish(self) -> Result<Store, StorageError> {
+        let Store::Partial(p) = self else {
+            return Ok(self);
+        };
+        let path = p.finish()?;
+        let file = File::open(&path).map_err(io_err("opening", &path))?;
+        Ok(Store::Finished { file, path })
     }
 }
 
@@ -164,7 +178,7 @@ struct Conn {
 /// (see [`Role`]), sending what happens to `reports`. Returns the machine and store.
 pub async fn run<R, W>(
     mut swarm: Swarm,
-    store: Store,
+    mut store: Store,
     mut peers: mpsc::Receiver<PeerStreams<R, W>>,
     reports: mpsc::UnboundedSender<LinkReport>,
     role: Role,
@@ -213,6 +227,12 @@ where
                 }
                 SwarmEvent::Complete => {}
             }
+        }
+        // The file is in place under its name before our last `have` leaves: a sender
+        // returns when every recipient has announced every chunk, and the file must
+        // be there by then.
+        if swarm.is_complete() && matches!(store, Store::Partial(_)) {
+            store = store.finish()?;
         }
         while let Some(t) = swarm.poll_transmit() {
             if let Some(c) = conns.get(&t.peer.to_bytes()) {

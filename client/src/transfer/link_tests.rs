@@ -47,10 +47,10 @@ async fn expect_delivered(
             .expect("task")
             .expect("run");
         assert!(swarm.is_complete());
-        let Store::Partial(p) = store else {
-            panic!("a receiver")
+        // Renamed into place as soon as the last chunk verified, not at the end.
+        let Store::Finished { path, .. } = store else {
+            panic!("a receiver whose file is not in place")
         };
-        let path = p.finish().expect("finish");
         assert_eq!(path, dirs[i].join(name));
         assert!(
             std::fs::read(&path).expect("read") == data,

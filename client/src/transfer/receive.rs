@@ -351,7 +351,7 @@ impl Receiver {
         }
         let path = match (store, done) {
             (Store::Partial(p), _) => p.finish()?,
-            (Store::Source(_), Some(path)) => path,
+            (Store::Finished { path, .. }, _) | (Store::Source(_), Some(path)) => path,
             (Store::Source(_), None) => bail!("internal: a receiver without its file"),
         };
         lock(&self.finished).insert(file.root, path.clone());
