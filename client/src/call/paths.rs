@@ -19,6 +19,10 @@ use tokio::task::JoinSet;
 
 /// How long a direct dial to one candidate may take.
 const DIRECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long after the call starts a failed direct dial is tried again.
+const DIRECT_RETRY_WINDOW: Duration = Duration::from_secs(10);
+/// The pause before dialing again (a peer without candidates fails at once).
+const DIRECT_RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How long joining a relay over UDP may take (QUIC handshake and the join exchange).
 /// Longer than a direct dial: the relay is the path of last resort, and on a lossy
 /// link a lost Initial costs the 1 s probe timeout, then 2 s more (RFC 9002 §6.2), so
@@ -208,8 +212,8 @@ async fn direct_path(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let peer = setup.peer;
-    let dial = dial_direct(&setup);
-    tokio::pin!(dial);
+    let started = tokio::time::Instant::now();
+    let mut dial = Box::pin(dial_direct_after(&setup, Duration::ZERO));
     let give_up = tokio::time::sleep(DIRECT_TIMEOUT + Duration::from_secs(1));
     tokio::pin!(give_up);
     // `settled`: a path is up, or its failure has been reported.
@@ -223,6 +227,15 @@ async fn direct_path(
                         settled = true;
                         let _ = events.send(PathEvent::Up(PathKind::Direct, PathConn::Direct(conn))).await;
                     }
+                    // A lossy link can lose a handshake's every retransmission within
+                    // one dial's 3 s: dial again (a fresh punch) while the call is young,
+                    // so a call that fell back to the relay still moves to the direct path.
+                    Err(e) if started.elapsed() + DIRECT_RETRY_PAUSE + DIRECT_TIMEOUT <= DIRECT_RETRY_WINDOW => {
+                        tracing::debug!(error = %e, "direct dial failed; dialing again");
+                        failure = Some(e);
+                        dial = Box::pin(dial_direct_after(&setup, DIRECT_RETRY_PAUSE));
+                        dialing = true;
+                    }
                     Err(e) => failure = Some(e),
                 }
             }
@@ -234,7 +247,7 @@ async fn direct_path(
                 Some((_, conn)) => conn.close(1u32.into(), b"not in a call with you"),
                 None => return,
             },
-            _ = &mut give_up, if !settled && !dialing => {
+            _ = &mut give_up, if !settled && failure.is_some() => {
                 let why = failure.take().unwrap_or_else(|| "no direct path".into());
                 let _ = events.send(PathEvent::Failed(PathKind::Direct, why)).await;
                 // Reported; a late punch is still taken.
@@ -270,6 +283,12 @@ async fn join(
         return Ok(MediaLeg::inside_quic(leg));
     }
     Ok(MediaLeg::open(leg).await)
+}
+
+/// [`dial_direct`] after `pause`.
+async fn dial_direct_after(setup: &PathSetup, pause: Duration) -> Result<Connection, String> {
+    tokio::time::sleep(pause).await;
+    dial_direct(setup).await
 }
 
 /// Dials every candidate of the peer at once; the first to answer with the peer's key wins.
