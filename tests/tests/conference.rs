@@ -146,7 +146,23 @@ fn three_people_each_hear_the_others_and_never_themselves() -> anyhow::Result<()
     assert!(spoke(&alice.id), "{speaking:?}");
     assert!(spoke(&bob.home.id), "{speaking:?}");
     assert!(!spoke(&carol.home.id), "{speaking:?}");
+    // Everyone is shown the same three members and the same group safety code.
+    let rosters = ran_events(&ran, "roster");
+    let all = rosters
+        .iter()
+        .find(|r| r["members"].as_array().map(Vec::len) == Some(3))
+        .unwrap_or_else(|| panic!("the host shows all three: {rosters:?}"));
+    let code = all["group_safety_code"]
+        .as_str()
+        .expect("a code")
+        .to_string();
+    let everyone = [alice.id.clone(), bob.home.id.clone(), carol.home.id.clone()];
     for p in [&mut bob, &mut carol] {
+        let line = p.proc.wait_for(T, |l| {
+            l.contains("\"event\":\"roster\"") && everyone.iter().all(|id| l.contains(id.as_str()))
+        })?;
+        let shown: Value = serde_json::from_str(&line)?;
+        assert_eq!(shown["group_safety_code"], code.as_str(), "{line}");
         p.proc
             .wait_for(T, |l| l.contains("\"event\":\"call_end\""))?;
     }

@@ -13,6 +13,7 @@
 use super::{AudioIo, CallOptions};
 use crate::output::{Failure, Printer};
 use parley_audio::{FrameSink, FrameSource, WavSource, FRAME_SAMPLES};
+use parley_proto::PeerId;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -26,6 +27,8 @@ pub struct CallControl {
     /// Peak level of the last frame sent and played (f32 bits, 0.0..=1.0).
     level_in: AtomicU32,
     level_out: AtomicU32,
+    /// Hosting a conference: its members, for this leg's participant (empty: none).
+    roster: watch::Sender<Vec<PeerId>>,
 }
 
 impl Default for CallControl {
@@ -35,6 +38,7 @@ impl Default for CallControl {
             muted: AtomicBool::new(false),
             level_in: AtomicU32::new(0),
             level_out: AtomicU32::new(0),
+            roster: watch::channel(Vec::new()).0,
         }
     }
 }
@@ -54,6 +58,17 @@ impl CallControl {
     pub async fn wait_hangup(&self) {
         let mut rx = self.hangup.subscribe();
         let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// Hosting a conference: tells this leg's participant who is in it (us included),
+    /// inside the encrypted call (`parley_proto::media::group`).
+    pub fn share_roster(&self, members: Vec<PeerId>) {
+        self.roster.send_replace(members);
+    }
+
+    /// The member lists [`share_roster`](Self::share_roster) sets, for the media loop.
+    pub fn roster_updates(&self) -> watch::Receiver<Vec<PeerId>> {
+        self.roster.subscribe()
     }
 
     /// Mutes (sends silence) or unmutes.

@@ -21,10 +21,10 @@ use parley_proto::media::{
     AudioPort, EncoderTarget, EndReason, HostError, MediaEvent, MediaSession, PlayKind,
     SessionConfig, TransmitKind,
 };
-use parley_proto::Timestamp;
+use parley_proto::{PeerId, Timestamp};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Stats go out once a second.
 const STATS_EVERY: Duration = Duration::from_secs(1);
@@ -45,6 +45,10 @@ pub struct MediaParams {
     /// as a person starts talking once the call connects. A device is live and is
     /// read throughout (what is said before a path is up is lost, as on any phone).
     pub hold_input_until_path: bool,
+    /// Hosting a conference: the member lists to share with this leg's participant.
+    pub roster: watch::Receiver<Vec<PeerId>>,
+    /// This side and the peer: a member list shown must name both.
+    pub ends: (PeerId, PeerId),
     pub out: Printer,
 }
 
@@ -100,6 +104,8 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         dialed_at,
         paths_tried,
         hold_input_until_path,
+        mut roster,
+        ends,
         out,
     } = p;
     let clock = Clock(tokio::time::Instant::now());
@@ -118,6 +124,8 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     let mut session = MediaSession::new(config, crypto, codec, port, clock.now())
         .map_err(|e| anyhow!("audio: {e}"))?;
     session.expect_paths(&paths_tried);
+    // A list the host shared before this loop subscribed counts as a change.
+    roster.mark_changed();
     let mut stats = CallStats::default();
     let mut outbox = Outbox::from_env(out)?;
     let mut paths = MediaPaths::default();
@@ -131,7 +139,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
 
     let ended = loop {
         flush(&mut session, &paths, &mut outbox);
-        if let Some(why) = drain_events(&mut session, &mut stats, out, dialed_at) {
+        if let Some(why) = drain_events(&mut session, &mut stats, out, dialed_at, ends) {
             break why;
         }
         if Instant::now() >= next_stats {
@@ -156,6 +164,12 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         tokio::select! {
             biased;
             _ = &mut stop => session.hang_up(clock.now()),
+            Ok(()) = roster.changed() => {
+                let members = roster.borrow_and_update().clone();
+                if !members.is_empty() {
+                    session.set_roster(clock.now(), members);
+                }
+            }
             Some(event) = path_events.recv() => match event {
                 PathEvent::Up(kind, conn) => {
                     // A second connection of an open path (both ends' punches came
@@ -239,6 +253,7 @@ fn drain_events(
     stats: &mut CallStats,
     out: Printer,
     dialed_at: Instant,
+    (me, peer): (PeerId, PeerId),
 ) -> Option<EndReason> {
     let mut ended = None;
     while let Some(event) = session.poll_event() {
@@ -276,6 +291,12 @@ fn drain_events(
                     silent_ms as f64 / 1000.0
                 ),
             ),
+            MediaEvent::Roster(members) if members.contains(&me) && members.contains(&peer) => {
+                crate::conference::show_roster(out, &me, &members);
+            }
+            MediaEvent::Roster(_) => {
+                out.warning("the host sent a member list that leaves out you or itself; not shown")
+            }
             MediaEvent::Ended(why) => ended = Some(why),
         }
     }

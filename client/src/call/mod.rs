@@ -97,6 +97,7 @@ pub async fn talk(
     out: Printer,
 ) -> anyhow::Result<stats::CallStats> {
     let control = call.control.clone();
+    let ends = (call.identity.peer_id(), call.peer);
     let (events_tx, events) = mpsc::channel(8);
     // Through the TCP tunnel a relay is dialed at the TCP fallback its grant names; a
     // relay without one is unreachable from here (its path fails, saying so).
@@ -136,6 +137,8 @@ pub async fn talk(
             dialed_at: call.dialed_at,
             paths_tried,
             hold_input_until_path: opts.input.is_some(),
+            roster: control.roster_updates(),
+            ends,
             out,
         },
         events,

@@ -25,6 +25,7 @@ use crate::output::{
 };
 use crate::session::SessionHandle;
 use bus::{Bus, SharedBus};
+use parley_proto::media::group::group_safety_code;
 use parley_proto::media::mix::MemberId;
 use parley_proto::media::mix_roster::{self, Ended, Refusal};
 use parley_proto::PeerId;
@@ -316,6 +317,7 @@ pub async fn run(c: Conference, invitees: Vec<Invitee>, handle: Handle, requests
             Some(j) = joined_rx.recv() => {
                 members.joined(j.id);
                 lock(&bus).join(j.id, j.peer, j.label);
+                share_roster(out, me, &legs.roster, &legs.controls);
                 if let Some(audio) = audio.take() {
                     let (bus, control) = (bus.clone(), control.clone());
                     host_audio = Some(tokio::spawn(bus::run_host_audio(bus, audio, control, opts.duration)));
@@ -338,6 +340,7 @@ pub async fn run(c: Conference, invitees: Vec<Invitee>, handle: Handle, requests
                 if let Some(ended) = members.left(id) {
                     break ended;
                 }
+                share_roster(out, me, &legs.roster, &legs.controls);
             }
         }
     };
@@ -374,6 +377,49 @@ pub async fn run(c: Conference, invitees: Vec<Invitee>, handle: Handle, requests
         format!("conference ended ({ended_by}); {ever_joined} joined"),
     );
     code
+}
+
+/// Prints who is in the conference (`roster`: `members`, `group_safety_code`): on the
+/// host when someone joins or leaves, on a participant when the host's list arrives.
+pub fn show_roster(out: Printer, me: &PeerId, members: &[PeerId]) {
+    let code = group_safety_code(members);
+    let others: Vec<String> = members
+        .iter()
+        .filter(|m| *m != me)
+        .map(PeerId::short)
+        .collect();
+    out.event(
+        "roster",
+        json!({"members": members.iter().map(PeerId::to_string).collect::<Vec<_>>(),
+            "group_safety_code": code}),
+        format!(
+            "in this call: you and {}. Group safety code: {code} (everyone in the call sees the same code; compare it)",
+            others.join(", ")
+        ),
+    );
+}
+
+/// Hosting: the members now connected (us first) go to every participant, and show here.
+fn share_roster(
+    out: Printer,
+    me: PeerId,
+    listing: &Listing,
+    controls: &HashMap<MemberId, Arc<CallControl>>,
+) {
+    let connected: Vec<(MemberId, PeerId)> = lock(listing)
+        .iter()
+        .filter(|(_, p)| p.state == "connected")
+        .map(|(id, p)| (*id, p.peer))
+        .collect();
+    let members: Vec<PeerId> = std::iter::once(me)
+        .chain(connected.iter().map(|c| c.1))
+        .collect();
+    for (id, _) in &connected {
+        if let Some(c) = controls.get(id) {
+            c.share_roster(members.clone());
+        }
+    }
+    show_roster(out, &me, &members);
 }
 
 /// What a leg's event relay needs.

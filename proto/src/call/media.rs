@@ -13,7 +13,11 @@
 //!                                            (audio with copies of frames frame-1 … frame-n,
 //!                                             newest first; 1 ≤ n ≤ MAX_REDUNDANT, len ≥ 1)
 //!   kind 7 Features: flags:u8                (what the sender of it accepts; bit 0: RedAudio)
+//!   kind 8 Roster: epoch:u32be n:u8 n×key(32) (a conference host's member list, itself
+//!                                             included: 2 ≤ n ≤ 8 distinct ed25519 keys)
 //! ```
+//! Kind 8 came with the group safety code (issue 16, `crate::media::group`); a peer that
+//! predates it drops it as malformed, like kind 7.
 //! Kinds 6 and 7 came with session 6 (RFC 2198-style redundancy, issue 13). A peer sends
 //! RedAudio only to a peer whose Features said it accepts it, so a peer that predates them
 //! keeps receiving plain Audio (it counts the Features datagrams as malformed and drops
@@ -23,6 +27,8 @@
 //! older than the window. Tampering with any byte fails authentication.
 
 use crate::call::e2e::SessionKeys;
+use crate::media::group::MAX_MEMBERS;
+use crate::PeerId;
 use thiserror::Error;
 
 const VERSION: u8 = 1;
@@ -75,6 +81,14 @@ pub enum MediaFrame {
     /// What the sender of this accepts: [`FEATURE_RED_AUDIO`]; other bits are reserved
     /// (sent as 0, ignored on receipt).
     Features(u8),
+    /// A conference host's member list (itself included), numbered by `epoch` so that a
+    /// late copy of an older list is recognised ([`crate::media::group`]).
+    Roster {
+        /// Increases with every change of the list.
+        epoch: u32,
+        /// 2 to [`MAX_MEMBERS`](crate::media::group::MAX_MEMBERS) distinct keys.
+        members: Vec<PeerId>,
+    },
 }
 
 /// Why a datagram was dropped.
@@ -191,6 +205,14 @@ impl MediaCrypto {
                 plain.extend_from_slice(opus);
             }
             MediaFrame::Features(flags) => plain.extend_from_slice(&[7, *flags]),
+            MediaFrame::Roster { epoch, members } => {
+                plain.push(8);
+                plain.extend_from_slice(&epoch.to_be_bytes());
+                plain.push(members.len() as u8);
+                for m in members {
+                    plain.extend_from_slice(m.as_bytes());
+                }
+            }
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -264,8 +286,28 @@ fn parse(plain: &[u8]) -> Result<MediaFrame, MediaError> {
         5 if body.len() == 8 => Ok(MediaFrame::Pong(be_u64(body).ok_or(MediaError::Malformed)?)),
         6 => parse_red_audio(body).ok_or(MediaError::Malformed),
         7 if body.len() == 1 => Ok(MediaFrame::Features(body[0])),
+        8 => parse_roster(body).ok_or(MediaError::Malformed),
         _ => Err(MediaError::Malformed),
     }
+}
+
+/// Kind 8 strictly: the exact length for `n`, 2 ≤ n ≤ 8, valid and distinct keys.
+fn parse_roster(body: &[u8]) -> Option<MediaFrame> {
+    let epoch = u32::from_be_bytes(body.get(..4)?.try_into().ok()?);
+    let n = usize::from(*body.get(4)?);
+    let keys = body.get(5..)?;
+    if !(2..=MAX_MEMBERS).contains(&n) || keys.len() != n * 32 {
+        return None;
+    }
+    let mut members: Vec<PeerId> = Vec::with_capacity(n);
+    for key in keys.chunks_exact(32) {
+        let id = PeerId::from_bytes(key.try_into().ok()?).ok()?;
+        if members.contains(&id) {
+            return None;
+        }
+        members.push(id);
+    }
+    Some(MediaFrame::Roster { epoch, members })
 }
 
 /// Kind 6 strictly: 1 to [`MAX_REDUNDANT`] non-empty copies that fit, of frames that exist.
@@ -333,6 +375,13 @@ mod tests {
                 older: vec![vec![8; 61], vec![7; 1]],
             },
             MediaFrame::Features(FEATURE_RED_AUDIO),
+            MediaFrame::Roster {
+                epoch: 3,
+                members: vec![
+                    Identity::generate().peer_id(),
+                    Identity::generate().peer_id(),
+                ],
+            },
         ] {
             let d = a.seal(&f);
             assert_eq!(b.open(&d).unwrap().1, f);
@@ -406,6 +455,52 @@ mod tests {
         ];
         for b in bad {
             assert_eq!(parse(b), Err(MediaError::Malformed), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn rosters_are_parsed_strictly() {
+        let keys: Vec<[u8; 32]> = (0..9)
+            .map(|_| Identity::generate().peer_id().to_bytes())
+            .collect();
+        let roster = |epoch: u32, n: u8, members: &[[u8; 32]]| {
+            let mut b = vec![8];
+            b.extend_from_slice(&epoch.to_be_bytes());
+            b.push(n);
+            for m in members {
+                b.extend_from_slice(m);
+            }
+            b
+        };
+        let ok = parse(&roster(7, 3, &keys[..3])).unwrap();
+        let MediaFrame::Roster { epoch, members } = ok else {
+            panic!("a roster")
+        };
+        assert_eq!((epoch, members.len()), (7, 3));
+        assert!(parse(&roster(7, 8, &keys[..8])).is_ok(), "eight people");
+        let mut short = roster(7, 2, &keys[..2]);
+        short.pop();
+        let mut long = roster(7, 2, &keys[..2]);
+        long.push(0);
+        let mut invalid = keys[1];
+        invalid[31] ^= 0x80; // not a curve point, or another key: either way refused if invalid
+        let bad: Vec<(&str, Vec<u8>)> = vec![
+            ("one member", roster(7, 1, &keys[..1])),
+            ("nine members", roster(7, 9, &keys[..9])),
+            ("count says 3, holds 2", roster(7, 3, &keys[..2])),
+            ("a byte short", short),
+            ("a byte over", long),
+            ("twice the same key", roster(7, 2, &[keys[0], keys[0]])),
+            ("no count", vec![8, 0, 0, 0, 7]),
+        ];
+        for (what, b) in bad {
+            assert_eq!(parse(&b), Err(MediaError::Malformed), "{what}");
+        }
+        if PeerId::from_bytes(&invalid).is_err() {
+            assert_eq!(
+                parse(&roster(7, 2, &[keys[0], invalid])),
+                Err(MediaError::Malformed)
+            );
         }
     }
 

@@ -11,6 +11,7 @@
 
 #[cfg(test)]
 mod drift_tests;
+pub mod group;
 pub mod impair;
 mod jitter;
 pub mod mix;

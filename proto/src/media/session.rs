@@ -19,6 +19,7 @@
 //! devices: [`MediaCodec`] (encode, decode a [`Playout`], apply an [`EncoderTarget`]) and
 //! [`AudioPort`] (capture one frame, play one frame).
 
+use super::group::RosterSync;
 use super::paths::{PathKind, PathSet};
 use super::rate::{RateController, RateTarget};
 pub use super::session_config::{
@@ -67,6 +68,8 @@ pub struct MediaSession<C, A> {
     events: VecDeque<MediaEvent>,
     ended: Option<EndReason>,
     stats: SessionStats,
+    /// The conference member list sent (host) or last shown (participant).
+    roster: RosterSync,
 }
 
 impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
@@ -117,6 +120,7 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
             events: VecDeque::new(),
             ended: None,
             stats,
+            roster: RosterSync::default(),
         })
     }
 
@@ -148,6 +152,16 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
     pub fn set_muted(&mut self, muted: bool) {
         self.muted = muted;
         self.stats.muted = muted;
+    }
+
+    /// Hosting a conference: its members are now `members` (this side included). Sent to
+    /// the peer at once and repeated about once a second, so a lost datagram costs at
+    /// most a second ([`crate::media::group`]).
+    pub fn set_roster(&mut self, now: Timestamp, members: Vec<crate::PeerId>) {
+        let frame = self.roster.set(members);
+        if let Some(path) = self.current_path(now) {
+            self.send(path, &frame, TransmitKind::Control);
+        }
     }
 
     /// Whether sending is muted.
@@ -261,6 +275,11 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                     self.apply_rate();
                 }
             }
+            MediaFrame::Roster { epoch, members } => {
+                if let Some(members) = self.roster.receive(epoch, members) {
+                    self.events.push_back(MediaEvent::Roster(members));
+                }
+            }
             MediaFrame::Bye => self.end(now, EndReason::PeerHangup),
             // Probes are answered on the path they came in on: that proves the path.
             MediaFrame::Ping(t) => self.send(path, &MediaFrame::Pong(t), TransmitKind::Control),
@@ -366,6 +385,9 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
         let report_every = per(self.config.report_every);
         let probe_every = per(self.config.probe_every);
         if self.ticks % report_every == report_every / 2 {
+            if let (Some(roster), Some(path)) = (self.roster.repeat(), self.current_path(now)) {
+                self.send(path, &roster, TransmitKind::Control);
+            }
             let s = self.jitter.stats();
             if s.received > 0 {
                 let report = MediaFrame::Report {

@@ -206,6 +206,10 @@ pub enum MediaEvent {
         /// How long nothing was heard, ms.
         silent_ms: u64,
     },
+    /// The peer, hosting a conference, named its members (itself included): a list
+    /// newer than the last one reported ([`crate::media::group`]). The shell checks that
+    /// it names both ends of this call and shows it with its group safety code.
+    Roster(Vec<crate::PeerId>),
     /// The call is over; nothing more will be sent except the Byes already queued.
     Ended(EndReason),
 }

@@ -647,3 +647,41 @@ fn everything_at_once_bursts_reordering_duplicates_and_drift() {
     // 210 ms; loss bursts push the buffer up to its ceiling. See docs/performance.md.)
     assert!(max(early) <= 350, "early max delay {}", max(early));
 }
+
+#[test]
+fn a_hosts_roster_reaches_the_participant_despite_loss_and_each_change_shows_once() {
+    let mut call = Call::new(SessionConfig::default(), 400, ImpairConfig::default());
+    let members: Vec<_> = (0..3).map(|_| Identity::generate().peer_id()).collect();
+    // The first copy is lost: every link is down when the host sets the list.
+    call.run(100, |_| {});
+    for l in call.links.iter_mut().flatten() {
+        l.alive = false;
+    }
+    call.s[0].set_roster(call.now, members[..2].to_vec());
+    call.run(50, |_| {});
+    for l in call.links.iter_mut().flatten() {
+        l.alive = true;
+    }
+    call.run(1_500, |_| {});
+    let rosters = |events: Vec<MediaEvent>| {
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                MediaEvent::Roster(m) => Some(m),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rosters(call.events(1)),
+        vec![members[..2].to_vec()],
+        "repeated, shown once"
+    );
+    call.s[0].set_roster(call.now, members.clone());
+    call.run(2_500, |_| {});
+    assert_eq!(rosters(call.events(1)), vec![members.clone()]);
+    assert!(
+        rosters(call.events(0)).is_empty(),
+        "the host hears no roster"
+    );
+}
