@@ -125,6 +125,18 @@ impl Proc {
         }
     }
 
+    /// The next stdout line not read before (by this or by [`Proc::wait_for`]),
+    /// for following a process's output in order.
+    pub fn next_line(&mut self, timeout: Duration) -> Result<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Ok(line)
+            }
+            Err(e) => bail!("{}: no new line within {timeout:?} ({e})", self.name),
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

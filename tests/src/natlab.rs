@@ -321,6 +321,30 @@ impl NatLab {
         Ok(())
     }
 
+    /// Limits what `host` sends to the internet to `kbit_per_s`, queueing up to
+    /// `buffer_ms` of it (a home uplink with a deep buffer: a token bucket filter on
+    /// its router's WAN port). Only for hosts behind a router.
+    pub fn set_uplink(&mut self, host: &Host, kbit_per_s: u32, buffer_ms: u32) -> Result<()> {
+        let Some(router) = &host.router_ns else {
+            bail!("{} has no router to limit", host.name);
+        };
+        let out = Command::new("tc")
+            .args([
+                "-n", router, "qdisc", "replace", "dev", "wan", "root", "tbf",
+            ])
+            .args(["rate", &format!("{kbit_per_s}kbit"), "burst", "16kb"])
+            .args(["latency", &format!("{buffer_ms}ms")])
+            .output()
+            .context("running tc (iproute2)")?;
+        if !out.status.success() {
+            bail!(
+                "tc qdisc tbf on {router}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// The namespaces this lab made (all deleted on drop).
     pub fn namespaces(&self) -> &[String] {
         &self.namespaces

@@ -136,6 +136,8 @@ impl Answerer {
                 return Ok(());
             }
         };
+        // File transfers slow down while it rings (see `place`).
+        let _pacing = crate::transfer::pace::CallPacing::start();
         let (caller, claimed) = session.caller();
         let claimed = claimed.to_string();
         let contacts = Contacts::load(&self.home);

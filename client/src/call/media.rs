@@ -12,6 +12,7 @@ use super::media_paths::{read_datagrams, Arrival, MediaPaths, PathKind};
 use super::paths::PathEvent;
 use super::stats::CallStats;
 use crate::output::Printer;
+use crate::transfer::pace::CallPacing;
 use anyhow::{anyhow, Result};
 use impair::Outbox;
 use parley_audio::{FrameSink, FrameSource, OpusCodec};
@@ -126,6 +127,8 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
     session.expect_paths(&paths_tried);
     // A list the host shared before this loop subscribed counts as a change.
     roster.mark_changed();
+    // File transfers of this client keep to the call's pace while it runs.
+    let pacing = crate::transfer::pace::CallPacing::start();
     let mut stats = CallStats::default();
     let mut outbox = Outbox::from_env(out)?;
     let mut paths = MediaPaths::default();
@@ -139,7 +142,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
 
     let ended = loop {
         flush(&mut session, &paths, &mut outbox);
-        if let Some(why) = drain_events(&mut session, &mut stats, out, dialed_at, ends) {
+        if let Some(why) = drain_events(&mut session, &mut stats, out, dialed_at, ends, &pacing) {
             break why;
         }
         if Instant::now() >= next_stats {
@@ -254,6 +257,7 @@ fn drain_events(
     out: Printer,
     dialed_at: Instant,
     (me, peer): (PeerId, PeerId),
+    pacing: &CallPacing,
 ) -> Option<EndReason> {
     let mut ended = None;
     while let Some(event) = session.poll_event() {
@@ -297,6 +301,7 @@ fn drain_events(
             MediaEvent::Roster(_) => {
                 out.warning("the host sent a member list that leaves out you or itself; not shown")
             }
+            MediaEvent::Rtt(rtt) => pacing.rtt(rtt),
             MediaEvent::Ended(why) => ended = Some(why),
         }
     }

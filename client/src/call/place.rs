@@ -149,6 +149,9 @@ async fn place(
     if callee == session.identity.peer_id() {
         bail!("that is your own id: you cannot call yourself");
     }
+    // File transfers slow down from the dial on, so that a queue they built has drained
+    // by the time the call's media starts (the media loop then paces them by its RTT).
+    let _pacing = crate::transfer::pace::CallPacing::start();
     // The first attachment that answers places the call: one of ours may be a
     // supernode that died and is not noticed yet.
     let lookup = ClientToSupernode::Lookup(callee);

@@ -78,6 +78,7 @@ pub async fn dial(
         }
     };
     tries.abort_all();
+    super::pace::register(&conn);
     let (mut writer, reader) = conn.open_bi().await.map_err(|e| e.to_string())?;
     write_hello(&mut writer, manifest)
         .await
@@ -94,6 +95,7 @@ pub async fn dial(
 
 /// Takes the first stream of an accepted file connection and reads its hello.
 pub async fn accept(conn: &Connection, peer: PeerId) -> io::Result<(QuicPeer, Manifest)> {
+    super::pace::register(conn);
     let read = async {
         let (writer, mut reader) = conn.accept_bi().await?;
         let manifest = read_hello(&mut reader).await?;

@@ -6,6 +6,7 @@
 //! peer's outgoing frames; [`run`] owns the machine and the storage, so every protocol
 //! decision is the machine's and this file only moves bytes.
 
+use super::pace::pace;
 use super::storage::{io_err, PartialFile, StorageError};
 use parley_net::clock::mono;
 use parley_proto::transfer::wire::{peer_frame_len, PeerMessage};
@@ -333,6 +334,9 @@ where
     tokio::spawn(async move {
         loop {
             let msg = read_message(&mut reader).await.ok().flatten();
+            if let Some(PeerMessage::Piece { data, .. }) = &msg {
+                pace(data.len()).await;
+            }
             let end = msg.is_none();
             if tx.send((peer, generation, msg)).await.is_err() || end {
                 return;
@@ -342,8 +346,11 @@ where
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<PeerMessage>();
     tokio::spawn(async move {
         while let Some(mut msg) = out_rx.recv().await {
-            if let (true, PeerMessage::Piece { data, .. }) = (corrupt, &mut msg) {
-                data[0] ^= 0xff;
+            if let PeerMessage::Piece { data, .. } = &mut msg {
+                pace(data.len()).await;
+                if corrupt {
+                    data[0] ^= 0xff;
+                }
             }
             if writer.write_all(&msg.encode_frame()).await.is_err() {
                 return;

@@ -2,12 +2,13 @@
 //! `parley_proto::transfer` core; this is its shell: storage ([`storage`]), the loop
 //! that runs a `Swarm` over byte streams ([`link`]), the start of a transfer
 //! connection ([`hello`]) directly or through a relay ([`relayed`]), the file offer in
-//! call signalling ([`offer`]), and the two
+//! call signalling ([`offer`]), pacing around calls in progress ([`pace`]), and the two
 //! commands' sides: `parley send` ([`send`]) and `online --accept-files` ([`receive`]).
 
 pub mod hello;
 pub mod link;
 pub mod offer;
+pub mod pace;
 pub mod receive;
 pub mod relayed;
 pub mod send;

@@ -372,7 +372,7 @@ impl Receiver {
                 let fields = json!({
                     "root": root, "name": file.name, "size": file.size, "direction": "receive",
                     "from": sender.to_string(), "bytes": p.bytes, "chunks": p.chunks,
-                    "downloaded": p.stats.downloaded, "uploaded": p.stats.uploaded, "peers": p.peers,
+                    "downloaded": p.stats.downloaded, "uploaded": p.stats.uploaded, "peers": p.peers, "call_pace_bytes_per_s": super::pace::rate(),
                 });
                 lock(&self.table).insert(root.to_string(), fields.clone());
                 let pct = if file.size == 0 {

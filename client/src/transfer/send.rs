@@ -226,7 +226,7 @@ impl Sending<'_> {
                 let (done, all) = (self.done_count(), self.recipients.len());
                 let fields = json!({
                     "root": self.root, "name": self.manifest.name(), "size": self.manifest.size(),
-                    "direction": "send", "uploaded": self.uploaded, "peers": p.peers,
+                    "direction": "send", "uploaded": self.uploaded, "peers": p.peers, "call_pace_bytes_per_s": super::pace::rate(),
                     "recipients_done": done, "recipients": all,
                 });
                 if let Some(t) = &self.table {

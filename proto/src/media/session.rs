@@ -288,6 +288,7 @@ impl<C: MediaCodec, A: AudioPort> MediaSession<C, A> {
                 if self.current_path(now) == Some(path) {
                     let rtt = now.since(Timestamp(t));
                     self.stats.rtt = Some(rtt);
+                    self.events.push_back(MediaEvent::Rtt(rtt));
                     if let Some(rate) = &mut self.rate {
                         rate.on_rtt(now, rtt);
                     }

@@ -210,6 +210,10 @@ pub enum MediaEvent {
     /// newer than the last one reported ([`crate::media::group`]). The shell checks that
     /// it names both ends of this call and shows it with its group safety code.
     Roster(Vec<crate::PeerId>),
+    /// A round-trip time measured by a probe on the path sends go on (about every
+    /// 160 ms): for shells that pace other traffic around the call
+    /// (`crate::transfer::call_yield`).
+    Rtt(Duration),
     /// The call is over; nothing more will be sent except the Byes already queued.
     Ended(EndReason),
 }

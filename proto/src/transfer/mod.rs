@@ -17,8 +17,10 @@
 //! * [`swarm`]: the machine that ties them together for one transfer ([`Swarm`]).
 //! * [`resume`]: rebuilding which chunks are verified from what is on disk.
 //! * [`superseed`]: how the sender reveals its chunks, a few at a time.
+//! * [`call_yield`]: pacing transfers so that a call in progress keeps its delay.
 
 pub mod bitfield;
+pub mod call_yield;
 pub mod choke;
 pub mod manifest;
 pub mod name;
