@@ -1,6 +1,6 @@
 //! Command line and TOML configuration; flags override the file.
 
-use crate::limits::Limits;
+use parley_supernode::limits::Limits;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
