@@ -7,6 +7,8 @@
 //!   UDP is blocked (`--tcp-listen`), as the binary runs it.
 //! - [`relays`]: the relay directory (which relays the supernode grants to calls).
 //! - [`limits`]: admission caps, timeouts and quotas (docs/security.md).
+//! - [`reach`]: the reachability dial-back a client passes before it is promoted
+//!   (docs/architecture.md, "Promotion").
 //!
 //! Everything else (the overlay actor, the call router, STUN) is internal.
 
@@ -15,6 +17,7 @@ mod driver;
 pub mod limits;
 mod metrics;
 mod pool;
+mod reach;
 mod relay_watch;
 pub mod relays;
 pub mod server;

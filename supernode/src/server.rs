@@ -5,6 +5,7 @@ use crate::calls::{Attachments, CallRouter};
 use crate::driver::{self, DriverHandle};
 use crate::limits::Limits;
 use crate::pool::Pool;
+use crate::reach::Reach;
 use crate::relay_watch::{poll_relay, serve_reports};
 use crate::relays::RelayDirectory;
 use anyhow::{Context, Result};
@@ -22,6 +23,7 @@ use parley_proto::messages::{
 };
 use parley_proto::overlay::{Overlay, OverlayConfig};
 use parley_proto::presence::Contact;
+use parley_proto::reach::{DialBack, ProbeOrder, ProbeReply};
 use parley_proto::relay::ALPN_RELAY_REPORT;
 use parley_proto::{Identity, PeerId};
 use quinn::crypto::rustls::QuicServerConfig;
@@ -154,6 +156,13 @@ pub async fn start_with(
     let limits = params.limits.clone();
     let pool = Pool::new(endpoint.clone(), params.identity.clone(), &limits);
     let driver = driver::spawn(overlay, pool.clone());
+    let reach = Reach::new(
+        me,
+        params.identity.clone(),
+        endpoint.clone(),
+        pool.clone(),
+        driver.clone(),
+    );
     let bound = Bound { id, quic, stun };
     if params.relays.is_empty() && relays.is_unconfigured() {
         tracing::info!("no --relay or --relay-key configured: calls get no relay, and relays that report in are refused");
@@ -178,6 +187,7 @@ pub async fn start_with(
         limiter: ConnLimiter::new(limits.conns_per_ip, limits.conns_total),
         tunnel_peers: params.tunnel_peers.clone(),
         limits,
+        reach,
     };
 
     let serve = async move {
@@ -228,6 +238,8 @@ struct Ctx {
     limiter: ConnLimiter,
     tunnel_peers: TunnelPeers,
     limits: Limits,
+    /// Reachability dial-backs (promotion, issue 10).
+    reach: Reach,
 }
 
 async fn accept_loop(endpoint: &Endpoint, ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
@@ -381,6 +393,27 @@ async fn serve_stream(
                 write_frame(&mut send, &CallSignal::Unreachable(why)).await
             }
         };
+    }
+    match (envelope_kind(&first), overlay) {
+        (Some(DialBack::KIND), false) => {
+            let reply = match DialBack::decode(&first) {
+                Ok(req) => {
+                    let seen = conn.remote_address();
+                    let tunnelled = ctx.tunnel_peers.real(seen) != seen;
+                    ctx.reach.dial_back(canonical(seen), tunnelled, req).await
+                }
+                Err(e) => ProbeReply::Refused(malformed(&e)),
+            };
+            return write_frame(&mut send, &reply).await;
+        }
+        (Some(ProbeOrder::KIND), true) => {
+            let reply = match ProbeOrder::decode(&first) {
+                Ok(order) => ctx.reach.probe(order).await,
+                Err(e) => ProbeReply::Refused(malformed(&e)),
+            };
+            return write_frame(&mut send, &reply).await;
+        }
+        _ => {}
     }
     let within = ctx.limits.reply_timeout;
     if overlay {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub mod calls;
 pub mod client;
 pub mod natlab;
+pub mod promotion;
 pub mod udp_count;
 
 /// Where the workspace's binaries are.
