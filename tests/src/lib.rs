@@ -93,6 +93,33 @@ impl Proc {
         })
     }
 
+    /// Waits for a stdout line that satisfies `pred` among those not read yet (unlike
+    /// [`Proc::wait_for`], lines already seen do not count).
+    pub fn wait_for_new(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let before = self.seen.len();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return Ok(line);
+                    }
+                }
+                Err(_) => bail!(
+                    "{}: no new matching line within {timeout:?}; saw {:?}",
+                    self.name,
+                    &self.seen[before..]
+                ),
+            }
+        }
+    }
+
     /// Waits for a stdout line that satisfies `pred`, returning it.
     pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
         let deadline = Instant::now() + timeout;
@@ -149,6 +176,19 @@ impl Proc {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Asks the process to stop (SIGTERM, as `kill` or a service manager would): it
+    /// shuts down cleanly. Errors if the signal cannot be sent.
+    pub fn terminate(&mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("{}: kill -TERM failed ({status})", self.name);
+        }
+        Ok(())
     }
 
     /// The process id.

@@ -6,9 +6,10 @@
 //! a promoted peer's relay and carries audio.
 
 use parley_e2e::calls::{answering, call_end, calling, loopback};
+use parley_e2e::client::online;
 use parley_e2e::promotion::{promoted, Promoted};
-use parley_e2e::Supernode;
-use std::time::Duration;
+use parley_e2e::{ClientHome, Supernode};
+use std::time::{Duration, Instant};
 
 #[test]
 fn the_overlay_lives_on_promoted_peers_after_the_operators_go() -> anyhow::Result<()> {
@@ -77,5 +78,43 @@ fn the_overlay_lives_on_promoted_peers_after_the_operators_go() -> anyhow::Resul
         bob_received > 100,
         "bob received {bob_received} frames: {heard}"
     );
+    Ok(())
+}
+
+/// Demotion on quit: the promoted peer prints `demoted`, and a client attached to it is
+/// told at once (its attachment closes) instead of noticing at a keep-alive timeout
+/// (20-35 s), and attaches elsewhere within seconds.
+#[test]
+fn a_promoted_peer_that_quits_demotes_and_its_clients_move_within_seconds() -> anyhow::Result<()> {
+    let sn1 = Supernode::start("sn1", &[])?;
+    let sn2 = Supernode::start("sn2", &[sn1.quic])?;
+    let (s1, s2) = (sn1.quic.to_string(), sn2.quic.to_string());
+    let boot = ["--supernode", s1.as_str(), "--supernode", s2.as_str()];
+    let mut peer = promoted("peer", &boot, Duration::from_secs(60))?;
+    let at_peer = peer.quic.to_string();
+    let home = ClientHome::new("carol")?;
+    let mut carol = online("carol", &home, &["--supernode", &at_peer], &[])?;
+    carol.wait_for(Duration::from_secs(10), |l| {
+        l.contains("\"event\":\"attached\"") && l.contains(at_peer.as_str())
+    })?;
+
+    let told = Instant::now();
+    peer.proc.terminate()?;
+    let demoted = peer.proc.wait_for(Duration::from_secs(10), |l| {
+        l.contains("\"event\":\"demoted\"")
+    })?;
+    let demoted: serde_json::Value = serde_json::from_str(&demoted)?;
+    assert_eq!(demoted["reason"], "quit", "{demoted}");
+    assert_eq!(demoted["roles"], serde_json::json!(["supernode", "relay"]));
+    carol.wait_for(Duration::from_secs(5), |l| {
+        l.contains("\"event\":\"detached\"") && l.contains(at_peer.as_str())
+    })?;
+    eprintln!("carol was told within {:?}", told.elapsed());
+    // The other attachment keeps her callable; the lost one is replaced within the
+    // 0-10 s spread.
+    carol.wait_for_new(Duration::from_secs(15), |l| {
+        l.contains("\"event\":\"attached\"") && !l.contains(at_peer.as_str())
+    })?;
+    peer.proc.wait_exit(Duration::from_secs(10))?;
     Ok(())
 }
