@@ -32,18 +32,13 @@ impl Peer {
         let (stop, stop_rx) = watch::channel(false);
         let (bound, serve) = parley_relay::start(
             RelayParams {
-                identity: key.clone(),
-                listen: "127.0.0.1:0".parse().unwrap(),
-                trusted: vec![key.peer_id()],
-                config: peer_config(DEFAULT_RELAY_KBPS).unwrap(),
-                supernodes: vec![],
-                advertise: None,
-                tcp: None,
-                data_listen: None,
                 data_threads: 1,
-                max_joins_per_ip: 0,
-                wall_clock: None,
-                tunnel_peers: Default::default(),
+                ..RelayParams::new(
+                    key.clone(),
+                    "127.0.0.1:0".parse().unwrap(),
+                    vec![key.peer_id()],
+                    peer_config(DEFAULT_RELAY_KBPS).unwrap(),
+                )
             },
             stop_rx,
         )

@@ -100,32 +100,7 @@ impl Proc {
         timeout: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> Result<String> {
-        let before = self.seen.len();
         let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return Ok(line);
-                    }
-                }
-                Err(_) => bail!(
-                    "{}: no new matching line within {timeout:?}; saw {:?}",
-                    self.name,
-                    &self.seen[before..]
-                ),
-            }
-        }
-    }
-
-    /// Waits for a stdout line that satisfies `pred`, returning it.
-    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        if let Some(line) = self.seen.iter().find(|l| pred(l)) {
-            return Ok(line.clone());
-        }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -151,6 +126,15 @@ impl Proc {
                 }
             }
         }
+    }
+
+    /// Waits for a stdout line that satisfies `pred` (one already seen counts),
+    /// returning it.
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+        if let Some(line) = self.seen.iter().find(|l| pred(l)) {
+            return Ok(line.clone());
+        }
+        self.wait_for_new(timeout, pred)
     }
 
     /// Whether the process is still running.

@@ -372,18 +372,14 @@ async fn start_roles(
     let mut tasks = vec![tokio::spawn(serve)];
     let (relay, serve_relay) = parley_relay::start(
         RelayParams {
-            identity: identity.clone(),
-            listen: SocketAddr::new(quic.ip(), 0),
-            trusted: vec![me],
-            config: relay_config,
             supernodes: vec![bound.quic.to_string()],
-            advertise: None,
-            tcp: None,
-            data_listen: None,
             data_threads: 1,
-            max_joins_per_ip: 0,
-            wall_clock: None,
-            tunnel_peers: Default::default(),
+            ..RelayParams::new(
+                identity.clone(),
+                SocketAddr::new(quic.ip(), 0),
+                vec![me],
+                relay_config,
+            )
         },
         stopped,
     )
