@@ -138,3 +138,7 @@ impl Reach {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "reach_tests.rs"]
+mod tests;
