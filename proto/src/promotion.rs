@@ -13,8 +13,10 @@
 //!
 //! A failed check (no probe within `probe_timeout`, or the supernode said it failed or
 //! refused) is retried after `retry_every`, through the next attached supernode.
-//! Promoted, it demotes on quit, or when it has been overloaded for `overload_for`; after
-//! an overload it waits `promote_after` (at least `retry_every`) before checking again.
+//! Promoted, it demotes on quit, when its network changes (the proven address is no
+//! longer its own: checked again on the new network after `retry_every`), or when it
+//! has been overloaded for `overload_for` (then it waits `promote_after`, at least
+//! `retry_every`, before checking again).
 
 use crate::presence::{Contact, NatType};
 use crate::reach::Nonce;
@@ -72,6 +74,8 @@ pub enum DemoteReason {
     Quit,
     /// Over the caps for `overload_for`.
     Overloaded,
+    /// The address it proved is no longer ours (another network, a new IP).
+    NetworkChanged,
 }
 
 impl DemoteReason {
@@ -80,6 +84,7 @@ impl DemoteReason {
         match self {
             DemoteReason::Quit => "quit",
             DemoteReason::Overloaded => "overloaded",
+            DemoteReason::NetworkChanged => "network_changed",
         }
     }
 }
@@ -232,6 +237,10 @@ impl Promotion {
             DemoteReason::Overloaded => State::Waiting {
                 at: now + self.config.promote_after.max(self.config.retry_every),
             },
+            // A new network needs a new proof; the time online still counts.
+            DemoteReason::NetworkChanged => State::Waiting {
+                at: now + self.config.retry_every,
+            },
         };
         self.actions.push_back(Action::Demote(reason));
     }
@@ -287,6 +296,17 @@ impl Promotion {
         *overloaded_since = since;
         if since.is_some_and(|s| now.since(s) >= self.config.overload_for) {
             self.demote(now, DemoteReason::Overloaded);
+        }
+    }
+
+    /// The address the check proved is no longer ours (the supernodes see us at another
+    /// IP, or the local IP changed): demote if serving, and check again on the new
+    /// network after `retry_every`; a check in progress fails.
+    pub fn handle_network_changed(&mut self, now: Mono) {
+        match self.state {
+            State::Promoted { .. } => self.demote(now, DemoteReason::NetworkChanged),
+            State::Checking { .. } => self.fail(now, "the network changed during the check".into()),
+            _ => {}
         }
     }
 

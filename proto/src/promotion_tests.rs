@@ -163,3 +163,29 @@ fn quit_demotes_a_promoted_client_and_a_long_overload_demotes_it_for_a_while() {
     assert_eq!(p.poll_timeout(), None);
     assert!(run(&mut p, at(100_000)).is_empty());
 }
+
+#[test]
+fn a_network_change_demotes_and_a_new_check_follows_on_the_new_network() {
+    let (s1, s2) = (contact("127.0.0.1:4433"), contact("127.0.0.1:4443"));
+    let mut m = Promotion::new(config(ServeMode::Auto), NatType::Open, at(0));
+    m.handle_attached(vec![s1, s2]);
+    let nonce = asked(&run(&mut m, at(1800)))[0].1;
+    // During a check: the check fails.
+    m.handle_network_changed(at(1801));
+    assert!(matches!(&drain(&mut m)[..], [Action::CheckFailed(_)]));
+    let again = asked(&run(&mut m, at(1831)));
+    let [(_, nonce2)] = again[..] else {
+        panic!("{again:?}")
+    };
+    assert_ne!(nonce, nonce2);
+    assert!(m.handle_probe(nonce2, s1.id, s1.addr));
+    assert_eq!(drain(&mut m), vec![Action::Promote { prober: s1.id }]);
+    // Promoted: demoted, and checked again 30 s later (not another 30 min).
+    m.handle_network_changed(at(2000));
+    assert_eq!(
+        drain(&mut m),
+        vec![Action::Demote(DemoteReason::NetworkChanged)]
+    );
+    assert_eq!(m.poll_timeout(), Some(at(2030)));
+    assert_eq!(asked(&run(&mut m, at(2030))).len(), 1);
+}

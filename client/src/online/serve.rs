@@ -28,7 +28,7 @@ use parley_supernode::limits::Limits;
 use parley_supernode::relays::RelayDirectory;
 use parley_supernode::ServerParams;
 use serde_json::json;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -136,6 +136,9 @@ struct Arrived {
 /// The roles while promoted.
 struct Roles {
     quic: SocketAddr,
+    /// The IP the dial-back proved (the supernodes' view of us, which behind a NAT
+    /// that forwards the port is not `quic`'s).
+    proven: IpAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     relay: parley_relay::Bound,
@@ -166,6 +169,7 @@ async fn run(
     let mut roles: Option<Roles> = None;
     // Bound at the first check (a client that never checks writes no key, binds nothing).
     let mut socket: Option<Socket> = None;
+    let mut asked_ip = IpAddr::from([0u8; 4]);
     loop {
         let links = session.attachments();
         machine.handle_attached(
@@ -184,7 +188,12 @@ async fn run(
                     let Some(link) = links.iter().find(|l| l.addr == via.addr).cloned() else {
                         continue;
                     };
-                    if socket.is_none() {
+                    // A socket bound before the local IP changed is of no use.
+                    let local = local_ip_towards(link.addr);
+                    if socket
+                        .as_ref()
+                        .is_none_or(|s| Some(s.serving.ip()) != local)
+                    {
                         socket = Some(Socket::open(home, link.addr, arrived_tx.clone())?);
                     }
                     let Some(sock) = &socket else { continue };
@@ -193,6 +202,7 @@ async fn run(
                         key: sock.identity.peer_id(),
                         nonce,
                     };
+                    asked_ip = req.addr.ip();
                     tokio::spawn(ask_dial_back(link, req, replies_tx.clone()));
                 }
                 Action::Promote { prober } => {
@@ -201,7 +211,9 @@ async fn run(
                     let Some(sock) = socket.take() else { continue };
                     let (identity, serving) = sock.release().await;
                     let join = join_targets(home, &links);
-                    match start_roles(&identity, serving, join, relay_config.clone()).await {
+                    let proven = asked_ip;
+                    match start_roles(&identity, serving, proven, join, relay_config.clone()).await
+                    {
                         Ok(r) => {
                             announce_promoted(out, &r, &identity, prober, cfg.relay_kbps);
                             roles = Some(r);
@@ -256,10 +268,27 @@ async fn run(
                 if let Some(r) = &roles {
                     let load = r.relay.load();
                     machine.handle_load(mono(), load.legs >= load.max_legs);
+                    if network_changed(r, &session.attachments()) {
+                        machine.handle_network_changed(mono());
+                    }
                 }
             }
         }
     }
+}
+
+/// Whether the address the roles serve on is no longer ours: no attachment sees us at
+/// the proven IP any more, or our local IP towards them is not the serving one. With
+/// no attachment at all there is nothing to tell.
+fn network_changed(roles: &Roles, links: &[SupernodeLink]) -> bool {
+    let Some(first) = links.first() else {
+        return false;
+    };
+    let seen = links
+        .iter()
+        .any(|l| l.observed.ip().to_canonical() == roles.proven.to_canonical());
+    let local = local_ip_towards(first.addr);
+    !seen || local.is_some_and(|ip| ip != roles.quic.ip())
 }
 
 /// Asks `link`'s supernode for a dial-back; reports failure (or `None`) for `req`'s nonce.
@@ -330,6 +359,7 @@ fn join_targets(home: &Home, links: &[SupernodeLink]) -> Vec<String> {
 async fn start_roles(
     identity: &Identity,
     quic: SocketAddr,
+    proven: IpAddr,
     join: Vec<String>,
     relay_config: parley_proto::relay::RelayConfig,
 ) -> Result<Roles> {
@@ -388,6 +418,7 @@ async fn start_roles(
     tasks.push(tokio::spawn(serve_relay));
     Ok(Roles {
         quic: bound.quic,
+        proven,
         stop,
         tasks,
         relay,
