@@ -6,7 +6,7 @@
 //! a promoted peer's relay and carries audio.
 
 use parley_e2e::calls::{answering, call_end, calling, loopback};
-use parley_e2e::client::online;
+use parley_e2e::client::{online, run};
 use parley_e2e::promotion::{promoted, Promoted};
 use parley_e2e::{ClientHome, Supernode};
 use std::time::{Duration, Instant};
@@ -97,6 +97,16 @@ fn a_promoted_peer_that_quits_demotes_and_its_clients_move_within_seconds() -> a
     carol.wait_for(Duration::from_secs(10), |l| {
         l.contains("\"event\":\"attached\"") && l.contains(at_peer.as_str())
     })?;
+
+    // `parley status` says where it serves.
+    let status = run(
+        peer.home.path(),
+        &["status", "--json"],
+        &[],
+        Duration::from_secs(10),
+    )?;
+    let status = status.event("status").expect("a status event");
+    assert_eq!(status["serving"]["quic"], at_peer.as_str(), "{status}");
 
     let told = Instant::now();
     peer.proc.terminate()?;

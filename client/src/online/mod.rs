@@ -99,6 +99,8 @@ struct Shared {
     presence: PresenceMap,
     /// File transfers in progress (both ways), for `status`.
     transfers: Table,
+    /// Where we serve others while promoted (`status`).
+    serving: serve::Serving,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,6 +123,7 @@ pub async fn run(
         pending: Arc::default(),
         presence: Arc::default(),
         transfers: Table::default(),
+        serving: serve::Serving::default(),
     };
     let receiver = Arc::new(Receiver::new(
         shared.session.clone(),
@@ -142,7 +145,14 @@ pub async fn run(
         shared.session.clone(),
         shared.presence.clone(),
     ));
-    let serving = serve::spawn(home, shared.session.clone(), cfg.nat, cfg.serve, cfg.out);
+    let serving = serve::spawn(
+        home,
+        shared.session.clone(),
+        cfg.nat,
+        cfg.serve,
+        cfg.out,
+        shared.serving.clone(),
+    );
     let mut stdin = stdin_lines(terminal);
     let mut calls: u32 = 0;
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());

@@ -10,6 +10,7 @@
 //! a probe from another supernode proves it reachable, the socket is handed to the
 //! supernode role (rebinding the same port) and a relay starts beside it.
 
+use super::lock;
 use crate::home::Home;
 use crate::output::Printer;
 use crate::session::SessionHandle;
@@ -29,6 +30,7 @@ use parley_supernode::relays::RelayDirectory;
 use parley_supernode::ServerParams;
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -49,6 +51,9 @@ pub struct ServeConfig {
     pub promote_after: Duration,
     pub relay_kbps: u32,
 }
+
+/// Where the roles serve while promoted (the `promoted` event's fields), for `status`.
+pub type Serving = Arc<Mutex<Option<serde_json::Value>>>;
 
 /// The serving task; [`ServeHandle::quit`] demotes and stops it.
 pub struct ServeHandle {
@@ -71,6 +76,7 @@ pub fn spawn(
     nat: NatType,
     cfg: ServeConfig,
     out: Printer,
+    serving: Serving,
 ) -> ServeHandle {
     let (stop, stopped) = watch::channel(false);
     let home = home.clone();
@@ -78,7 +84,7 @@ pub fn spawn(
         if cfg.mode == ServeMode::Never {
             return;
         }
-        if let Err(e) = run(&home, session, nat, cfg, out, stopped).await {
+        if let Err(e) = run(&home, session, nat, cfg, out, stopped, &serving).await {
             out.warning(&format!("not serving: {e:#}"));
         }
     });
@@ -151,6 +157,7 @@ async fn run(
     cfg: ServeConfig,
     out: Printer,
     mut stopped: watch::Receiver<bool>,
+    serving: &Serving,
 ) -> Result<()> {
     let Some(relay_config) = peer_config(cfg.relay_kbps) else {
         anyhow::bail!(
@@ -209,13 +216,16 @@ async fn run(
                     // The port goes to the supernode role; a later check (after an
                     // overload demotion) binds a new one.
                     let Some(sock) = socket.take() else { continue };
-                    let (identity, serving) = sock.release().await;
+                    let (identity, proven_at) = sock.release().await;
                     let join = join_targets(home, &links);
                     let proven = asked_ip;
-                    match start_roles(&identity, serving, proven, join, relay_config.clone()).await
+                    match start_roles(&identity, proven_at, proven, join, relay_config.clone())
+                        .await
                     {
                         Ok(r) => {
-                            announce_promoted(out, &r, &identity, prober, cfg.relay_kbps);
+                            let fields =
+                                announce_promoted(out, &r, &identity, prober, cfg.relay_kbps);
+                            *lock(serving) = Some(fields);
                             roles = Some(r);
                         }
                         Err(e) => {
@@ -226,6 +236,7 @@ async fn run(
                 }
                 Action::Demote(reason) => {
                     if let Some(r) = roles.take() {
+                        lock(serving).take();
                         stop_roles(r).await;
                         announce_demoted(out, reason);
                     }
@@ -252,6 +263,7 @@ async fn run(
                 while let Some(action) = machine.poll_action() {
                     if let Action::Demote(reason) = action {
                         if let Some(r) = roles.take() {
+                            lock(serving).take();
                             stop_roles(r).await;
                             announce_demoted(out, reason);
                         }
@@ -434,11 +446,16 @@ async fn stop_roles(roles: Roles) {
     }
 }
 
-fn announce_promoted(out: Printer, r: &Roles, identity: &Identity, prober: PeerId, kbps: u32) {
+/// Prints `promoted`; returns its fields.
+fn announce_promoted(
+    out: Printer,
+    r: &Roles,
+    identity: &Identity,
+    prober: PeerId,
+    kbps: u32,
+) -> serde_json::Value {
     let load = r.relay.load();
-    out.event(
-        "promoted",
-        json!({
+    let fields = json!({
             "roles": ["supernode", "relay"],
             "quic": r.quic.to_string(),
             "relay": r.relay.quic.to_string(),
@@ -446,7 +463,10 @@ fn announce_promoted(out: Printer, r: &Roles, identity: &Identity, prober: PeerI
             "prober": prober.to_string(),
             "relay_kbps": kbps,
             "max_legs": load.max_legs,
-        }),
+    });
+    out.event(
+        "promoted",
+        fields.clone(),
         format!(
             "serving: supernode at {} and relay at {} (key {}; up to {kbps} kbit/s of relaying)",
             r.quic,
@@ -454,6 +474,7 @@ fn announce_promoted(out: Printer, r: &Roles, identity: &Identity, prober: PeerI
             identity.peer_id().short()
         ),
     );
+    fields
 }
 
 fn announce_demoted(out: Printer, reason: DemoteReason) {
