@@ -16,8 +16,9 @@ pub struct Promoted {
     pub quic: SocketAddr,
     /// Its relay's QUIC address (the event's `relay`).
     pub relay: SocketAddr,
-    /// The whole event.
+    /// The whole event, and the line it came on.
     pub event: Value,
+    pub line: String,
 }
 
 /// Starts `parley online --json --serve always` with `extra` flags and waits (at most
@@ -45,5 +46,6 @@ pub fn promoted(name: &str, extra: &[&str], within: Duration) -> Result<Promoted
         home,
         proc,
         event,
+        line,
     })
 }

@@ -22,6 +22,12 @@ fn the_overlay_lives_on_promoted_peers_after_the_operators_go() -> anyhow::Resul
         .collect::<anyhow::Result<Vec<Promoted>>>()?;
     for p in &peers {
         assert_eq!(p.event["roles"], serde_json::json!(["supernode", "relay"]));
+        // The line as the issue spells it, fields in that order.
+        let head = format!(
+            r#"{{"event":"promoted","roles":["supernode","relay"],"quic":"{}","#,
+            p.quic
+        );
+        assert!(p.line.starts_with(&head), "{}", p.line);
         // The proof came from a supernode, and the roles serve on their own addresses.
         assert!(p.event["prober"].as_str().is_some_and(|s| !s.is_empty()));
         assert_ne!(p.quic, p.relay);

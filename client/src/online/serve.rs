@@ -446,6 +446,31 @@ async fn stop_roles(roles: Roles) {
     }
 }
 
+/// Prints one event with its fields in the given order, as the issue spells the
+/// `promoted` line (`{"event":"promoted","roles":[...],"quic":"IP:PORT",...}`);
+/// `Printer::event` would sort them. Returns the fields as an object.
+fn ordered_event(
+    out: Printer,
+    event: &str,
+    fields: Vec<(&str, serde_json::Value)>,
+    text: String,
+) -> serde_json::Value {
+    let object: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    if out.is_json() {
+        let mut line = format!("{{\"event\":{}", json!(event));
+        for (k, v) in &fields {
+            line += &format!(",{}:{v}", json!(k));
+        }
+        println!("{line}}}");
+    } else {
+        out.event(event, serde_json::Value::Object(object.clone()), text);
+    }
+    serde_json::Value::Object(object)
+}
+
 /// Prints `promoted`; returns its fields.
 fn announce_promoted(
     out: Printer,
@@ -455,32 +480,29 @@ fn announce_promoted(
     kbps: u32,
 ) -> serde_json::Value {
     let load = r.relay.load();
-    let fields = json!({
-            "roles": ["supernode", "relay"],
-            "quic": r.quic.to_string(),
-            "relay": r.relay.quic.to_string(),
-            "id": identity.peer_id().to_string(),
-            "prober": prober.to_string(),
-            "relay_kbps": kbps,
-            "max_legs": load.max_legs,
-    });
-    out.event(
-        "promoted",
-        fields.clone(),
-        format!(
-            "serving: supernode at {} and relay at {} (key {}; up to {kbps} kbit/s of relaying)",
-            r.quic,
-            r.relay.quic,
-            identity.peer_id().short()
-        ),
+    let fields = vec![
+        ("roles", json!(["supernode", "relay"])),
+        ("quic", json!(r.quic.to_string())),
+        ("relay", json!(r.relay.quic.to_string())),
+        ("id", json!(identity.peer_id().to_string())),
+        ("prober", json!(prober.to_string())),
+        ("relay_kbps", json!(kbps)),
+        ("max_legs", json!(load.max_legs)),
+    ];
+    let text = format!(
+        "serving: supernode at {} and relay at {} (key {}; up to {kbps} kbit/s of relaying)",
+        r.quic,
+        r.relay.quic,
+        identity.peer_id().short()
     );
-    fields
+    ordered_event(out, "promoted", fields, text)
 }
 
 fn announce_demoted(out: Printer, reason: DemoteReason) {
-    out.event(
-        "demoted",
-        json!({ "roles": ["supernode", "relay"], "reason": reason.as_str() }),
-        format!("stopped serving ({})", reason.as_str()),
-    );
+    let fields = vec![
+        ("roles", json!(["supernode", "relay"])),
+        ("reason", json!(reason.as_str())),
+    ];
+    let text = format!("stopped serving ({})", reason.as_str());
+    ordered_event(out, "demoted", fields, text);
 }
