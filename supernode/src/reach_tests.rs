@@ -3,7 +3,6 @@
 //! and never dialed; with no other supernode there is no probe.
 
 use super::*;
-use crate::limits::Limits;
 use crate::relays::RelayDirectory;
 use crate::server::{start_with, Bound, ServerParams};
 use parley_net::{make_endpoint, make_endpoint_on, peer_id_of, write_frame};
@@ -16,18 +15,10 @@ const T: Duration = Duration::from_secs(5);
 
 async fn supernode(join: Option<SocketAddr>) -> (Bound, watch::Sender<bool>) {
     let (stop, stop_rx) = watch::channel(false);
+    let any = "127.0.0.1:0".parse().unwrap();
     let params = ServerParams {
-        identity: Identity::generate(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        stun_listen: "127.0.0.1:0".parse().unwrap(),
-        stun_fallback: false,
-        stun_alternate_ip: None,
         join: join.map(|a| a.to_string()).into_iter().collect(),
-        relays: vec![],
-        relay_keys: vec![],
-        tcp: None,
-        tunnel_peers: Default::default(),
-        limits: Limits::default(),
+        ..ServerParams::new(Identity::generate(), any, any)
     };
     let (bound, serve) = start_with(params, RelayDirectory::new([]), stop_rx)
         .await

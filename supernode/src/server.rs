@@ -66,6 +66,27 @@ pub struct ServerParams {
     pub limits: Limits,
 }
 
+impl ServerParams {
+    /// A supernode with `identity` serving QUIC on `listen` and STUN on `stun_listen`,
+    /// and nothing else: no join, no relays, no TCP fallback, default limits, no STUN
+    /// fallback port. Set the other fields with struct update syntax.
+    pub fn new(identity: Identity, listen: SocketAddr, stun_listen: SocketAddr) -> ServerParams {
+        ServerParams {
+            identity,
+            listen,
+            stun_listen,
+            stun_fallback: false,
+            stun_alternate_ip: None,
+            join: Vec::new(),
+            relays: Vec::new(),
+            relay_keys: Vec::new(),
+            tcp: None,
+            tunnel_peers: TunnelPeers::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
 /// Binds the sockets and returns a future that serves until `shutdown` turns true.
 pub async fn start(
     params: ServerParams,

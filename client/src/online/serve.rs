@@ -378,22 +378,15 @@ async fn start_roles(
     let me = identity.peer_id();
     let (stop, stopped) = watch::channel(false);
     let params = || ServerParams {
-        identity: identity.clone(),
-        listen: quic,
         // Any free port on the serving IP: one address gives RFC 5780's change-port
         // answers but no change-IP ones (clients then learn mapping, not filtering).
-        stun_listen: SocketAddr::new(quic.ip(), 0),
         stun_fallback: true,
-        stun_alternate_ip: None,
         join: join.clone(),
-        relays: Vec::new(),
-        relay_keys: vec![me],
-        tcp: None,
-        tunnel_peers: Default::default(),
         limits: Limits {
             conns_total: SERVE_CONNS,
             ..Limits::default()
         },
+        ..ServerParams::new(identity.clone(), quic, SocketAddr::new(quic.ip(), 0))
     };
     // The probe endpoint just released the port: retry its bind for up to 2 s.
     let mut tries = 0;
