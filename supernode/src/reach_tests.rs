@@ -143,6 +143,9 @@ async fn a_dial_back_to_another_address_is_refused_and_nothing_is_sent_there() {
 async fn a_lone_supernode_has_nobody_to_probe_from() {
     let (sn1, _s1) = supernode(None).await;
     let client = attach(&sn1).await;
+    // The connection counter a promoted client watches for overload.
+    let cap = crate::limits::Limits::default().conns_total;
+    assert_eq!(sn1.connections(), (1, cap));
     let key = Identity::generate();
     let (addr, mut probes, _ep) = serving(&key);
     let reply = ask(

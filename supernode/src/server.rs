@@ -39,6 +39,28 @@ pub struct Bound {
     pub id: PeerId,
     pub quic: SocketAddr,
     pub stun: SocketAddr,
+    conns: Conns,
+}
+
+impl Bound {
+    /// Live QUIC connections (clients, supernodes, relays reporting) and the cap on them
+    /// (`Limits::conns_total`).
+    pub fn connections(&self) -> (usize, usize) {
+        (
+            self.conns.0.live(std::net::Ipv4Addr::UNSPECIFIED.into()).0,
+            self.conns.1,
+        )
+    }
+}
+
+/// The server's connection counter, for [`Bound::connections`].
+#[derive(Clone)]
+struct Conns(ConnLimiter, usize);
+
+impl std::fmt::Debug for Conns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Conns")
+    }
 }
 
 /// What a server needs to start.
@@ -184,7 +206,13 @@ pub async fn start_with(
         pool.clone(),
         driver.clone(),
     );
-    let bound = Bound { id, quic, stun };
+    let limiter = ConnLimiter::new(limits.conns_per_ip, limits.conns_total);
+    let bound = Bound {
+        id,
+        quic,
+        stun,
+        conns: Conns(limiter.clone(), limits.conns_total),
+    };
     if params.relays.is_empty() && relays.is_unconfigured() {
         tracing::info!("no --relay or --relay-key configured: calls get no relay, and relays that report in are refused");
     }
@@ -205,7 +233,7 @@ pub async fn start_with(
             driver,
             &limits,
         ),
-        limiter: ConnLimiter::new(limits.conns_per_ip, limits.conns_total),
+        limiter,
         tunnel_peers: params.tunnel_peers.clone(),
         limits,
         reach,

@@ -148,6 +148,7 @@ struct Roles {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     relay: parley_relay::Bound,
+    supernode: parley_supernode::Bound,
 }
 
 async fn run(
@@ -279,7 +280,8 @@ async fn run(
             _ = tokio::time::sleep(wake) => {
                 if let Some(r) = &roles {
                     let load = r.relay.load();
-                    machine.handle_load(mono(), load.legs >= load.max_legs);
+                    let (conns, cap) = r.supernode.connections();
+                    machine.handle_load(mono(), load.legs >= load.max_legs || conns >= cap);
                     if network_changed(r, &session.attachments()) {
                         machine.handle_network_changed(mono());
                     }
@@ -422,6 +424,7 @@ async fn start_roles(
     .context("starting the relay role")?;
     tasks.push(tokio::spawn(serve_relay));
     Ok(Roles {
+        supernode: bound.clone(),
         quic: bound.quic,
         proven,
         stop,
