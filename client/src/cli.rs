@@ -23,6 +23,25 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// `--serve`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ServeArg> for parley_proto::promotion::ServeMode {
+    fn from(a: ServeArg) -> Self {
+        use parley_proto::promotion::ServeMode;
+        match a {
+            ServeArg::Auto => ServeMode::Auto,
+            ServeArg::Always => ServeMode::Always,
+            ServeArg::Never => ServeMode::Never,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create, show or rename your identity.
@@ -49,6 +68,20 @@ pub enum Command {
         /// Be an echo service: answer every call and play the caller's audio back.
         #[arg(long, conflicts_with_all = ["auto_answer", "input", "output", "input_device", "output_device"])]
         echo: bool,
+        /// Serve others as a supernode and a relay when this client is worth it: `auto`
+        /// after --promote-after seconds online, `always` as soon as a dial-back from
+        /// another supernode proves your UDP address reachable, `never`. Never behind a
+        /// symmetric NAT or with UDP blocked.
+        #[arg(long, value_enum, default_value_t = ServeArg::Auto)]
+        serve: ServeArg,
+        /// How long `--serve auto` waits online before checking reachability.
+        #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(0..=86_400 * 7))]
+        promote_after: u64,
+        /// Upload budget for relaying others' calls, in kbit/s (each relayed leg may use
+        /// 256; at least 512, one call). Default 2048: a quarter of a typical 8 Mbit/s
+        /// residential upload (the upload is not measured).
+        #[arg(long, value_name = "KBPS", default_value_t = parley_proto::relay::peer::DEFAULT_RELAY_KBPS, value_parser = clap::value_parser!(u32).range(512..=10_000_000))]
+        relay_kbps: u32,
         #[command(flatten)]
         call: CallArgs,
     },

@@ -130,6 +130,9 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             auto_answer,
             accept_files,
             echo,
+            serve,
+            promote_after,
+            relay_kbps,
             call,
         } => {
             // Before anything else: one client per identity.
@@ -144,6 +147,7 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             let (tx, commands) = tokio::sync::mpsc::channel(16);
             control::serve(&home, tx)?;
             let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
+            let nat_type = nat.map(|n| n.nat).unwrap_or_default();
             let session =
                 ClientSession::start(&home, identity, endpoint, &supernodes, nat, out).await?;
             let mode = match (echo, auto_answer) {
@@ -163,6 +167,12 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
                 mode,
                 out,
                 accept_files,
+                serve: online::serve::ServeConfig {
+                    mode: serve.into(),
+                    promote_after: Duration::from_secs(promote_after),
+                    relay_kbps,
+                },
+                nat: nat_type,
             };
             let result = online::run(&home, session, cfg, commands).await;
             let _ = std::fs::remove_file(home.control_path());

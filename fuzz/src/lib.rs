@@ -115,6 +115,16 @@ pub fn relay_messages(data: &[u8]) {
     wire_message::<SupernodeToRelay>(data);
 }
 
+/// The reachability dial-back messages (issue 10), each as [`wire_message`].
+pub fn reach_messages(data: &[u8]) {
+    use parley_proto::reach::{DialBack, Probe, ProbeAck, ProbeOrder, ProbeReply};
+    wire_message::<DialBack>(data);
+    wire_message::<ProbeReply>(data);
+    wire_message::<ProbeOrder>(data);
+    wire_message::<Probe>(data);
+    wire_message::<ProbeAck>(data);
+}
+
 /// A bare postcard `SignedRelayToken`, verified at [`NOW`] as the relay would
 /// (its own id: the token's relay; trusted issuers: the token's issuer).
 pub fn relay_token(data: &[u8]) {

@@ -131,6 +131,7 @@ impl Limits {
             rejoin_grace: secs(self.rejoin_grace_secs, d.rejoin_grace),
             max_legs_per_key: self.max_legs_per_key.unwrap_or(d.max_legs_per_key),
             max_legs: self.max_legs.unwrap_or(d.max_legs),
+            max_legs_per_ip: d.max_legs_per_ip,
         };
         if config.rate.packets_per_sec == 0 || config.rate.bytes_per_sec == 0 {
             bail!("a rate cap of 0 would drop every datagram; raise max_packets_per_sec / max_bytes_per_sec");

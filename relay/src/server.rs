@@ -113,6 +113,34 @@ pub struct RelayParams {
     pub tunnel_peers: TunnelPeers,
 }
 
+impl RelayParams {
+    /// A relay with `identity` on `listen`, accepting tokens of `trusted`, with limits
+    /// `config`: reporting to no supernode, no TCP fallback, the data plane on the QUIC
+    /// address's IP (one thread per core), the default join rate, the system clock.
+    /// Set the other fields with struct update syntax.
+    pub fn new(
+        identity: Identity,
+        listen: SocketAddr,
+        trusted: Vec<PeerId>,
+        config: RelayConfig,
+    ) -> RelayParams {
+        RelayParams {
+            identity,
+            listen,
+            trusted,
+            config,
+            supernodes: Vec::new(),
+            advertise: None,
+            tcp: None,
+            data_listen: None,
+            data_threads: 0,
+            max_joins_per_ip: 0,
+            wall_clock: None,
+            tunnel_peers: TunnelPeers::default(),
+        }
+    }
+}
+
 struct Ctx {
     me: PeerId,
     advertised: SocketAddr,

@@ -151,7 +151,7 @@ impl Switch {
         let before = inner.core.poll_timeout();
         let outcome = inner
             .core
-            .handle_join(Instant::now(), leg, peer, &verified, key)?;
+            .handle_join(Instant::now(), leg, peer, ip, &verified, key)?;
         let channel = outcome.channel;
         let admitted = match outcome.paired_with {
             Some(partner) => {

@@ -1,8 +1,8 @@
 //! Command line and TOML configuration; flags override the file.
 
-use crate::limits::Limits;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use parley_supernode::limits::Limits;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

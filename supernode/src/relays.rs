@@ -30,6 +30,8 @@ struct Inner {
     /// Keys of relays refused so far, each announced once on stdout (at most
     /// [`MAX_RELAYS`] remembered).
     refused: HashSet<PeerId>,
+    /// Announce to the log instead of stdout (a supernode inside another program).
+    quiet: bool,
 }
 
 #[derive(Clone, Default)]
@@ -45,6 +47,13 @@ impl RelayDirectory {
         let dir = RelayDirectory::default();
         dir.lock().allowed.extend(keys);
         dir
+    }
+
+    /// This directory, announcing relays to the log instead of stdout: for a supernode
+    /// run inside another program (a promoted client), whose stdout is its own.
+    pub fn quiet(self) -> RelayDirectory {
+        self.lock().quiet = true;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -71,7 +80,11 @@ impl RelayDirectory {
             return false;
         }
         inner.refused.insert(id);
-        println!("relay refused id={id} from={from}");
+        if inner.quiet {
+            tracing::info!("relay refused id={id} from={from}");
+        } else {
+            println!("relay refused id={id} from={from}");
+        }
         true
     }
 
@@ -118,7 +131,11 @@ impl RelayDirectory {
             .insert(contact.id, (load, contact, now))
             .is_none()
         {
-            println!("relay known id={} quic={}", contact.id, contact.addr);
+            if inner.quiet {
+                tracing::info!("relay known id={} quic={}", contact.id, contact.addr);
+            } else {
+                println!("relay known id={} quic={}", contact.id, contact.addr);
+            }
             tracing::info!(relay = %contact.addr, id = %contact.id.short(), "learned a relay");
         }
     }

@@ -5,6 +5,7 @@ use crate::calls::{Attachments, CallRouter};
 use crate::driver::{self, DriverHandle};
 use crate::limits::Limits;
 use crate::pool::Pool;
+use crate::reach::Reach;
 use crate::relay_watch::{poll_relay, serve_reports};
 use crate::relays::RelayDirectory;
 use anyhow::{Context, Result};
@@ -22,6 +23,7 @@ use parley_proto::messages::{
 };
 use parley_proto::overlay::{Overlay, OverlayConfig};
 use parley_proto::presence::Contact;
+use parley_proto::reach::{DialBack, ProbeOrder, ProbeReply};
 use parley_proto::relay::ALPN_RELAY_REPORT;
 use parley_proto::{Identity, PeerId};
 use quinn::crypto::rustls::QuicServerConfig;
@@ -37,6 +39,28 @@ pub struct Bound {
     pub id: PeerId,
     pub quic: SocketAddr,
     pub stun: SocketAddr,
+    conns: Conns,
+}
+
+impl Bound {
+    /// Live QUIC connections (clients, supernodes, relays reporting) and the cap on them
+    /// (`Limits::conns_total`).
+    pub fn connections(&self) -> (usize, usize) {
+        (
+            self.conns.0.live(std::net::Ipv4Addr::UNSPECIFIED.into()).0,
+            self.conns.1,
+        )
+    }
+}
+
+/// The server's connection counter, for [`Bound::connections`].
+#[derive(Clone)]
+struct Conns(ConnLimiter, usize);
+
+impl std::fmt::Debug for Conns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Conns")
+    }
 }
 
 /// What a server needs to start.
@@ -62,6 +86,27 @@ pub struct ServerParams {
     pub tunnel_peers: TunnelPeers,
     /// Admission caps, timeouts and quotas (see `limits.rs`, docs/security.md).
     pub limits: Limits,
+}
+
+impl ServerParams {
+    /// A supernode with `identity` serving QUIC on `listen` and STUN on `stun_listen`,
+    /// and nothing else: no join, no relays, no TCP fallback, default limits, no STUN
+    /// fallback port. Set the other fields with struct update syntax.
+    pub fn new(identity: Identity, listen: SocketAddr, stun_listen: SocketAddr) -> ServerParams {
+        ServerParams {
+            identity,
+            listen,
+            stun_listen,
+            stun_fallback: false,
+            stun_alternate_ip: None,
+            join: Vec::new(),
+            relays: Vec::new(),
+            relay_keys: Vec::new(),
+            tcp: None,
+            tunnel_peers: TunnelPeers::default(),
+            limits: Limits::default(),
+        }
+    }
 }
 
 /// Binds the sockets and returns a future that serves until `shutdown` turns true.
@@ -154,7 +199,20 @@ pub async fn start_with(
     let limits = params.limits.clone();
     let pool = Pool::new(endpoint.clone(), params.identity.clone(), &limits);
     let driver = driver::spawn(overlay, pool.clone());
-    let bound = Bound { id, quic, stun };
+    let reach = Reach::new(
+        me,
+        params.identity.clone(),
+        endpoint.clone(),
+        pool.clone(),
+        driver.clone(),
+    );
+    let limiter = ConnLimiter::new(limits.conns_per_ip, limits.conns_total);
+    let bound = Bound {
+        id,
+        quic,
+        stun,
+        conns: Conns(limiter.clone(), limits.conns_total),
+    };
     if params.relays.is_empty() && relays.is_unconfigured() {
         tracing::info!("no --relay or --relay-key configured: calls get no relay, and relays that report in are refused");
     }
@@ -175,9 +233,10 @@ pub async fn start_with(
             driver,
             &limits,
         ),
-        limiter: ConnLimiter::new(limits.conns_per_ip, limits.conns_total),
+        limiter,
         tunnel_peers: params.tunnel_peers.clone(),
         limits,
+        reach,
     };
 
     let serve = async move {
@@ -228,6 +287,8 @@ struct Ctx {
     limiter: ConnLimiter,
     tunnel_peers: TunnelPeers,
     limits: Limits,
+    /// Reachability dial-backs (promotion, issue 10).
+    reach: Reach,
 }
 
 async fn accept_loop(endpoint: &Endpoint, ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
@@ -381,6 +442,27 @@ async fn serve_stream(
                 write_frame(&mut send, &CallSignal::Unreachable(why)).await
             }
         };
+    }
+    match (envelope_kind(&first), overlay) {
+        (Some(DialBack::KIND), false) => {
+            let reply = match DialBack::decode(&first) {
+                Ok(req) => {
+                    let seen = conn.remote_address();
+                    let tunnelled = ctx.tunnel_peers.real(seen) != seen;
+                    ctx.reach.dial_back(canonical(seen), tunnelled, req).await
+                }
+                Err(e) => ProbeReply::Refused(malformed(&e)),
+            };
+            return write_frame(&mut send, &reply).await;
+        }
+        (Some(ProbeOrder::KIND), true) => {
+            let reply = match ProbeOrder::decode(&first) {
+                Ok(order) => ctx.reach.probe(order).await,
+                Err(e) => ProbeReply::Refused(malformed(&e)),
+            };
+            return write_frame(&mut send, &reply).await;
+        }
+        _ => {}
     }
     let within = ctx.limits.reply_timeout;
     if overlay {

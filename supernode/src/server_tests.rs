@@ -22,18 +22,10 @@ async fn supernode(limits: Limits) -> Running {
 
 async fn supernode_with(limits: Limits, relays: RelayDirectory) -> Running {
     let (stop, stop_rx) = watch::channel(false);
+    let any = "127.0.0.1:0".parse().unwrap();
     let params = ServerParams {
-        identity: Identity::generate(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        stun_listen: "127.0.0.1:0".parse().unwrap(),
-        stun_fallback: false,
-        stun_alternate_ip: None,
-        join: vec![],
-        relays: vec![],
-        relay_keys: vec![],
-        tcp: None,
-        tunnel_peers: Default::default(),
         limits,
+        ..ServerParams::new(Identity::generate(), any, any)
     };
     let (bound, serve) = start_with(params, relays.clone(), stop_rx).await.unwrap();
     tokio::spawn(serve);

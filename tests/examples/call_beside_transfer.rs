@@ -204,7 +204,7 @@ fn run_once(a: &Args, mode: &str, dir: &Path) -> Result<Run> {
     // Bob's lines from the start: file bytes held when his call connected and ended.
     let (mut file_bytes, mut at_connect, mut bob_end) = (0u64, None, Value::Null);
     while bob_end.is_null() {
-        let line = bob_p.next_line(Duration::from_secs(30))?;
+        let line = bob_p.wait_for_new(Duration::from_secs(30), |_| true)?;
         let v = event(&line);
         match v["event"].as_str() {
             Some("call_end") => bob_end = v,

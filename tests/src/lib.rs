@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub mod calls;
 pub mod client;
 pub mod natlab;
+pub mod promotion;
 pub mod udp_count;
 
 /// Where the workspace's binaries are.
@@ -92,12 +93,14 @@ impl Proc {
         })
     }
 
-    /// Waits for a stdout line that satisfies `pred`, returning it.
-    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+    /// Waits for a stdout line that satisfies `pred` among those not read yet (unlike
+    /// [`Proc::wait_for`], lines already seen do not count).
+    pub fn wait_for_new(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let deadline = Instant::now() + timeout;
-        if let Some(line) = self.seen.iter().find(|l| pred(l)) {
-            return Ok(line.clone());
-        }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -125,16 +128,13 @@ impl Proc {
         }
     }
 
-    /// The next stdout line not read before (by this or by [`Proc::wait_for`]),
-    /// for following a process's output in order.
-    pub fn next_line(&mut self, timeout: Duration) -> Result<String> {
-        match self.lines.recv_timeout(timeout) {
-            Ok(line) => {
-                self.seen.push(line.clone());
-                Ok(line)
-            }
-            Err(e) => bail!("{}: no new line within {timeout:?} ({e})", self.name),
+    /// Waits for a stdout line that satisfies `pred` (one already seen counts),
+    /// returning it.
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+        if let Some(line) = self.seen.iter().find(|l| pred(l)) {
+            return Ok(line.clone());
         }
+        self.wait_for_new(timeout, pred)
     }
 
     /// Whether the process is still running.
@@ -160,6 +160,19 @@ impl Proc {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Asks the process to stop (SIGTERM, as `kill` or a service manager would): it
+    /// shuts down cleanly. Errors if the signal cannot be sent.
+    pub fn terminate(&mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("{}: kill -TERM failed ({status})", self.name);
+        }
+        Ok(())
     }
 
     /// The process id.

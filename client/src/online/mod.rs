@@ -25,6 +25,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 mod conference;
+pub mod serve;
 mod status;
 
 use conference::{already_in_a_call, hang_up_when_gone, host_conference, open_audio};
@@ -81,6 +82,10 @@ pub struct Config {
     pub out: Printer,
     /// Where accepted files go (`--accept-files`); `None` refuses file offers.
     pub accept_files: Option<std::path::PathBuf>,
+    /// Whether and when to serve others (`--serve`, issue 10).
+    pub serve: serve::ServeConfig,
+    /// What NAT discovery found (`Unknown` when it could not tell).
+    pub nat: parley_proto::presence::NatType,
 }
 
 /// What every task of the running client shares.
@@ -94,6 +99,8 @@ struct Shared {
     presence: PresenceMap,
     /// File transfers in progress (both ways), for `status`.
     transfers: Table,
+    /// Where we serve others while promoted (`status`).
+    serving: serve::Serving,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -116,6 +123,7 @@ pub async fn run(
         pending: Arc::default(),
         presence: Arc::default(),
         transfers: Table::default(),
+        serving: serve::Serving::default(),
     };
     let receiver = Arc::new(Receiver::new(
         shared.session.clone(),
@@ -137,6 +145,14 @@ pub async fn run(
         shared.session.clone(),
         shared.presence.clone(),
     ));
+    let serving = serve::spawn(
+        home,
+        shared.session.clone(),
+        cfg.nat,
+        cfg.serve,
+        cfg.out,
+        shared.serving.clone(),
+    );
     let mut stdin = stdin_lines(terminal);
     let mut calls: u32 = 0;
     let mut stop = std::pin::pin!(parley_net::shutdown_signal());
@@ -194,6 +210,9 @@ pub async fn run(
     if let Some(c) = lock(&shared.current).as_ref() {
         c.control.hang_up();
     }
+    // Demote first: the clients attached to us are told (their connections close) and
+    // move while we are still online.
+    serving.quit().await;
     session.stop().await;
     Ok(())
 }

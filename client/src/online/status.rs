@@ -61,6 +61,14 @@ pub(super) fn status(shared: &Shared, out: Printer) {
         }
         None => text += "\nno call in progress",
     }
+    let serving = lock(&shared.serving).clone();
+    if let Some(s) = &serving {
+        text += &format!(
+            "\nserving others: supernode at {}, relay at {}",
+            s["quic"].as_str().unwrap_or_default(),
+            s["relay"].as_str().unwrap_or_default()
+        );
+    }
     let transfers: Vec<Value> = lock(&shared.transfers).values().cloned().collect();
     for t in &transfers {
         text += &format!(
@@ -85,6 +93,7 @@ pub(super) fn status(shared: &Shared, out: Printer) {
             "pid": std::process::id(),
             "attached": attached,
             "call": call,
+            "serving": serving,
         }),
         text,
     );

@@ -13,6 +13,7 @@
 //!   data plane's table (MAC, replay window, proven addresses, rate caps).
 //! - [`stats`]: typed reasons for every drop and close, and their counters.
 //! - [`RateLimit`]: the per-leg token buckets (module `rate`).
+//! - [`peer`]: the limits and trust model of a relay run by a promoted client.
 //! - [`choice`]: which relay a call uses (RTT to both parties by Vivaldi coordinates
 //!   and pings, and load).
 
@@ -21,6 +22,7 @@ pub mod channel_table;
 pub mod choice;
 pub mod messages;
 pub mod pairing;
+pub mod peer;
 mod rate;
 pub mod stats;
 pub mod token;

@@ -35,6 +35,7 @@ use crate::relay::token::{CallId, RelayToken, SignedRelayToken, TokenError};
 use crate::time::Timestamp;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,11 @@ pub struct RelayConfig {
     pub max_legs_per_key: u32,
     /// Most legs the relay holds at once.
     pub max_legs: u32,
+    /// Most legs one source IP may hold at once. `u32::MAX` (the default): no limit,
+    /// as for operator relays, where one NAT may hide many callers. A peer relay
+    /// (issue 10) sets a small one, so that one host cannot take all of a volunteer's
+    /// capacity with many keys.
+    pub max_legs_per_ip: u32,
 }
 
 impl Default for RelayConfig {
@@ -127,6 +133,7 @@ impl Default for RelayConfig {
             rejoin_grace: Duration::from_secs(10),
             max_legs_per_key: 8,
             max_legs: 10_000,
+            max_legs_per_ip: u32::MAX,
         }
     }
 }
@@ -168,6 +175,8 @@ pub struct LoadCounts {
 struct Leg {
     call: CallId,
     peer: PeerId,
+    /// The source IP it joined from (per-IP quota).
+    ip: IpAddr,
     /// Index of `peer` in the call's `parties`.
     slot: usize,
     /// Cached from the call so the hot path needs one lookup.
@@ -220,6 +229,7 @@ pub struct RelayCore {
     legs: HashMap<LegId, Leg>,
     calls: HashMap<CallId, Call>,
     legs_per_key: HashMap<PeerId, u32>,
+    legs_per_ip: HashMap<IpAddr, u32>,
     closes: VecDeque<(LegId, CloseReason)>,
     /// A lower bound on the next deadline: activity only moves deadlines later, so a
     /// stale value just wakes the shell early, and `handle_timeout` recomputes it.
@@ -247,6 +257,7 @@ impl RelayCore {
             legs: HashMap::new(),
             calls: HashMap::new(),
             legs_per_key: HashMap::new(),
+            legs_per_ip: HashMap::new(),
             closes: VecDeque::new(),
             next_wakeup: None,
             stats: RelayStats::default(),
@@ -268,14 +279,15 @@ impl RelayCore {
         self.channels.clone()
     }
 
-    /// Connection `leg`, whose TLS handshake proved key `peer`, asks to join the call
-    /// of `join` (a token checked by [`TokenVerifier`]). With `key` (exported from the
-    /// leg's TLS session) the leg also gets a media channel.
+    /// Connection `leg` from source IP `ip`, whose TLS handshake proved key `peer`, asks
+    /// to join the call of `join` (a token checked by [`TokenVerifier`]). With `key`
+    /// (exported from the leg's TLS session) the leg also gets a media channel.
     pub fn handle_join(
         &mut self,
         now: Instant,
         leg: LegId,
         peer: PeerId,
+        ip: IpAddr,
         join: &VerifiedJoin,
         key: Option<ChannelKey>,
     ) -> Result<JoinOutcome, RelayRefusal> {
@@ -343,6 +355,14 @@ impl RelayCore {
                 ),
             );
         }
+        let ip = ip.to_canonical();
+        let from_ip = self.legs_per_ip.get(&ip).copied().unwrap_or(0);
+        if from_ip >= self.config.max_legs_per_ip {
+            return refuse(
+                RelayRefusalCode::TooManyLegs,
+                format!("{ip} already holds {from_ip} legs on this relay (the limit per IP)"),
+            );
+        }
         if self.legs.len() >= self.config.max_legs as usize {
             return refuse(
                 RelayRefusalCode::Overloaded,
@@ -389,6 +409,7 @@ impl RelayCore {
         let new = Leg {
             call: call_id,
             peer,
+            ip,
             slot,
             partner,
             channel,
@@ -401,6 +422,7 @@ impl RelayCore {
         self.wake_by(deadline);
         self.legs.insert(leg, new);
         *self.legs_per_key.entry(peer).or_insert(0) += 1;
+        *self.legs_per_ip.entry(ip).or_insert(0) += 1;
         Ok(JoinOutcome {
             paired_with: partner,
             channel,
@@ -530,6 +552,12 @@ impl RelayCore {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.legs_per_key.remove(&gone.peer);
+            }
+        }
+        if let Some(n) = self.legs_per_ip.get_mut(&gone.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.legs_per_ip.remove(&gone.ip);
             }
         }
         let Some(call) = self.calls.get_mut(&gone.call) else {

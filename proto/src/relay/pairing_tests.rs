@@ -35,6 +35,8 @@ struct World {
     alice: PeerId,
     bob: PeerId,
     carol: PeerId,
+    /// Where every leg joins from.
+    ip: std::net::IpAddr,
     core: RelayCore,
 }
 
@@ -48,6 +50,7 @@ fn world_with(config: RelayConfig) -> World {
         alice: Identity::generate().peer_id(),
         bob: Identity::generate().peer_id(),
         carol: Identity::generate().peer_id(),
+        ip: std::net::IpAddr::from([192, 0, 2, 1]),
         core,
     }
 }
@@ -88,7 +91,7 @@ impl World {
             .verify(wall(now), token)
             .map_err(|r| r.code)?;
         self.core
-            .handle_join(now, LegId(leg), peer, &join, None)
+            .handle_join(now, LegId(leg), peer, self.ip, &join, None)
             .map(|o| o.paired_with)
             .map_err(|r| r.code)
     }
