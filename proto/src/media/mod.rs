@@ -20,6 +20,8 @@ pub mod paths;
 pub mod rate;
 pub mod session;
 mod session_config;
+#[cfg(test)]
+mod session_harness;
 mod session_io;
 #[cfg(test)]
 mod session_tests;
