@@ -48,6 +48,8 @@ for n in $RECIPIENTS; do
     for i in $(seq "$n"); do
         h="$D/r$n-$i"
         "$BIN/parley" --home "$h" id new --name "r$i" >/dev/null 2>&1
+        # Files are accepted only from contacts.
+        "$BIN/parley" --home "$h" contact add sender "$("$BIN/parley" --home "$D/sender" id show)" >/dev/null
         mkdir -p "$h/inbox"
         "$BIN/parley" --home "$h" online --json --supernode "$SN" --accept-files "$h/inbox" \
             >"$h.log" 2>&1 &

@@ -124,6 +124,13 @@ fn run_once(a: &Args, mode: &str, dir: &Path) -> Result<Run> {
     let hb = lab.client("bob", NatKind::FullCone, 0.0)?;
     lab.set_uplink(&ha, a.kbit, a.buffer_ms)?;
     let (alice, bob) = (ClientHome::new("alice")?, ClientHome::new("bob")?);
+    // Bob takes files from contacts only.
+    let added = std::process::Command::new(parley_e2e::bin("parley")?)
+        .args(["--home", bob.path(), "contact", "add", "alice", &alice.id])
+        .output()?;
+    if !added.status.success() {
+        bail!("contact add: {}", String::from_utf8_lossy(&added.stderr));
+    }
     let speech = parley_audio::speech_fixture();
     let speech = speech.to_string_lossy().into_owned();
     let files = dir.join(format!("{mode}-files"));

@@ -68,14 +68,25 @@ struct Lab {
     homes: Vec<ClientHome>,
 }
 
+/// The lab's people are each other's contacts (files are accepted only from contacts).
 fn lab(relays: usize, names: &[&str]) -> Lab {
     let servers = Servers::start(relays).unwrap();
+    let homes: Vec<ClientHome> = names.iter().map(|n| ClientHome::new(n).unwrap()).collect();
+    for (i, home) in homes.iter().enumerate() {
+        for (j, other) in homes.iter().enumerate() {
+            if i != j {
+                let args = ["contact", "add", names[j], other.id.as_str()];
+                let added = run(home.path(), &args, &[], T).unwrap();
+                assert_eq!(added.code, 0, "{added:?}");
+            }
+        }
+    }
     Lab {
         sn1: servers.sn1.quic.to_string(),
         sn2: servers.sn2.quic.to_string(),
         _servers: servers,
         tmp: tempfile::tempdir().unwrap(),
-        homes: names.iter().map(|n| ClientHome::new(n).unwrap()).collect(),
+        homes,
     }
 }
 
@@ -98,11 +109,6 @@ fn a_64_mib_file_reaches_two_contacts_intact() {
     let mut bob_proc = receiver("bob", bob, sn1, &bob_dir, &[]);
     let mut carol_proc = receiver("carol", carol, sn2, &carol_dir, &[]);
     let (file, sha) = random_file(tmp.path(), "big.bin", 64 << 20);
-    for (name, id) in [("bob", &bob.id), ("carol", &carol.id)] {
-        let added = run(alice.path(), &["contact", "add", name, id], &[], T).unwrap();
-        assert_eq!(added.code, 0, "{added:?}");
-    }
-
     let started = Instant::now();
     let sent = send(alice, &file, &["bob", "carol"], &["--supernode", sn1]);
     assert_eq!(sent.code, 0, "{sent:?}");
@@ -256,6 +262,22 @@ fn hostile_names_and_clients_not_accepting_files_are_refused() {
             .contains("does not accept files"),
         "{refused}"
     );
+
+    // Someone who is not bob's contact is refused, and nothing is written.
+    let mallory = ClientHome::new("mallory").unwrap();
+    let sent = send(
+        &mallory,
+        &file,
+        &[&bob.id],
+        &["--supernode", sn1, "--retry-for", "5"],
+    );
+    assert_eq!(sent.code, 1, "{sent:?}");
+    bob_proc
+        .wait_for(T, |l| {
+            l.contains("transfer_refused") && l.contains("not one of your contacts")
+        })
+        .unwrap();
+    assert_eq!(std::fs::read_dir(&inbox).unwrap().count(), 0);
 
     // A local file whose name receivers would refuse is refused before going online.
     let bad = tmp.path().join("CON.txt");

@@ -127,6 +127,7 @@ pub async fn run(
     };
     let receiver = Arc::new(Receiver::new(
         shared.session.clone(),
+        home.clone(),
         cfg.accept_files.clone(),
         cfg.out,
         shared.transfers.clone(),

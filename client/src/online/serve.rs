@@ -218,7 +218,7 @@ async fn run(
                     // overload demotion) binds a new one.
                     let Some(sock) = socket.take() else { continue };
                     let (identity, proven_at) = sock.release().await;
-                    let join = join_targets(home, &links);
+                    let join = join_targets(home, &links, &identity.peer_id());
                     let proven = asked_ip;
                     match start_roles(&identity, proven_at, proven, join, relay_config.clone())
                         .await
@@ -358,12 +358,13 @@ async fn accept_probes(endpoint: quinn::Endpoint, arrived: mpsc::Sender<Arrived>
     }
 }
 
-/// Where the supernode role joins: the supernodes we are attached to, then the host
-/// cache's.
-fn join_targets(home: &Home, links: &[SupernodeLink]) -> Vec<String> {
+/// Where the supernode role joins the overlay: the client's attachments, then hosts it
+/// knows, never its own serving key (a host cache from an earlier promotion holds it,
+/// at an address that is gone).
+fn join_targets(home: &Home, links: &[SupernodeLink], own: &PeerId) -> Vec<String> {
     let mut join: Vec<SocketAddr> = links.iter().map(|l| l.addr).collect();
     for h in home.known_hosts() {
-        if !join.contains(&h.contact.addr) && join.len() < 8 {
+        if h.contact.id != *own && !join.contains(&h.contact.addr) && join.len() < 8 {
             join.push(h.contact.addr);
         }
     }

@@ -77,8 +77,13 @@ pub async fn offer(
                     relays,
                     ..
                 } => break Offered::Accepted(peer_candidates, relays),
-                CallEvent::Ended(EndReason::Rejected | EndReason::Busy) => {
-                    break Offered::Refused("declined the file".into())
+                // The signalling carries no reason (the receiver prints it): not
+                // accepting files, not a contact, a name it refuses, or full.
+                CallEvent::Ended(EndReason::Rejected) => {
+                    break Offered::Refused("refused the file (their client says why)".into())
+                }
+                CallEvent::Ended(EndReason::Busy) => {
+                    break Offered::Refused("busy; try again later".into())
                 }
                 CallEvent::Ended(EndReason::Failed(why)) => break Offered::Refused(why),
                 CallEvent::Ended(other) => break Offered::Unreachable(other.to_string()),

@@ -11,6 +11,8 @@
 use super::hello::{self, QuicPeer};
 use super::link::{self, LinkReport, Role, Store};
 use super::{hex, lock, Table};
+use crate::contacts::Contacts;
+use crate::home::Home;
 use crate::output::Printer;
 use crate::session::{IncomingCall, SessionHandle};
 use anyhow::{bail, Context, Result};
@@ -39,26 +41,44 @@ const PEER_DIALS: u32 = 10;
 /// Most files received at once; further offers are refused until one ends.
 pub const MAX_ACTIVE: usize = 8;
 
-/// Whether to accept a file offer: files are accepted here (`--accept-files`), the
-/// offer passes its checks, a relayed one has a relay, and there is room for another
-/// transfer (an offer of a file already arriving joins it).
-fn admit(
+/// What a receiver knows when an offer arrives.
+#[derive(Clone, Copy, Debug)]
+struct Admission {
+    /// `--accept-files` is set.
     accepting: bool,
+    /// The sender is one of our contacts.
+    from_contact: bool,
+    /// Transfers being received now.
     active: usize,
+    /// The offer is for a file already arriving (a repeated offer joins it).
     joins: bool,
+}
+
+/// Whether to accept a file offer: files are accepted here (`--accept-files`), from a
+/// contact (a stranger who knows our id must not fill our disk), the offer passes its
+/// checks, a relayed one has a relay, and there is room for another transfer (an offer
+/// of a file already arriving joins it).
+fn admit(
+    a: Admission,
     sender: &PeerId,
     me: &PeerId,
     file: &FileOffer,
     relays: &[RelayGrant],
 ) -> Result<(), String> {
-    if !accepting {
+    if !a.accepting {
         return Err("this client does not accept files (start it with --accept-files DIR)".into());
+    }
+    if !a.from_contact {
+        return Err(format!(
+            "{} is not one of your contacts: files are accepted only from contacts (`parley contact add NAME ID`)",
+            sender.short()
+        ));
     }
     file.check(sender, me).map_err(|e| e.to_string())?;
     if file.relayed && relays.is_empty() {
         return Err("the file comes through a relay, and none was granted".into());
     }
-    if !joins && active >= MAX_ACTIVE {
+    if !a.joins && a.active >= MAX_ACTIVE {
         return Err(format!(
             "already receiving {MAX_ACTIVE} files; try again when one has arrived"
         ));
@@ -72,6 +92,8 @@ type Arrival = (QuicPeer, Manifest, Connection);
 /// The receiving side of the running client.
 pub struct Receiver {
     pub session: SessionHandle,
+    /// Whose contacts may send us files.
+    pub home: Home,
     /// Where files go; `None`: offers are refused.
     pub dir: Option<PathBuf>,
     pub out: Printer,
@@ -92,9 +114,16 @@ struct Received {
 }
 
 impl Receiver {
-    pub fn new(session: SessionHandle, dir: Option<PathBuf>, out: Printer, table: Table) -> Self {
+    pub fn new(
+        session: SessionHandle,
+        home: Home,
+        dir: Option<PathBuf>,
+        out: Printer,
+        table: Table,
+    ) -> Self {
         Receiver {
             session,
+            home,
             dir,
             out,
             table,
@@ -103,25 +132,24 @@ impl Receiver {
         }
     }
 
-    /// Answers a file offer: accepted when `--accept-files` is set and the offer passes
-    /// its checks (a plain file name, a sane size and recipient list).
+    /// Answers a file offer: accepted when `--accept-files` is set, the sender is a
+    /// contact, and the offer passes its checks (a plain file name, a sane size and
+    /// recipient list).
     pub async fn offer(self: Arc<Self>, call: IncomingCall) {
         let identity = self.session.identity.clone();
         let me = identity.peer_id();
         let candidates = self.session.candidates();
         let this = self.clone();
+        let contacts = Contacts::load(&self.home);
         let answered = super::offer::answer(&identity, call, candidates, |sender, file, relays| {
             let active = lock(&this.active);
-            let joins = active.contains_key(&file.root);
-            admit(
-                this.dir.is_some(),
-                active.len(),
-                joins,
-                sender,
-                &me,
-                file,
-                relays,
-            )?;
+            let admission = Admission {
+                accepting: this.dir.is_some(),
+                from_contact: contacts.name_of(sender).is_some(),
+                active: active.len(),
+                joins: active.contains_key(&file.root),
+            };
+            admit(admission, sender, &me, file, relays)?;
             drop(active);
             // Before the answer leaves: the sender's connection must find the transfer.
             this.register(*sender, file.clone());
@@ -457,7 +485,13 @@ mod tests {
             relayed: false,
         };
         let admit = |accepting, active, joins, file: &FileOffer| {
-            admit(accepting, active, joins, &sender, &me, file, &[])
+            let a = Admission {
+                accepting,
+                from_contact: true,
+                active,
+                joins,
+            };
+            admit(a, &sender, &me, file, &[])
         };
         assert_eq!(admit(true, 0, false, &file), Ok(()));
         let no = admit(false, 0, false, &file).unwrap_err();
@@ -473,5 +507,14 @@ mod tests {
         file.relayed = true;
         let relay = admit(true, 0, false, &file).unwrap_err();
         assert!(relay.contains("none was granted"), "{relay}");
+        file.relayed = false;
+        let stranger = Admission {
+            accepting: true,
+            from_contact: false,
+            active: 0,
+            joins: false,
+        };
+        let why = super::admit(stranger, &sender, &me, &file, &[]).unwrap_err();
+        assert!(why.contains("not one of your contacts"), "{why}");
     }
 }
