@@ -138,11 +138,18 @@ impl SessionHandle {
 struct Refused {
     why: String,
     clock: bool,
+    /// The supernode holds a record of ours at least as new (only we sign them): it got
+    /// our newer one first, through replication. Not a failure.
+    stale: bool,
 }
 
 impl Refused {
     fn other(why: String) -> Refused {
-        Refused { why, clock: false }
+        Refused {
+            why,
+            clock: false,
+            stale: false,
+        }
     }
 }
 
@@ -400,13 +407,17 @@ impl Shell {
                         match &result {
                             Ok(replicas) => out.event("published", json!({"supernode": to.addr.to_string(), "replicas": replicas}),
                                 format!("presence published via {} ({replicas} replicas)", to.addr)),
-                            Err(Refused { why, clock: false }) => out.event("publish_failed", json!({"supernode": to.addr.to_string(), "error": why}),
+                            Err(Refused { why, stale: true, .. }) => {
+                                tracing::debug!(supernode = %to.addr, %why, "a newer record of ours is already held there");
+                            }
+                            Err(Refused { why, clock: false, .. }) => out.event("publish_failed", json!({"supernode": to.addr.to_string(), "error": why}),
                                 format!("publishing via {} failed: {why}", to.addr)),
-                            Err(Refused { why, clock: true }) => out.event("publish_failed", json!({"supernode": to.addr.to_string(), "error": why, "clock": true}),
+                            Err(Refused { why, clock: true, .. }) => out.event("publish_failed", json!({"supernode": to.addr.to_string(), "error": why, "clock": true}),
                                 format!("publishing via {} failed, a clock is wrong: {why}", to.addr)),
                         }
                         match result {
                             Err(Refused { clock: true, .. }) => machine.handle_refused_for_clock(both(), to),
+                            Err(Refused { stale: true, .. }) => machine.handle_published(both(), to, true),
                             _ => machine.handle_published(both(), to, result.is_ok()),
                         }
                     }
@@ -530,6 +541,7 @@ fn perform(
                     Ok(SupernodeToClient::Published { replicas }) => Ok(replicas),
                     Ok(SupernodeToClient::Refused(r)) => Err(Refused {
                         clock: r.code == RefusalCode::Expired,
+                        stale: r.code == RefusalCode::Stale,
                         why: r.message,
                     }),
                     Ok(other) => Err(Refused::other(format!("unexpected reply {other:?}"))),
