@@ -27,6 +27,9 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
+/// The reason a relay path fails when the call was granted none (`paths::establish`).
+pub const NO_RELAY: &str = "no relay was granted";
+
 /// Stats go out once a second.
 const STATS_EVERY: Duration = Duration::from_secs(1);
 
@@ -191,8 +194,14 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
                     }
                 }
                 PathEvent::Failed(kind, why) => {
-                    out.event("path_failed", json!({"path": kind.name(), "error": why}),
-                        format!("{} path failed: {why}", kind.name()));
+                    // No relay at all is how calls go where supernodes know none: say
+                    // so without "failed" (the call fails, naming it, if nothing else works).
+                    let text = if why == NO_RELAY {
+                        "no relay for this call (the supernodes know none)".to_string()
+                    } else {
+                        format!("{} path failed: {why}", kind.name())
+                    };
+                    out.event("path_failed", json!({"path": kind.name(), "error": why}), text);
                     session.path_failed(clock.now(), kind, why);
                 }
             },

@@ -135,7 +135,7 @@ pub fn establish(
         if setup.relays.is_empty() {
             // Through the media engine like any path failure, so a call left with no
             // path at all names this as its reason.
-            let failed = PathEvent::Failed(PathKind::Relay(0), "no relay was granted".into());
+            let failed = PathEvent::Failed(PathKind::Relay(0), super::media::NO_RELAY.into());
             let _ = events.try_send(failed);
             tried.push(PathKind::Relay(0));
         }
