@@ -265,6 +265,7 @@ impl Answerer {
             dialed_at: arrived,
             over_tcp: self.session.over_tcp,
             control,
+            contacts,
         };
         let result = talk(connected, &self.opts, out).await;
         match &result {

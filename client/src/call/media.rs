@@ -53,6 +53,8 @@ pub struct MediaParams {
     pub roster: watch::Receiver<Vec<PeerId>>,
     /// This side and the peer: a member list shown must name both.
     pub ends: (PeerId, PeerId),
+    /// Names for the members of a list.
+    pub contacts: crate::contacts::Contacts,
     pub out: Printer,
 }
 
@@ -110,6 +112,7 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
         hold_input_until_path,
         mut roster,
         ends,
+        contacts,
         out,
     } = p;
     let clock = Clock(tokio::time::Instant::now());
@@ -145,7 +148,15 @@ pub async fn run(p: MediaParams, mut path_events: mpsc::Receiver<PathEvent>) -> 
 
     let ended = loop {
         flush(&mut session, &paths, &mut outbox);
-        if let Some(why) = drain_events(&mut session, &mut stats, out, dialed_at, ends, &pacing) {
+        if let Some(why) = drain_events(
+            &mut session,
+            &mut stats,
+            out,
+            dialed_at,
+            ends,
+            &pacing,
+            &contacts,
+        ) {
             break why;
         }
         if Instant::now() >= next_stats {
@@ -267,6 +278,7 @@ fn drain_events(
     dialed_at: Instant,
     (me, peer): (PeerId, PeerId),
     pacing: &CallPacing,
+    contacts: &crate::contacts::Contacts,
 ) -> Option<EndReason> {
     let mut ended = None;
     while let Some(event) = session.poll_event() {
@@ -305,7 +317,8 @@ fn drain_events(
                 ),
             ),
             MediaEvent::Roster(members) if members.contains(&me) && members.contains(&peer) => {
-                crate::conference::show_roster(out, &me, &members);
+                let name = |p: &PeerId| contacts.name_of(p).map(str::to_string);
+                crate::conference::show_roster(out, &me, &members, name);
             }
             MediaEvent::Roster(_) => {
                 out.warning("the host sent a member list that leaves out you or itself; not shown")

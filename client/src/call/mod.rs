@@ -88,6 +88,8 @@ pub struct Connected {
     pub over_tcp: bool,
     /// Mute and hang-up from outside the call.
     pub control: Arc<audio::CallControl>,
+    /// Our contacts, to name the members a conference host lists.
+    pub contacts: crate::contacts::Contacts,
 }
 
 /// Runs a connected call to its end: paths up, media until someone hangs up.
@@ -139,6 +141,7 @@ pub async fn talk(
             hold_input_until_path: opts.input.is_some(),
             roster: control.roster_updates(),
             ends,
+            contacts: call.contacts,
             out,
         },
         events,

@@ -269,6 +269,7 @@ async fn place(
         dialed_at,
         over_tcp: session.over_tcp,
         control,
+        contacts: crate::contacts::Contacts::load(home),
     };
     let stats = talk(connected, opts, out).await?;
     Ok(CallOutcome::Completed(Box::new(stats)))

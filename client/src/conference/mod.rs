@@ -381,12 +381,18 @@ pub async fn run(c: Conference, invitees: Vec<Invitee>, handle: Handle, requests
 
 /// Prints who is in the conference (`roster`: `members`, `group_safety_code`): on the
 /// host when someone joins or leaves, on a participant when the host's list arrives.
-pub fn show_roster(out: Printer, me: &PeerId, members: &[PeerId]) {
+/// `name` gives what we call a member (a contact's name); else its short id is shown.
+pub fn show_roster(
+    out: Printer,
+    me: &PeerId,
+    members: &[PeerId],
+    name: impl Fn(&PeerId) -> Option<String>,
+) {
     let code = group_safety_code(members);
     let others: Vec<String> = members
         .iter()
         .filter(|m| *m != me)
-        .map(PeerId::short)
+        .map(|m| parley_proto::text::printable(&name(m).unwrap_or_else(|| m.short())))
         .collect();
     out.event(
         "roster",
@@ -406,20 +412,21 @@ fn share_roster(
     listing: &Listing,
     controls: &HashMap<MemberId, Arc<CallControl>>,
 ) {
-    let connected: Vec<(MemberId, PeerId)> = lock(listing)
+    let connected: Vec<(MemberId, PeerId, String)> = lock(listing)
         .iter()
         .filter(|(_, p)| p.state == "connected")
-        .map(|(id, p)| (*id, p.peer))
+        .map(|(id, p)| (*id, p.peer, p.label.clone()))
         .collect();
     let members: Vec<PeerId> = std::iter::once(me)
         .chain(connected.iter().map(|c| c.1))
         .collect();
-    for (id, _) in &connected {
+    for (id, ..) in &connected {
         if let Some(c) = controls.get(id) {
             c.share_roster(members.clone());
         }
     }
-    show_roster(out, &me, &members);
+    let name = |p: &PeerId| connected.iter().find(|c| c.1 == *p).map(|c| c.2.clone());
+    show_roster(out, &me, &members, name);
 }
 
 /// What a leg's event relay needs.
