@@ -21,6 +21,7 @@
 //! `cargo build --workspace --bins && cargo run -p parley-e2e --example call_beside_transfer`
 
 use anyhow::{bail, Context, Result};
+use parley_e2e::lab_supernodes::LabSupernodes;
 use parley_e2e::natlab::{Host, NatKind, NatLab};
 use parley_e2e::{ClientHome, Proc};
 use serde_json::Value;
@@ -101,24 +102,8 @@ fn online(
 
 fn run_once(a: &Args, mode: &str, dir: &Path) -> Result<Run> {
     let mut lab = NatLab::new()?;
-    let keys = tempfile::tempdir()?;
-    let (h1, h2) = (lab.server("sn1")?, lab.server("sn2")?);
-    let (a1, a2) = (h1.addr(4433), h2.addr(4433));
-    let mut servers = Vec::new();
-    for (host, addr, name, join) in [(&h1, a1, "sn1", None), (&h2, a2, "sn2", Some(a1))] {
-        let (listen, key) = (addr.to_string(), keys.path().join(name));
-        let key = key.to_string_lossy().into_owned();
-        let join = join.map(|j: std::net::SocketAddr| j.to_string());
-        let mut args = vec!["--listen", listen.as_str(), "--key", key.as_str()];
-        if let Some(j) = &join {
-            args.extend(["--join", j.as_str()]);
-        }
-        let mut p = host.spawn_bin(name, "supernode", args)?;
-        p.wait_for(Duration::from_secs(20), |l| {
-            l.starts_with("supernode ready")
-        })?;
-        servers.push(p);
-    }
+    let servers = LabSupernodes::start(&mut lab)?;
+    let [a1, a2] = servers.addrs;
     let (s1, s2) = (a1.to_string(), a2.to_string());
     let ha = lab.client("alice", NatKind::FullCone, 0.0)?;
     let hb = lab.client("bob", NatKind::FullCone, 0.0)?;

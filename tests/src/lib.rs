@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod calls;
 pub mod client;
+pub mod lab_supernodes;
 pub mod natlab;
 pub mod promotion;
 pub mod udp_count;

@@ -12,8 +12,8 @@
 //! Needs root (network namespaces and nftables); fails loudly without.
 
 use parley_e2e::calls::{answering, call_end, calling};
+use parley_e2e::lab_supernodes::LabSupernodes;
 use parley_e2e::natlab::{Host, NatKind, NatLab};
-use parley_e2e::Proc;
 use std::time::Duration;
 
 const CALL_SECS: &str = "12";
@@ -29,24 +29,8 @@ const LOSSY_PESQ: f64 = 2.2;
 fn a_call_with_nineteen_percent_loss_end_to_end_stays_up_and_carries_speech() -> anyhow::Result<()>
 {
     let mut lab = NatLab::new()?;
-    let keys = tempfile::tempdir()?;
-    let (h1, h2) = (lab.server("sn1")?, lab.server("sn2")?);
-    let (a1, a2) = (h1.addr(4433), h2.addr(4433));
-    let mut servers: Vec<Proc> = Vec::new();
-    for (host, addr, name, join) in [(&h1, a1, "sn1", None), (&h2, a2, "sn2", Some(a1))] {
-        let (listen, key) = (addr.to_string(), keys.path().join(name));
-        let key = key.to_string_lossy().into_owned();
-        let join = join.map(|j| j.to_string());
-        let mut args = vec!["--listen", listen.as_str(), "--key", key.as_str()];
-        if let Some(j) = &join {
-            args.extend(["--join", j.as_str()]);
-        }
-        let mut p = host.spawn_bin(name, "supernode", args)?;
-        p.wait_for(Duration::from_secs(20), |l| {
-            l.starts_with("supernode ready")
-        })?;
-        servers.push(p);
-    }
+    let servers = LabSupernodes::start(&mut lab)?;
+    let [a1, a2] = servers.addrs;
     let dir = tempfile::tempdir()?;
     let (s1, s2) = (a1.to_string(), a2.to_string());
     let (ha, hb): (Host, Host) = (
