@@ -4,7 +4,7 @@
 use crate::churn::Churn;
 use crate::clients::{Client, ClientAction, RECORD_TTL};
 use crate::latency::Network;
-use crate::world::Sim;
+use crate::world::{Phase, Sim};
 use parley_proto::overlay::OverlayConfig;
 use parley_proto::Identity;
 use rand::seq::index::sample;
@@ -129,6 +129,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
 
     // 2. Clients come online, attach to two honest supernodes and publish. Their
     // first records are signed, and verified once, on every core beforehand.
+    sim.phase = Phase::Publish;
     let ids = identities(&mut sim.rng, s.clients);
     let wave = spread(s.clients);
     let start = sim.now;
@@ -181,6 +182,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     }
 
     // 3. Idle: what does staying up cost?
+    sim.phase = Phase::Idle;
     let before = sim.stats.rpcs;
     let at = sim.now + IDLE;
     sim.run_until(at);
@@ -193,6 +195,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     ));
 
     // 4. Upset the overlay, then look everyone up.
+    sim.phase = Phase::Upset;
     let before = (sim.stats.rpcs, sim.now);
     let lookups_from;
     let lookups_span;
@@ -241,6 +244,9 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         sim.schedule(at, c, ClientAction::Lookup);
     }
     let end = lookups_from + lookups_span + Duration::from_secs(30);
+    sim.run_until(lookups_from);
+    log(format!("lookups start {}", stamp(&sim)));
+    sim.phase = Phase::Lookups;
     sim.run_until(end);
     let minutes = sim.now.since(before.1).as_secs_f64() / 60.0;
     report.rpcs_per_sn_min_upset =
@@ -269,6 +275,13 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         stamp(&sim)
     ));
     log(format!("misses by cause: {}", sim.misses.summary()));
+    for phase in Phase::ALL {
+        let [ping, find_node, find_value, store] = sim.stats.by_phase[phase as usize];
+        log(format!(
+            "rpcs in {}: ping {ping}, find_node {find_node}, find_value {find_value}, store {store}",
+            phase.name()
+        ));
+    }
     // Freeing millions of small allocations takes a while and measures nothing.
     std::mem::forget(sim);
     report

@@ -149,6 +149,59 @@ pub struct Stats {
     pub stores: [u64; 2],
     /// Lookups that found nothing, and that found an older record than current.
     pub missed: [u64; 2],
+    /// RPCs sent, by [`Phase`] and by request kind (`Ping`, `FindNode`,
+    /// `FindValue`, `Store`): where the run's work goes.
+    pub by_phase: [[u64; 4]; Phase::COUNT],
+}
+
+/// The part of a run an RPC was sent in (for [`Stats::by_phase`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Supernodes joining and settling.
+    #[default]
+    Join,
+    /// Clients coming online and publishing.
+    Publish,
+    /// Nothing changing.
+    Idle,
+    /// After the crash or during churn, before the lookups start.
+    Upset,
+    /// While the lookups run (with whatever background work still goes on).
+    Lookups,
+}
+
+impl Phase {
+    /// How many phases there are.
+    pub const COUNT: usize = 5;
+    /// Every phase, in order.
+    pub const ALL: [Phase; Phase::COUNT] = [
+        Phase::Join,
+        Phase::Publish,
+        Phase::Idle,
+        Phase::Upset,
+        Phase::Lookups,
+    ];
+
+    /// Its name in the log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Join => "join",
+            Phase::Publish => "publish",
+            Phase::Idle => "idle",
+            Phase::Upset => "upset",
+            Phase::Lookups => "lookups",
+        }
+    }
+}
+
+/// The index of a request's kind in [`Stats::by_phase`].
+fn kind_index(request: &SupernodeToSupernode) -> usize {
+    match request {
+        SupernodeToSupernode::Ping => 0,
+        SupernodeToSupernode::FindNode(_) => 1,
+        SupernodeToSupernode::FindValue(_) => 2,
+        SupernodeToSupernode::Store(_) => 3,
+    }
 }
 
 /// The whole simulation.
@@ -182,6 +235,8 @@ pub struct Sim {
     pub verified: Arc<VerifiedRecords>,
     /// Counters.
     pub stats: Stats,
+    /// The part of the run going on (for [`Stats::by_phase`]).
+    pub phase: Phase,
     /// Continuous churn, when on.
     pub churn: Option<crate::churn::Churn>,
     /// How many earlier supernodes a new one joins through (distinct, chosen at
@@ -213,6 +268,7 @@ impl Sim {
             colluders: Default::default(),
             verified: Arc::new(VerifiedRecords::new(cache)),
             stats: Stats::default(),
+            phase: Phase::Join,
             churn: None,
             misses: Default::default(),
             bootstraps: 1,
@@ -370,6 +426,7 @@ impl Sim {
         }
         for rpc in out {
             self.stats.rpcs += 1;
+            self.stats.by_phase[self.phase as usize][kind_index(&rpc.request)] += 1;
             // A contact nobody runs (a lie) cannot be reached: the RPC times out.
             let Some(&to) = self.index.get(&rpc.to.id) else {
                 continue;

@@ -90,6 +90,9 @@ pub struct Lookup {
     dealt: usize,
     /// Keyed by XOR distance to the target, which is unique per node id.
     candidates: BTreeMap<[u8; 32], Candidate>,
+    /// Candidates per path (kept, so that `trim` looks at them only when a path
+    /// is over its cap).
+    per_path: Vec<usize>,
     /// Each candidate's key by identity. Replies name the same nodes over and over,
     /// and this spares hashing each one into its node id every time.
     keys: HashMap<PeerId, [u8; 32]>,
@@ -133,6 +136,7 @@ impl Lookup {
             paths: paths.max(1),
             dealt: 0,
             candidates: BTreeMap::new(),
+            per_path: vec![0; paths.max(1)],
             keys: HashMap::new(),
             found: None,
             holders: Vec::new(),
@@ -183,6 +187,7 @@ impl Lookup {
         }
         let key = id.distance(&self.target);
         self.keys.insert(contact.id, key);
+        self.per_path[path] += 1;
         self.candidates.insert(
             key,
             Candidate {
@@ -199,13 +204,10 @@ impl Lookup {
     /// The cap holds per path.
     fn trim(&mut self) {
         let cap = self.k.saturating_mul(CANDIDATES_PER_K);
-        if self.candidates.len() <= cap {
+        if self.per_path.iter().all(|&n| n <= cap) {
             return;
         }
-        let mut count = vec![0usize; self.paths];
-        for c in self.candidates.values() {
-            count[c.path] += 1;
-        }
+        let count = &mut self.per_path;
         let mut victims = Vec::new();
         for (key, c) in self.candidates.iter().rev() {
             if c.state == State::Waiting && count[c.path] > cap {

@@ -22,6 +22,7 @@ use crate::identity::{NodeId, PeerId};
 use crate::presence::Contact;
 use crate::time::Timestamp;
 use rand::Rng;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -96,16 +97,18 @@ struct Bucket {
 
 impl Bucket {
     /// Moves the newest replacement into the entries, kept in `last_seen` order, after an
-    /// entry left (the replacement cache of the Kademlia paper, §4.1).
-    fn promote_replacement(&mut self) {
-        if let Some(newcomer) = self.replacements.pop() {
-            let at = self
-                .entries
-                .iter()
-                .position(|e| e.last_seen > newcomer.last_seen)
-                .unwrap_or(self.entries.len());
-            self.entries.insert(at, newcomer);
-        }
+    /// entry left (the replacement cache of the Kademlia paper, §4.1). Returns the
+    /// promoted entry's network, if one was promoted.
+    fn promote_replacement(&mut self) -> Option<Option<IpGroup>> {
+        let newcomer = self.replacements.pop()?;
+        let group = newcomer.group;
+        let at = self
+            .entries
+            .iter()
+            .position(|e| e.last_seen > newcomer.last_seen)
+            .unwrap_or(self.entries.len());
+        self.entries.insert(at, newcomer);
+        Some(group)
     }
 }
 
@@ -117,6 +120,11 @@ pub struct RoutingTable {
     buckets: Vec<Bucket>,
     /// Whether the diversity limits apply.
     diversity: bool,
+    /// Entries in all buckets (kept, not counted: every request asks).
+    len: usize,
+    /// Entries per network, for the table-wide diversity limit (kept, not counted:
+    /// every request from a supernode not in the table asks).
+    groups: HashMap<IpGroup, usize>,
 }
 
 impl RoutingTable {
@@ -132,6 +140,8 @@ impl RoutingTable {
             k: k.max(1),
             buckets: vec![bucket; BUCKETS],
             diversity: true,
+            len: 0,
+            groups: HashMap::new(),
         }
     }
 
@@ -140,6 +150,27 @@ impl RoutingTable {
         RoutingTable {
             diversity: on,
             ..self
+        }
+    }
+
+    /// Counts an entry of network `group` entering the buckets.
+    fn entered(&mut self, group: Option<IpGroup>) {
+        self.len += 1;
+        if let Some(group) = group {
+            *self.groups.entry(group).or_default() += 1;
+        }
+    }
+
+    /// Counts an entry of network `group` leaving the buckets.
+    fn left(&mut self, group: Option<IpGroup>) {
+        self.len = self.len.saturating_sub(1);
+        if let Some(group) = group {
+            if let Some(n) = self.groups.get_mut(&group) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.groups.remove(&group);
+                }
+            }
         }
     }
 
@@ -160,17 +191,25 @@ impl RoutingTable {
         let bucket = &mut self.buckets[index];
         if let Some(pos) = known {
             let mut entry = bucket.entries.remove(pos);
+            let (old, new) = (entry.group, ip_group(contact.addr.ip()));
             entry.contact = contact;
-            entry.group = ip_group(contact.addr.ip());
+            entry.group = new;
             entry.last_seen = now;
             entry.failures = 0;
             entry.pinging = false;
             bucket.entries.push(entry);
+            if old != new {
+                self.left(old);
+                self.entered(new);
+            }
             return None;
         }
         bucket.replacements.retain(|e| e.node_id != node_id);
         if bucket.entries.len() < k {
-            bucket.entries.push(Entry::new(now, contact, node_id));
+            let entry = Entry::new(now, contact, node_id);
+            let group = entry.group;
+            bucket.entries.push(entry);
+            self.entered(group);
             return None;
         }
         bucket.replacements.push(Entry::new(now, contact, node_id));
@@ -197,8 +236,10 @@ impl RoutingTable {
         let same = |e: &&Entry| e.group == Some(group) && e.node_id != *node_id;
         let bucket = &self.buckets[index];
         let in_bucket = bucket.entries.iter().chain(&bucket.replacements);
+        // The newcomer is not an entry (the caller checked), so every entry of its
+        // network counts against the table-wide limit.
         in_bucket.filter(same).count() < MAX_PER_GROUP_IN_BUCKET
-            && self.entries().filter(same).count() < MAX_PER_GROUP_IN_TABLE
+            && self.groups.get(&group).copied().unwrap_or(0) < MAX_PER_GROUP_IN_TABLE
     }
 
     /// Records that an RPC to `peer` failed; may evict it (see the module docs).
@@ -219,8 +260,12 @@ impl RoutingTable {
         if entry.failures < MAX_FAILURES && bucket.replacements.is_empty() {
             return;
         }
-        bucket.entries.remove(pos);
-        bucket.promote_replacement();
+        let gone = bucket.entries.remove(pos).group;
+        let promoted = bucket.promote_replacement();
+        self.left(gone);
+        if let Some(group) = promoted {
+            self.entered(group);
+        }
     }
 
     /// Forgets `peer` entirely; the newest replacement, if any, takes its place.
@@ -229,10 +274,13 @@ impl RoutingTable {
         if let Some(index) = self.me.bucket_index(&node_id) {
             let bucket = &mut self.buckets[index];
             bucket.replacements.retain(|e| e.node_id != node_id);
-            let before = bucket.entries.len();
-            bucket.entries.retain(|e| e.node_id != node_id);
-            if bucket.entries.len() < before {
-                bucket.promote_replacement();
+            if let Some(pos) = bucket.entries.iter().position(|e| e.node_id == node_id) {
+                let gone = bucket.entries.remove(pos).group;
+                let promoted = bucket.promote_replacement();
+                self.left(gone);
+                if let Some(group) = promoted {
+                    self.entered(group);
+                }
             }
         }
     }
@@ -357,12 +405,12 @@ impl RoutingTable {
 
     /// Number of entries (replacements not counted).
     pub fn len(&self) -> usize {
-        self.buckets.iter().map(|b| b.entries.len()).sum()
+        self.len
     }
 
     /// Whether the table has no entries.
     pub fn is_empty(&self) -> bool {
-        self.buckets.iter().all(|b| b.entries.is_empty())
+        self.len == 0
     }
 
     /// Notes that a lookup for `target` ran at `now`, which refreshes its bucket.
