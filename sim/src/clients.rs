@@ -155,8 +155,10 @@ impl Sim {
             ClientAction::Lookup => {
                 let client = &self.clients[c as usize];
                 if !client.online || client.settled_seq == 0 {
+                    self.stats.lookups_skipped[usize::from(client.online)] += 1;
                     return;
                 }
+                self.stats.lookups_started += 1;
                 let (id, min_seq) = (client.identity.peer_id(), client.settled_seq);
                 let Some(from) = self.random_live(true) else {
                     return;

@@ -252,7 +252,8 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     report.rpcs_per_sn_min_upset =
         (sim.stats.rpcs - before.0) as f64 / sim.live.len().max(1) as f64 / minutes.max(1e-9);
     report.found = sim.stats.found;
-    report.total = sim.stats.lookups;
+    // A lookup that never reported counts as a miss.
+    report.total = sim.stats.lookups_started.max(sim.stats.lookups);
     let mut hops = std::mem::take(&mut sim.stats.hops);
     hops.sort_unstable();
     let at = |q: f64| {
@@ -275,6 +276,14 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         stamp(&sim)
     ));
     log(format!("misses by cause: {}", sim.misses.summary()));
+    log(format!(
+        "lookups started {}, finished {}; not started: {} clients offline, {} never \
+         confirmed a publication",
+        sim.stats.lookups_started,
+        sim.stats.lookups,
+        sim.stats.lookups_skipped[0],
+        sim.stats.lookups_skipped[1]
+    ));
     for phase in Phase::ALL {
         let [ping, find_node, find_value, store] = sim.stats.by_phase[phase as usize];
         log(format!(

@@ -131,6 +131,11 @@ pub struct Stats {
     pub lost: u64,
     /// Records refused by overlays (`RecordRefused` events).
     pub refused: u64,
+    /// Lookups started, and lookups not started because the client was offline or
+    /// had no confirmed publication.
+    pub lookups_started: u64,
+    /// See `lookups_started`.
+    pub lookups_skipped: [u64; 2],
     /// Lookups finished.
     pub lookups: u64,
     /// Lookups that found the client's current record.

@@ -239,6 +239,19 @@ impl Lookup {
     /// The supernodes to ask now; each is marked in flight. Empty when the lookup
     /// is done or waiting for answers.
     pub fn next_queries(&mut self) -> Vec<Contact> {
+        let chosen = self.askable();
+        let mut out = Vec::new();
+        for key in chosen {
+            if let Some(c) = self.candidates.get_mut(&key) {
+                c.state = State::InFlight;
+                out.push(c.contact);
+            }
+        }
+        out
+    }
+
+    /// The keys of the candidates to ask now (see [`Lookup::next_queries`]).
+    fn askable(&self) -> Vec<[u8; 32]> {
         if self.quorum() {
             return Vec::new();
         }
@@ -258,20 +271,20 @@ impl Lookup {
             let free = self.alpha.saturating_sub(in_flight);
             chosen.extend(waiting.into_iter().take(free));
         }
-        let mut out = Vec::new();
-        for key in chosen {
-            if let Some(c) = self.candidates.get_mut(&key) {
-                c.state = State::InFlight;
-                out.push(c.contact);
-            }
-        }
-        out
+        chosen
     }
 
-    /// Whether the lookup has finished (see the module docs).
+    /// Whether the lookup has finished (see the module docs): the quorum is reached,
+    /// every path's frontier has answered, or nothing is in flight and nobody is left
+    /// to ask. The last covers a value lookup whose quorum waits on a candidate
+    /// outside its path's frontier (so never asked) while another path's frontier
+    /// waits on candidates beyond the quorum's bound (so never asked either): it would
+    /// otherwise wait forever.
     pub fn is_done(&self) -> bool {
         self.quorum()
             || (0..self.paths).all(|p| self.frontier(p).all(|c| c.state == State::Answered))
+            || (!self.candidates.values().any(|c| c.state == State::InFlight)
+                && self.askable().is_empty())
     }
 
     /// [`VALUE_QUORUM`] holders answered, and no supernode closer to the target than

@@ -41,6 +41,10 @@ struct Args {
     /// Disjoint paths per lookup (S/Kademlia's d; the supernode's default is 3).
     #[arg(long, default_value_t = 3)]
     paths: usize,
+    /// Disjoint paths of a client's publication (the supernode's default is 3; see
+    /// docs/performance.md for why the simulator's is 1).
+    #[arg(long, default_value_t = 1)]
+    publish_paths: usize,
     /// Earlier supernodes each new one joins through (random, liars included), like
     /// an operator's repeatable --join.
     #[arg(long, default_value_t = 3)]
@@ -83,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         config: OverlayConfig {
             k: args.k,
             disjoint_paths: args.paths,
+            publish_paths: args.publish_paths,
             ip_diversity: !args.no_ip_diversity,
             ..OverlayConfig::default()
         },
