@@ -338,14 +338,21 @@ impl RoutingTable {
             return;
         }
         let target = words(target);
+        let want = n - out.len();
         let mut group: Vec<(Words, &Entry)> = self.buckets[range]
             .iter()
             .flat_map(|b| b.entries.iter())
             .filter(|e| keep(e))
             .map(|e| (xor(&e.words, &target), e))
             .collect();
+        // The buckets below the target's are sorted together, most of the table:
+        // select the closest `want` before sorting only those.
+        if group.len() > want {
+            group.select_nth_unstable_by_key(want - 1, |a| a.0);
+            group.truncate(want);
+        }
         group.sort_unstable_by_key(|a| a.0);
-        out.extend(group.iter().take(n - out.len()).map(|(_, e)| e.contact));
+        out.extend(group.iter().map(|(_, e)| e.contact));
     }
 
     /// How many entries are closer to `key` than we are, counting no further than

@@ -41,10 +41,15 @@ struct Args {
     /// Disjoint paths per lookup (S/Kademlia's d; the supernode's default is 3).
     #[arg(long, default_value_t = 3)]
     paths: usize,
-    /// Disjoint paths of a client's publication (the supernode's default is 3; see
-    /// docs/performance.md for why the simulator's is 1).
+    /// RPCs each lookup path keeps in flight (Kademlia's alpha; the supernode's
+    /// default is 3).
+    #[arg(long, default_value_t = 3)]
+    alpha: usize,
+    /// Disjoint paths of the lookups that find supernodes (publication, join, bucket
+    /// refresh); the supernode's default is 3, see docs/performance.md for why the
+    /// simulator's is 1.
     #[arg(long, default_value_t = 1)]
-    publish_paths: usize,
+    find_node_paths: usize,
     /// Earlier supernodes each new one joins through (random, liars included), like
     /// an operator's repeatable --join.
     #[arg(long, default_value_t = 3)]
@@ -86,8 +91,9 @@ fn main() -> anyhow::Result<()> {
         attacker_networks: args.attacker_networks,
         config: OverlayConfig {
             k: args.k,
+            alpha: args.alpha,
             disjoint_paths: args.paths,
-            publish_paths: args.publish_paths,
+            find_node_paths: args.find_node_paths,
             ip_diversity: !args.no_ip_diversity,
             ..OverlayConfig::default()
         },
