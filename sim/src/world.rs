@@ -242,6 +242,7 @@ pub struct Sim {
     pub stats: Stats,
     /// The part of the run going on (for [`Stats::by_phase`]).
     pub phase: Phase,
+    transmit_buf: Vec<parley_proto::overlay::OutgoingRpc>,
     /// Continuous churn, when on.
     pub churn: Option<crate::churn::Churn>,
     /// How many earlier supernodes a new one joins through (distinct, chosen at
@@ -274,6 +275,7 @@ impl Sim {
             verified: Arc::new(VerifiedRecords::new(cache)),
             stats: Stats::default(),
             phase: Phase::Join,
+            transmit_buf: Vec::new(),
             churn: None,
             misses: Default::default(),
             bootstraps: 1,
@@ -414,7 +416,8 @@ impl Sim {
             return;
         };
         let from_place = node.place;
-        let mut out = Vec::new();
+        // Buffers kept between calls: this runs after every input.
+        let mut out = std::mem::take(&mut self.transmit_buf);
         while let Some(rpc) = overlay.poll_transmit() {
             out.push(rpc);
         }
@@ -429,7 +432,7 @@ impl Sim {
                 self.timers.push(t.0.max(self.now.0), Timer::Node(i));
             }
         }
-        for rpc in out {
+        for rpc in out.drain(..) {
             self.stats.rpcs += 1;
             self.stats.by_phase[self.phase as usize][kind_index(&rpc.request)] += 1;
             // A contact nobody runs (a lie) cannot be reached: the RPC times out.
@@ -448,6 +451,7 @@ impl Sim {
                 },
             );
         }
+        self.transmit_buf = out;
         for event in events {
             self.on_event(i, event);
         }
