@@ -103,7 +103,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "RESULT found={} total={} pct={:.3} hops_median={} hops_p99={} rss_mib={} wall_s={:.1} \
          rpcs_per_sn_min_idle={:.1} rpcs_per_sn_min_upset={:.1} replicas_mean={:.1} rpcs={} \
-         replaced={} virtual_s={:.0}",
+         replaced={} virtual_s={:.0} cpu_s={:.1}",
         r.found,
         r.total,
         pct,
@@ -116,7 +116,8 @@ fn main() -> anyhow::Result<()> {
         r.replicas_mean,
         r.rpcs,
         r.replaced,
-        r.virtual_s
+        r.virtual_s,
+        parley_sim::cpu_seconds()
     );
     Ok(())
 }
