@@ -88,7 +88,7 @@ impl Overlay {
             k: config.k.max(1),
             alpha: config.alpha.max(1),
             disjoint_paths: config.disjoint_paths.max(1),
-            find_node_paths: config.find_node_paths.max(1),
+            publish_paths: config.publish_paths.max(1),
             ..config
         };
         let my_id = me.id.node_id();

@@ -45,11 +45,10 @@ struct Args {
     /// default is 3).
     #[arg(long, default_value_t = 3)]
     alpha: usize,
-    /// Disjoint paths of the lookups that find supernodes (publication, join, bucket
-    /// refresh); the supernode's default is 3, see docs/performance.md for why the
-    /// simulator's is 1.
+    /// Disjoint paths of a client's publication (the supernode's default is 3; see
+    /// docs/performance.md for why the simulator's is 1).
     #[arg(long, default_value_t = 1)]
-    find_node_paths: usize,
+    publish_paths: usize,
     /// Earlier supernodes each new one joins through (random, liars included), like
     /// an operator's repeatable --join.
     #[arg(long, default_value_t = 3)]
@@ -93,7 +92,7 @@ fn main() -> anyhow::Result<()> {
             k: args.k,
             alpha: args.alpha,
             disjoint_paths: args.paths,
-            find_node_paths: args.find_node_paths,
+            publish_paths: args.publish_paths,
             ip_diversity: !args.no_ip_diversity,
             ..OverlayConfig::default()
         },
