@@ -11,7 +11,7 @@
 //! through an O(1) timing wheel.
 //!
 //! Modules: `latency` (RTT and loss model), `queue` (event queues), `world` (the
-//! supernodes, the network and the clock), `clients` (attach, publish, refresh,
+//! supernodes, the network and the clock), `phase` (the parts of a run, for counting RPCs), `clients` (attach, publish, refresh,
 //! re-attach), `churn` (heavy-tailed sessions), `malice` (colluding liars),
 //! `scenario` (the runs and their report).
 //!
@@ -27,6 +27,7 @@ pub mod clients;
 pub mod latency;
 pub mod malice;
 pub mod misses;
+pub mod phase;
 pub mod queue;
 pub mod relay_choice;
 pub mod scenario;

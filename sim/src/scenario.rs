@@ -4,7 +4,8 @@
 use crate::churn::Churn;
 use crate::clients::{Client, ClientAction, RECORD_TTL};
 use crate::latency::Network;
-use crate::world::{Phase, Sim};
+use crate::phase::Phase;
+use crate::world::Sim;
 use parley_proto::overlay::OverlayConfig;
 use parley_proto::Identity;
 use rand::seq::index::sample;

@@ -9,6 +9,7 @@
 use crate::clients::{Client, ClientAction};
 use crate::latency::{Network, Place};
 use crate::malice;
+use crate::phase::{kind_index, Phase};
 use crate::queue::{Timers, Wheel};
 use parley_proto::messages::{SupernodeReply, SupernodeToSupernode};
 use parley_proto::overlay::{
@@ -157,56 +158,6 @@ pub struct Stats {
     /// RPCs sent, by [`Phase`] and by request kind (`Ping`, `FindNode`,
     /// `FindValue`, `Store`): where the run's work goes.
     pub by_phase: [[u64; 4]; Phase::COUNT],
-}
-
-/// The part of a run an RPC was sent in (for [`Stats::by_phase`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Phase {
-    /// Supernodes joining and settling.
-    #[default]
-    Join,
-    /// Clients coming online and publishing.
-    Publish,
-    /// Nothing changing.
-    Idle,
-    /// After the crash or during churn, before the lookups start.
-    Upset,
-    /// While the lookups run (with whatever background work still goes on).
-    Lookups,
-}
-
-impl Phase {
-    /// How many phases there are.
-    pub const COUNT: usize = 5;
-    /// Every phase, in order.
-    pub const ALL: [Phase; Phase::COUNT] = [
-        Phase::Join,
-        Phase::Publish,
-        Phase::Idle,
-        Phase::Upset,
-        Phase::Lookups,
-    ];
-
-    /// Its name in the log.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Join => "join",
-            Phase::Publish => "publish",
-            Phase::Idle => "idle",
-            Phase::Upset => "upset",
-            Phase::Lookups => "lookups",
-        }
-    }
-}
-
-/// The index of a request's kind in [`Stats::by_phase`].
-fn kind_index(request: &SupernodeToSupernode) -> usize {
-    match request {
-        SupernodeToSupernode::Ping => 0,
-        SupernodeToSupernode::FindNode(_) => 1,
-        SupernodeToSupernode::FindValue(_) => 2,
-        SupernodeToSupernode::Store(_) => 3,
-    }
 }
 
 /// The whole simulation.
