@@ -4,7 +4,13 @@
 //! redundancy), chosen from its host cache and the bootstrap list; a dead address is
 //! retried with exponential backoff while others are tried. Each time the set of
 //! attached supernodes changes, and every republish interval, it signs a new presence
-//! record with a higher sequence number and publishes it through every attachment.
+//! record with a higher sequence number and publishes it through one attachment (the
+//! first attached): that supernode stores it on the `k` closest supernodes to the
+//! client's key, so a second publication through the other attachment would only
+//! repeat the same lookup and the same stores (it doubled the overlay's publication
+//! traffic). The record names every attachment, so the client is callable through
+//! each; when the publishing one dies or refuses the record, the record is published
+//! at once through another (see [`Attachment::handle_lost`]).
 //!
 //! An idle attachment costs little: the machine tells the shell to keep each one alive
 //! every 13.5–15 s ([`AttachConfig::keep_alive`], jittered per attachment) and to
@@ -568,11 +574,10 @@ impl Attachment {
             return;
         }
         let record = self.current_record(now.wall);
-        for to in attached {
-            self.actions.push_back(AttachAction::Publish {
-                to,
-                record: record.clone(),
-            });
+        // One publication suffices (see the module docs); the others' supernodes are
+        // named in the record.
+        if let Some(&to) = attached.first() {
+            self.actions.push_back(AttachAction::Publish { to, record });
         }
         let interval = self.config.republish_interval;
         self.next_republish = Some(now.mono + interval.mul_f64(self.rng.gen_range(0.9..=1.1)));

@@ -523,14 +523,21 @@ fn clients_of_a_restarted_supernode_do_not_come_back_in_one_burst() {
     }
 }
 
-#[test]
-fn a_nat_that_moves_us_while_attached_is_noticed_at_the_next_refresh() {
+/// A machine attached to supernodes at ports 1 and 2 (both seeing us at port 50), its
+/// actions so far drained.
+fn attached_to_two() -> Attachment {
     let mut a = machine(&[addr(1), addr(2)], &[]);
     drain(&mut a);
     let sn = || Identity::generate().peer_id();
     a.handle_dialed(at(2_000), addr(1), Some((sn(), addr(50))));
     a.handle_dialed(at(2_000), addr(2), Some((sn(), addr(50))));
     drain(&mut a);
+    a
+}
+
+#[test]
+fn a_nat_that_moves_us_while_attached_is_noticed_at_the_next_refresh() {
+    let mut a = attached_to_two();
     // The NAT gives us port 51; the QUIC connections survive (they migrate), so
     // nothing is lost and no Welcome arrives by itself. The periodic refresh asks.
     let due = a.poll_timeout().unwrap();
@@ -547,7 +554,11 @@ fn a_nat_that_moves_us_while_attached_is_noticed_at_the_next_refresh() {
     let now = at(due.as_millis() + 50);
     a.handle_observed(now, addr(1), addr(51));
     let records = published(&mut a);
-    assert_eq!(records.len(), 2, "republished through both at once");
+    assert_eq!(
+        records.len(),
+        1,
+        "republished at once (through one attachment)"
+    );
     // Supernode 2 has not answered yet: both addresses are true as far as we know.
     assert_eq!(observed(&records[0]), vec![addr(51), addr(50)]);
     a.handle_observed(now, addr(2), addr(51));
@@ -556,4 +567,30 @@ fn a_nat_that_moves_us_while_attached_is_noticed_at_the_next_refresh() {
     // An unchanged answer publishes nothing.
     a.handle_observed(now, addr(2), addr(51));
     assert!(drain(&mut a).is_empty());
+}
+
+/// Where each publication drained from `a` went, and how many supernodes its record names.
+fn publications(a: &mut Attachment) -> Vec<(SocketAddr, usize)> {
+    drain(a)
+        .into_iter()
+        .filter_map(|x| match x {
+            AttachAction::Publish { to, record } => Some((to.addr, record.record.supernodes.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 9: the record goes out through one attachment (its supernode stores it on the
+/// `k` closest; a second publication would repeat that), names both, and goes out
+/// through the other at once when the publishing one is lost.
+#[test]
+fn one_attachment_publishes_and_the_other_takes_over_when_it_is_lost() {
+    let mut a = attached_to_two();
+    let due = a.poll_timeout().unwrap();
+    a.handle_timeout(at(due.as_millis()));
+    let sent = publications(&mut a);
+    assert_eq!(sent, vec![(addr(1), 2)], "one publication, naming both");
+    a.handle_lost(at(due.as_millis() + 1_000), addr(1));
+    let sent = publications(&mut a);
+    assert_eq!(sent, vec![(addr(2), 1)], "the other publishes at once");
 }

@@ -1,6 +1,7 @@
 //! Simulated clients: each attaches to two supernodes, publishes its signed record
-//! through both, refreshes it before it expires, and re-attaches when a supernode
-//! dies. Every timer that fires for many clients at once is spread with jitter.
+//! (naming both) through one of them, as `parley_proto::attach` does, refreshes it
+//! before it expires, and re-attaches when a supernode dies. Every timer that fires
+//! for many clients at once is spread with jitter.
 
 use crate::world::{OpKind, Sim};
 use parley_proto::presence::{AddressKind, CandidateAddr, NatType, PresenceRecord, SignedPresence};
@@ -154,8 +155,10 @@ impl Sim {
             ClientAction::Lookup => {
                 let client = &self.clients[c as usize];
                 if !client.online || client.settled_seq == 0 {
+                    self.stats.lookups_skipped[usize::from(client.online)] += 1;
                     return;
                 }
+                self.stats.lookups_started += 1;
                 let (id, min_seq) = (client.identity.peer_id(), client.settled_seq);
                 let Some(from) = self.random_live(true) else {
                     return;
@@ -190,7 +193,8 @@ impl Sim {
         }
     }
 
-    /// Client `c` publishes a new record through each live attachment.
+    /// Client `c` publishes a new record through its first live attachment (the
+    /// record names both; see `parley_proto::attach`).
     pub(crate) fn publish(&mut self, c: u32) {
         let client = &mut self.clients[c as usize];
         client.seq += 1;
@@ -216,12 +220,12 @@ impl Sim {
                 client.record(self, seq, expires).sign(&client.identity)
             }
         };
-        let attached = client.attached;
-        for s in attached {
-            if s == NONE {
-                continue;
-            }
-            let r = record.clone();
+        let publisher = client
+            .attached
+            .into_iter()
+            .find(|&s| s != NONE && self.nodes[s as usize].alive());
+        if let Some(s) = publisher {
+            let r = record;
             match self.with_overlay_quiet(s, |o, now| o.publish(now, r)) {
                 Some(Ok(op)) => {
                     self.ops.insert((s, op), OpKind::Publish { client: c, seq });

@@ -11,7 +11,7 @@
 //! through an O(1) timing wheel.
 //!
 //! Modules: `latency` (RTT and loss model), `queue` (event queues), `world` (the
-//! supernodes, the network and the clock), `clients` (attach, publish, refresh,
+//! supernodes, the network and the clock), `phase` (the parts of a run, for counting RPCs), `clients` (attach, publish, refresh,
 //! re-attach), `churn` (heavy-tailed sessions), `malice` (colluding liars),
 //! `scenario` (the runs and their report).
 //!
@@ -27,6 +27,7 @@ pub mod clients;
 pub mod latency;
 pub mod malice;
 pub mod misses;
+pub mod phase;
 pub mod queue;
 pub mod relay_choice;
 pub mod scenario;
@@ -42,4 +43,23 @@ pub fn peak_rss_mib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib / 1024)
         .unwrap_or(0)
+}
+
+/// CPU time this process has used so far (user + system, all threads), in seconds
+/// (Linux `/proc/self/stat`, at the kernel's usual 100 ticks a second), or 0 if it
+/// cannot be read. On a shared machine wall time says little; this says what the run
+/// cost.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) as f64 / 100.0,
+        _ => 0.0,
+    }
 }

@@ -4,6 +4,7 @@
 use crate::churn::Churn;
 use crate::clients::{Client, ClientAction, RECORD_TTL};
 use crate::latency::Network;
+use crate::phase::Phase;
 use crate::world::Sim;
 use parley_proto::overlay::OverlayConfig;
 use parley_proto::Identity;
@@ -129,6 +130,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
 
     // 2. Clients come online, attach to two honest supernodes and publish. Their
     // first records are signed, and verified once, on every core beforehand.
+    sim.phase = Phase::Publish;
     let ids = identities(&mut sim.rng, s.clients);
     let wave = spread(s.clients);
     let start = sim.now;
@@ -181,6 +183,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     }
 
     // 3. Idle: what does staying up cost?
+    sim.phase = Phase::Idle;
     let before = sim.stats.rpcs;
     let at = sim.now + IDLE;
     sim.run_until(at);
@@ -193,6 +196,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     ));
 
     // 4. Upset the overlay, then look everyone up.
+    sim.phase = Phase::Upset;
     let before = (sim.stats.rpcs, sim.now);
     let lookups_from;
     let lookups_span;
@@ -241,12 +245,16 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         sim.schedule(at, c, ClientAction::Lookup);
     }
     let end = lookups_from + lookups_span + Duration::from_secs(30);
+    sim.run_until(lookups_from);
+    log(format!("lookups start {}", stamp(&sim)));
+    sim.phase = Phase::Lookups;
     sim.run_until(end);
     let minutes = sim.now.since(before.1).as_secs_f64() / 60.0;
     report.rpcs_per_sn_min_upset =
         (sim.stats.rpcs - before.0) as f64 / sim.live.len().max(1) as f64 / minutes.max(1e-9);
     report.found = sim.stats.found;
-    report.total = sim.stats.lookups;
+    // A lookup that never reported counts as a miss.
+    report.total = sim.stats.lookups_started.max(sim.stats.lookups);
     let mut hops = std::mem::take(&mut sim.stats.hops);
     hops.sort_unstable();
     let at = |q: f64| {
@@ -269,6 +277,21 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         stamp(&sim)
     ));
     log(format!("misses by cause: {}", sim.misses.summary()));
+    log(format!(
+        "lookups started {}, finished {}; not started: {} clients offline, {} never \
+         confirmed a publication",
+        sim.stats.lookups_started,
+        sim.stats.lookups,
+        sim.stats.lookups_skipped[0],
+        sim.stats.lookups_skipped[1]
+    ));
+    for phase in Phase::ALL {
+        let [ping, find_node, find_value, store] = sim.stats.by_phase[phase as usize];
+        log(format!(
+            "rpcs in {}: ping {ping}, find_node {find_node}, find_value {find_value}, store {store}",
+            phase.name()
+        ));
+    }
     // Freeing millions of small allocations takes a while and measures nothing.
     std::mem::forget(sim);
     report

@@ -9,6 +9,7 @@
 use crate::clients::{Client, ClientAction};
 use crate::latency::{Network, Place};
 use crate::malice;
+use crate::phase::{kind_index, Phase};
 use crate::queue::{Timers, Wheel};
 use parley_proto::messages::{SupernodeReply, SupernodeToSupernode};
 use parley_proto::overlay::{
@@ -131,6 +132,11 @@ pub struct Stats {
     pub lost: u64,
     /// Records refused by overlays (`RecordRefused` events).
     pub refused: u64,
+    /// Lookups started, and lookups not started because the client was offline or
+    /// had no confirmed publication.
+    pub lookups_started: u64,
+    /// See `lookups_started`.
+    pub lookups_skipped: [u64; 2],
     /// Lookups finished.
     pub lookups: u64,
     /// Lookups that found the client's current record.
@@ -149,6 +155,9 @@ pub struct Stats {
     pub stores: [u64; 2],
     /// Lookups that found nothing, and that found an older record than current.
     pub missed: [u64; 2],
+    /// RPCs sent, by [`Phase`] and by request kind (`Ping`, `FindNode`,
+    /// `FindValue`, `Store`): where the run's work goes.
+    pub by_phase: [[u64; 4]; Phase::COUNT],
 }
 
 /// The whole simulation.
@@ -182,6 +191,9 @@ pub struct Sim {
     pub verified: Arc<VerifiedRecords>,
     /// Counters.
     pub stats: Stats,
+    /// The part of the run going on (for [`Stats::by_phase`]).
+    pub phase: Phase,
+    transmit_buf: Vec<parley_proto::overlay::OutgoingRpc>,
     /// Continuous churn, when on.
     pub churn: Option<crate::churn::Churn>,
     /// How many earlier supernodes a new one joins through (distinct, chosen at
@@ -213,6 +225,8 @@ impl Sim {
             colluders: Default::default(),
             verified: Arc::new(VerifiedRecords::new(cache)),
             stats: Stats::default(),
+            phase: Phase::Join,
+            transmit_buf: Vec::new(),
             churn: None,
             misses: Default::default(),
             bootstraps: 1,
@@ -353,7 +367,8 @@ impl Sim {
             return;
         };
         let from_place = node.place;
-        let mut out = Vec::new();
+        // Buffers kept between calls: this runs after every input.
+        let mut out = std::mem::take(&mut self.transmit_buf);
         while let Some(rpc) = overlay.poll_transmit() {
             out.push(rpc);
         }
@@ -368,8 +383,9 @@ impl Sim {
                 self.timers.push(t.0.max(self.now.0), Timer::Node(i));
             }
         }
-        for rpc in out {
+        for rpc in out.drain(..) {
             self.stats.rpcs += 1;
+            self.stats.by_phase[self.phase as usize][kind_index(&rpc.request)] += 1;
             // A contact nobody runs (a lie) cannot be reached: the RPC times out.
             let Some(&to) = self.index.get(&rpc.to.id) else {
                 continue;
@@ -386,6 +402,7 @@ impl Sim {
                 },
             );
         }
+        self.transmit_buf = out;
         for event in events {
             self.on_event(i, event);
         }

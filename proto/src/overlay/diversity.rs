@@ -125,6 +125,47 @@ mod tests {
         assert_eq!(table.len(), MAX_PER_GROUP_IN_TABLE);
     }
 
+    /// The table keeps its size and per-network counts as entries come, move to
+    /// another network, fail and leave: a network whose entries left is admitted again.
+    #[test]
+    fn a_network_whose_entries_left_is_admitted_again() {
+        let me = NodeId([0; 32]);
+        let mut table = RoutingTable::new(me, 8, Timestamp(0));
+        let net = |i: u64| at(i, &format!("203.0.{}.{}", i / 200, i % 200 + 1));
+        let full: Vec<Contact> = (1..400).map(net).collect();
+        for c in &full {
+            table.seen(Timestamp(1), *c);
+        }
+        let admitted: Vec<Contact> = table.entries().map(|e| e.contact).collect();
+        assert_eq!(admitted.len(), MAX_PER_GROUP_IN_TABLE);
+        // Two move to other networks (a new address), two fail twice, one is removed.
+        for (n, c) in admitted[..2].iter().enumerate() {
+            let moved = Contact {
+                addr: format!("198.{}.0.1:7000", n + 1).parse().unwrap(),
+                ..*c
+            };
+            table.seen(Timestamp(2), moved);
+        }
+        for c in &admitted[2..4] {
+            table.failed(&c.id);
+            table.failed(&c.id);
+        }
+        table.remove(&admitted[4].id);
+        assert_eq!(table.len(), MAX_PER_GROUP_IN_TABLE - 3);
+        assert_eq!(table.len(), table.entries().count());
+        // Five places of 203.0/16 are free again, and only five.
+        for i in 400..800 {
+            table.seen(Timestamp(3), net(i));
+        }
+        let of_net = table
+            .entries()
+            .filter(|e| e.contact.addr.ip().to_string().starts_with("203.0."))
+            .count();
+        assert_eq!(of_net, MAX_PER_GROUP_IN_TABLE);
+        assert_eq!(table.len(), MAX_PER_GROUP_IN_TABLE + 2);
+        assert_eq!(table.len(), table.entries().count());
+    }
+
     #[test]
     fn local_networks_are_not_limited() {
         let me = NodeId([0; 32]);

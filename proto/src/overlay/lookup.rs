@@ -90,6 +90,9 @@ pub struct Lookup {
     dealt: usize,
     /// Keyed by XOR distance to the target, which is unique per node id.
     candidates: BTreeMap<[u8; 32], Candidate>,
+    /// Candidates per path (kept, so that `trim` looks at them only when a path
+    /// is over its cap).
+    per_path: Vec<usize>,
     /// Each candidate's key by identity. Replies name the same nodes over and over,
     /// and this spares hashing each one into its node id every time.
     keys: HashMap<PeerId, [u8; 32]>,
@@ -133,6 +136,7 @@ impl Lookup {
             paths: paths.max(1),
             dealt: 0,
             candidates: BTreeMap::new(),
+            per_path: vec![0; paths.max(1)],
             keys: HashMap::new(),
             found: None,
             holders: Vec::new(),
@@ -183,6 +187,7 @@ impl Lookup {
         }
         let key = id.distance(&self.target);
         self.keys.insert(contact.id, key);
+        self.per_path[path] += 1;
         self.candidates.insert(
             key,
             Candidate {
@@ -199,13 +204,10 @@ impl Lookup {
     /// The cap holds per path.
     fn trim(&mut self) {
         let cap = self.k.saturating_mul(CANDIDATES_PER_K);
-        if self.candidates.len() <= cap {
+        if self.per_path.iter().all(|&n| n <= cap) {
             return;
         }
-        let mut count = vec![0usize; self.paths];
-        for c in self.candidates.values() {
-            count[c.path] += 1;
-        }
+        let count = &mut self.per_path;
         let mut victims = Vec::new();
         for (key, c) in self.candidates.iter().rev() {
             if c.state == State::Waiting && count[c.path] > cap {
@@ -237,6 +239,19 @@ impl Lookup {
     /// The supernodes to ask now; each is marked in flight. Empty when the lookup
     /// is done or waiting for answers.
     pub fn next_queries(&mut self) -> Vec<Contact> {
+        let chosen = self.askable();
+        let mut out = Vec::new();
+        for key in chosen {
+            if let Some(c) = self.candidates.get_mut(&key) {
+                c.state = State::InFlight;
+                out.push(c.contact);
+            }
+        }
+        out
+    }
+
+    /// The keys of the candidates to ask now (see [`Lookup::next_queries`]).
+    fn askable(&self) -> Vec<[u8; 32]> {
         if self.quorum() {
             return Vec::new();
         }
@@ -256,20 +271,20 @@ impl Lookup {
             let free = self.alpha.saturating_sub(in_flight);
             chosen.extend(waiting.into_iter().take(free));
         }
-        let mut out = Vec::new();
-        for key in chosen {
-            if let Some(c) = self.candidates.get_mut(&key) {
-                c.state = State::InFlight;
-                out.push(c.contact);
-            }
-        }
-        out
+        chosen
     }
 
-    /// Whether the lookup has finished (see the module docs).
+    /// Whether the lookup has finished (see the module docs): the quorum is reached,
+    /// every path's frontier has answered, or nothing is in flight and nobody is left
+    /// to ask. The last covers a value lookup whose quorum waits on a candidate
+    /// outside its path's frontier (so never asked) while another path's frontier
+    /// waits on candidates beyond the quorum's bound (so never asked either): it would
+    /// otherwise wait forever.
     pub fn is_done(&self) -> bool {
         self.quorum()
             || (0..self.paths).all(|p| self.frontier(p).all(|c| c.state == State::Answered))
+            || (!self.candidates.values().any(|c| c.state == State::InFlight)
+                && self.askable().is_empty())
     }
 
     /// [`VALUE_QUORUM`] holders answered, and no supernode closer to the target than

@@ -320,3 +320,42 @@ fn a_flood_of_contacts_is_capped() {
     lookup.on_nodes(&all[0].id, &all[1..]);
     assert!(lookup.candidates.len() <= 5 * CANDIDATES_PER_K + 1);
 }
+
+/// A value lookup whose quorum waits on a candidate outside its path's frontier
+/// (never asked) while another path's frontier holds only candidates beyond the
+/// quorum's bound (never asked either) ends once nothing is in flight, with the
+/// record; it used to wait forever (about 1.5 % of lookups at 2,000 supernodes
+/// with 20 % liars never reported).
+#[test]
+fn a_value_lookup_with_nobody_left_to_ask_ends() {
+    let owner = Identity::from_seed(&[9; 32]);
+    let target = owner.peer_id().node_id();
+    let s = sorted_by_distance(&contacts(10), &target);
+    let record = presence(&owner, 1);
+    // k = 1 (a frontier of 2 per path), alpha = 1, two paths: s0, s1, s2 on path 0,
+    // s4, s5 on path 1.
+    let mut lookup = Lookup::disjoint(
+        target,
+        LookupKind::FindValue,
+        NodeId([0; 32]),
+        1,
+        1,
+        2,
+        [s[0], s[4]],
+    );
+    lookup.add_seed(s[1]);
+    lookup.add_seed(s[5]);
+    lookup.add_seed(s[2]);
+    assert_eq!(lookup.next_queries(), vec![s[0], s[4]]);
+    lookup.on_value(&s[0].id, record.clone());
+    assert_eq!(lookup.next_queries(), vec![s[1]]);
+    lookup.on_value(&s[1].id, record.clone());
+    // Path 0's frontier (s0, s1) has answered; s2 lies beyond it.
+    assert!(lookup.next_queries().is_empty());
+    assert!(!lookup.is_done(), "s4 is still in flight");
+    lookup.on_value(&s[4].id, record.clone());
+    // Three holders; s5 lies beyond the farthest (s4), s2 outside path 0's frontier.
+    assert!(lookup.next_queries().is_empty());
+    assert!(lookup.is_done());
+    assert_eq!(lookup.found(), Some(&record));
+}

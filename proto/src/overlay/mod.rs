@@ -59,6 +59,13 @@ pub struct OverlayConfig {
     /// they are asked on, not the others. 1 is plain Kademlia. Values below 1 are
     /// treated as 1.
     pub disjoint_paths: usize,
+    /// How many disjoint paths a caller's publication runs to find the `k` closest
+    /// supernodes to store on (republication always runs one, see `node`). Fewer
+    /// than `disjoint_paths` trades the spread of a publication's stores among
+    /// polluted routing tables for RPCs: each path costs about `k` more. Lookups of
+    /// records, the join and bucket refreshes still run `disjoint_paths`. Values
+    /// below 1 are treated as 1.
+    pub publish_paths: usize,
     /// How long an RPC may go unanswered before it counts as failed.
     pub rpc_timeout: Duration,
     /// How often a holder pushes each record it holds back out to the `k` closest
@@ -78,6 +85,7 @@ impl Default for OverlayConfig {
             k: 20,
             alpha: 3,
             disjoint_paths: 3,
+            publish_paths: 3,
             rpc_timeout: Duration::from_secs(2),
             // Publishers refresh their records well within this (see
             // `attach::AttachConfig::republish_interval`), and each refresh postpones

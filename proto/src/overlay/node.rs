@@ -13,7 +13,7 @@ use crate::presence::{Contact, RecordError, SignedPresence};
 use crate::time::Timestamp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +35,6 @@ enum Purpose {
 
 struct Pending {
     to: Contact,
-    deadline: Timestamp,
     purpose: Purpose,
 }
 
@@ -50,7 +49,11 @@ pub struct Overlay {
     store: RecordStore,
     ops: HashMap<OpId, Operation>,
     rpcs: HashMap<RpcId, Pending>,
-    deadlines: BTreeSet<(Timestamp, RpcId)>,
+    /// RPC deadlines in the order they were set, which is their time order: every
+    /// RPC gets the same `rpc_timeout` and `now` does not go back (if it did, an RPC
+    /// would time out no earlier than the one sent before it). Answered RPCs are
+    /// dropped from the front as they reach it, so the front is always one in flight.
+    deadlines: VecDeque<(Timestamp, RpcId)>,
     transmit: VecDeque<OutgoingRpc>,
     events: VecDeque<OverlayEvent>,
     next_rpc: u64,
@@ -85,6 +88,7 @@ impl Overlay {
             k: config.k.max(1),
             alpha: config.alpha.max(1),
             disjoint_paths: config.disjoint_paths.max(1),
+            publish_paths: config.publish_paths.max(1),
             ..config
         };
         let my_id = me.id.node_id();
@@ -100,7 +104,7 @@ impl Overlay {
             verifier,
             ops: HashMap::new(),
             rpcs: HashMap::new(),
-            deadlines: BTreeSet::new(),
+            deadlines: VecDeque::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             next_rpc: 0,
@@ -200,21 +204,22 @@ impl Overlay {
         let Some(pending) = self.rpcs.remove(&id) else {
             return;
         };
-        self.deadlines.remove(&(pending.deadline, id));
+        self.drop_answered_deadlines();
         self.complete(now, pending, reply);
     }
 
     /// Runs every timer due at `now`: RPC deadlines, record expiry, republication
     /// and bucket refresh.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        while let Some(&(deadline, id)) = self.deadlines.first() {
+        while let Some(&(deadline, id)) = self.deadlines.front() {
             if deadline > now {
                 break;
             }
-            self.deadlines.pop_first();
+            self.deadlines.pop_front();
             if let Some(pending) = self.rpcs.remove(&id) {
                 self.complete(now, pending, Err(RpcFailure::Timeout));
             }
+            self.drop_answered_deadlines();
         }
         self.unpark(now, Some(now));
         self.store.expire(now);
@@ -238,7 +243,7 @@ impl Overlay {
 
     /// When [`Overlay::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let rpc = self.deadlines.first().map(|(at, _)| *at);
+        let rpc = self.deadlines.front().map(|(at, _)| *at);
         let parked = self.parked.front().map(|p| p.until);
         [
             rpc,
@@ -375,6 +380,16 @@ impl Overlay {
         now + Duration::from_millis(delay)
     }
 
+    /// Drops deadlines of answered RPCs from the front of the queue.
+    fn drop_answered_deadlines(&mut self) {
+        while let Some((_, id)) = self.deadlines.front() {
+            if self.rpcs.contains_key(id) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+    }
+
     fn refused(&mut self, from: Option<Contact>, error: RecordError) {
         self.events
             .push_back(OverlayEvent::RecordRefused { from, error });
@@ -442,15 +457,8 @@ impl Overlay {
         self.next_rpc += 1;
         let id = RpcId(self.next_rpc);
         let deadline = now + self.config.rpc_timeout;
-        self.rpcs.insert(
-            id,
-            Pending {
-                to,
-                deadline,
-                purpose,
-            },
-        );
-        self.deadlines.insert((deadline, id));
+        self.rpcs.insert(id, Pending { to, purpose });
+        self.deadlines.push_back((deadline, id));
         self.transmit.push_back(OutgoingRpc { id, to, request });
     }
 

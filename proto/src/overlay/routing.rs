@@ -22,6 +22,7 @@ use crate::identity::{NodeId, PeerId};
 use crate::presence::Contact;
 use crate::time::Timestamp;
 use rand::Rng;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -96,16 +97,18 @@ struct Bucket {
 
 impl Bucket {
     /// Moves the newest replacement into the entries, kept in `last_seen` order, after an
-    /// entry left (the replacement cache of the Kademlia paper, §4.1).
-    fn promote_replacement(&mut self) {
-        if let Some(newcomer) = self.replacements.pop() {
-            let at = self
-                .entries
-                .iter()
-                .position(|e| e.last_seen > newcomer.last_seen)
-                .unwrap_or(self.entries.len());
-            self.entries.insert(at, newcomer);
-        }
+    /// entry left (the replacement cache of the Kademlia paper, §4.1). Returns the
+    /// promoted entry's network, if one was promoted.
+    fn promote_replacement(&mut self) -> Option<Option<IpGroup>> {
+        let newcomer = self.replacements.pop()?;
+        let group = newcomer.group;
+        let at = self
+            .entries
+            .iter()
+            .position(|e| e.last_seen > newcomer.last_seen)
+            .unwrap_or(self.entries.len());
+        self.entries.insert(at, newcomer);
+        Some(group)
     }
 }
 
@@ -117,6 +120,11 @@ pub struct RoutingTable {
     buckets: Vec<Bucket>,
     /// Whether the diversity limits apply.
     diversity: bool,
+    /// Entries in all buckets (kept, not counted: every request asks).
+    len: usize,
+    /// Entries per network, for the table-wide diversity limit (kept, not counted:
+    /// every request from a supernode not in the table asks).
+    groups: HashMap<IpGroup, usize>,
 }
 
 impl RoutingTable {
@@ -132,6 +140,8 @@ impl RoutingTable {
             k: k.max(1),
             buckets: vec![bucket; BUCKETS],
             diversity: true,
+            len: 0,
+            groups: HashMap::new(),
         }
     }
 
@@ -140,6 +150,27 @@ impl RoutingTable {
         RoutingTable {
             diversity: on,
             ..self
+        }
+    }
+
+    /// Counts an entry of network `group` entering the buckets.
+    fn entered(&mut self, group: Option<IpGroup>) {
+        self.len += 1;
+        if let Some(group) = group {
+            *self.groups.entry(group).or_default() += 1;
+        }
+    }
+
+    /// Counts an entry of network `group` leaving the buckets.
+    fn left(&mut self, group: Option<IpGroup>) {
+        self.len = self.len.saturating_sub(1);
+        if let Some(group) = group {
+            if let Some(n) = self.groups.get_mut(&group) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.groups.remove(&group);
+                }
+            }
         }
     }
 
@@ -160,17 +191,25 @@ impl RoutingTable {
         let bucket = &mut self.buckets[index];
         if let Some(pos) = known {
             let mut entry = bucket.entries.remove(pos);
+            let (old, new) = (entry.group, ip_group(contact.addr.ip()));
             entry.contact = contact;
-            entry.group = ip_group(contact.addr.ip());
+            entry.group = new;
             entry.last_seen = now;
             entry.failures = 0;
             entry.pinging = false;
             bucket.entries.push(entry);
+            if old != new {
+                self.left(old);
+                self.entered(new);
+            }
             return None;
         }
         bucket.replacements.retain(|e| e.node_id != node_id);
         if bucket.entries.len() < k {
-            bucket.entries.push(Entry::new(now, contact, node_id));
+            let entry = Entry::new(now, contact, node_id);
+            let group = entry.group;
+            bucket.entries.push(entry);
+            self.entered(group);
             return None;
         }
         bucket.replacements.push(Entry::new(now, contact, node_id));
@@ -197,8 +236,10 @@ impl RoutingTable {
         let same = |e: &&Entry| e.group == Some(group) && e.node_id != *node_id;
         let bucket = &self.buckets[index];
         let in_bucket = bucket.entries.iter().chain(&bucket.replacements);
+        // The newcomer is not an entry (the caller checked), so every entry of its
+        // network counts against the table-wide limit.
         in_bucket.filter(same).count() < MAX_PER_GROUP_IN_BUCKET
-            && self.entries().filter(same).count() < MAX_PER_GROUP_IN_TABLE
+            && self.groups.get(&group).copied().unwrap_or(0) < MAX_PER_GROUP_IN_TABLE
     }
 
     /// Records that an RPC to `peer` failed; may evict it (see the module docs).
@@ -219,8 +260,12 @@ impl RoutingTable {
         if entry.failures < MAX_FAILURES && bucket.replacements.is_empty() {
             return;
         }
-        bucket.entries.remove(pos);
-        bucket.promote_replacement();
+        let gone = bucket.entries.remove(pos).group;
+        let promoted = bucket.promote_replacement();
+        self.left(gone);
+        if let Some(group) = promoted {
+            self.entered(group);
+        }
     }
 
     /// Forgets `peer` entirely; the newest replacement, if any, takes its place.
@@ -229,10 +274,13 @@ impl RoutingTable {
         if let Some(index) = self.me.bucket_index(&node_id) {
             let bucket = &mut self.buckets[index];
             bucket.replacements.retain(|e| e.node_id != node_id);
-            let before = bucket.entries.len();
-            bucket.entries.retain(|e| e.node_id != node_id);
-            if bucket.entries.len() < before {
-                bucket.promote_replacement();
+            if let Some(pos) = bucket.entries.iter().position(|e| e.node_id == node_id) {
+                let gone = bucket.entries.remove(pos).group;
+                let promoted = bucket.promote_replacement();
+                self.left(gone);
+                if let Some(group) = promoted {
+                    self.entered(group);
+                }
             }
         }
     }
@@ -290,14 +338,21 @@ impl RoutingTable {
             return;
         }
         let target = words(target);
+        let want = n - out.len();
         let mut group: Vec<(Words, &Entry)> = self.buckets[range]
             .iter()
             .flat_map(|b| b.entries.iter())
             .filter(|e| keep(e))
             .map(|e| (xor(&e.words, &target), e))
             .collect();
+        // The buckets below the target's are sorted together, most of the table:
+        // select the closest `want` before sorting only those.
+        if group.len() > want {
+            group.select_nth_unstable_by_key(want - 1, |a| a.0);
+            group.truncate(want);
+        }
         group.sort_unstable_by_key(|a| a.0);
-        out.extend(group.iter().take(n - out.len()).map(|(_, e)| e.contact));
+        out.extend(group.iter().map(|(_, e)| e.contact));
     }
 
     /// How many entries are closer to `key` than we are, counting no further than
@@ -357,12 +412,12 @@ impl RoutingTable {
 
     /// Number of entries (replacements not counted).
     pub fn len(&self) -> usize {
-        self.buckets.iter().map(|b| b.entries.len()).sum()
+        self.len
     }
 
     /// Whether the table has no entries.
     pub fn is_empty(&self) -> bool {
-        self.buckets.iter().all(|b| b.entries.is_empty())
+        self.len == 0
     }
 
     /// Notes that a lookup for `target` ran at `now`, which refreshes its bucket.
@@ -412,182 +467,5 @@ impl RoutingTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Identity;
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
-
-    fn contact(seed: u64) -> Contact {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&seed.to_le_bytes());
-        Contact {
-            id: Identity::from_seed(&bytes).peer_id(),
-            addr: format!("10.0.0.1:{}", 1000 + seed % 60000).parse().unwrap(),
-        }
-    }
-
-    /// `count` contacts that all fall in bucket 255 of `me`.
-    fn same_bucket(me: &NodeId, count: usize) -> Vec<Contact> {
-        (1..)
-            .map(contact)
-            .filter(|c| me.bucket_index(&c.id.node_id()) == Some(255))
-            .take(count)
-            .collect()
-    }
-
-    #[test]
-    fn never_holds_itself() {
-        let me = contact(0);
-        let mut table = RoutingTable::new(me.id.node_id(), 20, Timestamp(0));
-        assert_eq!(table.seen(Timestamp(1), me), None);
-        assert!(table.is_empty());
-    }
-
-    #[test]
-    fn a_full_bucket_keeps_old_nodes_and_caches_newcomers() {
-        let me = contact(0).id.node_id();
-        let mut table = RoutingTable::new(me, 4, Timestamp(0));
-        let cs = same_bucket(&me, 6);
-        for c in &cs[..4] {
-            assert_eq!(table.seen(Timestamp(1), *c), None);
-        }
-        // The oldest entry is fresh: the newcomer waits in the replacement cache.
-        assert_eq!(table.seen(Timestamp(2), cs[4]), None);
-        assert_eq!(table.len(), 4);
-        assert!(table.get(&cs[4].id).is_none());
-        // Seeing an entry again moves it to the back.
-        table.seen(Timestamp(3), cs[0]);
-        assert_eq!(table.buckets[255].entries[3].contact, cs[0]);
-        // A failure with a replacement waiting evicts at once, newest replacement in.
-        table.failed(&cs[1].id);
-        assert!(table.get(&cs[1].id).is_none());
-        assert!(table.get(&cs[4].id).is_some());
-        assert_eq!(table.len(), 4);
-    }
-
-    #[test]
-    fn a_quiet_oldest_entry_is_pinged_and_evicted_if_it_fails() {
-        let me = contact(0).id.node_id();
-        let mut table = RoutingTable::new(me, 2, Timestamp(0));
-        let cs = same_bucket(&me, 4);
-        table.seen(Timestamp(0), cs[0]);
-        table.seen(Timestamp(10), cs[1]);
-        let later = Timestamp(0) + STALE_AFTER;
-        assert_eq!(table.seen(later, cs[2]), Some(cs[0]));
-        // Only one ping at a time per bucket.
-        assert_eq!(table.seen(later, cs[3]), None);
-        table.failed(&cs[0].id);
-        assert!(table.get(&cs[0].id).is_none());
-        assert!(
-            table.get(&cs[3].id).is_some(),
-            "newest replacement promoted"
-        );
-    }
-
-    #[test]
-    fn a_live_oldest_entry_that_answers_its_ping_stays() {
-        let me = contact(0).id.node_id();
-        let mut table = RoutingTable::new(me, 2, Timestamp(0));
-        let cs = same_bucket(&me, 3);
-        table.seen(Timestamp(0), cs[0]);
-        table.seen(Timestamp(0), cs[1]);
-        let later = Timestamp(0) + STALE_AFTER;
-        assert_eq!(table.seen(later, cs[2]), Some(cs[0]));
-        table.seen(later, cs[0]);
-        assert!(table.get(&cs[0].id).is_some());
-        assert!(table.get(&cs[2].id).is_none());
-    }
-
-    #[test]
-    fn repeated_failures_remove_a_node_without_replacement() {
-        let me = contact(0).id.node_id();
-        let mut table = RoutingTable::new(me, 20, Timestamp(0));
-        let c = contact(7);
-        table.seen(Timestamp(0), c);
-        table.failed(&c.id);
-        assert_eq!(table.get(&c.id).map(|e| e.failures), Some(1));
-        table.seen(Timestamp(1), c);
-        table.failed(&c.id);
-        assert!(table.get(&c.id).is_some(), "an answer resets the count");
-        table.failed(&c.id);
-        assert!(table.get(&c.id).is_none());
-    }
-
-    #[test]
-    fn closest_matches_a_full_sort() {
-        let me = contact(0).id.node_id();
-        let mut table = RoutingTable::new(me, 20, Timestamp(0));
-        let mut all = Vec::new();
-        for seed in 1..400 {
-            let c = contact(seed);
-            table.seen(Timestamp(0), c);
-            all.push(c);
-        }
-        let held: Vec<Contact> = table.entries().map(|e| e.contact).collect();
-        for target_seed in 1000..1020 {
-            let target = contact(target_seed).id.node_id();
-            let mut expect = held.clone();
-            expect.sort_by_key(|c| c.id.node_id().distance(&target));
-            expect.truncate(20);
-            assert_eq!(table.closest(&target, 20, |_| true), expect);
-        }
-        let mut expect = held.clone();
-        expect.sort_by_key(|c| c.id.node_id().distance(&me));
-        let excluded = expect.remove(0);
-        expect.truncate(5);
-        assert_eq!(table.closest(&me, 5, |e| e.contact != excluded), expect);
-        // Entries that failed their last RPC can be left out.
-        let failing = expect[0];
-        table.failed(&failing.id);
-        assert!(!table
-            .closest(&me, 5, |e| e.failures == 0)
-            .contains(&failing));
-    }
-
-    #[test]
-    fn rank_counts_entries_closer_to_a_key() {
-        let me = contact(0).id.node_id();
-        let mut table = RoutingTable::new(me, 20, Timestamp(0));
-        for seed in 1..300 {
-            table.seen(Timestamp(0), contact(seed));
-        }
-        for target_seed in 1000..1040 {
-            let key = contact(target_seed).id.node_id();
-            let mine = me.distance(&key);
-            let closer = table
-                .entries()
-                .filter(|e| e.node_id.distance(&key) < mine)
-                .count();
-            assert_eq!(table.closer_than_me(&key, 500), closer);
-            assert_eq!(table.closer_than_me(&key, 3), closer.min(3));
-        }
-        assert_eq!(table.closer_than_me(&me, 20), 0);
-    }
-
-    #[test]
-    fn random_ids_land_in_the_asked_bucket() {
-        let me = contact(0).id.node_id();
-        let table = RoutingTable::new(me, 20, Timestamp(0));
-        let mut rng = StdRng::seed_from_u64(1);
-        for index in [0, 1, 7, 8, 100, 254, 255] {
-            let id = table.random_id_in_bucket(index, &mut rng);
-            assert_eq!(me.bucket_index(&id), Some(index));
-        }
-    }
-
-    #[test]
-    fn refresh_covers_buckets_from_the_closest_neighbour_up() {
-        let me = contact(0).id.node_id();
-        let mut table = RoutingTable::new(me, 20, Timestamp(0));
-        assert!(table.stale_buckets(Timestamp(0), Duration::ZERO).is_empty());
-        let cs = same_bucket(&me, 1);
-        table.seen(Timestamp(0), cs[0]);
-        assert_eq!(table.stale_buckets(Timestamp(0), Duration::ZERO), vec![255]);
-        let hour = Duration::from_secs(3600);
-        assert!(table.stale_buckets(Timestamp(1), hour).is_empty());
-        assert_eq!(table.next_refresh(hour), Some(Timestamp(0) + hour));
-        table.touch(&cs[0].id.node_id(), Timestamp(5));
-        assert_eq!(table.next_refresh(hour), Some(Timestamp(5) + hour));
-    }
-}
+#[path = "routing_tests.rs"]
+mod tests;

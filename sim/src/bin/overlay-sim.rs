@@ -41,6 +41,14 @@ struct Args {
     /// Disjoint paths per lookup (S/Kademlia's d; the supernode's default is 3).
     #[arg(long, default_value_t = 3)]
     paths: usize,
+    /// RPCs each lookup path keeps in flight (Kademlia's alpha; the supernode's
+    /// default is 3).
+    #[arg(long, default_value_t = 3)]
+    alpha: usize,
+    /// Disjoint paths of a client's publication (the supernode's default is 3; see
+    /// docs/performance.md for why the simulator's is 1).
+    #[arg(long, default_value_t = 1)]
+    publish_paths: usize,
     /// Earlier supernodes each new one joins through (random, liars included), like
     /// an operator's repeatable --join.
     #[arg(long, default_value_t = 3)]
@@ -82,7 +90,9 @@ fn main() -> anyhow::Result<()> {
         attacker_networks: args.attacker_networks,
         config: OverlayConfig {
             k: args.k,
+            alpha: args.alpha,
             disjoint_paths: args.paths,
+            publish_paths: args.publish_paths,
             ip_diversity: !args.no_ip_diversity,
             ..OverlayConfig::default()
         },
@@ -92,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "RESULT found={} total={} pct={:.3} hops_median={} hops_p99={} rss_mib={} wall_s={:.1} \
          rpcs_per_sn_min_idle={:.1} rpcs_per_sn_min_upset={:.1} replicas_mean={:.1} rpcs={} \
-         replaced={} virtual_s={:.0}",
+         replaced={} virtual_s={:.0} cpu_s={:.1}",
         r.found,
         r.total,
         pct,
@@ -105,7 +115,8 @@ fn main() -> anyhow::Result<()> {
         r.replicas_mean,
         r.rpcs,
         r.replaced,
-        r.virtual_s
+        r.virtual_s,
+        parley_sim::cpu_seconds()
     );
     Ok(())
 }

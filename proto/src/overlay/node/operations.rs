@@ -142,9 +142,8 @@ impl Overlay {
         // publisher's own refresh is disjoint.
         let paths = match goal {
             Goal::Republish(_) => 1,
-            Goal::Find | Goal::Publish(_) | Goal::Join | Goal::Refresh => {
-                self.config.disjoint_paths
-            }
+            Goal::Publish(_) => self.config.publish_paths,
+            Goal::Find | Goal::Join | Goal::Refresh => self.config.disjoint_paths,
         };
         let lookup = Lookup::disjoint(
             target,
