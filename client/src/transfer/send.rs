@@ -302,9 +302,14 @@ impl Sending<'_> {
                     "uploaded": self.uploaded, "upload_ratio": ratio, "mb_per_s": mbps,
                     "recipients": ids,
                 }),
-                format!(
-                    "every recipient has {name} ({size} bytes in {seconds:.1} s, {mbps:.1} MB/s; uploaded {ratio:.2}x the file)"
-                ),
+                if self.uploaded == 0 && size > 0 {
+                    // Nothing went from us: every recipient had it already.
+                    format!("every recipient has {name} already ({size} bytes; nothing uploaded)")
+                } else {
+                    format!(
+                        "every recipient has {name} ({size} bytes in {seconds:.1} s, {mbps:.1} MB/s; uploaded {ratio:.2}x the file)"
+                    )
+                },
             );
             return EXIT_OK;
         }
