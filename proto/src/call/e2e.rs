@@ -79,13 +79,20 @@ pub struct SessionKeys {
 impl SessionKeys {
     /// A short code both users can read to each other: 12 digits in three groups.
     pub fn safety_code(&self) -> String {
-        let mut n: u64 = 0;
-        for b in self.handshake_hash.iter().take(8) {
-            n = (n << 8) | u64::from(*b);
-        }
-        let digits = format!("{:012}", n % 1_000_000_000_000);
-        format!("{} {} {}", &digits[0..4], &digits[4..8], &digits[8..12])
+        code_digits(&self.handshake_hash)
     }
+}
+
+/// A code people read to each other: the first 8 bytes of `hash` (big-endian) modulo
+/// 10¹², as 12 digits in three groups of four (`"0412 9931 5520"`). The pairwise call
+/// code and the conference's group code (`crate::media::group`) are both shown this way.
+pub fn code_digits(hash: &[u8]) -> String {
+    let mut n: u64 = 0;
+    for b in hash.iter().take(8) {
+        n = (n << 8) | u64::from(*b);
+    }
+    let digits = format!("{:012}", n % 1_000_000_000_000);
+    format!("{} {} {}", &digits[0..4], &digits[4..8], &digits[8..12])
 }
 
 /// Caller: starts the handshake to `callee`; the returned bytes go in the offer.

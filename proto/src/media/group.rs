@@ -15,6 +15,7 @@
 //! report (about once a second) and numbers each change (`epoch`): a participant shows
 //! a list once per epoch and ignores older epochs arriving late.
 
+use crate::call::e2e::code_digits;
 use crate::call::media::MediaFrame;
 use crate::PeerId;
 use sha2::{Digest, Sha256};
@@ -35,13 +36,7 @@ pub fn group_safety_code(members: &[PeerId]) -> String {
     for k in &keys {
         h.update(k);
     }
-    let digest = h.finalize();
-    let mut n: u64 = 0;
-    for b in digest.iter().take(8) {
-        n = (n << 8) | u64::from(*b);
-    }
-    let digits = format!("{:012}", n % 1_000_000_000_000);
-    format!("{} {} {}", &digits[0..4], &digits[4..8], &digits[8..12])
+    code_digits(&h.finalize())
 }
 
 /// One side's roster state inside a [`MediaSession`](super::MediaSession): what a host
