@@ -171,7 +171,9 @@ impl Receiver {
                         "receiving {} ({} bytes) from {}",
                         parley_proto::text::printable(&file.name),
                         file.size,
-                        from.short()
+                        contacts
+                            .name_of(&from)
+                            .map_or_else(|| from.short(), str::to_string)
                     ),
                 )
             }
@@ -412,9 +414,10 @@ impl Receiver {
                     "transfer_progress",
                     fields,
                     format!(
-                        "receiving {}: {pct:.0} % ({} peers)",
+                        "receiving {}: {pct:.0} % ({} peer{})",
                         parley_proto::text::printable(&file.name),
-                        p.peers
+                        p.peers,
+                        if p.peers == 1 { "" } else { "s" }
                     ),
                 );
             }
