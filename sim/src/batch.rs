@@ -10,29 +10,42 @@
 //! simulation with the network's smallest delay as lookahead; Fujimoto, "Parallel
 //! discrete event simulation", CACM 1990).
 
+use crate::latency::{Network, Place};
+use crate::phase::kind_index;
 use crate::world::{Msg, Sim, Supernode};
-use parley_proto::messages::{SupernodeReply, SupernodeToSupernode};
-use parley_proto::overlay::{OutgoingRpc, OverlayEvent, RpcId};
+use parley_proto::messages::SupernodeToSupernode;
+use parley_proto::overlay::{OutgoingRpc, Overlay, OverlayEvent};
 use parley_proto::{PeerId, Timestamp};
 use rayon::prelude::*;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Below this many receiving supernodes a batch runs on the calling thread: handing
-/// work to other cores costs more than it saves.
-const PARALLEL_FROM: usize = 24;
+/// work to other cores costs more than it saves. See [`set_parallel_from`].
+static PARALLEL_FROM: AtomicUsize = AtomicUsize::new(24);
+
+/// Sets from how many receiving supernodes a batch is spread over the cores (default
+/// 24; 1 spreads every batch, `usize::MAX` none). Results do not depend on it, only
+/// the time taken: tests set it to check exactly that.
+pub fn set_parallel_from(supernodes: usize) {
+    PARALLEL_FROM.store(supernodes, Ordering::Relaxed);
+}
 
 /// What a supernode produced while taking its share, in the order produced.
 enum Output {
-    /// An RPC it sends.
-    Rpc(OutgoingRpc),
-    /// Its answer to a request from supernode `to`.
-    Reply {
-        to: u32,
-        id: RpcId,
-        reply: SupernodeReply,
-    },
+    /// A message it put on the network, arriving at this millisecond (`None`: lost).
+    Send(Option<u64>, Msg),
     /// Something it reports.
     Event(OverlayEvent),
+}
+
+/// What every share reads and nobody changes during a batch.
+struct World<'a> {
+    now: Timestamp,
+    colluders: &'a HashSet<PeerId>,
+    index: &'a HashMap<PeerId, u32>,
+    places: &'a [Place],
+    network: &'a Network,
 }
 
 /// One supernode's share of a batch and what came of it.
@@ -44,12 +57,17 @@ struct Share<'a> {
     next_timeout: Option<Timestamp>,
     /// `Store` requests delivered while it was honest, and while malicious.
     stores: [u64; 2],
+    /// RPCs it sent, by request kind (`phase::kind_index`).
+    rpcs: [u64; 4],
+    /// Kept between inputs: RPCs just taken from the overlay.
+    scratch: Vec<OutgoingRpc>,
 }
 
 impl Share<'_> {
-    fn run(&mut self, now: Timestamp, colluders: &HashSet<PeerId>) {
-        let node = &mut *self.node;
+    fn run(&mut self, world: &World<'_>) {
+        let now = world.now;
         for msg in std::mem::take(&mut self.msgs) {
+            let node = &mut *self.node;
             let Some(overlay) = node.overlay.as_mut() else {
                 return;
             };
@@ -65,36 +83,80 @@ impl Share<'_> {
                         self.stores[usize::from(node.malicious.is_some())] += 1;
                     }
                     let reply = match node.malicious.as_mut() {
-                        Some(liar) => {
-                            liar.answer(overlay, now, sender, request, colluders, &mut node.rng)
-                        }
+                        Some(liar) => liar.answer(
+                            overlay,
+                            now,
+                            sender,
+                            request,
+                            world.colluders,
+                            &mut node.rng,
+                        ),
                         None => Some(overlay.handle_request(now, sender, request)),
                     };
-                    drain(overlay, &mut self.out);
+                    self.drain(world);
                     if let Some(reply) = reply {
-                        self.out.push(Output::Reply {
-                            to: from,
-                            id,
-                            reply,
-                        });
+                        self.send(
+                            world,
+                            from,
+                            Msg::Reply {
+                                to: from,
+                                id,
+                                reply,
+                            },
+                        );
                     }
                 }
                 Msg::Reply { id, reply, .. } => {
                     overlay.handle_reply(now, id, Ok(reply));
-                    drain(overlay, &mut self.out);
+                    self.drain(world);
                 }
             }
         }
-        self.next_timeout = node.overlay.as_ref().and_then(|o| o.poll_timeout());
+        self.next_timeout = self.node.overlay.as_ref().and_then(Overlay::poll_timeout);
     }
-}
 
-fn drain(overlay: &mut parley_proto::overlay::Overlay, out: &mut Vec<Output>) {
-    while let Some(rpc) = overlay.poll_transmit() {
-        out.push(Output::Rpc(rpc));
+    /// Takes the overlay's RPCs and events after an input.
+    fn drain(&mut self, world: &World<'_>) {
+        let Some(overlay) = self.node.overlay.as_mut() else {
+            return;
+        };
+        let mut rpcs = std::mem::take(&mut self.scratch);
+        while let Some(rpc) = overlay.poll_transmit() {
+            rpcs.push(rpc);
+        }
+        while let Some(event) = overlay.poll_event() {
+            self.out.push(Output::Event(event));
+        }
+        for rpc in rpcs.drain(..) {
+            self.rpcs[kind_index(&rpc.request)] += 1;
+            // A contact nobody runs (a lie) cannot be reached: the RPC times out.
+            let Some(&to) = world.index.get(&rpc.to.id) else {
+                continue;
+            };
+            let msg = Msg::Request {
+                from: self.index,
+                sender: self.node.contact,
+                to,
+                id: rpc.id,
+                request: rpc.request,
+            };
+            self.send(world, to, msg);
+        }
+        self.scratch = rpcs;
     }
-    while let Some(event) = overlay.poll_event() {
-        out.push(Output::Event(event));
+
+    /// Puts `msg` to supernode `to` on the network, its delay drawn from this
+    /// supernode's own randomness.
+    fn send(&mut self, world: &World<'_>, to: u32, msg: Msg) {
+        let (a, b) = (
+            &world.places[self.index as usize],
+            &world.places[to as usize],
+        );
+        let at = world
+            .network
+            .delay(&mut self.node.rng, a, b)
+            .map(|ms| world.now.0 + u64::from(ms));
+        self.out.push(Output::Send(at, msg));
     }
 }
 
@@ -130,8 +192,13 @@ impl Sim {
             }
             groups.last_mut().expect("pushed above").push(msg);
         }
-        let now = self.now;
-        let colluders = &self.colluders;
+        let world = World {
+            now: self.now,
+            colluders: &self.colluders,
+            index: &self.index,
+            places: &self.places,
+            network: &self.network,
+        };
         let mut shares: Vec<Share<'_>> = pick_mut(&mut self.nodes, &indices)
             .into_iter()
             .zip(indices.iter().zip(groups))
@@ -142,28 +209,34 @@ impl Sim {
                 out: Vec::new(),
                 next_timeout: None,
                 stores: [0; 2],
+                rpcs: [0; 4],
+                scratch: Vec::new(),
             })
             .collect();
-        if shares.len() >= PARALLEL_FROM {
+        if shares.len() >= PARALLEL_FROM.load(Ordering::Relaxed) {
             shares
                 .par_iter_mut()
                 .with_min_len(4)
-                .for_each(|share| share.run(now, colluders));
+                .for_each(|share| share.run(&world));
         } else {
-            shares.iter_mut().for_each(|share| share.run(now, colluders));
+            shares.iter_mut().for_each(|share| share.run(&world));
         }
-        let done: Vec<(u32, Vec<Output>, Option<Timestamp>, [u64; 2])> = shares
+        let done: Vec<_> = shares
             .into_iter()
-            .map(|s| (s.index, s.out, s.next_timeout, s.stores))
+            .map(|s| (s.index, s.out, s.next_timeout, s.stores, s.rpcs))
             .collect();
-        for (index, out, next_timeout, stores) in done {
+        for (index, out, next_timeout, stores, rpcs) in done {
             self.stats.stores[0] += stores[0];
             self.stats.stores[1] += stores[1];
+            for (kind, n) in rpcs.into_iter().enumerate() {
+                self.stats.rpcs += n;
+                self.stats.by_phase[self.phase as usize][kind] += n;
+            }
             self.arm(index, next_timeout);
             for output in out {
                 match output {
-                    Output::Rpc(rpc) => self.send_rpc(index, rpc),
-                    Output::Reply { to, id, reply } => self.send_reply(index, to, id, reply),
+                    Output::Send(Some(at), msg) => self.enqueue(at, msg),
+                    Output::Send(None, _) => self.stats.lost += 1,
                     Output::Event(event) => self.on_event(index, event),
                 }
             }

@@ -22,7 +22,7 @@
 //! `capacity` is a different kind of measurement: `supernode-bench` attaches real
 //! clients over QUIC to one real `supernode` process and reads its memory and CPU.
 
-mod batch;
+pub mod batch;
 pub mod capacity;
 pub mod churn;
 pub mod clients;

@@ -186,6 +186,9 @@ pub struct Sim {
     pub nodes: Vec<Supernode>,
     /// Supernode index by identity.
     pub index: HashMap<PeerId, u32>,
+    /// Where each supernode ever started sits (as `Supernode::place`, in one array so
+    /// that every core can read it while supernodes take their messages).
+    pub places: Vec<Place>,
     /// Live supernodes, unordered (for random choice).
     pub live: Vec<u32>,
     live_pos: HashMap<u32, usize>,
@@ -228,6 +231,7 @@ impl Sim {
             config,
             nodes: Vec::new(),
             index: HashMap::new(),
+            places: Vec::new(),
             live: Vec::new(),
             live_pos: HashMap::new(),
             clients: Vec::new(),
@@ -264,6 +268,7 @@ impl Sim {
         let overlay =
             Overlay::with_verifier(contact, self.config.clone(), self.now, seed, verifier);
         let place = Place::random(&mut self.rng);
+        self.places.push(place);
         self.nodes.push(Supernode {
             overlay: Some(overlay),
             contact,
@@ -437,17 +442,16 @@ impl Sim {
         );
     }
 
-    /// Puts supernode `i`'s answer to supernode `to`'s RPC `id` on the network.
-    pub(crate) fn send_reply(&mut self, i: u32, to: u32, id: RpcId, reply: SupernodeReply) {
-        let (a, b) = (self.nodes[i as usize].place, self.nodes[to as usize].place);
-        self.post(&a, &b, Msg::Reply { to, id, reply });
-    }
-
     fn post(&mut self, a: &Place, b: &Place, msg: Msg) {
         match self.network.delay(&mut self.rng, a, b) {
-            Some(ms) => self.wheel.push(self.now.0, self.now.0 + u64::from(ms), msg),
+            Some(ms) => self.enqueue(self.now.0 + u64::from(ms), msg),
             None => self.stats.lost += 1,
         }
+    }
+
+    /// Queues `msg` to arrive at millisecond `at`.
+    pub(crate) fn enqueue(&mut self, at: u64, msg: Msg) {
+        self.wheel.push(self.now.0, at, msg);
     }
 
     pub(crate) fn on_event(&mut self, i: u32, event: OverlayEvent) {
