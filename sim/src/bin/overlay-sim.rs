@@ -105,6 +105,12 @@ fn main() -> anyhow::Result<()> {
         },
     };
     let r = run(&scenario, &mut |line| println!("{line}"));
+    eprintln!(
+        "PAR big {:.1} s small {:.1} s total {:.1} s",
+        parley_sim::batch::PAR_NS_BIG.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9,
+        parley_sim::batch::PAR_NS_SMALL.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9,
+        started.elapsed().as_secs_f64()
+    );
     let pct = 100.0 * r.found as f64 / r.total.max(1) as f64;
     println!(
         "RESULT found={} total={} pct={:.3} hops_median={} hops_p99={} rss_mib={} wall_s={:.1} \
