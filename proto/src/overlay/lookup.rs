@@ -229,13 +229,6 @@ impl Lookup {
         }
     }
 
-    fn frontier(&self, path: usize) -> impl Iterator<Item = &Candidate> {
-        self.candidates
-            .values()
-            .filter(move |c| c.path == path && c.state != State::Failed)
-            .take(self.width())
-    }
-
     /// The supernodes to ask now; each is marked in flight. Empty when the lookup
     /// is done or waiting for answers.
     pub fn next_queries(&mut self) -> Vec<Contact> {
@@ -250,26 +243,46 @@ impl Lookup {
         out
     }
 
-    /// The keys of the candidates to ask now (see [`Lookup::next_queries`]).
+    /// The keys of the candidates to ask now (see [`Lookup::next_queries`]): on each
+    /// path, the closest waiting frontier candidates (within the quorum's bound, once
+    /// there is one), as many as leave at most `alpha` of its frontier in flight.
     fn askable(&self) -> Vec<[u8; 32]> {
         if self.quorum() {
             return Vec::new();
         }
         let bound = self.quorum_bound();
-        let mut chosen = Vec::new();
-        for path in 0..self.paths {
-            let mut in_flight = 0;
-            let mut waiting = Vec::new();
-            for c in self.frontier(path) {
-                match c.state {
-                    State::InFlight => in_flight += 1,
-                    State::Waiting if bound.is_none_or(|b| c.key < b) => waiting.push(c.key),
-                    State::Waiting => {}
-                    State::Answered | State::Failed => {}
+        let width = self.width();
+        // One pass over the candidates, closest first, for every path at once (this
+        // runs after every answer).
+        let mut seen = vec![0usize; self.paths];
+        let mut in_flight = vec![0usize; self.paths];
+        let mut waiting: Vec<Vec<[u8; 32]>> = vec![Vec::new(); self.paths];
+        let mut open = self.paths;
+        for c in self.candidates.values() {
+            if c.state == State::Failed || seen[c.path] >= width {
+                continue;
+            }
+            seen[c.path] += 1;
+            match c.state {
+                State::InFlight => in_flight[c.path] += 1,
+                State::Waiting
+                    if bound.is_none_or(|b| c.key < b) && waiting[c.path].len() < self.alpha =>
+                {
+                    waiting[c.path].push(c.key)
+                }
+                _ => {}
+            }
+            if seen[c.path] == width {
+                open -= 1;
+                if open == 0 {
+                    break;
                 }
             }
-            let free = self.alpha.saturating_sub(in_flight);
-            chosen.extend(waiting.into_iter().take(free));
+        }
+        let mut chosen = Vec::new();
+        for (path, keys) in waiting.into_iter().enumerate() {
+            let free = self.alpha.saturating_sub(in_flight[path]);
+            chosen.extend(keys.into_iter().take(free));
         }
         chosen
     }
@@ -282,9 +295,26 @@ impl Lookup {
     /// otherwise wait forever.
     pub fn is_done(&self) -> bool {
         self.quorum()
-            || (0..self.paths).all(|p| self.frontier(p).all(|c| c.state == State::Answered))
+            || self.frontiers_answered()
             || (!self.candidates.values().any(|c| c.state == State::InFlight)
                 && self.askable().is_empty())
+    }
+
+    /// Whether every candidate of every path's frontier has answered (one pass,
+    /// stopping at the first that has not).
+    fn frontiers_answered(&self) -> bool {
+        let width = self.width();
+        let mut seen = vec![0usize; self.paths];
+        for c in self.candidates.values() {
+            if c.state == State::Failed || seen[c.path] >= width {
+                continue;
+            }
+            if c.state != State::Answered {
+                return false;
+            }
+            seen[c.path] += 1;
+        }
+        true
     }
 
     /// [`VALUE_QUORUM`] holders answered, and no supernode closer to the target than
