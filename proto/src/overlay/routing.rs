@@ -122,6 +122,9 @@ pub struct RoutingTable {
     diversity: bool,
     /// Entries in all buckets (kept, not counted: every request asks).
     len: usize,
+    /// Bit `i` is set when bucket `i` has entries: walks over the buckets skip the
+    /// empty ones (most of the 256) without reading them.
+    occupied: [u64; 4],
     /// Entries per network, for the table-wide diversity limit (kept, not counted:
     /// every request from a supernode not in the table asks).
     groups: HashMap<IpGroup, usize>,
@@ -141,6 +144,7 @@ impl RoutingTable {
             buckets: vec![bucket; BUCKETS],
             diversity: true,
             len: 0,
+            occupied: [0; 4],
             groups: HashMap::new(),
         }
     }
@@ -159,6 +163,21 @@ impl RoutingTable {
         if let Some(group) = group {
             *self.groups.entry(group).or_default() += 1;
         }
+    }
+
+    /// Notes whether bucket `index` has entries now (after one came or went).
+    fn mark(&mut self, index: usize) {
+        let bit = 1u64 << (index % 64);
+        if self.buckets[index].entries.is_empty() {
+            self.occupied[index / 64] &= !bit;
+        } else {
+            self.occupied[index / 64] |= bit;
+        }
+    }
+
+    /// Whether bucket `index` has entries.
+    fn is_occupied(&self, index: usize) -> bool {
+        self.occupied[index / 64] >> (index % 64) & 1 == 1
     }
 
     /// Counts an entry of network `group` leaving the buckets.
@@ -210,6 +229,7 @@ impl RoutingTable {
             let group = entry.group;
             bucket.entries.push(entry);
             self.entered(group);
+            self.mark(index);
             return None;
         }
         bucket.replacements.push(Entry::new(now, contact, node_id));
@@ -266,6 +286,7 @@ impl RoutingTable {
         if let Some(group) = promoted {
             self.entered(group);
         }
+        self.mark(index);
     }
 
     /// Forgets `peer` entirely; the newest replacement, if any, takes its place.
@@ -281,6 +302,7 @@ impl RoutingTable {
                 if let Some(group) = promoted {
                     self.entered(group);
                 }
+                self.mark(index);
             }
         }
     }
@@ -298,10 +320,9 @@ impl RoutingTable {
     /// Up to `n` contacts closest to `target`, closest first, of the entries `keep`
     /// accepts.
     ///
-    /// Walks buckets in distance order instead of sorting the whole table: the
-    /// target's own bucket holds the closest nodes, then every bucket below it (all
-    /// at one distance magnitude, so they are sorted together), then the buckets
-    /// above it in increasing order.
+    /// Walks the occupied buckets in order of distance ([`Self::buckets_by_distance`])
+    /// and sorts only within a bucket, stopping once it has `n`: answering a
+    /// `FindNode` reads a bucket or two, not the whole table.
     pub fn closest(
         &self,
         target: &NodeId,
@@ -313,6 +334,9 @@ impl RoutingTable {
         for i in self.buckets_by_distance(target) {
             if out.len() >= n {
                 break;
+            }
+            if !self.is_occupied(i) {
+                continue;
             }
             self.extend_sorted(i, &target_words, n, keep, &mut out);
         }
@@ -378,11 +402,11 @@ impl RoutingTable {
         let key = words(key);
         let mine = xor(&words(&self.me), &key);
         let mut count = self.buckets[b].entries.len();
-        for bucket in self.buckets[..b].iter().rev() {
+        for i in (0..b).rev().filter(|&i| self.is_occupied(i)) {
             if count >= cap {
                 break;
             }
-            count += bucket
+            count += self.buckets[i]
                 .entries
                 .iter()
                 .filter(|e| xor(&e.words, &key) < mine)

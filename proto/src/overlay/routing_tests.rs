@@ -129,6 +129,18 @@ fn closest_matches_a_full_sort() {
         expect.truncate(20);
         assert_eq!(table.closest(&target, 20, |_| true), expect);
     }
+    // Entries leaving (and replacements taking their place) keep the walk right.
+    for c in held.iter().step_by(2) {
+        table.remove(&c.id);
+    }
+    let held: Vec<Contact> = table.entries().map(|e| e.contact).collect();
+    for seed in 2000..2010 {
+        let target = contact(seed).id.node_id();
+        let mut expect = held.clone();
+        expect.sort_by_key(|c| c.id.node_id().distance(&target));
+        expect.truncate(20);
+        assert_eq!(table.closest(&target, 20, |_| true), expect);
+    }
     let mut expect = held.clone();
     expect.sort_by_key(|c| c.id.node_id().distance(&me));
     let excluded = expect.remove(0);
