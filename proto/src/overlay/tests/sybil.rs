@@ -1,0 +1,188 @@
+//! Sybils minted next to a record's key (issue 10): supernodes from one /16 whose ids
+//! are closer to the key than every honest supernode's, that name only each other,
+//! and that answer `Stored` to every store and drop the record. The lookups' limit
+//! per network keeps them to two of the `k` places, so the record is still stored on
+//! honest holders and found from everywhere; without it, it is not.
+
+use super::*;
+use crate::identity::NodeId;
+
+const K: usize = 8;
+const HONEST: u64 = 40;
+const SYBILS: usize = K + 4;
+
+/// Honest supernodes each in its own public /16, and Sybils in one, on a network
+/// that delivers at once.
+struct World {
+    nodes: Vec<Overlay>,
+    index: HashMap<PeerId, usize>,
+    sybil: Vec<bool>,
+    now: Timestamp,
+    events: Vec<(usize, OverlayEvent)>,
+}
+
+impl World {
+    /// Honest supernodes, then Sybils minted next to `key`, each joining through
+    /// the first honest one.
+    fn new(key: &NodeId, lookup_diversity: bool) -> World {
+        let config = OverlayConfig {
+            k: K,
+            lookup_diversity,
+            ..OverlayConfig::default()
+        };
+        let honest: Vec<Contact> = (0..HONEST)
+            .map(|i| Contact {
+                id: identity(2000 + i).peer_id(),
+                addr: format!("11.{}.0.1:7000", i + 1).parse().unwrap(),
+            })
+            .collect();
+        let nearest = honest
+            .iter()
+            .map(|c| c.id.node_id().distance(key))
+            .min()
+            .unwrap();
+        // Grinding keys: ids cost nothing.
+        let sybils: Vec<Contact> = (10_000..)
+            .map(|n| identity(n).peer_id())
+            .filter(|id| id.node_id().distance(key) < nearest)
+            .take(SYBILS)
+            .enumerate()
+            .map(|(j, id)| Contact {
+                id,
+                addr: format!("203.0.0.{}:7000", j + 1).parse().unwrap(),
+            })
+            .collect();
+        let mut world = World {
+            nodes: Vec::new(),
+            index: HashMap::new(),
+            sybil: Vec::new(),
+            now: T0,
+            events: Vec::new(),
+        };
+        for (n, contact) in honest.iter().chain(&sybils).enumerate() {
+            let overlay = Overlay::new(*contact, config.clone(), world.now, n as u64);
+            world.nodes.push(overlay);
+            world.index.insert(contact.id, n);
+            world.sybil.push(n >= honest.len());
+            if n > 0 {
+                world.nodes[n].join(world.now, honest[0]);
+                world.settle();
+            }
+        }
+        world
+    }
+
+    fn sybils(&self) -> impl Iterator<Item = Contact> + '_ {
+        (0..self.nodes.len())
+            .filter(|&n| self.sybil[n])
+            .map(|n| self.nodes[n].me())
+    }
+
+    /// A Sybil's answer: it stores nothing and names only the Sybils closest to
+    /// the key asked.
+    fn sybil_reply(
+        &mut self,
+        n: usize,
+        from: Contact,
+        request: SupernodeToSupernode,
+    ) -> SupernodeReply {
+        let now = self.now;
+        self.nodes[n].handle_request(now, from, SupernodeToSupernode::Ping);
+        match request {
+            SupernodeToSupernode::Ping => SupernodeReply::Pong,
+            SupernodeToSupernode::Store(_) => SupernodeReply::Stored,
+            SupernodeToSupernode::FindNode(key) | SupernodeToSupernode::FindValue(key) => {
+                let mut named: Vec<Contact> = self.sybils().filter(|c| c.id != from.id).collect();
+                named.sort_by_key(|c| c.id.node_id().distance(&key));
+                named.truncate(K);
+                SupernodeReply::Nodes(named)
+            }
+        }
+    }
+
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(rpc) = self.nodes[i].poll_transmit() {
+                    moved = true;
+                    let j = self.index[&rpc.to.id];
+                    let from = self.nodes[i].me();
+                    let reply = if self.sybil[j] {
+                        self.sybil_reply(j, from, rpc.request)
+                    } else {
+                        self.nodes[j].handle_request(self.now, from, rpc.request)
+                    };
+                    self.nodes[i].handle_reply(self.now, rpc.id, Ok(reply));
+                }
+                while let Some(e) = self.nodes[i].poll_event() {
+                    self.events.push((i, e));
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn lookup(&mut self, from: usize, id: PeerId) -> Option<SignedPresence> {
+        let op = self.nodes[from].lookup(self.now, id);
+        self.settle();
+        self.events.iter().find_map(|(i, e)| match e {
+            OverlayEvent::LookupDone { op: o, record, .. } if *i == from && *o == op => {
+                Some(record.clone())
+            }
+            _ => None,
+        })?
+    }
+}
+
+/// Publishes a record next to which Sybils were minted, from the honest supernode
+/// farthest from its key; returns how many honest supernodes hold it and from how
+/// many of the other honest ones a lookup finds it.
+fn eclipse(lookup_diversity: bool) -> (usize, usize) {
+    let carol = identity(1000);
+    let key = carol.peer_id().node_id();
+    let mut world = World::new(&key, lookup_diversity);
+    let honest: Vec<usize> = (0..world.nodes.len())
+        .filter(|&n| !world.sybil[n])
+        .collect();
+    let distance = |n: usize| world.nodes[n].me().id.node_id().distance(&key);
+    let publisher = honest.iter().copied().max_by_key(|&n| distance(n)).unwrap();
+    let r = record(&carol, 1, world.now + 10 * MINUTE);
+    world.nodes[publisher]
+        .publish(world.now, r.clone())
+        .unwrap();
+    world.settle();
+    let now = world.now;
+    let holders = honest
+        .iter()
+        .filter(|&&n| world.nodes[n].stored(now, &key).is_some())
+        .count();
+    let found = honest
+        .iter()
+        .filter(|&&n| n != publisher)
+        .filter(|&&n| world.lookup(n, carol.peer_id()).as_ref() == Some(&r))
+        .count();
+    (holders, found)
+}
+
+#[test]
+fn sybils_from_one_network_next_to_a_key_cannot_hide_its_record() {
+    let (holders, found) = eclipse(true);
+    // Two of the k places go to Sybils; the publisher keeps its own copy.
+    assert!(holders > K - 2, "{holders} honest holders");
+    assert_eq!(
+        found,
+        HONEST as usize - 1,
+        "found from every other honest supernode"
+    );
+}
+
+/// The same attack without the lookups' limit: the test above can fail.
+#[test]
+fn without_the_lookup_limit_the_sybils_hide_the_record() {
+    let (holders, found) = eclipse(false);
+    assert_eq!(holders, 1, "only the publisher holds it");
+    assert!(found < HONEST as usize / 2, "found from {found}");
+}
