@@ -9,7 +9,7 @@ use crate::phase::Phase;
 use crate::sybil::{self, Directory};
 use crate::world::{OpKind, Sim};
 use parley_proto::overlay::OverlayConfig;
-use parley_proto::{Identity, NodeId, PeerId};
+use parley_proto::Identity;
 use rand::seq::index::sample;
 use rand::Rng;
 use rayon::prelude::*;
@@ -132,7 +132,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     if s.sybil_pct > 0.0 {
         let clients = identities(&mut sim.rng, s.clients);
         let started = Instant::now();
-        sybils = plan_sybils(s, &mut sim, &liars, &ids, &clients);
+        sybils = sybil::place(s.sybil_pct, s.config.k, &mut sim, &liars, &ids, &clients);
         log(format!(
             "minted {} Sybils next to {} target clients in {:.1} s",
             sybils.iter().flatten().count(),
@@ -350,64 +350,6 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     // Freeing millions of small allocations takes a while and measures nothing.
     std::mem::forget(sim);
     report
-}
-
-/// Chooses the Sybils' places in the join order (among the supernodes that are not
-/// liars) and their target clients, and mints their ids next to the targets' keys
-/// (see `sybil`): one entry per supernode, `Some(id)` for a Sybil. Sets
-/// `sim.targets`.
-fn plan_sybils(
-    s: &Scenario,
-    sim: &mut Sim,
-    liars: &[bool],
-    supernodes: &[Identity],
-    clients: &[Identity],
-) -> Vec<Option<PeerId>> {
-    let free: Vec<usize> = (0..supernodes.len()).filter(|&i| !liars[i]).collect();
-    let n = ((s.sybil_pct / 100.0) * supernodes.len() as f64).round() as usize;
-    let n = n.min(free.len());
-    if n == 0 || clients.is_empty() {
-        return Vec::new();
-    }
-    let mut places: Vec<usize> = sample(&mut sim.rng, free.len(), n)
-        .into_iter()
-        .map(|j| free[j])
-        .collect();
-    places.sort_unstable();
-    let mut sybil = vec![false; supernodes.len()];
-    for &p in &places {
-        sybil[p] = true;
-    }
-    let honest: Vec<NodeId> = supernodes
-        .par_iter()
-        .zip(liars.par_iter().zip(sybil.par_iter()))
-        .filter(|(_, (liar, sybil))| !**liar && !**sybil)
-        .map(|(id, _)| id.peer_id().node_id())
-        .collect();
-    let targets = (n / sybil::per_target(s.config.k)).clamp(1, clients.len());
-    let candidates = sample(
-        &mut sim.rng,
-        clients.len(),
-        (2 * targets).min(clients.len()),
-    )
-    .into_iter()
-    .map(|c| (c as u32, clients[c].peer_id().node_id()))
-    .collect();
-    let chosen: Vec<(NodeId, usize)> = sybil::choose_targets(candidates, &honest, targets)
-        .into_iter()
-        .enumerate()
-        .map(|(t, (c, key))| {
-            sim.targets.insert(c);
-            // The remainder goes one each to the first targets.
-            (key, n / targets + usize::from(t < n % targets))
-        })
-        .collect();
-    let minted = sybil::plan(&chosen, &honest, sim.rng.gen());
-    let mut out = vec![None; supernodes.len()];
-    for (p, id) in places.into_iter().zip(minted) {
-        out[p] = Some(id);
-    }
-    out
 }
 
 /// Signs every client's first record in parallel (with the attachments chosen by

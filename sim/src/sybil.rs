@@ -22,11 +22,13 @@
 //! replicas exist. They run the real overlay underneath, so they join, stay in
 //! routing tables and answer pings like any supernode.
 
+use crate::world::Sim;
 use parley_proto::messages::{SupernodeReply, SupernodeToSupernode};
 use parley_proto::overlay::Overlay;
 use parley_proto::presence::Contact;
-use parley_proto::{NodeId, PeerId, Timestamp};
+use parley_proto::{Identity, NodeId, PeerId, Timestamp};
 use rand::rngs::StdRng;
+use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -241,6 +243,66 @@ fn tries(rng: &mut StdRng, bounds: &[(NodeId, [u8; 32])]) -> Vec<(usize, PeerId)
         }
     }
     hits
+}
+
+/// Chooses the Sybils' places in the join order (among the supernodes that are not
+/// liars) and their target clients, and mints their ids next to the targets' keys
+/// (see the module docs): `pct` % of the supernodes, `k` the overlay's replication;
+/// one entry per supernode, `Some(id)` for a Sybil. Sets
+/// `sim.targets`.
+pub fn place(
+    pct: f64,
+    k: usize,
+    sim: &mut Sim,
+    liars: &[bool],
+    supernodes: &[Identity],
+    clients: &[Identity],
+) -> Vec<Option<PeerId>> {
+    let free: Vec<usize> = (0..supernodes.len()).filter(|&i| !liars[i]).collect();
+    let n = ((pct / 100.0) * supernodes.len() as f64).round() as usize;
+    let n = n.min(free.len());
+    if n == 0 || clients.is_empty() {
+        return Vec::new();
+    }
+    let mut places: Vec<usize> = sample(&mut sim.rng, free.len(), n)
+        .into_iter()
+        .map(|j| free[j])
+        .collect();
+    places.sort_unstable();
+    let mut sybil = vec![false; supernodes.len()];
+    for &p in &places {
+        sybil[p] = true;
+    }
+    let honest: Vec<NodeId> = supernodes
+        .par_iter()
+        .zip(liars.par_iter().zip(sybil.par_iter()))
+        .filter(|(_, (liar, sybil))| !**liar && !**sybil)
+        .map(|(id, _)| id.peer_id().node_id())
+        .collect();
+    let targets = (n / per_target(k)).clamp(1, clients.len());
+    let candidates = sample(
+        &mut sim.rng,
+        clients.len(),
+        (2 * targets).min(clients.len()),
+    )
+    .into_iter()
+    .map(|c| (c as u32, clients[c].peer_id().node_id()))
+    .collect();
+    let chosen: Vec<(NodeId, usize)> = choose_targets(candidates, &honest, targets)
+        .into_iter()
+        .enumerate()
+        .map(|(t, (c, key))| {
+            sim.targets.insert(c);
+            // The remainder goes one each to the first targets.
+            (key, n / targets + usize::from(t < n % targets))
+        })
+        .collect();
+    let minted = plan(&chosen, &honest, sim.rng.gen());
+    let mut out = vec![None; supernodes.len()];
+    for (p, id) in places.into_iter().zip(minted) {
+        out[p] = Some(id);
+    }
+    out
 }
 
 #[cfg(test)]
