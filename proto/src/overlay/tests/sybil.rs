@@ -11,129 +11,71 @@ const K: usize = 8;
 const HONEST: u64 = 40;
 const SYBILS: usize = K + 4;
 
-/// Honest supernodes each in its own public /16, and Sybils in one, on a network
-/// that delivers at once.
-struct World {
-    nodes: Vec<Overlay>,
-    index: HashMap<PeerId, usize>,
-    sybil: Vec<bool>,
-    now: Timestamp,
-    events: Vec<(usize, OverlayEvent)>,
+/// Honest supernodes each in its own public /16, then Sybils of one /16 minted
+/// next to `key`, each joining through the first honest one.
+fn world(key: &NodeId, lookup_diversity: bool) -> Net {
+    let config = OverlayConfig {
+        k: K,
+        lookup_diversity,
+        ..OverlayConfig::default()
+    };
+    let honest: Vec<Contact> = (0..HONEST)
+        .map(|i| Contact {
+            id: identity(2000 + i).peer_id(),
+            addr: format!("11.{}.0.1:7000", i + 1).parse().unwrap(),
+        })
+        .collect();
+    let nearest = honest
+        .iter()
+        .map(|c| c.id.node_id().distance(key))
+        .min()
+        .unwrap();
+    // Grinding keys: ids cost nothing.
+    let sybils: Vec<Contact> = (10_000..)
+        .map(|n| identity(n).peer_id())
+        .filter(|id| id.node_id().distance(key) < nearest)
+        .take(SYBILS)
+        .enumerate()
+        .map(|(j, id)| Contact {
+            id,
+            addr: format!("203.0.0.{}:7000", j + 1).parse().unwrap(),
+        })
+        .collect();
+    let mut net = Net::empty();
+    for (n, contact) in honest.iter().chain(&sybils).enumerate() {
+        let at = net.add_node(*contact, config.clone(), n as u64);
+        net.sybil[at] = n >= honest.len();
+        if at > 0 {
+            net.nodes[at].join(net.now, honest[0]);
+            net.settle();
+        }
+    }
+    net
 }
 
-impl World {
-    /// Honest supernodes, then Sybils minted next to `key`, each joining through
-    /// the first honest one.
-    fn new(key: &NodeId, lookup_diversity: bool) -> World {
-        let config = OverlayConfig {
-            k: K,
-            lookup_diversity,
-            ..OverlayConfig::default()
-        };
-        let honest: Vec<Contact> = (0..HONEST)
-            .map(|i| Contact {
-                id: identity(2000 + i).peer_id(),
-                addr: format!("11.{}.0.1:7000", i + 1).parse().unwrap(),
-            })
-            .collect();
-        let nearest = honest
-            .iter()
-            .map(|c| c.id.node_id().distance(key))
-            .min()
-            .unwrap();
-        // Grinding keys: ids cost nothing.
-        let sybils: Vec<Contact> = (10_000..)
-            .map(|n| identity(n).peer_id())
-            .filter(|id| id.node_id().distance(key) < nearest)
-            .take(SYBILS)
-            .enumerate()
-            .map(|(j, id)| Contact {
-                id,
-                addr: format!("203.0.0.{}:7000", j + 1).parse().unwrap(),
-            })
-            .collect();
-        let mut world = World {
-            nodes: Vec::new(),
-            index: HashMap::new(),
-            sybil: Vec::new(),
-            now: T0,
-            events: Vec::new(),
-        };
-        for (n, contact) in honest.iter().chain(&sybils).enumerate() {
-            let overlay = Overlay::new(*contact, config.clone(), world.now, n as u64);
-            world.nodes.push(overlay);
-            world.index.insert(contact.id, n);
-            world.sybil.push(n >= honest.len());
-            if n > 0 {
-                world.nodes[n].join(world.now, honest[0]);
-                world.settle();
-            }
+/// A Sybil's answer: it stores nothing and names only the Sybils closest to the key
+/// asked. Its machine still notes the sender, as for any request.
+pub(super) fn reply(
+    net: &mut Net,
+    n: usize,
+    from: Contact,
+    request: SupernodeToSupernode,
+) -> SupernodeReply {
+    let now = net.now;
+    net.nodes[n].handle_request(now, from, SupernodeToSupernode::Ping);
+    match request {
+        SupernodeToSupernode::Ping => SupernodeReply::Pong,
+        SupernodeToSupernode::Store(_) => SupernodeReply::Stored,
+        SupernodeToSupernode::FindNode(key) | SupernodeToSupernode::FindValue(key) => {
+            let mut named: Vec<Contact> = (0..net.nodes.len())
+                .filter(|&m| net.sybil[m])
+                .map(|m| net.nodes[m].me())
+                .filter(|c| c.id != from.id)
+                .collect();
+            named.sort_by_key(|c| c.id.node_id().distance(&key));
+            named.truncate(K);
+            SupernodeReply::Nodes(named)
         }
-        world
-    }
-
-    fn sybils(&self) -> impl Iterator<Item = Contact> + '_ {
-        (0..self.nodes.len())
-            .filter(|&n| self.sybil[n])
-            .map(|n| self.nodes[n].me())
-    }
-
-    /// A Sybil's answer: it stores nothing and names only the Sybils closest to
-    /// the key asked.
-    fn sybil_reply(
-        &mut self,
-        n: usize,
-        from: Contact,
-        request: SupernodeToSupernode,
-    ) -> SupernodeReply {
-        let now = self.now;
-        self.nodes[n].handle_request(now, from, SupernodeToSupernode::Ping);
-        match request {
-            SupernodeToSupernode::Ping => SupernodeReply::Pong,
-            SupernodeToSupernode::Store(_) => SupernodeReply::Stored,
-            SupernodeToSupernode::FindNode(key) | SupernodeToSupernode::FindValue(key) => {
-                let mut named: Vec<Contact> = self.sybils().filter(|c| c.id != from.id).collect();
-                named.sort_by_key(|c| c.id.node_id().distance(&key));
-                named.truncate(K);
-                SupernodeReply::Nodes(named)
-            }
-        }
-    }
-
-    fn settle(&mut self) {
-        loop {
-            let mut moved = false;
-            for i in 0..self.nodes.len() {
-                while let Some(rpc) = self.nodes[i].poll_transmit() {
-                    moved = true;
-                    let j = self.index[&rpc.to.id];
-                    let from = self.nodes[i].me();
-                    let reply = if self.sybil[j] {
-                        self.sybil_reply(j, from, rpc.request)
-                    } else {
-                        self.nodes[j].handle_request(self.now, from, rpc.request)
-                    };
-                    self.nodes[i].handle_reply(self.now, rpc.id, Ok(reply));
-                }
-                while let Some(e) = self.nodes[i].poll_event() {
-                    self.events.push((i, e));
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    fn lookup(&mut self, from: usize, id: PeerId) -> Option<SignedPresence> {
-        let op = self.nodes[from].lookup(self.now, id);
-        self.settle();
-        self.events.iter().find_map(|(i, e)| match e {
-            OverlayEvent::LookupDone { op: o, record, .. } if *i == from && *o == op => {
-                Some(record.clone())
-            }
-            _ => None,
-        })?
     }
 }
 
@@ -143,26 +85,26 @@ impl World {
 fn eclipse(lookup_diversity: bool) -> (usize, usize) {
     let carol = identity(1000);
     let key = carol.peer_id().node_id();
-    let mut world = World::new(&key, lookup_diversity);
-    let honest: Vec<usize> = (0..world.nodes.len())
-        .filter(|&n| !world.sybil[n])
+    let mut net = world(&key, lookup_diversity);
+    let honest: Vec<usize> = (0..net.nodes.len())
+        .filter(|&n| !net.sybil[n])
         .collect();
-    let distance = |n: usize| world.nodes[n].me().id.node_id().distance(&key);
+    let distance = |n: usize| net.nodes[n].me().id.node_id().distance(&key);
     let publisher = honest.iter().copied().max_by_key(|&n| distance(n)).unwrap();
-    let r = record(&carol, 1, world.now + 10 * MINUTE);
-    world.nodes[publisher]
-        .publish(world.now, r.clone())
+    let r = record(&carol, 1, net.now + 10 * MINUTE);
+    net.nodes[publisher]
+        .publish(net.now, r.clone())
         .unwrap();
-    world.settle();
-    let now = world.now;
+    net.settle();
+    let now = net.now;
     let holders = honest
         .iter()
-        .filter(|&&n| world.nodes[n].stored(now, &key).is_some())
+        .filter(|&&n| net.nodes[n].stored(now, &key).is_some())
         .count();
     let found = honest
         .iter()
         .filter(|&&n| n != publisher)
-        .filter(|&&n| world.lookup(n, carol.peer_id()).as_ref() == Some(&r))
+        .filter(|&&n| net.lookup(n, carol.peer_id()).0.as_ref() == Some(&r))
         .count();
     (holders, found)
 }
