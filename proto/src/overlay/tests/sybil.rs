@@ -86,15 +86,11 @@ fn eclipse(lookup_diversity: bool) -> (usize, usize) {
     let carol = identity(1000);
     let key = carol.peer_id().node_id();
     let mut net = world(&key, lookup_diversity);
-    let honest: Vec<usize> = (0..net.nodes.len())
-        .filter(|&n| !net.sybil[n])
-        .collect();
+    let honest: Vec<usize> = (0..net.nodes.len()).filter(|&n| !net.sybil[n]).collect();
     let distance = |n: usize| net.nodes[n].me().id.node_id().distance(&key);
     let publisher = honest.iter().copied().max_by_key(|&n| distance(n)).unwrap();
     let r = record(&carol, 1, net.now + 10 * MINUTE);
-    net.nodes[publisher]
-        .publish(net.now, r.clone())
-        .unwrap();
+    net.nodes[publisher].publish(net.now, r.clone()).unwrap();
     net.settle();
     let now = net.now;
     let holders = honest
