@@ -13,7 +13,8 @@
 //! Modules: `latency` (RTT and loss model), `queue` (event queues), `batch` (one
 //! millisecond's messages delivered on every core), `world` (the
 //! supernodes, the network and the clock), `phase` (the parts of a run, for counting RPCs), `clients` (attach, publish, refresh,
-//! re-attach), `churn` (heavy-tailed sessions), `malice` (colluding liars),
+//! re-attach), `churn` (heavy-tailed sessions), `malice` (colluding liars), `sybil`
+//! (Sybils minted next to target clients' keys),
 //! `scenario` (the runs and their report).
 //!
 //! `relay_choice` (binary `relay-choice`) measures how close the relay a call picks by
@@ -33,6 +34,7 @@ pub mod phase;
 pub mod queue;
 pub mod relay_choice;
 pub mod scenario;
+pub mod sybil;
 pub mod world;
 
 /// Peak resident memory of this process so far, in MiB (Linux `VmHWM`), or 0 if

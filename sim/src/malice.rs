@@ -8,6 +8,10 @@
 //!   else with fellow liars only;
 //! - asked to store, it keeps the record as its "old" copy and refuses with `Stale`,
 //!   claiming to hold a newer one.
+//!
+//! A Sybil (see `sybil`) is a liar with an id minted next to a target's key that
+//! never drops, names the fellow Sybils closest to any key asked, and accepts every
+//! store (answering `Stored`) only to drop it.
 
 use parley_proto::messages::{Refusal, RefusalCode, SupernodeReply, SupernodeToSupernode};
 use parley_proto::overlay::Overlay;
@@ -15,6 +19,7 @@ use parley_proto::presence::{Contact, SignedPresence};
 use parley_proto::{NodeId, PeerId, Timestamp};
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Share of non-ping requests a liar drops.
 pub const DROP_SHARE: f64 = 0.3;
@@ -23,9 +28,19 @@ pub const DROP_SHARE: f64 = 0.3;
 #[derive(Default)]
 pub struct Liar {
     old: HashMap<NodeId, SignedPresence>,
+    /// Set for a Sybil: every Sybil of the run.
+    sybils: Option<Arc<crate::sybil::Directory>>,
 }
 
 impl Liar {
+    /// A Sybil that knows every fellow Sybil through `sybils` (see `sybil`).
+    pub fn sybil(sybils: Arc<crate::sybil::Directory>) -> Liar {
+        Liar {
+            old: HashMap::new(),
+            sybils: Some(sybils),
+        }
+    }
+
     /// The liar's answer to `request` from `from`, or `None` to drop it.
     pub fn answer<R: Rng>(
         &mut self,
@@ -36,6 +51,9 @@ impl Liar {
         colluders: &HashSet<PeerId>,
         rng: &mut R,
     ) -> Option<SupernodeReply> {
+        if let Some(sybils) = &self.sybils {
+            return Some(crate::sybil::answer(sybils, overlay, now, from, request));
+        }
         if request != SupernodeToSupernode::Ping && rng.gen_bool(DROP_SHARE) {
             return None;
         }

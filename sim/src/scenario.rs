@@ -4,13 +4,16 @@
 use crate::churn::Churn;
 use crate::clients::{Client, ClientAction, RECORD_TTL};
 use crate::latency::Network;
+use crate::malice::Liar;
 use crate::phase::Phase;
-use crate::world::Sim;
+use crate::sybil::{self, Directory};
+use crate::world::{OpKind, Sim};
 use parley_proto::overlay::OverlayConfig;
 use parley_proto::Identity;
 use rand::seq::index::sample;
 use rand::Rng;
 use rayon::prelude::*;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What to simulate.
@@ -39,6 +42,9 @@ pub struct Scenario {
     /// The /16 networks the malicious supernodes live in (`None`: spread like the
     /// honest ones, an attacker with addresses everywhere).
     pub attacker_networks: Option<u8>,
+    /// Percentage of supernodes that are Sybils minted next to target clients' keys
+    /// (see `sybil`).
+    pub sybil_pct: f64,
 }
 
 /// What a run measured.
@@ -64,6 +70,12 @@ pub struct Report {
     pub virtual_s: f64,
     /// Supernodes replaced under churn.
     pub replaced: u64,
+    /// Clients the Sybils were minted next to.
+    pub targets: u64,
+    /// Lookups of those clients that found the current record.
+    pub found_targeted: u64,
+    /// Lookups of those clients made.
+    pub total_targeted: u64,
 }
 
 /// Spacing between supernode joins at the start.
@@ -113,10 +125,36 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         }
         v
     };
+    // Sybils need their targets' keys before they join: only then are the clients'
+    // identities made first (other runs keep their random sequence).
+    let mut client_ids = None;
+    let mut sybils = Vec::new();
+    if s.sybil_pct > 0.0 {
+        let clients = identities(&mut sim.rng, s.clients);
+        let started = Instant::now();
+        sybils = sybil::place(s.sybil_pct, s.config.k, &mut sim, &liars, &ids, &clients);
+        log(format!(
+            "minted {} Sybils next to {} target clients in {:.1} s",
+            sybils.iter().flatten().count(),
+            sim.targets.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        client_ids = Some(clients);
+    }
+    let directory = Arc::new(Directory::new(s.config.k));
     for (i, id) in ids.iter().enumerate() {
         let at = sim.now + JOIN_GAP;
         sim.run_until(at);
-        sim.add_joining(id, liars[i]);
+        match sybils.get(i).copied().flatten() {
+            Some(sybil) => {
+                let liar = Box::new(Liar::sybil(directory.clone()));
+                let n = sim.add_joining_as(sybil, Some(liar));
+                directory.add(sim.nodes[n as usize].contact);
+            }
+            None => {
+                sim.add_joining(id, liars[i]);
+            }
+        }
     }
     drop(ids);
     let at = sim.now + Duration::from_secs(60);
@@ -131,7 +169,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     // 2. Clients come online, attach to two honest supernodes and publish. Their
     // first records are signed, and verified once, on every core beforehand.
     sim.phase = Phase::Publish;
-    let ids = identities(&mut sim.rng, s.clients);
+    let ids = client_ids.unwrap_or_else(|| identities(&mut sim.rng, s.clients));
     let wave = spread(s.clients);
     let start = sim.now;
     let step = wave.as_secs_f64() / s.clients.max(1) as f64;
@@ -244,6 +282,14 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         let at = lookups_from + Duration::from_secs_f64(step * c as f64);
         sim.schedule(at, c, ClientAction::Lookup);
     }
+    let mut targets: Vec<u32> = sim.targets.iter().copied().collect();
+    targets.sort_unstable();
+    for c in targets {
+        for _ in 1..sybil::TARGET_LOOKUPS {
+            let at = lookups_from + lookups_span.mul_f64(sim.rng.gen_range(0.0..1.0));
+            sim.schedule(at, c, ClientAction::Lookup);
+        }
+    }
     let end = lookups_from + lookups_span + Duration::from_secs(30);
     sim.run_until(lookups_from);
     log(format!("lookups start {}", stamp(&sim)));
@@ -266,6 +312,15 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     report.hops_p99 = at(0.99);
     report.rpcs = sim.stats.rpcs;
     report.replaced = sim.stats.replaced;
+    report.targets = sim.targets.len() as u64;
+    report.found_targeted = sim.stats.targeted[1];
+    // Like `total`: a targeted lookup that never reported is a miss.
+    let unfinished = sim
+        .ops
+        .values()
+        .filter(|op| matches!(op, OpKind::Lookup { target, .. } if sim.targets.contains(target)))
+        .count();
+    report.total_targeted = sim.stats.targeted[0] + unfinished as u64;
     report.virtual_s = sim.now.since(crate::world::T0).as_secs_f64();
     log(format!(
         "looked up {} clients: {} found, {:?} not found/old, {} messages lost, {} records refused {}",

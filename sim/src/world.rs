@@ -169,6 +169,9 @@ pub struct Stats {
     pub stores: [u64; 2],
     /// Lookups that found nothing, and that found an older record than current.
     pub missed: [u64; 2],
+    /// Lookups of the Sybils' target clients (see `sybil`) that finished, and that
+    /// found the current record.
+    pub targeted: [u64; 2],
     /// RPCs sent, by [`Phase`] and by request kind (`Ping`, `FindNode`,
     /// `FindValue`, `Store`): where the run's work goes.
     pub by_phase: [[u64; 4]; Phase::COUNT],
@@ -220,6 +223,8 @@ pub struct Sim {
     pub misses: crate::misses::Misses,
     /// The /16 networks malicious supernodes live in (`None`: spread like honest ones).
     pub attacker_networks: Option<u8>,
+    /// The clients Sybils were minted next to (see `sybil`).
+    pub targets: std::collections::HashSet<u32>,
 }
 
 impl Sim {
@@ -249,20 +254,32 @@ impl Sim {
             misses: Default::default(),
             bootstraps: 1,
             attacker_networks: None,
+            targets: Default::default(),
         }
     }
 
     /// Starts a supernode with `identity`; it joins through `via` if given.
     pub fn add_supernode(&mut self, identity: &Identity, via: Option<u32>, malicious: bool) -> u32 {
+        let liar = malicious.then(Box::default);
+        self.add_supernode_as(identity.peer_id(), via, liar)
+    }
+
+    /// Like [`Sim::add_supernode`] for the supernode `id` (nothing in the simulator
+    /// checks a supernode's signature, so a Sybil's id need not be a real key), which
+    /// is malicious in the way `liar` says if given.
+    pub fn add_supernode_as(
+        &mut self,
+        id: PeerId,
+        via: Option<u32>,
+        liar: Option<Box<malice::Liar>>,
+    ) -> u32 {
+        let malicious = liar.is_some();
         let i = u32::try_from(self.nodes.len()).expect("fewer than 2^32 supernodes");
         let addr = match self.attacker_networks {
             Some(n) if malicious => attacker_addr(i, n),
             _ => public_addr(i),
         };
-        let contact = Contact {
-            id: identity.peer_id(),
-            addr,
-        };
+        let contact = Contact { id, addr };
         let seed = self.rng.gen();
         let verifier = Verifier::Shared(self.verified.clone());
         let overlay =
@@ -273,7 +290,7 @@ impl Sim {
             overlay: Some(overlay),
             contact,
             place,
-            malicious: malicious.then(Box::default),
+            malicious: liar,
             leaves_at: None,
             joined_at: self.now,
             armed: None,
@@ -299,12 +316,18 @@ impl Sim {
     /// Starts a supernode that joins through up to [`Sim::bootstraps`] distinct
     /// random live supernodes (liars included).
     pub fn add_joining(&mut self, identity: &Identity, malicious: bool) -> u32 {
+        self.add_joining_as(identity.peer_id(), malicious.then(Box::default))
+    }
+
+    /// Like [`Sim::add_joining`] for the supernode `id`, malicious as `liar` says
+    /// (see [`Sim::add_supernode_as`]).
+    pub fn add_joining_as(&mut self, id: PeerId, liar: Option<Box<malice::Liar>>) -> u32 {
         let n = self.bootstraps.max(1).min(self.live.len());
         let vias: Vec<u32> = rand::seq::index::sample(&mut self.rng, self.live.len(), n)
             .iter()
             .map(|j| self.live[j])
             .collect();
-        let i = self.add_supernode(identity, vias.first().copied(), malicious);
+        let i = self.add_supernode_as(id, vias.first().copied(), liar);
         for &via in vias.iter().skip(1) {
             let contact = self.nodes[via as usize].contact;
             self.with_overlay(i, |o, now| o.join(now, contact));
@@ -483,6 +506,11 @@ impl Sim {
     ) {
         self.stats.lookups += 1;
         let id = self.clients[target as usize].identity.peer_id();
+        if self.targets.contains(&target) {
+            self.stats.targeted[0] += 1;
+            let current = matches!(record, Some(r) if r.record.id == id && r.record.seq >= min_seq);
+            self.stats.targeted[1] += u64::from(current);
+        }
         match record {
             Some(r) if r.record.id == id && r.record.seq >= min_seq => {
                 self.stats.found += 1;

@@ -16,6 +16,7 @@ fn scenario() -> Scenario {
         bootstraps: 1,
         explain_misses: false,
         attacker_networks: None,
+        sybil_pct: 0.0,
         config: OverlayConfig {
             k: 8,
             ..OverlayConfig::default()
@@ -96,4 +97,47 @@ fn disjoint_paths_and_several_bootstraps_keep_liars_from_hiding_records() {
     assert!(three.found > one.found, "{} vs {}", three.found, one.found);
     let r = malicious(3, 3);
     assert!(r.found * 100 >= r.total * 99, "{} of {}", r.found, r.total);
+}
+
+/// Issue 10: 20 % Sybils minted next to target clients' keys, from two /16s,
+/// accepting stores and dropping them. Without the lookups' limit per network they
+/// hide most lookups of their targets; with it nearly all are found.
+#[test]
+fn sybils_next_to_targets_hide_them_only_without_the_lookup_limit() {
+    let sybil = |lookup_diversity: bool| {
+        let s = scenario();
+        run(
+            &Scenario {
+                supernodes: 120,
+                sybil_pct: 20.0,
+                bootstraps: 3,
+                attacker_networks: Some(parley_sim::sybil::DEFAULT_NETWORKS),
+                config: OverlayConfig {
+                    lookup_diversity,
+                    ..s.config.clone()
+                },
+                ..s
+            },
+            &mut |_| {},
+        )
+    };
+    let (open, limited) = (sybil(false), sybil(true));
+    assert_eq!(open.targets, 2);
+    assert_eq!(
+        open.total_targeted,
+        2 * u64::from(parley_sim::sybil::TARGET_LOOKUPS)
+    );
+    assert!(
+        open.found_targeted * 2 < open.total_targeted,
+        "{} of {}",
+        open.found_targeted,
+        open.total_targeted
+    );
+    assert_eq!(limited.found_targeted, limited.total_targeted);
+    assert!(
+        limited.found * 100 >= limited.total * 99,
+        "{} of {}",
+        limited.found,
+        limited.total
+    );
 }

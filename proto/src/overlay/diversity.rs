@@ -8,6 +8,8 @@
 //! a bucket (its entries and replacement cache together) and at most
 //! [`MAX_PER_GROUP_IN_TABLE`] into the whole table. An attacker holding one network can
 //! then fill at most two of the `k` places near a victim's key, whatever ids it mints.
+//! Lookups apply the same limit to their candidates ([`MAX_PER_GROUP_IN_LOOKUP`]),
+//! since Sybils name each other in replies whatever honest tables admit.
 //!
 //! Groups: an IPv4 address by its /16 (libp2p uses the /16 too; a /24 is cheap to
 //! rent), an IPv6 address by its /32 (a typical allocation to one provider; libp2p asks
@@ -23,6 +25,11 @@ pub const MAX_PER_GROUP_IN_BUCKET: usize = 2;
 
 /// Supernodes of one group the whole table admits.
 pub const MAX_PER_GROUP_IN_TABLE: usize = 8;
+
+/// Live candidates of one group a lookup holds (see
+/// [`lookup`](super::lookup)): so the `k` closest a publication stores on and the
+/// holders a value lookup asks are not all from one network.
+pub const MAX_PER_GROUP_IN_LOOKUP: usize = 2;
 
 /// The network an address belongs to, for the diversity limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -30,10 +30,22 @@
 //! publication more (and more diverse) replicas to choose from. With `d = 1` this is
 //! the plain Kademlia lookup.
 //!
+//! Network diversity (issue 10; S/Kademlia §4.1 and libp2p's diversity filter
+//! applied to the lookup, not only to the routing table): a lookup holds at most
+//! [`MAX_PER_GROUP_IN_LOOKUP`] live candidates of one network group (an IPv4 /16 or
+//! IPv6 /32, [`ip_group`]; non-routable addresses are not limited), the first it hears
+//! of; more from that network are ignored until one of them fails. Node ids cost
+//! nothing, so Sybils can mint ids closer to a key than every honest supernode and
+//! name only each other; with this limit an attacker holding `n` networks fills at
+//! most `2n` places of a lookup's frontier, of the `k` closest a publication stores
+//! on, and of the holders a value lookup counts towards its quorum, whatever ids it
+//! mints. Off with [`Lookup::with_diversity`] (to measure what it buys).
+//!
 //! Depth: seeds (from our own routing table) are depth 1; a candidate first named by
 //! a depth-`d` candidate is depth `d + 1`. The depth of the candidate that answered
 //! is the lookup's hop count.
 
+use super::diversity::{ip_group, IpGroup, MAX_PER_GROUP_IN_LOOKUP};
 use crate::identity::{NodeId, PeerId};
 use crate::presence::{Contact, SignedPresence};
 use std::collections::{BTreeMap, HashMap};
@@ -75,6 +87,8 @@ struct Candidate {
     state: State,
     /// The disjoint path it belongs to.
     path: usize,
+    /// Its network, when the diversity limit applies to it.
+    group: Option<IpGroup>,
 }
 
 /// An iterative lookup of one key.
@@ -100,6 +114,10 @@ pub struct Lookup {
     /// Every holder that answered with a record, and that record's sequence number.
     /// (Their distance to the target is kept: the quorum compares it on every answer.)
     holders: Vec<(Contact, u64, [u8; 32])>,
+    /// Whether the per-network limit applies (see the module docs).
+    diversity: bool,
+    /// Candidates that have not failed, per network (the limited ones only).
+    groups: HashMap<IpGroup, usize>,
 }
 
 impl Lookup {
@@ -140,6 +158,8 @@ impl Lookup {
             keys: HashMap::new(),
             found: None,
             holders: Vec::new(),
+            diversity: true,
+            groups: HashMap::new(),
         };
         let mut seeds: Vec<(_, Contact)> = seeds
             .into_iter()
@@ -150,6 +170,15 @@ impl Lookup {
             lookup.add_seed(seed);
         }
         lookup
+    }
+
+    /// The same lookup with the per-network limit on (the default) or off. Seeds
+    /// already added stay; turn it off before adding any (see [`Lookup::add_seed`]).
+    pub fn with_diversity(self, on: bool) -> Lookup {
+        Lookup {
+            diversity: on,
+            ..self
+        }
     }
 
     /// Adds `contact` as one more seed (depth 1), on the next path in turn; a
@@ -185,6 +214,14 @@ impl Lookup {
         if id == self.local {
             return;
         }
+        let group = ip_group(contact.addr.ip()).filter(|_| self.diversity);
+        if let Some(group) = group {
+            let held = self.groups.entry(group).or_default();
+            if *held >= MAX_PER_GROUP_IN_LOOKUP {
+                return;
+            }
+            *held += 1;
+        }
         let key = id.distance(&self.target);
         self.keys.insert(contact.id, key);
         self.per_path[path] += 1;
@@ -196,8 +233,18 @@ impl Lookup {
                 depth,
                 state: State::Waiting,
                 path,
+                group,
             },
         );
+    }
+
+    /// A candidate of `group` failed or left: another of its network may come in.
+    fn release(&mut self, group: Option<IpGroup>) {
+        if let Some(group) = group {
+            if let Some(held) = self.groups.get_mut(&group) {
+                *held = held.saturating_sub(1);
+            }
+        }
     }
 
     /// Queried candidates stay, so a failed or answered node is never asked twice.
@@ -218,6 +265,7 @@ impl Lookup {
         for key in victims {
             if let Some(c) = self.candidates.remove(&key) {
                 self.keys.remove(&c.contact.id);
+                self.release(c.group);
             }
         }
     }
@@ -399,6 +447,8 @@ impl Lookup {
     pub fn on_failure(&mut self, from: &PeerId) {
         if let Some(c) = self.in_flight(from) {
             c.state = State::Failed;
+            let group = c.group;
+            self.release(group);
         }
     }
 

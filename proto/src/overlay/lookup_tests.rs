@@ -359,3 +359,116 @@ fn a_value_lookup_with_nobody_left_to_ask_ends() {
     assert!(lookup.is_done());
     assert_eq!(lookup.found(), Some(&record));
 }
+
+/// `all` with public addresses: the first `sybils` in one /16 (203.0/16), the
+/// others each in a /16 of its own.
+fn on_networks(all: &[Contact], sybils: usize) -> Vec<Contact> {
+    all.iter()
+        .enumerate()
+        .map(|(i, c)| Contact {
+            addr: if i < sybils {
+                format!("203.0.0.{}:7000", i + 1)
+            } else {
+                format!("11.{}.0.1:7000", i + 1)
+            }
+            .parse()
+            .unwrap(),
+            ..*c
+        })
+        .collect()
+}
+
+/// Runs a one-path `FindNode` lookup of `target` (k = 8) with the per-network limit
+/// on or off: the 12 supernodes closest to the target are Sybils of one /16 that
+/// name only each other; honest ones name the closest they know (two Sybils, as
+/// their routing tables admit two of a /16 per bucket, and honest ones). Returns
+/// how many of the 8 closest that answered are Sybils, and whether the others are
+/// the honest supernodes closest to the target.
+fn sybils_among_closest(diversity: bool) -> (usize, bool) {
+    let target = NodeId([0x33; 32]);
+    let all = on_networks(&sorted_by_distance(&contacts(60), &target), 12);
+    let (sybils, honest) = all.split_at(12);
+    let mut lookup = Lookup::disjoint(target, LookupKind::FindNode, NodeId([0; 32]), 8, 3, 1, [])
+        .with_diversity(diversity);
+    for seed in &honest[30..38] {
+        lookup.add_seed(*seed);
+    }
+    loop {
+        let batch = lookup.next_queries();
+        if batch.is_empty() {
+            break;
+        }
+        for c in batch {
+            let rank = all.iter().position(|x| *x == c).unwrap();
+            if rank < 12 {
+                lookup.on_nodes(&c.id, sybils);
+            } else {
+                let known = sybils[..2].iter().chain(honest.iter().filter(|x| **x != c));
+                let known: Vec<Contact> = known.take(10).copied().collect();
+                lookup.on_nodes(&c.id, &known);
+            }
+        }
+    }
+    assert!(lookup.is_done());
+    let closest = lookup.closest_answered(8);
+    assert_eq!(closest.len(), 8);
+    let caught = closest.iter().filter(|c| sybils.contains(c)).count();
+    let rest: Vec<Contact> = closest
+        .iter()
+        .filter(|c| !sybils.contains(c))
+        .copied()
+        .collect();
+    (caught, rest == honest[..8 - caught])
+}
+
+/// Issue 10: Sybils from one network closer to a key than every honest supernode
+/// take two of the lookup's k closest (where a publication stores), not all.
+#[test]
+fn a_network_fills_at_most_two_places_of_a_lookup() {
+    assert_eq!(sybils_among_closest(true), (MAX_PER_GROUP_IN_LOOKUP, true));
+    assert_eq!(
+        sybils_among_closest(false),
+        (8, true),
+        "without the limit: all of them"
+    );
+}
+
+/// A candidate that fails makes room for another of its network; local addresses
+/// are not limited.
+#[test]
+fn a_failed_candidate_makes_room_for_another_of_its_network() {
+    let target = NodeId([0x44; 32]);
+    let all = on_networks(&sorted_by_distance(&contacts(6), &target), 4);
+    let mut lookup = Lookup::new(
+        target,
+        LookupKind::FindNode,
+        NodeId([0; 32]),
+        8,
+        3,
+        [all[4]],
+    );
+    assert_eq!(lookup.next_queries(), vec![all[4]]);
+    lookup.on_nodes(&all[4].id, &all[..4]);
+    let asked = lookup.next_queries();
+    assert_eq!(asked, vec![all[0], all[1]], "two of the network");
+    lookup.on_failure(&all[0].id);
+    lookup.on_nodes(&all[1].id, &all[2..4]);
+    assert_eq!(
+        lookup.next_queries(),
+        vec![all[2]],
+        "one more in the failed one's place"
+    );
+    // Private addresses (LAN and test deployments) are not limited.
+    let local = sorted_by_distance(&contacts(6), &target);
+    let mut lookup = Lookup::new(
+        target,
+        LookupKind::FindNode,
+        NodeId([0; 32]),
+        8,
+        3,
+        [local[4]],
+    );
+    lookup.next_queries();
+    lookup.on_nodes(&local[4].id, &local[..4]);
+    assert_eq!(lookup.next_queries(), local[..3].to_vec());
+}

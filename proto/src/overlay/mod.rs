@@ -75,8 +75,14 @@ pub struct OverlayConfig {
     /// random id in its range.
     pub refresh_interval: Duration,
     /// Limit how many supernodes of one network the routing table admits (see
-    /// [`diversity`]). On by default; off only to measure what it buys.
+    /// [`diversity`]), and, with `lookup_diversity`, how many candidates of one
+    /// network a lookup holds. On by default; off only to measure what it buys.
     pub ip_diversity: bool,
+    /// Limit how many candidates of one network a lookup holds, so Sybils from a
+    /// few networks cannot fill a publication's `k` closest or a value lookup's
+    /// holders (see [`lookup`]; needs `ip_diversity`). On by default; off only to
+    /// measure what it buys.
+    pub lookup_diversity: bool,
 }
 
 impl Default for OverlayConfig {
@@ -94,6 +100,7 @@ impl Default for OverlayConfig {
             republish_interval: Duration::from_secs(30 * 60),
             refresh_interval: Duration::from_secs(15 * 60),
             ip_diversity: true,
+            lookup_diversity: true,
         }
     }
 }

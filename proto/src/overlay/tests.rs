@@ -8,6 +8,7 @@ use crate::Timestamp;
 use std::collections::HashMap;
 
 mod join;
+mod sybil;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -39,24 +40,31 @@ fn record(owner: &Identity, seq: u64, expires_at: Timestamp) -> SignedPresence {
     .sign(owner)
 }
 
-/// Supernodes exchanging RPCs instantly; `dead` ones never answer.
+/// Supernodes exchanging RPCs instantly; `dead` ones never answer, `sybil` ones
+/// answer as `sybil::reply` says.
 struct Net {
     nodes: Vec<Overlay>,
     index: HashMap<PeerId, usize>,
     dead: Vec<bool>,
+    sybil: Vec<bool>,
     now: Timestamp,
     events: Vec<(usize, OverlayEvent)>,
 }
 
 impl Net {
-    fn new(n: u64) -> Net {
-        let mut net = Net {
+    fn empty() -> Net {
+        Net {
             nodes: Vec::new(),
             index: HashMap::new(),
             dead: Vec::new(),
+            sybil: Vec::new(),
             now: T0,
             events: Vec::new(),
-        };
+        }
+    }
+
+    fn new(n: u64) -> Net {
+        let mut net = Net::empty();
         for i in 0..n {
             net.add(i);
         }
@@ -75,12 +83,16 @@ impl Net {
 
     /// A supernode that knows nobody yet.
     fn add_unjoined(&mut self, i: u64) -> usize {
-        let c = contact(i);
+        self.add_node(contact(i), OverlayConfig::default(), i)
+    }
+
+    /// The supernode `c`, knowing nobody yet, its machine seeded with `seed`.
+    fn add_node(&mut self, c: Contact, config: OverlayConfig, seed: u64) -> usize {
         let at = self.nodes.len();
-        self.nodes
-            .push(Overlay::new(c, OverlayConfig::default(), self.now, i));
+        self.nodes.push(Overlay::new(c, config, self.now, seed));
         self.index.insert(c.id, at);
         self.dead.push(false);
+        self.sybil.push(false);
         at
     }
 
@@ -95,7 +107,11 @@ impl Net {
                         continue;
                     }
                     let from = self.nodes[i].me();
-                    let reply = self.nodes[j].handle_request(self.now, from, rpc.request);
+                    let reply = if self.sybil[j] {
+                        sybil::reply(self, j, from, rpc.request)
+                    } else {
+                        self.nodes[j].handle_request(self.now, from, rpc.request)
+                    };
                     self.nodes[i].handle_reply(self.now, rpc.id, Ok(reply));
                 }
                 while let Some(e) = self.nodes[i].poll_event() {

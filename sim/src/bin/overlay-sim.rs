@@ -2,7 +2,7 @@
 //!
 //! Last line: `RESULT found=F total=T pct=P hops_median=H hops_p99=Q rss_mib=R wall_s=W`
 //! followed by further key=value pairs (background RPCs per supernode per minute,
-//! replicas, virtual time). See docs/performance.md for the benchmark runs.
+//! replicas, virtual time, and the Sybils' targets' found rate). See docs/performance.md for the benchmark runs.
 
 use clap::Parser;
 use mimalloc::MiMalloc;
@@ -68,9 +68,20 @@ struct Args {
     /// attacker with few addresses would; by default they are spread like honest ones.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
     attacker_networks: Option<u8>,
+    /// Percentage of supernodes that are Sybils: ids minted next to target clients'
+    /// keys (k + 4 per target, closer than any honest supernode), in
+    /// --attacker-networks /16s (default 2 with --sybil), accepting stores and
+    /// dropping them, naming only fellow Sybils. Adds pct_targeted, found_targeted,
+    /// total_targeted and targets to the RESULT line.
+    #[arg(long, default_value_t = 0.0)]
+    sybil: f64,
     /// Turn off the routing tables' per-network limits (to measure what they buy).
     #[arg(long)]
     no_ip_diversity: bool,
+    /// Turn off only the lookups' per-network limit (issue 10; to measure what it
+    /// buys against --sybil).
+    #[arg(long)]
+    no_lookup_diversity: bool,
     /// Threads for the parallel parts (key generation, signing, verification).
     #[arg(long)]
     threads: Option<usize>,
@@ -94,13 +105,17 @@ fn main() -> anyhow::Result<()> {
         seed: args.seed,
         bootstraps: args.bootstraps,
         explain_misses: args.explain_misses,
-        attacker_networks: args.attacker_networks,
+        attacker_networks: args
+            .attacker_networks
+            .or((args.sybil > 0.0).then_some(parley_sim::sybil::DEFAULT_NETWORKS)),
+        sybil_pct: args.sybil,
         config: OverlayConfig {
             k: args.k,
             alpha: args.alpha,
             disjoint_paths: args.paths,
             publish_paths: args.publish_paths,
             ip_diversity: !args.no_ip_diversity,
+            lookup_diversity: !args.no_lookup_diversity,
             ..OverlayConfig::default()
         },
     };
@@ -115,7 +130,8 @@ fn main() -> anyhow::Result<()> {
     println!(
         "RESULT found={} total={} pct={:.3} hops_median={} hops_p99={} rss_mib={} wall_s={:.1} \
          rpcs_per_sn_min_idle={:.1} rpcs_per_sn_min_upset={:.1} replicas_mean={:.1} rpcs={} \
-         replaced={} virtual_s={:.0} cpu_s={:.1}",
+         replaced={} virtual_s={:.0} cpu_s={:.1} pct_targeted={:.3} found_targeted={} \
+         total_targeted={} targets={}",
         r.found,
         r.total,
         pct,
@@ -129,7 +145,11 @@ fn main() -> anyhow::Result<()> {
         r.rpcs,
         r.replaced,
         r.virtual_s,
-        parley_sim::cpu_seconds()
+        parley_sim::cpu_seconds(),
+        100.0 * r.found_targeted as f64 / r.total_targeted.max(1) as f64,
+        r.found_targeted,
+        r.total_targeted,
+        r.targets
     );
     Ok(())
 }

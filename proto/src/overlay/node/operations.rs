@@ -145,15 +145,21 @@ impl Overlay {
             Goal::Publish(_) => self.config.publish_paths,
             Goal::Find | Goal::Join | Goal::Refresh => self.config.disjoint_paths,
         };
-        let lookup = Lookup::disjoint(
+        // The limit is set before the seeds go in (closest first, as `disjoint` deals
+        // them): it applies to them too.
+        let mut lookup = Lookup::disjoint(
             target,
             kind,
             self.my_id,
             self.config.k,
             self.config.alpha,
             paths,
-            seeds,
-        );
+            [],
+        )
+        .with_diversity(self.config.ip_diversity && self.config.lookup_diversity);
+        for seed in seeds {
+            lookup.add_seed(seed);
+        }
         let operation = Operation {
             goal,
             lookup: Some(lookup),
