@@ -203,6 +203,8 @@ pub struct Sim {
     pub misses: crate::misses::Misses,
     /// The /16 networks malicious supernodes live in (`None`: spread like honest ones).
     pub attacker_networks: Option<u8>,
+    /// Promoted peers among the supernodes, when on (see `peers`).
+    pub peers: Option<Box<crate::peers::Peers>>,
 }
 
 impl Sim {
@@ -231,6 +233,7 @@ impl Sim {
             misses: Default::default(),
             bootstraps: 1,
             attacker_networks: None,
+            peers: None,
         }
     }
 
@@ -300,15 +303,21 @@ impl Sim {
             return;
         }
         self.nodes[i as usize].malicious = None;
+        self.unlist(i);
+        let attached = std::mem::take(&mut self.attached_to[i as usize]);
+        for c in attached {
+            self.client_lost_supernode(c, i);
+        }
+    }
+
+    /// Takes supernode `i` off the live list (no new clients, lookups or joins go
+    /// through it) while it keeps running.
+    pub fn unlist(&mut self, i: u32) {
         if let Some(pos) = self.live_pos.remove(&i) {
             self.live.swap_remove(pos);
             if let Some(&moved) = self.live.get(pos) {
                 self.live_pos.insert(moved, pos);
             }
-        }
-        let attached = std::mem::take(&mut self.attached_to[i as usize]);
-        for c in attached {
-            self.client_lost_supernode(c, i);
         }
     }
 
@@ -431,6 +440,7 @@ impl Sim {
                 }
             }
             OverlayEvent::RecordRefused { .. } => self.stats.refused += 1,
+            OverlayEvent::HandedOver { records, stored } => self.handed_over(i, records, stored),
         }
     }
 
@@ -542,8 +552,7 @@ impl Sim {
                     .leaves_at
                     .is_some_and(|t| t <= self.now)
                 {
-                    self.kill(i);
-                    self.on_supernode_left(i);
+                    self.supernode_leaves(i);
                 }
             }
             Timer::Client(c, action) => self.client_act(c, action),

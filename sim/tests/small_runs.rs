@@ -16,6 +16,8 @@ fn scenario() -> Scenario {
         bootstraps: 1,
         explain_misses: false,
         attacker_networks: None,
+        peers: None,
+        relay_calls: 0,
         config: OverlayConfig {
             k: 8,
             ..OverlayConfig::default()

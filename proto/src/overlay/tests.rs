@@ -8,6 +8,7 @@ use crate::Timestamp;
 use std::collections::HashMap;
 
 mod join;
+mod leave;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 const MINUTE: Duration = Duration::from_secs(60);
