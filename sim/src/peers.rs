@@ -179,7 +179,9 @@ impl Sim {
         }
         // No new clients or lookups start at a supernode that is stopping.
         self.unlist(i);
-        let at = self.now + HAND_OVER_WAIT;
+        // A backstop: the overlay's own RPC deadline (`rpc_timeout`, the same 2 s)
+        // ends the hand-over first, so its `HandedOver` is counted.
+        let at = self.now + HAND_OVER_WAIT + Duration::from_millis(1);
         self.set_lifetime(i, at);
         // Reports `HandedOver` through `touch`, at once when there is nothing to hand.
         self.with_overlay(i, |o, now| o.leave(now));
@@ -293,7 +295,10 @@ mod tests {
         rest.sort_by(f64::total_cmp);
         drawn.sort_by(f64::total_cmp);
         for q in [0.25, 0.5, 0.75] {
-            let (a, b) = (rest[(rest.len() as f64 * q) as usize], drawn[(drawn.len() as f64 * q) as usize]);
+            let (a, b) = (
+                rest[(rest.len() as f64 * q) as usize],
+                drawn[(drawn.len() as f64 * q) as usize],
+            );
             assert!((a / b - 1.0).abs() < 0.08, "quantile {q}: {a} vs {b}");
         }
     }

@@ -238,10 +238,7 @@ impl RelayReport {
 
     /// One line: each policy's share within 1.5× and median stretch.
     pub fn summary(&self) -> String {
-        let mut line = format!(
-            "estimate error median {:.3}",
-            self.estimate_error_median
-        );
+        let mut line = format!("estimate error median {:.3}", self.estimate_error_median);
         for p in &self.policies {
             line += &format!(
                 "; {}: {:.2} % within 1.5x, stretch median {:.3} p90 {:.3}",
@@ -293,7 +290,14 @@ pub fn in_overlay(sim: &crate::world::Sim, calls: usize, seed: u64) -> Option<Re
         next += 2;
         (next - 2, next - 1)
     };
-    Some(measure(&mut rng, &places, relays.len(), &TRAINING, calls, pick))
+    Some(measure(
+        &mut rng,
+        &places,
+        relays.len(),
+        &TRAINING,
+        calls,
+        pick,
+    ))
 }
 
 /// Client `c`'s place on the latency map in the run seeded `seed` (the same in every

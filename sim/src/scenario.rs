@@ -332,7 +332,11 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         log(format!(
             "peers: {} demoted ({} records handed over, {} stored; {} clients told to \
              move), {} crashed, {} promoted",
-            st.demoted, st.handed_over, st.handed_over_stored, st.told_to_move, st.crashed,
+            st.demoted,
+            st.handed_over,
+            st.handed_over_stored,
+            st.told_to_move,
+            st.crashed,
             st.promoted
         ));
         report.peers = Some(st.clone());

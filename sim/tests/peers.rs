@@ -35,10 +35,9 @@ fn scenario(median_session: Duration) -> Scenario {
 
 #[test]
 fn with_most_supernodes_promoted_peers_coming_and_going_lookups_succeed() {
-    let r = run(
-        &scenario(Duration::from_secs(3600)),
-        &mut |line| println!("{line}"),
-    );
+    let r = run(&scenario(Duration::from_secs(3600)), &mut |line| {
+        println!("{line}")
+    });
     let peers = r.peers.clone().expect("peer stats");
     // Some 40 peers at the start, a quarter of them leaving within the interval.
     assert!(peers.demoted >= 3, "{peers:?}");
@@ -46,14 +45,25 @@ fn with_most_supernodes_promoted_peers_coming_and_going_lookups_succeed() {
     assert_eq!(peers.promoted, peers.demoted + peers.crashed, "{peers:?}");
     // Demoted holders hand their records on, one Store each.
     assert!(peers.handed_over > 0, "{peers:?}");
-    assert!(peers.handed_over_stored * 10 >= peers.handed_over * 9, "{peers:?}");
+    assert!(
+        peers.handed_over_stored * 10 >= peers.handed_over * 9,
+        "{peers:?}"
+    );
     assert!(peers.told_to_move > 0, "{peers:?}");
-    assert!(r.found * 1000 >= r.total * 995, "{} of {}", r.found, r.total);
+    assert!(
+        r.found * 1000 >= r.total * 995,
+        "{} of {}",
+        r.found,
+        r.total
+    );
     // The supernodes stay as many: every departure was replaced.
     assert!(r.live_peers >= 40, "{}", r.live_peers);
     let relays = r.relays.expect("relay choice");
     let chosen = relays.chosen();
     assert!(chosen.within_1_5x_pct >= 80.0, "{relays:?}");
     let random = &relays.policies[0];
-    assert!(chosen.within_1_5x_pct > random.within_1_5x_pct, "{relays:?}");
+    assert!(
+        chosen.within_1_5x_pct > random.within_1_5x_pct,
+        "{relays:?}"
+    );
 }

@@ -89,7 +89,10 @@ fn a_leaving_holders_records_stay_findable_with_the_other_holders_down() {
     let sent = net.nodes[leaver].leave(net.now);
     assert_eq!(sent, records.len(), "one Store per record, no lookup");
     net.settle();
-    assert_eq!(handed_over(&net, leaver), Some((records.len(), records.len())));
+    assert_eq!(
+        handed_over(&net, leaver),
+        Some((records.len(), records.len()))
+    );
     net.dead[leaver] = true;
     for (r, before) in records.iter().zip(&holders) {
         let key = r.record.id.node_id();
