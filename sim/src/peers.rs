@@ -205,11 +205,7 @@ impl Sim {
         let attached = std::mem::take(&mut self.attached_to[i as usize]);
         let mut told = 0;
         for c in attached {
-            let Some(slot) = self.clients[c as usize]
-                .attached
-                .iter()
-                .position(|&a| a == i)
-            else {
+            let Some(slot) = self.clients[c as usize].slot_of(i) else {
                 continue;
             };
             told += 1;

@@ -37,6 +37,14 @@ fn place_on_closest(net: &mut Net, r: &SignedPresence, k: usize) -> Vec<usize> {
     holders
 }
 
+/// 40 supernodes, and the record of owner `n` on the k closest to its key.
+fn one_record_on_the_k_closest(n: u64) -> (Net, SignedPresence, Vec<usize>) {
+    let mut net = Net::new(40);
+    let r = record(&identity(n), 1, net.now + 20 * MINUTE);
+    let holders = place_on_closest(&mut net, &r, OverlayConfig::default().k);
+    (net, r, holders)
+}
+
 fn holding(net: &Net, key: &NodeId) -> Vec<usize> {
     (0..net.nodes.len())
         .filter(|&i| net.nodes[i].stored(net.now, key).is_some())
@@ -118,11 +126,8 @@ fn a_leaving_holders_records_stay_findable_with_the_other_holders_down() {
 
 #[test]
 fn a_leave_sends_nothing_for_records_held_far_from_their_key_and_ends_at_once() {
-    let k = OverlayConfig::default().k;
-    let mut net = Net::new(40);
-    let r = record(&identity(3000), 1, net.now + 20 * MINUTE);
+    let (mut net, r, holders) = one_record_on_the_k_closest(3000);
     let key = r.record.id.node_id();
-    let holders = place_on_closest(&mut net, &r, k);
     // A supernode outside the k closest holds a copy too (its client published it).
     let far = (0..40).find(|i| !holders.contains(i)).expect("40 > k");
     let now = net.now;
@@ -141,10 +146,8 @@ fn a_leave_sends_nothing_for_records_held_far_from_their_key_and_ends_at_once() 
 #[test]
 fn a_leave_reports_within_the_rpc_timeout_when_its_targets_are_dead() {
     let k = OverlayConfig::default().k;
-    let mut net = Net::new(40);
-    let r = record(&identity(3001), 1, net.now + 20 * MINUTE);
+    let (mut net, r, holders) = one_record_on_the_k_closest(3001);
     let key = r.record.id.node_id();
-    let holders = place_on_closest(&mut net, &r, k);
     let leaver = holders[0];
     assert_eq!(holders, closest(&net, &key, k));
     // Everyone but the holders is down and nobody noticed yet: the one that would
