@@ -10,7 +10,8 @@
 //! and verified on every core before the event loop needs them, and messages move
 //! through an O(1) timing wheel.
 //!
-//! Modules: `latency` (RTT and loss model), `queue` (event queues), `world` (the
+//! Modules: `latency` (RTT and loss model), `queue` (event queues), `batch` (one
+//! millisecond's messages delivered on every core), `world` (the
 //! supernodes, the network and the clock), `phase` (the parts of a run, for counting RPCs), `clients` (attach, publish, refresh,
 //! re-attach), `churn` (heavy-tailed sessions), `peers` (promoted peers: an operator
 //! tier plus peers that are demoted or crash and are replaced), `malice` (colluding liars),
@@ -22,6 +23,7 @@
 //! `capacity` is a different kind of measurement: `supernode-bench` attaches real
 //! clients over QUIC to one real `supernode` process and reads its memory and CPU.
 
+pub mod batch;
 pub mod capacity;
 pub mod churn;
 pub mod clients;

@@ -60,6 +60,9 @@ pub struct Supernode {
     /// When it joined.
     pub joined_at: Timestamp,
     armed: Option<Timestamp>,
+    /// Its own randomness (a liar's drops), so that supernodes can take their
+    /// messages on any core (see `batch`).
+    pub(crate) rng: StdRng,
 }
 
 impl Supernode {
@@ -75,6 +78,8 @@ pub enum Msg {
     Request {
         /// Sender.
         from: u32,
+        /// The sender's contact, as its authenticated connection shows it.
+        sender: Contact,
         /// Receiver.
         to: u32,
         /// The sender's RPC id.
@@ -91,6 +96,15 @@ pub enum Msg {
         /// The answer.
         reply: SupernodeReply,
     },
+}
+
+impl Msg {
+    /// The supernode it goes to.
+    pub fn receiver(&self) -> u32 {
+        match self {
+            Msg::Request { to, .. } | Msg::Reply { to, .. } => *to,
+        }
+    }
 }
 
 /// Things that happen at a set time.
@@ -172,6 +186,9 @@ pub struct Sim {
     pub nodes: Vec<Supernode>,
     /// Supernode index by identity.
     pub index: HashMap<PeerId, u32>,
+    /// Where each supernode ever started sits (as `Supernode::place`, in one array so
+    /// that every core can read it while supernodes take their messages).
+    pub places: Vec<Place>,
     /// Live supernodes, unordered (for random choice).
     pub live: Vec<u32>,
     live_pos: HashMap<u32, usize>,
@@ -216,6 +233,7 @@ impl Sim {
             config,
             nodes: Vec::new(),
             index: HashMap::new(),
+            places: Vec::new(),
             live: Vec::new(),
             live_pos: HashMap::new(),
             clients: Vec::new(),
@@ -253,6 +271,7 @@ impl Sim {
         let overlay =
             Overlay::with_verifier(contact, self.config.clone(), self.now, seed, verifier);
         let place = Place::random(&mut self.rng);
+        self.places.push(place);
         self.nodes.push(Supernode {
             overlay: Some(overlay),
             contact,
@@ -261,6 +280,7 @@ impl Sim {
             leaves_at: None,
             joined_at: self.now,
             armed: None,
+            rng: StdRng::seed_from_u64(self.rng.gen()),
         });
         self.attached_to.push(Vec::new());
         if malicious {
@@ -371,11 +391,9 @@ impl Sim {
 
     /// Collects RPCs and events from supernode `i` after an input, and re-arms its timer.
     pub fn touch(&mut self, i: u32) {
-        let node = &mut self.nodes[i as usize];
-        let Some(overlay) = node.overlay.as_mut() else {
+        let Some(overlay) = self.nodes[i as usize].overlay.as_mut() else {
             return;
         };
-        let from_place = node.place;
         // Buffers kept between calls: this runs after every input.
         let mut out = std::mem::take(&mut self.transmit_buf);
         while let Some(rpc) = overlay.poll_transmit() {
@@ -386,30 +404,9 @@ impl Sim {
             events.push(event);
         }
         let next = overlay.poll_timeout();
-        if next.is_some() && next != node.armed {
-            node.armed = next;
-            if let Some(t) = next {
-                self.timers.push(t.0.max(self.now.0), Timer::Node(i));
-            }
-        }
+        self.arm(i, next);
         for rpc in out.drain(..) {
-            self.stats.rpcs += 1;
-            self.stats.by_phase[self.phase as usize][kind_index(&rpc.request)] += 1;
-            // A contact nobody runs (a lie) cannot be reached: the RPC times out.
-            let Some(&to) = self.index.get(&rpc.to.id) else {
-                continue;
-            };
-            let to_place = self.nodes[to as usize].place;
-            self.post(
-                &from_place,
-                &to_place,
-                Msg::Request {
-                    from: i,
-                    to,
-                    id: rpc.id,
-                    request: rpc.request,
-                },
-            );
+            self.send_rpc(i, rpc);
         }
         self.transmit_buf = out;
         for event in events {
@@ -417,14 +414,56 @@ impl Sim {
         }
     }
 
+    /// Sets supernode `i`'s timer for `next` (its `poll_timeout`) unless it is set.
+    pub(crate) fn arm(&mut self, i: u32, next: Option<Timestamp>) {
+        let node = &mut self.nodes[i as usize];
+        if next.is_some() && next != node.armed {
+            node.armed = next;
+            if let Some(t) = next {
+                self.timers.push(t.0.max(self.now.0), Timer::Node(i));
+            }
+        }
+    }
+
+    /// Puts supernode `i`'s RPC on the network.
+    pub(crate) fn send_rpc(&mut self, i: u32, rpc: parley_proto::overlay::OutgoingRpc) {
+        self.stats.rpcs += 1;
+        self.stats.by_phase[self.phase as usize][kind_index(&rpc.request)] += 1;
+        // A contact nobody runs (a lie) cannot be reached: the RPC times out.
+        let Some(&to) = self.index.get(&rpc.to.id) else {
+            return;
+        };
+        let (from_place, sender) = {
+            let node = &self.nodes[i as usize];
+            (node.place, node.contact)
+        };
+        let to_place = self.nodes[to as usize].place;
+        self.post(
+            &from_place,
+            &to_place,
+            Msg::Request {
+                from: i,
+                sender,
+                to,
+                id: rpc.id,
+                request: rpc.request,
+            },
+        );
+    }
+
     fn post(&mut self, a: &Place, b: &Place, msg: Msg) {
         match self.network.delay(&mut self.rng, a, b) {
-            Some(ms) => self.wheel.push(self.now.0, self.now.0 + u64::from(ms), msg),
+            Some(ms) => self.enqueue(self.now.0 + u64::from(ms), msg),
             None => self.stats.lost += 1,
         }
     }
 
-    fn on_event(&mut self, i: u32, event: OverlayEvent) {
+    /// Queues `msg` to arrive at millisecond `at`.
+    pub(crate) fn enqueue(&mut self, at: u64, msg: Msg) {
+        self.wheel.push(self.now.0, at, msg);
+    }
+
+    pub(crate) fn on_event(&mut self, i: u32, event: OverlayEvent) {
         match event {
             OverlayEvent::Published { op, replicas } => {
                 if let Some(OpKind::Publish { client, seq }) = self.ops.remove(&(i, op)) {
@@ -467,50 +506,6 @@ impl Sim {
         }
     }
 
-    fn deliver(&mut self, msg: Msg) {
-        match msg {
-            Msg::Request {
-                from,
-                to,
-                id,
-                request,
-            } => {
-                let now = self.now;
-                let sender = self.nodes[from as usize].contact;
-                let node = &mut self.nodes[to as usize];
-                let Some(overlay) = node.overlay.as_mut() else {
-                    return;
-                };
-                if matches!(request, SupernodeToSupernode::Store(_)) {
-                    self.stats.stores[usize::from(node.malicious.is_some())] += 1;
-                }
-                let reply = match node.malicious.as_mut() {
-                    Some(liar) => {
-                        let colluders = &self.colluders;
-                        liar.answer(overlay, now, sender, request, colluders, &mut self.rng)
-                    }
-                    None => Some(overlay.handle_request(now, sender, request)),
-                };
-                let (a, b) = (node.place, self.nodes[from as usize].place);
-                self.touch(to);
-                if let Some(reply) = reply {
-                    self.post(
-                        &a,
-                        &b,
-                        Msg::Reply {
-                            to: from,
-                            id,
-                            reply,
-                        },
-                    );
-                }
-            }
-            Msg::Reply { to, id, reply } => {
-                self.with_overlay(to, |o, now| o.handle_reply(now, id, Ok(reply)));
-            }
-        }
-    }
-
     /// Runs every message and timer due up to `until`, then sets the clock there.
     pub fn run_until(&mut self, until: Timestamp) {
         loop {
@@ -528,9 +523,7 @@ impl Sim {
             self.now = Timestamp(t.max(self.now.0));
             if msg_at == Some(t) {
                 let batch = self.wheel.take(t);
-                for msg in batch {
-                    self.deliver(msg);
-                }
+                self.deliver_batch(batch);
             } else if let Some((_, timer)) = self.timers.pop() {
                 self.fire(timer);
             }

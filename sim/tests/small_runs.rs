@@ -49,6 +49,30 @@ fn equal_seeds_give_equal_runs() {
     assert_eq!((a.found, a.rpcs), (b.found, b.rpcs));
 }
 
+/// Messages of one millisecond are delivered on several cores (`batch`): a run must
+/// come out the same whether every batch is spread over two threads or none is.
+#[test]
+fn spreading_batches_over_cores_changes_nothing() {
+    let s = Scenario {
+        crash_pct: 20.0,
+        ..scenario()
+    };
+    parley_sim::batch::set_parallel_from(usize::MAX);
+    let one = run(&s, &mut |_| {});
+    parley_sim::batch::set_parallel_from(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a thread pool");
+    let two = pool.install(|| run(&s, &mut |_| {}));
+    parley_sim::batch::set_parallel_from(24);
+    assert_eq!(
+        (one.found, one.total, one.rpcs, one.hops_median),
+        (two.found, two.total, two.rpcs, two.hops_median)
+    );
+    assert!(one.found > 0);
+}
+
 /// Issue 9: 20 % colluding liars (drop, name only each other, refuse stores).
 /// Disjoint-path lookups find more than single-path ones when liars got into the
 /// routing tables through the bootstrap (one random bootstrap each), and with three

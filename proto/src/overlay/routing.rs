@@ -309,50 +309,61 @@ impl RoutingTable {
         keep: impl Fn(&Entry) -> bool + Copy,
     ) -> Vec<Contact> {
         let mut out = Vec::with_capacity(n.min(self.len()));
-        match self.me.bucket_index(target) {
-            Some(b) => {
-                self.extend_sorted(b..b + 1, target, n, keep, &mut out);
-                self.extend_sorted(0..b, target, n, keep, &mut out);
-                for i in b + 1..BUCKETS {
-                    self.extend_sorted(i..i + 1, target, n, keep, &mut out);
-                }
+        let target_words = words(target);
+        for i in self.buckets_by_distance(target) {
+            if out.len() >= n {
+                break;
             }
-            None => {
-                for i in 0..BUCKETS {
-                    self.extend_sorted(i..i + 1, target, n, keep, &mut out);
-                }
-            }
+            self.extend_sorted(i, &target_words, n, keep, &mut out);
         }
         out
     }
 
+    /// Bucket indices in order of their entries' distance to `target`: every entry of
+    /// a bucket is closer to `target` than every entry of the buckets after it, so a
+    /// search for the closest entries can stop at the bucket where it has enough.
+    ///
+    /// With `D = me XOR target` and `b` its highest set bit (the target's bucket): an
+    /// entry of bucket `i` differs from us first at bit `i`, so its distance to the
+    /// target is `D` with bit `i` and lower bits changed. Bucket `b`'s entries clear
+    /// bit `b`: they come first. Below `b`, buckets where `D` has a 1 clear it (closer,
+    /// and the higher such bit the closer), buckets where `D` has a 0 set it (farther,
+    /// and the higher the farther). Above `b` the distance's highest bit is `i` itself.
+    fn buckets_by_distance(&self, target: &NodeId) -> impl Iterator<Item = usize> {
+        let d = xor(&words(&self.me), &words(target));
+        let bit = move |i: usize| d[3 - i / 64] >> (i % 64) & 1 == 1;
+        let b = self.me.bucket_index(target);
+        let (first, below) = match b {
+            Some(b) => (Some(b), b),
+            None => (None, 0),
+        };
+        first
+            .into_iter()
+            .chain((0..below).rev().filter(move |&i| bit(i)))
+            .chain((0..below).filter(move |&i| !bit(i)))
+            .chain(b.map_or(0, |b| b + 1)..BUCKETS)
+    }
+
     fn extend_sorted(
         &self,
-        range: Range<usize>,
-        target: &NodeId,
+        bucket: usize,
+        target: &Words,
         n: usize,
         keep: impl Fn(&Entry) -> bool,
         out: &mut Vec<Contact>,
     ) {
-        if out.len() >= n {
+        let entries = &self.buckets[bucket].entries;
+        if entries.is_empty() {
             return;
         }
-        let target = words(target);
-        let want = n - out.len();
-        let mut group: Vec<(Words, &Entry)> = self.buckets[range]
+        let mut group: Vec<(Words, &Entry)> = entries
             .iter()
-            .flat_map(|b| b.entries.iter())
             .filter(|e| keep(e))
-            .map(|e| (xor(&e.words, &target), e))
+            .map(|e| (xor(&e.words, target), e))
             .collect();
-        // The buckets below the target's are sorted together, most of the table:
-        // select the closest `want` before sorting only those.
-        if group.len() > want {
-            group.select_nth_unstable_by_key(want - 1, |a| a.0);
-            group.truncate(want);
-        }
         group.sort_unstable_by_key(|a| a.0);
-        out.extend(group.iter().map(|(_, e)| e.contact));
+        let want = n.saturating_sub(out.len());
+        out.extend(group.iter().take(want).map(|(_, e)| e.contact));
     }
 
     /// How many entries are closer to `key` than we are, counting no further than

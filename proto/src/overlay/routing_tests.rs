@@ -112,8 +112,18 @@ fn closest_matches_a_full_sort() {
         all.push(c);
     }
     let held: Vec<Contact> = table.entries().map(|e| e.contact).collect();
-    for target_seed in 1000..1020 {
-        let target = contact(target_seed).id.node_id();
+    // Random targets (mostly in the far buckets), and targets next to us: our own id
+    // with one bit flipped at every depth, so every bucket order is walked.
+    let near_me = (0..256).step_by(7).map(|bit| {
+        let mut id = me;
+        id.0[31 - bit / 8] ^= 1 << (bit % 8);
+        id
+    });
+    let targets: Vec<NodeId> = (1000..1020)
+        .map(|seed| contact(seed).id.node_id())
+        .chain(near_me)
+        .collect();
+    for target in targets {
         let mut expect = held.clone();
         expect.sort_by_key(|c| c.id.node_id().distance(&target));
         expect.truncate(20);
