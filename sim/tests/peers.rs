@@ -67,3 +67,36 @@ fn with_most_supernodes_promoted_peers_coming_and_going_lookups_succeed() {
         "{relays:?}"
     );
 }
+
+/// Peers leave and are replaced while batches run on every core: the same run on one
+/// core or two (demotions act in the sequential part, on `HandedOver`).
+#[test]
+fn peers_coming_and_going_give_the_same_run_on_one_core_or_two() {
+    let s = Scenario {
+        clients: 300,
+        relay_calls: 0,
+        ..scenario(Duration::from_secs(1200))
+    };
+    parley_sim::batch::set_parallel_from(usize::MAX);
+    let one = run(&s, &mut |_| {});
+    parley_sim::batch::set_parallel_from(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a thread pool");
+    let two = pool.install(|| run(&s, &mut |_| {}));
+    parley_sim::batch::set_parallel_from(24);
+    let key = |r: &parley_sim::scenario::Report| {
+        let p = r.peers.clone().unwrap_or_default();
+        (
+            r.found,
+            r.total,
+            r.rpcs,
+            p.demoted,
+            p.crashed,
+            p.handed_over,
+        )
+    };
+    assert_eq!(key(&one), key(&two));
+    assert!(one.peers.is_some_and(|p| p.demoted > 0));
+}
