@@ -2,6 +2,8 @@
 //! users, demoted ones hand their records over, and calls choose among the peers'
 //! relays at the end.
 
+mod common;
+
 use parley_proto::overlay::OverlayConfig;
 use parley_sim::peers::PeerConfig;
 use parley_sim::scenario::{run, Scenario};
@@ -77,15 +79,7 @@ fn peers_coming_and_going_give_the_same_run_on_one_core_or_two() {
         relay_calls: 0,
         ..scenario(Duration::from_secs(1200))
     };
-    parley_sim::batch::set_parallel_from(usize::MAX);
-    let one = run(&s, &mut |_| {});
-    parley_sim::batch::set_parallel_from(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("a thread pool");
-    let two = pool.install(|| run(&s, &mut |_| {}));
-    parley_sim::batch::set_parallel_from(24);
+    let (one, two) = common::on_one_core_and_two(&s);
     let key = |r: &parley_sim::scenario::Report| {
         let p = r.peers.clone().unwrap_or_default();
         (
