@@ -173,6 +173,7 @@ impl Sim {
                     self.done.insert((i, op), event);
                 }
                 OverlayEvent::RecordRefused { .. } => self.stats.refused += 1,
+                OverlayEvent::HandedOver { .. } => {}
             }
         }
         let next = self.nodes[i].poll_timeout();

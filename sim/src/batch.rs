@@ -22,8 +22,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Below this many receiving supernodes a batch runs on the calling thread: handing
 /// work to other cores costs more than it saves. See [`set_parallel_from`].
-pub static PAR_NS_BIG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static PAR_NS_SMALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static PARALLEL_FROM: AtomicUsize = AtomicUsize::new(24);
 
 /// Sets from how many receiving supernodes a batch is spread over the cores (default
@@ -215,8 +213,6 @@ impl Sim {
                 scratch: Vec::new(),
             })
             .collect();
-        let t0 = std::time::Instant::now();
-        let big = shares.len() >= 24;
         if shares.len() >= PARALLEL_FROM.load(Ordering::Relaxed) {
             shares
                 .par_iter_mut()
@@ -224,12 +220,6 @@ impl Sim {
                 .for_each(|share| share.run(&world));
         } else {
             shares.iter_mut().for_each(|share| share.run(&world));
-        }
-        let dt = t0.elapsed().as_nanos() as u64;
-        if big {
-            PAR_NS_BIG.fetch_add(dt, Ordering::Relaxed);
-        } else {
-            PAR_NS_SMALL.fetch_add(dt, Ordering::Relaxed);
         }
         let done: Vec<_> = shares
             .into_iter()

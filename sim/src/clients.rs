@@ -74,6 +74,11 @@ impl Client {
         }
     }
 
+    /// The attachment slot supernode `s` is in, if any.
+    pub fn slot_of(&self, s: u32) -> Option<usize> {
+        self.attached.iter().position(|&a| a == s)
+    }
+
     /// The record it would publish now with sequence number `seq`: the supernodes
     /// it is attached to now and the address true now (never accumulated).
     pub fn record(
@@ -244,11 +249,7 @@ impl Sim {
 
     /// Supernode `s`, which client `c` may be attached to, died.
     pub(crate) fn client_lost_supernode(&mut self, c: u32, s: u32) {
-        let Some(slot) = self.clients[c as usize]
-            .attached
-            .iter()
-            .position(|&a| a == s)
-        else {
+        let Some(slot) = self.clients[c as usize].slot_of(s) else {
             return;
         };
         let delay = DETECT + REATTACH_SPREAD.mul_f64(self.rng.gen_range(0.0..1.0));

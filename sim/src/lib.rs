@@ -13,8 +13,9 @@
 //! Modules: `latency` (RTT and loss model), `queue` (event queues), `batch` (one
 //! millisecond's messages delivered on every core), `world` (the
 //! supernodes, the network and the clock), `phase` (the parts of a run, for counting RPCs), `clients` (attach, publish, refresh,
-//! re-attach), `churn` (heavy-tailed sessions), `malice` (colluding liars), `sybil`
-//! (Sybils minted next to target clients' keys),
+//! re-attach), `churn` (heavy-tailed sessions), `peers` (promoted peers: an operator
+//! tier plus peers that are demoted or crash and are replaced), `malice` (colluding liars),
+//! `sybil` (Sybils minted next to target clients' keys),
 //! `scenario` (the runs and their report).
 //!
 //! `relay_choice` (binary `relay-choice`) measures how close the relay a call picks by
@@ -30,6 +31,7 @@ pub mod clients;
 pub mod latency;
 pub mod malice;
 pub mod misses;
+pub mod peers;
 pub mod phase;
 pub mod queue;
 pub mod relay_choice;

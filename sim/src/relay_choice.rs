@@ -68,23 +68,75 @@ fn sample(rng: &mut StdRng, a: &Place, b: &Place) -> f64 {
     rtt * (1.0 + rng.gen_range(0.0..0.1))
 }
 
+/// How relays and clients learn their coordinates (see [`RelayScenario`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Training {
+    /// Other relays each relay measures.
+    pub neighbours: usize,
+    /// RTT samples each relay takes.
+    pub samples: usize,
+    /// Relays each client measures.
+    pub client_neighbours: usize,
+    /// RTT samples each client takes.
+    pub client_samples: usize,
+}
+
+/// `relay-choice`'s defaults (docs/performance.md, "Relay choice by RTT").
+pub const TRAINING: Training = Training {
+    neighbours: 16,
+    samples: 400,
+    client_neighbours: 4,
+    client_samples: 40,
+};
+
 /// Runs `s`.
 pub fn run(s: &RelayScenario) -> RelayReport {
     let mut rng = StdRng::seed_from_u64(s.seed);
-    let n = s.relays.max(1) + s.clients.max(2);
-    let places: Vec<Place> = (0..n).map(|_| Place::random(&mut rng)).collect();
-    // Nodes 0..relays are relays; the rest clients.
-    let loads: Vec<f64> = (0..s.relays.max(1))
-        .map(|_| rng.gen_range(0.0..1.0))
-        .collect();
     let relays = s.relays.max(1);
+    let n = relays + s.clients.max(2);
+    let places: Vec<Place> = (0..n).map(|_| Place::random(&mut rng)).collect();
+    let clients = n - relays;
+    let training = Training {
+        neighbours: s.neighbours,
+        samples: s.samples,
+        client_neighbours: s.client_neighbours,
+        client_samples: s.client_samples,
+    };
+    let pick = |rng: &mut StdRng| {
+        let a = rng.gen_range(0..clients);
+        let b = loop {
+            let b = rng.gen_range(0..clients);
+            if b != a {
+                break b;
+            }
+        };
+        (a, b)
+    };
+    measure(&mut rng, &places, relays, &training, s.calls, pick)
+}
+
+/// The relay choice among relays at `places[..relays]` for `calls` calls between
+/// clients at `places[relays..]`, each pair of clients (indices from 0 among the
+/// clients) drawn by `pick`. Loads are uniform 0–1.
+pub fn measure(
+    rng: &mut StdRng,
+    places: &[Place],
+    relays: usize,
+    t: &Training,
+    calls: usize,
+    mut pick: impl FnMut(&mut StdRng) -> (usize, usize),
+) -> RelayReport {
+    let n = places.len();
+    let relays = relays.clamp(1, n);
+    // Nodes 0..relays are relays; the rest clients.
+    let loads: Vec<f64> = (0..relays).map(|_| rng.gen_range(0.0..1.0)).collect();
     // Each node's neighbours are relays (not itself, when there is another).
     let neighbours: Vec<Vec<usize>> = (0..n)
         .map(|i| {
             let count = if i < relays {
-                s.neighbours
+                t.neighbours
             } else {
-                s.client_neighbours
+                t.client_neighbours
             };
             (0..count.max(1))
                 .map(|_| loop {
@@ -101,14 +153,14 @@ pub fn run(s: &RelayScenario) -> RelayReport {
         for _ in 0..samples {
             for i in nodes.clone() {
                 let j = neighbours[i][rng.gen_range(0..neighbours[i].len())];
-                let rtt = sample(&mut rng, &places[i], &places[j]);
+                let rtt = sample(rng, &places[i], &places[j]);
                 let remote = coords[j];
-                coords[i].update(&remote, rtt, &mut rng);
+                coords[i].update(&remote, rtt, rng);
             }
         }
     };
-    train(0..relays, s.samples, &mut coords);
-    train(relays..n, s.client_samples, &mut coords);
+    train(0..relays, t.samples, &mut coords);
+    train(relays..n, t.client_samples, &mut coords);
     let mut errors: Vec<f64> = (0..2_000)
         .map(|_| {
             let (r, c) = (rng.gen_range(0..relays), rng.gen_range(relays..n));
@@ -133,14 +185,9 @@ pub fn run(s: &RelayScenario) -> RelayReport {
         .copied()
         .min_by(|x, y| loads[*x].total_cmp(&loads[*y]));
     let mut stretches: [Vec<(f64, f64)>; 4] = Default::default();
-    for _ in 0..s.calls {
-        let a = rng.gen_range(relays..n);
-        let b = loop {
-            let b = rng.gen_range(relays..n);
-            if b != a {
-                break b;
-            }
-        };
+    for _ in 0..calls {
+        let (a, b) = pick(rng);
+        let (a, b) = (relays + a, relays + b);
         let Some(best) = usable.iter().map(|&r| path(a, r, b)).min_by(f64::total_cmp) else {
             continue;
         };
@@ -149,8 +196,8 @@ pub fn run(s: &RelayScenario) -> RelayReport {
         let measured: Vec<_> = short
             .iter()
             .map(|c| {
-                let to_a = sample(&mut rng, &places[a], &places[c.id]);
-                let to_b = sample(&mut rng, &places[b], &places[c.id]);
+                let to_a = sample(rng, &places[a], &places[c.id]);
+                let to_b = sample(rng, &places[b], &places[c.id]);
                 (*c, to_a, to_b)
             })
             .collect();
@@ -181,6 +228,83 @@ pub fn run(s: &RelayScenario) -> RelayReport {
             .map(|(name, mut v)| summarise(name, &mut v))
             .collect(),
     }
+}
+
+impl RelayReport {
+    /// The chosen policy's figures (coordinates + pings), the last one.
+    pub fn chosen(&self) -> PolicyReport {
+        self.policies.last().cloned().unwrap_or_default()
+    }
+
+    /// One line: each policy's share within 1.5× and median stretch.
+    pub fn summary(&self) -> String {
+        let mut line = format!("estimate error median {:.3}", self.estimate_error_median);
+        for p in &self.policies {
+            line += &format!(
+                "; {}: {:.2} % within 1.5x, stretch median {:.3} p90 {:.3}",
+                p.name, p.within_1_5x_pct, p.stretch_median, p.stretch_p90
+            );
+        }
+        line
+    }
+}
+
+/// The relay choice at the end of an `overlay-sim` run with promoted peers: every
+/// live peer runs a relay (as `parley online` does when promoted), at the peer's own
+/// place on the latency map; `calls` calls between random pairs of online clients
+/// (each at its own place on the same population-weighted map, [`client_place`]: the
+/// simulator's clients send no messages of their own, so only calls need one) choose among them by
+/// [`measure`] with `relay-choice`'s [`TRAINING`]. `None` without peers, or with
+/// fewer than two online clients.
+pub fn in_overlay(sim: &crate::world::Sim, calls: usize, seed: u64) -> Option<RelayReport> {
+    let relays: Vec<Place> = sim
+        .live_peers()
+        .iter()
+        .map(|&i| sim.nodes[i as usize].place)
+        .collect();
+    if relays.is_empty() || calls == 0 {
+        return None;
+    }
+    let online: Vec<u32> = (0..sim.clients.len() as u32)
+        .filter(|&c| sim.clients[c as usize].online)
+        .collect();
+    if online.len() < 2 {
+        return None;
+    }
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x7e1a_5c01);
+    // Two distinct online clients per call, each with a place.
+    let mut places = relays.clone();
+    for _ in 0..calls {
+        let a = rng.gen_range(0..online.len());
+        let b = loop {
+            let b = rng.gen_range(0..online.len());
+            if b != a {
+                break b;
+            }
+        };
+        places.push(client_place(seed, online[a]));
+        places.push(client_place(seed, online[b]));
+    }
+    let mut next = 0;
+    let pick = move |_: &mut StdRng| {
+        next += 2;
+        (next - 2, next - 1)
+    };
+    Some(measure(
+        &mut rng,
+        &places,
+        relays.len(),
+        &TRAINING,
+        calls,
+        pick,
+    ))
+}
+
+/// Client `c`'s place on the latency map in the run seeded `seed` (the same in every
+/// call it makes).
+pub fn client_place(seed: u64, c: u32) -> Place {
+    let key = seed ^ u64::from(c).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    Place::random(&mut StdRng::seed_from_u64(key))
 }
 
 fn summarise(name: &'static str, v: &mut [(f64, f64)]) -> PolicyReport {

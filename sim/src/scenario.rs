@@ -5,6 +5,7 @@ use crate::churn::Churn;
 use crate::clients::{Client, ClientAction, RECORD_TTL};
 use crate::latency::Network;
 use crate::malice::Liar;
+use crate::peers::{PeerConfig, PeerStats, Peers};
 use crate::phase::Phase;
 use crate::sybil::{self, Directory};
 use crate::world::{OpKind, Sim};
@@ -45,6 +46,13 @@ pub struct Scenario {
     /// Percentage of supernodes that are Sybils minted next to target clients' keys
     /// (see `sybil`).
     pub sybil_pct: f64,
+    /// Promoted peers among the supernodes (see `peers`): instead of a crash or
+    /// `churn`, peers leave (demoted or crashed) and are replaced for one republish
+    /// interval, clients churn as under `churn`, and calls choose among the peers'
+    /// relays at the end.
+    pub peers: Option<PeerConfig>,
+    /// Calls sampled between online clients for the relay choice (with `peers`).
+    pub relay_calls: usize,
 }
 
 /// What a run measured.
@@ -76,6 +84,12 @@ pub struct Report {
     pub found_targeted: u64,
     /// Lookups of those clients made.
     pub total_targeted: u64,
+    /// What the promoted peers did (with `peers`).
+    pub peers: Option<PeerStats>,
+    /// Relay choice among the live peers' relays (with `peers`).
+    pub relays: Option<crate::relay_choice::RelayReport>,
+    /// Live promoted peers (relays) at the end (with `peers`).
+    pub live_peers: usize,
 }
 
 /// Spacing between supernode joins at the start.
@@ -105,6 +119,7 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     sim.bootstraps = s.bootstraps;
     sim.attacker_networks = s.attacker_networks;
     sim.misses.explain = s.explain_misses;
+    sim.peers = s.peers.map(|c| Box::new(Peers::new(c)));
     let stamp = |sim: &Sim| {
         format!(
             "[virtual {:.0} s, wall {:.1} s, rpcs {}]",
@@ -142,18 +157,23 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         client_ids = Some(clients);
     }
     let directory = Arc::new(Directory::new(s.config.k));
+    let peer_share = s.peers.map_or(0.0, |p| p.share.clamp(0.0, 1.0));
     for (i, id) in ids.iter().enumerate() {
         let at = sim.now + JOIN_GAP;
         sim.run_until(at);
-        match sybils.get(i).copied().flatten() {
+        let new = match sybils.get(i).copied().flatten() {
             Some(sybil) => {
                 let liar = Box::new(Liar::sybil(directory.clone()));
                 let n = sim.add_joining_as(sybil, Some(liar));
                 directory.add(sim.nodes[n as usize].contact);
+                n
             }
-            None => {
-                sim.add_joining(id, liars[i]);
-            }
+            None => sim.add_joining(id, liars[i]),
+        };
+        // Drawn only with peers on, so runs without them stay as they were.
+        if s.peers.is_some() {
+            let peer = sim.rng.gen_bool(peer_share);
+            sim.set_peer(new, peer);
         }
     }
     drop(ids);
@@ -238,14 +258,18 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     let before = (sim.stats.rpcs, sim.now);
     let lookups_from;
     let lookups_span;
-    if s.churn {
+    if s.churn || s.peers.is_some() {
         let period = s.config.republish_interval;
-        let churn = Churn::replacing(0.2, period, s.malicious_pct / 100.0);
-        sim.churn = Some(churn);
-        let live = sim.live.clone();
-        for i in live {
-            let at = sim.now + churn.lifetime(&mut sim.rng);
-            sim.set_lifetime(i, at);
+        if s.peers.is_some() {
+            sim.start_peer_sessions();
+        } else {
+            let churn = Churn::replacing(0.2, period, s.malicious_pct / 100.0);
+            sim.churn = Some(churn);
+            let live = sim.live.clone();
+            for i in live {
+                let at = sim.now + churn.lifetime(&mut sim.rng);
+                sim.set_lifetime(i, at);
+            }
         }
         // A tenth of the clients leave at some point; they come back after a
         // heavy-tailed time away, with a new NAT port.
@@ -260,10 +284,20 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         }
         lookups_from = sim.now + period.mul_f64(2.0 / 3.0);
         lookups_span = period / 3;
-        log(format!(
-            "churn: 20% of supernodes replaced per {} s, 10% of clients leaving",
-            period.as_secs()
-        ));
+        match s.peers {
+            Some(p) => log(format!(
+                "peers: {} of {} supernodes are promoted peers (median user session {} s, \
+                 {:.0}% of departures crashes), 10% of clients leaving",
+                sim.live_peers().len(),
+                sim.live.len(),
+                p.median_session.as_secs(),
+                100.0 * p.crash_share
+            )),
+            None => log(format!(
+                "churn: 20% of supernodes replaced per {} s, 10% of clients leaving",
+                period.as_secs()
+            )),
+        }
     } else {
         let n = ((s.crash_pct / 100.0) * sim.live.len() as f64).round() as usize;
         let victims: Vec<u32> = sample(&mut sim.rng, sim.live.len(), n)
@@ -346,6 +380,31 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
             "rpcs in {}: ping {ping}, find_node {find_node}, find_value {find_value}, store {store}",
             phase.name()
         ));
+    }
+    if let Some(p) = sim.peers.as_ref() {
+        let st = &p.stats;
+        log(format!(
+            "peers: {} demoted ({} records handed over, {} stored; {} clients told to \
+             move), {} crashed, {} promoted",
+            st.demoted,
+            st.handed_over,
+            st.handed_over_stored,
+            st.told_to_move,
+            st.crashed,
+            st.promoted
+        ));
+        report.peers = Some(st.clone());
+        let relays = crate::relay_choice::in_overlay(&sim, s.relay_calls, s.seed);
+        report.live_peers = sim.live_peers().len();
+        if let Some(r) = &relays {
+            log(format!(
+                "relay choice among {} live peers' relays, {} calls: {}",
+                report.live_peers,
+                s.relay_calls,
+                r.summary()
+            ));
+        }
+        report.relays = relays;
     }
     // Freeing millions of small allocations takes a while and measures nothing.
     std::mem::forget(sim);

@@ -225,6 +225,8 @@ pub struct Sim {
     pub attacker_networks: Option<u8>,
     /// The clients Sybils were minted next to (see `sybil`).
     pub targets: std::collections::HashSet<u32>,
+    /// Promoted peers among the supernodes, when on (see `peers`).
+    pub peers: Option<Box<crate::peers::Peers>>,
 }
 
 impl Sim {
@@ -255,6 +257,7 @@ impl Sim {
             bootstraps: 1,
             attacker_networks: None,
             targets: Default::default(),
+            peers: None,
         }
     }
 
@@ -343,15 +346,21 @@ impl Sim {
             return;
         }
         self.nodes[i as usize].malicious = None;
+        self.unlist(i);
+        let attached = std::mem::take(&mut self.attached_to[i as usize]);
+        for c in attached {
+            self.client_lost_supernode(c, i);
+        }
+    }
+
+    /// Takes supernode `i` off the live list (no new clients, lookups or joins go
+    /// through it) while it keeps running.
+    pub fn unlist(&mut self, i: u32) {
         if let Some(pos) = self.live_pos.remove(&i) {
             self.live.swap_remove(pos);
             if let Some(&moved) = self.live.get(pos) {
                 self.live_pos.insert(moved, pos);
             }
-        }
-        let attached = std::mem::take(&mut self.attached_to[i as usize]);
-        for c in attached {
-            self.client_lost_supernode(c, i);
         }
     }
 
@@ -493,6 +502,7 @@ impl Sim {
                 }
             }
             OverlayEvent::RecordRefused { .. } => self.stats.refused += 1,
+            OverlayEvent::HandedOver { records, stored } => self.handed_over(i, records, stored),
         }
     }
 
@@ -563,8 +573,7 @@ impl Sim {
                     .leaves_at
                     .is_some_and(|t| t <= self.now)
                 {
-                    self.kill(i);
-                    self.on_supernode_left(i);
+                    self.supernode_leaves(i);
                 }
             }
             Timer::Client(c, action) => self.client_act(c, action),

@@ -1,6 +1,8 @@
 //! Small runs of the simulator end to end (the big ones are benchmarks, see
 //! docs/performance.md).
 
+mod common;
+
 use parley_proto::overlay::OverlayConfig;
 use parley_sim::scenario::{run, Scenario};
 
@@ -17,6 +19,8 @@ fn scenario() -> Scenario {
         explain_misses: false,
         attacker_networks: None,
         sybil_pct: 0.0,
+        peers: None,
+        relay_calls: 0,
         config: OverlayConfig {
             k: 8,
             ..OverlayConfig::default()
@@ -56,15 +60,7 @@ fn spreading_batches_over_cores_changes_nothing() {
         crash_pct: 20.0,
         ..scenario()
     };
-    parley_sim::batch::set_parallel_from(usize::MAX);
-    let one = run(&s, &mut |_| {});
-    parley_sim::batch::set_parallel_from(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("a thread pool");
-    let two = pool.install(|| run(&s, &mut |_| {}));
-    parley_sim::batch::set_parallel_from(24);
+    let (one, two) = common::on_one_core_and_two(&s);
     assert_eq!(
         (one.found, one.total, one.rpcs, one.hops_median),
         (two.found, two.total, two.rpcs, two.hops_median)

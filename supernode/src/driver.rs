@@ -45,6 +45,16 @@ enum Command {
         n: usize,
         reply: oneshot::Sender<Vec<Contact>>,
     },
+    Leave {
+        reply: oneshot::Sender<HandedOver>,
+    },
+}
+
+/// What a graceful leave handed over: records (one `Store` each) and `Stored` replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandedOver {
+    pub records: usize,
+    pub stored: usize,
 }
 
 /// A cheap, cloneable way to talk to the overlay actor.
@@ -106,12 +116,28 @@ impl DriverHandle {
         rx.await.map_err(|_| Stopped)
     }
 
+    /// Leaves the overlay gracefully ([`Overlay::leave`]): hands the records this
+    /// supernode holds to the supernodes that replace it, and returns once every
+    /// `Store` was answered or timed out (the overlay's `rpc_timeout`, 2 s).
+    pub async fn leave(&self) -> Result<HandedOver, Stopped> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Leave { reply }).await?;
+        rx.await.map_err(|_| Stopped)
+    }
+
     async fn send(&self, c: Command) -> Result<(), Stopped> {
         self.tx.send(c).await.map_err(|_| Stopped)
     }
 }
 
 type Waiter = oneshot::Sender<Result<OpResult, RecordError>>;
+
+/// Callers waiting for the overlay: operations by id, and a leave.
+#[derive(Default)]
+struct Waiters {
+    ops: HashMap<OpId, Waiter>,
+    leave: Option<oneshot::Sender<HandedOver>>,
+}
 
 /// Starts the actor; it stops when every handle is dropped.
 pub fn spawn(overlay: Overlay, pool: Pool) -> DriverHandle {
@@ -122,7 +148,7 @@ pub fn spawn(overlay: Overlay, pool: Pool) -> DriverHandle {
 }
 
 async fn run(mut overlay: Overlay, pool: Pool, mut rx: mpsc::Receiver<Command>, me: DriverHandle) {
-    let mut waiters: HashMap<OpId, Waiter> = HashMap::new();
+    let mut waiters = Waiters::default();
     // The actor holds a handle only to report RPC results; a weak sender lets it stop.
     let results = me.tx.downgrade();
     drop(me);
@@ -154,7 +180,7 @@ async fn run(mut overlay: Overlay, pool: Pool, mut rx: mpsc::Receiver<Command>, 
             Command::Join(contact) => overlay.join(t, contact),
             Command::Publish { record, reply } => match overlay.publish(t, record) {
                 Ok(op) => {
-                    waiters.insert(op, reply);
+                    waiters.ops.insert(op, reply);
                 }
                 Err(e) => {
                     tracing::info!(error = %e, "refused a client's record");
@@ -163,10 +189,15 @@ async fn run(mut overlay: Overlay, pool: Pool, mut rx: mpsc::Receiver<Command>, 
             },
             Command::Lookup { id, reply } => {
                 let op = overlay.lookup(t, id);
-                waiters.insert(op, reply);
+                waiters.ops.insert(op, reply);
             }
             Command::Known { n, reply } => {
                 let _ = reply.send(overlay.known_supernodes(n));
+            }
+            Command::Leave { reply } => {
+                let records = overlay.leave(t);
+                tracing::info!(records, "leaving the overlay: handing records over");
+                waiters.leave = Some(reply);
             }
         }
         drain(&mut overlay, &pool, &results, &mut waiters);
@@ -178,7 +209,7 @@ fn drain(
     overlay: &mut Overlay,
     pool: &Pool,
     results: &mpsc::WeakSender<Command>,
-    waiters: &mut HashMap<OpId, Waiter>,
+    waiters: &mut Waiters,
 ) {
     while let Some(rpc) = overlay.poll_transmit() {
         let pool = pool.clone();
@@ -191,14 +222,20 @@ fn drain(
     while let Some(event) = overlay.poll_event() {
         match event {
             OverlayEvent::Published { op, replicas } => {
-                if let Some(w) = waiters.remove(&op) {
+                if let Some(w) = waiters.ops.remove(&op) {
                     let _ = w.send(Ok(OpResult::Published(replicas)));
                 }
             }
             OverlayEvent::LookupDone { op, record, hops } => {
                 tracing::debug!(hops, found = record.is_some(), "lookup finished");
-                if let Some(w) = waiters.remove(&op) {
+                if let Some(w) = waiters.ops.remove(&op) {
                     let _ = w.send(Ok(OpResult::Found(record)));
+                }
+            }
+            OverlayEvent::HandedOver { records, stored } => {
+                tracing::info!(records, stored, "records handed over");
+                if let Some(w) = waiters.leave.take() {
+                    let _ = w.send(HandedOver { records, stored });
                 }
             }
             OverlayEvent::RecordRefused { from, error } => {

@@ -268,11 +268,32 @@ pub async fn start_with(
                 }
             }
         }
+        let driver = ctx.driver.clone();
         accept_loop(&endpoint, ctx, shutdown).await;
+        hand_over(&driver).await;
         endpoint.close(0u32.into(), b"supernode shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     };
     Ok((bound, serve))
+}
+
+/// How long a supernode that stops (shutdown, or a promoted peer's demotion) waits for
+/// its records to reach the supernodes that replace it before it closes its
+/// connections, which tells attached clients to move.
+pub const HAND_OVER_WAIT: Duration = Duration::from_secs(2);
+
+/// Leaves the overlay gracefully: hands over the records we hold
+/// (`Overlay::leave`), waiting at most [`HAND_OVER_WAIT`].
+async fn hand_over(driver: &DriverHandle) {
+    match tokio::time::timeout(HAND_OVER_WAIT, driver.leave()).await {
+        Ok(Ok(done)) => tracing::info!(
+            records = done.records,
+            stored = done.stored,
+            "handed records over before stopping"
+        ),
+        Ok(Err(_)) => {}
+        Err(_) => tracing::warn!("record hand-over not finished within {HAND_OVER_WAIT:?}"),
+    }
 }
 
 /// What every connection handler needs.

@@ -41,8 +41,10 @@ const DIAL_BACK_TIMEOUT: Duration = Duration::from_secs(20);
 const LOAD_EVERY: Duration = Duration::from_secs(5);
 /// Connections a volunteer's supernode role holds at most (about 64 KiB each).
 const SERVE_CONNS: usize = 1_000;
-/// How long demotion waits for the roles to close their connections.
-const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long demotion waits for each role to stop: the supernode role hands its
+/// records over first (at most `parley_supernode::server::HAND_OVER_WAIT`, 2 s), then
+/// closes its connections (at most 2 s more).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// `--serve`, `--promote-after`, `--relay-kbps`.
 #[derive(Clone, Copy, Debug)]
@@ -435,8 +437,9 @@ async fn start_roles(
 }
 
 async fn stop_roles(roles: Roles) {
-    // The supernode closes every connection (clients re-attach elsewhere at once: a
-    // closed attachment is replaced within 0-10 s) and the relay every leg.
+    // The supernode hands its records to its neighbours (at most 2 s), then closes
+    // every connection (clients re-attach elsewhere at once: a closed attachment is
+    // replaced within 0-10 s); the relay closes every leg.
     let _ = roles.stop.send(true);
     for task in roles.tasks {
         let _ = tokio::time::timeout(STOP_GRACE, task).await;

@@ -23,6 +23,9 @@
 //! - A lookup that misses locally asks the `k` closest supernodes it can find. One
 //!   that finds the routing table empty while a join is on its way (or in the first
 //!   `rpc_timeout` after start) waits for a first peer instead of failing at once.
+//! - A supernode that leaves gracefully ([`Overlay::leave`]) hands each record it is
+//!   a holder of (among the `k` closest it knows) to the supernode that replaces it
+//!   among them: the `k`-th closest of the others. One `Store` per record, no lookup.
 //! - Every record accepted from the network is verified (signature, limits, expiry)
 //!   and must supersede the one held, so replaying an old record cannot roll a user
 //!   back. A supernode holds at most [`store::MAX_RECORDS`] records; beyond that,
@@ -158,6 +161,15 @@ pub enum OverlayEvent {
         /// round trips, not messages. For a lookup that found nothing, the deepest
         /// supernode that answered.
         hops: usize,
+    },
+    /// A graceful [`Overlay::leave`] is over: every hand-over `Store` was answered
+    /// or timed out (so at most `rpc_timeout` after the call). The shell may close
+    /// its connections now.
+    HandedOver {
+        /// Records handed over (one `Store` each).
+        records: usize,
+        /// Of those, `Stored` replies.
+        stored: usize,
     },
     /// A record from the network failed verification or was older than the one
     /// held. For logging; the overlay has already refused it.

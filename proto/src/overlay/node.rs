@@ -17,8 +17,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod leave;
 mod operations;
 
+use leave::Leaving;
 use operations::{Goal, Operation, Parked};
 
 /// Refresh timers never fire more often than this, whatever the configuration says.
@@ -31,6 +33,8 @@ enum Purpose {
     Liveness,
     /// A record handed over to a newcomer.
     HandOver,
+    /// A record handed over as we leave (see [`Overlay::leave`]).
+    Leave,
 }
 
 struct Pending {
@@ -66,6 +70,8 @@ pub struct Overlay {
     newly_started_until: Timestamp,
     /// Callers' operations waiting for a first peer, oldest first.
     parked: VecDeque<Parked>,
+    /// A graceful leave in progress or done (see [`Overlay::leave`]).
+    leaving: Option<Leaving>,
 }
 
 impl Overlay {
@@ -112,6 +118,7 @@ impl Overlay {
             awaiting_join: false,
             newly_started_until,
             parked: VecDeque::new(),
+            leaving: None,
         }
     }
 
@@ -223,6 +230,10 @@ impl Overlay {
         }
         self.unpark(now, Some(now));
         self.store.expire(now);
+        if self.leaving.is_some() {
+            // Leaving: answer and hand over, start nothing new.
+            return;
+        }
         // A record with less than half an interval left would barely outlive the
         // lookup that re-replicates it; its owner will have published a new one.
         let min_life = self.config.republish_interval / 2;
@@ -245,6 +256,10 @@ impl Overlay {
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let rpc = self.deadlines.front().map(|(at, _)| *at);
         let parked = self.parked.front().map(|p| p.until);
+        if self.leaving.is_some() {
+            // No republication or refresh any more: only RPCs and parked requests.
+            return rpc.into_iter().chain(parked).min();
+        }
         [
             rpc,
             parked,

@@ -8,6 +8,7 @@ use crate::Timestamp;
 use std::collections::HashMap;
 
 mod join;
+mod leave;
 mod sybil;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);

@@ -2,13 +2,16 @@
 //!
 //! Last line: `RESULT found=F total=T pct=P hops_median=H hops_p99=Q rss_mib=R wall_s=W`
 //! followed by further key=value pairs (background RPCs per supernode per minute,
-//! replicas, virtual time, and the Sybils' targets' found rate). See docs/performance.md for the benchmark runs.
+//! replicas, virtual time, the Sybils' targets' found rate; with `--peers`, the peers'
+//! departures and the relay choice: `relay_within_1_5x_pct`, `relay_stretch_median`, ...).
+//! See docs/performance.md for the benchmark runs.
 
 use clap::Parser;
 use mimalloc::MiMalloc;
 use parley_proto::overlay::OverlayConfig;
+use parley_sim::peers::PeerConfig;
 use parley_sim::scenario::{run, Scenario};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// mimalloc: the run makes and frees hundreds of millions of small vectors (contact
 /// lists, lookups, messages) across 4–5 GB of state; glibc's allocator took ~15 % of
@@ -85,6 +88,36 @@ struct Args {
     /// Threads for the parallel parts (key generation, signing, verification).
     #[arg(long)]
     threads: Option<usize>,
+    /// Percentage of supernodes that are promoted peers (issue 10); the rest are an
+    /// operator tier that stays up. Peers serve for the rest of a heavy-tailed user
+    /// session, leave (demoted, handing their records over, or crashed) and are
+    /// replaced by newly promoted ones for one republish interval, with lookups in its
+    /// last third; instead of --crash and --churn. Adds the relay choice among the
+    /// live peers' relays to the report.
+    #[arg(long, value_parser = percent)]
+    peers: Option<f64>,
+    /// Median of a user's whole session in seconds (with --peers; a peer is
+    /// promoted after 1800 s online, so it serves the rest of such a session).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    peer_session_median: u64,
+    /// Percentage of peer departures that are crashes rather than demotions (with
+    /// --peers).
+    #[arg(long, default_value_t = 20.0, value_parser = percent)]
+    peer_crash: f64,
+    /// Calls sampled between online clients at the end, choosing among the live
+    /// peers' relays (with --peers).
+    #[arg(long, default_value_t = 10_000)]
+    relay_calls: usize,
+}
+
+/// A percentage, 0–100.
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a percentage (0-100)"))
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +126,9 @@ fn main() -> anyhow::Result<()> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()?;
+    }
+    if args.peers.is_some() && (args.churn || args.crash > 0.0) {
+        anyhow::bail!("--peers is its own kind of churn: not with --churn or --crash");
     }
     let started = Instant::now();
     let scenario = Scenario {
@@ -109,6 +145,13 @@ fn main() -> anyhow::Result<()> {
             .attacker_networks
             .or((args.sybil > 0.0).then_some(parley_sim::sybil::DEFAULT_NETWORKS)),
         sybil_pct: args.sybil,
+        peers: args.peers.map(|pct| PeerConfig {
+            share: pct / 100.0,
+            median_session: Duration::from_secs(args.peer_session_median),
+            crash_share: args.peer_crash / 100.0,
+            malicious: args.malicious / 100.0,
+        }),
+        relay_calls: args.relay_calls,
         config: OverlayConfig {
             k: args.k,
             alpha: args.alpha,
@@ -120,18 +163,28 @@ fn main() -> anyhow::Result<()> {
         },
     };
     let r = run(&scenario, &mut |line| println!("{line}"));
-    eprintln!(
-        "PAR big {:.1} s small {:.1} s total {:.1} s",
-        parley_sim::batch::PAR_NS_BIG.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9,
-        parley_sim::batch::PAR_NS_SMALL.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9,
-        started.elapsed().as_secs_f64()
-    );
     let pct = 100.0 * r.found as f64 / r.total.max(1) as f64;
+    // With --peers: the peers' departures and the relay choice, after the keys above.
+    let mut extra = String::new();
+    if let Some(p) = &r.peers {
+        extra += &format!(
+            " peers_live={} demoted={} crashed={} promoted={} handed_over={} handed_over_stored={}",
+            r.live_peers, p.demoted, p.crashed, p.promoted, p.handed_over, p.handed_over_stored
+        );
+    }
+    if let Some(relays) = &r.relays {
+        let c = relays.chosen();
+        extra += &format!(
+            " relay_calls={} relay_within_1_5x_pct={:.2} relay_stretch_median={:.3} \
+             relay_stretch_p90={:.3}",
+            args.relay_calls, c.within_1_5x_pct, c.stretch_median, c.stretch_p90
+        );
+    }
     println!(
         "RESULT found={} total={} pct={:.3} hops_median={} hops_p99={} rss_mib={} wall_s={:.1} \
          rpcs_per_sn_min_idle={:.1} rpcs_per_sn_min_upset={:.1} replicas_mean={:.1} rpcs={} \
          replaced={} virtual_s={:.0} cpu_s={:.1} pct_targeted={:.3} found_targeted={} \
-         total_targeted={} targets={}",
+         total_targeted={} targets={}{extra}",
         r.found,
         r.total,
         pct,

@@ -285,6 +285,7 @@ impl Overlay {
         match pending.purpose {
             Purpose::Lookup(op) => self.on_lookup_reply(now, op, pending.to, reply),
             Purpose::Store(op) => self.on_store_reply(now, op, reply),
+            Purpose::Leave => self.on_leave_reply(&reply),
             Purpose::Liveness | Purpose::HandOver => {}
         }
     }
