@@ -122,11 +122,14 @@ fn percent(s: &str) -> Result<f64, String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The event loop itself runs on one of the pool's threads (`install`), so that it
+    // works in the parallel parts of each batch instead of waiting for two other
+    // threads: as many busy threads as cores.
+    let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()?;
+        pool = pool.num_threads(n);
     }
+    let pool = pool.build()?;
     if args.peers.is_some() && (args.churn || args.crash > 0.0) {
         anyhow::bail!("--peers is its own kind of churn: not with --churn or --crash");
     }
@@ -162,7 +165,7 @@ fn main() -> anyhow::Result<()> {
             ..OverlayConfig::default()
         },
     };
-    let r = run(&scenario, &mut |line| println!("{line}"));
+    let r = pool.install(|| run(&scenario, &mut |line| println!("{line}")));
     let pct = 100.0 * r.found as f64 / r.total.max(1) as f64;
     // With --peers: the peers' departures and the relay choice, after the keys above.
     let mut extra = String::new();
