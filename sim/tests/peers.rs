@@ -4,24 +4,14 @@
 
 mod common;
 
-use parley_proto::overlay::OverlayConfig;
 use parley_sim::peers::PeerConfig;
 use parley_sim::scenario::{run, Scenario};
 use std::time::Duration;
 
 fn scenario(median_session: Duration) -> Scenario {
     Scenario {
-        supernodes: 60,
-        clients: 600,
-        crash_pct: 0.0,
-        churn: false,
-        malicious_pct: 0.0,
-        loss_pct: 1.0,
         seed: 11,
         bootstraps: 3,
-        explain_misses: false,
-        attacker_networks: None,
-        sybil_pct: 0.0,
         peers: Some(PeerConfig {
             share: 0.8,
             median_session,
@@ -29,10 +19,7 @@ fn scenario(median_session: Duration) -> Scenario {
             malicious: 0.0,
         }),
         relay_calls: 500,
-        config: OverlayConfig {
-            k: 8,
-            ..OverlayConfig::default()
-        },
+        ..common::small_scenario()
     }
 }
 

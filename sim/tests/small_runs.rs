@@ -7,25 +7,7 @@ use parley_proto::overlay::OverlayConfig;
 use parley_sim::scenario::{run, Scenario};
 
 fn scenario() -> Scenario {
-    Scenario {
-        supernodes: 60,
-        clients: 600,
-        crash_pct: 0.0,
-        churn: false,
-        malicious_pct: 0.0,
-        loss_pct: 1.0,
-        seed: 7,
-        bootstraps: 1,
-        explain_misses: false,
-        attacker_networks: None,
-        sybil_pct: 0.0,
-        peers: None,
-        relay_calls: 0,
-        config: OverlayConfig {
-            k: 8,
-            ..OverlayConfig::default()
-        },
-    }
+    common::small_scenario()
 }
 
 #[test]

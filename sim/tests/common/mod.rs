@@ -1,5 +1,6 @@
 //! Shared by the simulator's test binaries.
 
+use parley_proto::overlay::OverlayConfig;
 use parley_sim::scenario::{run, Report, Scenario};
 
 /// Runs `s` with every batch on the calling thread, then with every batch spread over
@@ -15,4 +16,28 @@ pub fn on_one_core_and_two(s: &Scenario) -> (Report, Report) {
     let two = pool.install(|| run(s, &mut |_| {}));
     parley_sim::batch::set_parallel_from(24);
     (one, two)
+}
+
+/// A small world, nothing upset (60 supernodes, 600 clients, 1 % loss, k = 8): each
+/// test sets what it is about.
+pub fn small_scenario() -> Scenario {
+    Scenario {
+        supernodes: 60,
+        clients: 600,
+        crash_pct: 0.0,
+        churn: false,
+        malicious_pct: 0.0,
+        loss_pct: 1.0,
+        seed: 7,
+        bootstraps: 1,
+        explain_misses: false,
+        attacker_networks: None,
+        sybil_pct: 0.0,
+        peers: None,
+        relay_calls: 0,
+        config: OverlayConfig {
+            k: 8,
+            ..OverlayConfig::default()
+        },
+    }
 }
