@@ -29,17 +29,17 @@ struct Args {
     #[arg(long, default_value_t = 2_000)]
     clients: usize,
     /// Percentage of supernodes that crash at once after publication.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = percent)]
     crash: f64,
     /// Continuous churn (20 % of supernodes replaced per republish interval,
     /// heavy-tailed sessions, clients leaving and coming back) instead of a crash.
     #[arg(long)]
     churn: bool,
     /// Percentage of malicious supernodes (drop, lie with old records, refuse stores).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = percent)]
     malicious: f64,
     /// Percentage of messages lost.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = percent)]
     loss: f64,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
@@ -76,7 +76,7 @@ struct Args {
     /// --attacker-networks /16s (default 2 with --sybil), accepting stores and
     /// dropping them, naming only fellow Sybils. Adds pct_targeted, found_targeted,
     /// total_targeted and targets to the RESULT line.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = percent)]
     sybil: f64,
     /// Turn off the routing tables' per-network limits (to measure what they buy).
     #[arg(long)]
@@ -130,6 +130,9 @@ fn main() -> anyhow::Result<()> {
         pool = pool.num_threads(n);
     }
     let pool = pool.build()?;
+    if args.malicious + args.sybil > 100.0 {
+        anyhow::bail!("--malicious and --sybil together exceed 100 % of the supernodes");
+    }
     if args.peers.is_some() && (args.churn || args.crash > 0.0) {
         anyhow::bail!("--peers is its own kind of churn: not with --churn or --crash");
     }
