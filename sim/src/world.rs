@@ -6,6 +6,7 @@
 //! nothing (a lost message or a dead peer lets the machine's own RPC deadline fire),
 //! `handle_timeout` when `poll_timeout` asked for it.
 
+use crate::batch::LOOKAHEAD_MS;
 use crate::clients::{Client, ClientAction};
 use crate::latency::{Network, Place};
 use crate::malice;
@@ -107,17 +108,6 @@ impl Msg {
     }
 }
 
-/// Things that happen at a set time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Timer {
-    /// A supernode's `poll_timeout`.
-    Node(u32),
-    /// A supernode's session ends.
-    Leave(u32),
-    /// A client does something.
-    Client(u32, ClientAction),
-}
-
 /// What an operation started on a supernode's overlay was for.
 #[derive(Clone, Copy, Debug)]
 pub enum OpKind {
@@ -202,7 +192,12 @@ pub struct Sim {
     /// The network model.
     pub network: Network,
     wheel: Wheel<Msg>,
-    timers: Timers<Timer>,
+    /// Supernodes' deadlines (`poll_timeout`), clients' actions and supernodes'
+    /// session ends, each by time.
+    node_timers: Timers<u32>,
+    client_timers: Timers<(u32, ClientAction)>,
+    leave_timers: Timers<u32>,
+    pub(crate) gathered: crate::batch::Gathered,
     /// Operations in progress on overlays, by (supernode, op).
     pub ops: HashMap<(u32, OpId), OpKind>,
     /// The malicious supernodes, which name only each other in their replies.
@@ -245,7 +240,10 @@ impl Sim {
             attached_to: Vec::new(),
             network,
             wheel: Wheel::new(T0.0),
-            timers: Timers::default(),
+            node_timers: Timers::default(),
+            client_timers: Timers::default(),
+            leave_timers: Timers::default(),
+            gathered: Default::default(),
             ops: HashMap::new(),
             colluders: Default::default(),
             verified: Arc::new(VerifiedRecords::new(cache)),
@@ -367,13 +365,13 @@ impl Sim {
     /// Schedules supernode `i` to leave at `at`.
     pub fn set_lifetime(&mut self, i: u32, at: Timestamp) {
         self.nodes[i as usize].leaves_at = Some(at);
-        self.timers.push(at.0, Timer::Leave(i));
+        self.leave_timers.push(at.0, i);
     }
 
     /// Schedules a client action.
     pub fn schedule(&mut self, at: Timestamp, client: u32, action: ClientAction) {
-        self.timers
-            .push(at.0.max(self.now.0), Timer::Client(client, action));
+        self.client_timers
+            .push(at.0.max(self.now.0), (client, action));
     }
 
     /// A random live supernode, honest if `honest`.
@@ -443,7 +441,7 @@ impl Sim {
         if next.is_some() && next != node.armed {
             node.armed = next;
             if let Some(t) = next {
-                self.timers.push(t.0.max(self.now.0), Timer::Node(i));
+                self.node_timers.push(t.0.max(self.now.0), i);
             }
         }
     }
@@ -534,49 +532,71 @@ impl Sim {
         }
     }
 
-    /// Runs every message and timer due up to `until`, then sets the clock there.
+    /// Runs every message and timer due up to `until`, then sets the clock there:
+    /// windows of at most [`LOOKAHEAD_MS`] (see `batch`), each ending before the next
+    /// supernode's session ends (those change the world for everyone, so they run
+    /// alone, on this thread).
     pub fn run_until(&mut self, until: Timestamp) {
         loop {
-            let msg_at = self.wheel.next_time();
-            let timer_at = self.timers.next_time();
-            let t = match (msg_at, timer_at) {
-                (Some(m), Some(t)) => m.min(t),
-                (Some(m), None) => m,
-                (None, Some(t)) => t,
-                (None, None) => break,
+            let next = [
+                self.wheel.next_time(),
+                self.node_timers.next_time(),
+                self.client_timers.next_time(),
+                self.leave_timers.next_time(),
+            ];
+            let Some(t) = next.into_iter().flatten().min() else {
+                break;
             };
             if t > until.0 {
                 break;
             }
-            self.now = Timestamp(t.max(self.now.0));
-            if msg_at == Some(t) {
-                let batch = self.wheel.take(t);
-                self.deliver_batch(batch);
-            } else if let Some((_, timer)) = self.timers.pop() {
-                self.fire(timer);
+            let t = t.max(self.now.0);
+            self.now = Timestamp(t);
+            if self.leave_timers.next_time().is_some_and(|at| at <= t) {
+                if let Some((_, i)) = self.leave_timers.pop() {
+                    if self.nodes[i as usize]
+                        .leaves_at
+                        .is_some_and(|at| at <= self.now)
+                    {
+                        self.supernode_leaves(i);
+                    }
+                }
+                continue;
             }
+            let mut end = (t + LOOKAHEAD_MS).min(until.0 + 1);
+            if let Some(at) = self.leave_timers.next_time() {
+                end = end.min(at);
+            }
+            self.gather(end);
+            self.run_window(Timestamp(t), end);
         }
         self.now = self.now.max(until);
     }
 
-    fn fire(&mut self, timer: Timer) {
-        match timer {
-            Timer::Node(i) => {
+    /// Collects every input of the window ending before `end`: clients act (in time
+    /// order, here), messages arrive, deadlines fall due.
+    fn gather(&mut self, end: u64) {
+        while let Some(at) = self.client_timers.next_time().filter(|&at| at < end) {
+            if let Some((_, (c, action))) = self.client_timers.pop() {
+                self.now = self.now.max(Timestamp(at));
+                self.client_act(c, action);
+            }
+        }
+        while let Some(at) = self.wheel.next_time().filter(|&at| at < end) {
+            let mut msgs = self.wheel.take(at);
+            for msg in msgs.drain(..) {
+                self.gathered.message(at, msg);
+            }
+            self.wheel.recycle(at, msgs);
+        }
+        while self.node_timers.next_time().is_some_and(|at| at < end) {
+            if let Some((_, i)) = self.node_timers.pop() {
                 let node = &mut self.nodes[i as usize];
-                if node.armed.is_some_and(|t| t <= self.now) {
+                if node.armed.is_some_and(|armed| armed.0 < end) {
                     node.armed = None;
-                    self.with_overlay(i, |o, now| o.handle_timeout(now));
+                    self.gathered.wake(i);
                 }
             }
-            Timer::Leave(i) => {
-                if self.nodes[i as usize]
-                    .leaves_at
-                    .is_some_and(|t| t <= self.now)
-                {
-                    self.supernode_leaves(i);
-                }
-            }
-            Timer::Client(c, action) => self.client_act(c, action),
         }
     }
 

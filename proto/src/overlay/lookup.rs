@@ -54,6 +54,10 @@ use std::collections::{BTreeMap, HashMap};
 /// so a flood of contacts in replies cannot grow a lookup without bound.
 const CANDIDATES_PER_K: usize = 4;
 
+/// Most disjoint paths a lookup runs: more would each start from fewer than one
+/// seed of a routing table's closest bucket.
+pub const MAX_PATHS: usize = 8;
+
 /// A value lookup's frontier is this many times `k` wide (see the module docs).
 pub const VALUE_WIDTH: usize = 2;
 
@@ -151,10 +155,10 @@ impl Lookup {
             local,
             k: k.max(1),
             alpha: alpha.max(1),
-            paths: paths.max(1),
+            paths: paths.clamp(1, MAX_PATHS),
             dealt: 0,
             candidates: BTreeMap::new(),
-            per_path: vec![0; paths.max(1)],
+            per_path: vec![0; paths.clamp(1, MAX_PATHS)],
             keys: HashMap::new(),
             found: None,
             holders: Vec::new(),
@@ -301,10 +305,11 @@ impl Lookup {
         let bound = self.quorum_bound();
         let width = self.width();
         // One pass over the candidates, closest first, for every path at once (this
-        // runs after every answer).
-        let mut seen = vec![0usize; self.paths];
-        let mut in_flight = vec![0usize; self.paths];
-        let mut waiting: Vec<Vec<[u8; 32]>> = vec![Vec::new(); self.paths];
+        // runs after every answer), counting on the stack.
+        let mut seen = [0usize; MAX_PATHS];
+        let mut in_flight = [0usize; MAX_PATHS];
+        let mut waiting = [0usize; MAX_PATHS];
+        let mut picked: Vec<(usize, [u8; 32])> = Vec::new();
         let mut open = self.paths;
         for c in self.candidates.values() {
             if c.state == State::Failed || seen[c.path] >= width {
@@ -314,9 +319,10 @@ impl Lookup {
             match c.state {
                 State::InFlight => in_flight[c.path] += 1,
                 State::Waiting
-                    if bound.is_none_or(|b| c.key < b) && waiting[c.path].len() < self.alpha =>
+                    if bound.is_none_or(|b| c.key < b) && waiting[c.path] < self.alpha =>
                 {
-                    waiting[c.path].push(c.key)
+                    waiting[c.path] += 1;
+                    picked.push((c.path, c.key));
                 }
                 _ => {}
             }
@@ -327,12 +333,16 @@ impl Lookup {
                 }
             }
         }
-        let mut chosen = Vec::new();
-        for (path, keys) in waiting.into_iter().enumerate() {
-            let free = self.alpha.saturating_sub(in_flight[path]);
-            chosen.extend(keys.into_iter().take(free));
-        }
-        chosen
+        // Each path's closest waiting candidates, as many as it has room in flight
+        // for; path by path.
+        let mut taken = [0usize; MAX_PATHS];
+        picked.retain(|&(path, _)| {
+            let room = taken[path] < self.alpha.saturating_sub(in_flight[path]);
+            taken[path] += usize::from(room);
+            room
+        });
+        picked.sort_by_key(|&(path, _)| path);
+        picked.into_iter().map(|(_, key)| key).collect()
     }
 
     /// Whether the lookup has finished (see the module docs): the quorum is reached,
@@ -352,7 +362,7 @@ impl Lookup {
     /// stopping at the first that has not).
     fn frontiers_answered(&self) -> bool {
         let width = self.width();
-        let mut seen = vec![0usize; self.paths];
+        let mut seen = [0usize; MAX_PATHS];
         for c in self.candidates.values() {
             if c.state == State::Failed || seen[c.path] >= width {
                 continue;
