@@ -48,7 +48,7 @@
 use super::diversity::{ip_group, IpGroup, MAX_PER_GROUP_IN_LOOKUP};
 use crate::identity::{NodeId, PeerId};
 use crate::presence::{Contact, SignedPresence};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Not-yet-queried candidates beyond this many times `k` are dropped, farthest first,
 /// so a flood of contacts in replies cannot grow a lookup without bound.
@@ -95,6 +95,43 @@ struct Candidate {
     group: Option<IpGroup>,
 }
 
+/// A lookup's candidates sorted by key (XOR distance to the target). A lookup holds
+/// at most about `CANDIDATES_PER_K × k` per path, so one sorted vector beats a
+/// B-tree: every answer scans the closest of them, and a contiguous block is what
+/// the cache wants; binary search finds one.
+#[derive(Clone, Debug, Default)]
+struct Candidates(Vec<Candidate>);
+
+impl Candidates {
+    fn get_mut(&mut self, key: &[u8; 32]) -> Option<&mut Candidate> {
+        let i = self.0.binary_search_by(|c| c.key.cmp(key)).ok()?;
+        self.0.get_mut(i)
+    }
+
+    /// Adds `c`, replacing any candidate with its key.
+    fn insert(&mut self, c: Candidate) {
+        match self.0.binary_search_by(|held| held.key.cmp(&c.key)) {
+            Ok(i) => self.0[i] = c,
+            Err(i) => self.0.insert(i, c),
+        }
+    }
+
+    fn remove(&mut self, key: &[u8; 32]) -> Option<Candidate> {
+        let i = self.0.binary_search_by(|c| c.key.cmp(key)).ok()?;
+        Some(self.0.remove(i))
+    }
+
+    /// Closest first.
+    fn values(&self) -> std::slice::Iter<'_, Candidate> {
+        self.0.iter()
+    }
+
+    /// Those closer to the target than `bound`.
+    fn closer_than(&self, bound: &[u8; 32]) -> &[Candidate] {
+        &self.0[..self.0.partition_point(|c| c.key < *bound)]
+    }
+}
+
 /// An iterative lookup of one key.
 #[derive(Clone, Debug)]
 pub struct Lookup {
@@ -107,7 +144,7 @@ pub struct Lookup {
     /// Seeds dealt to the paths so far.
     dealt: usize,
     /// Keyed by XOR distance to the target, which is unique per node id.
-    candidates: BTreeMap<[u8; 32], Candidate>,
+    candidates: Candidates,
     /// Candidates per path (kept, so that `trim` looks at them only when a path
     /// is over its cap).
     per_path: Vec<usize>,
@@ -157,7 +194,7 @@ impl Lookup {
             alpha: alpha.max(1),
             paths: paths.clamp(1, MAX_PATHS),
             dealt: 0,
-            candidates: BTreeMap::new(),
+            candidates: Candidates::default(),
             per_path: vec![0; paths.clamp(1, MAX_PATHS)],
             keys: HashMap::new(),
             found: None,
@@ -229,17 +266,14 @@ impl Lookup {
         let key = id.distance(&self.target);
         self.keys.insert(contact.id, key);
         self.per_path[path] += 1;
-        self.candidates.insert(
+        self.candidates.insert(Candidate {
             key,
-            Candidate {
-                key,
-                contact,
-                depth,
-                state: State::Waiting,
-                path,
-                group,
-            },
-        );
+            contact,
+            depth,
+            state: State::Waiting,
+            path,
+            group,
+        });
     }
 
     /// A candidate of `group` failed or left: another of its network may come in.
@@ -260,10 +294,10 @@ impl Lookup {
         }
         let count = &mut self.per_path;
         let mut victims = Vec::new();
-        for (key, c) in self.candidates.iter().rev() {
+        for c in self.candidates.values().rev() {
             if c.state == State::Waiting && count[c.path] > cap {
                 count[c.path] -= 1;
-                victims.push(*key);
+                victims.push(c.key);
             }
         }
         for key in victims {
@@ -383,8 +417,9 @@ impl Lookup {
         self.quorum_bound().is_some_and(|farthest| {
             !self
                 .candidates
-                .range(..farthest)
-                .any(|(_, c)| matches!(c.state, State::Waiting | State::InFlight))
+                .closer_than(&farthest)
+                .iter()
+                .any(|c| matches!(c.state, State::Waiting | State::InFlight))
         })
     }
 
