@@ -24,6 +24,7 @@ pub mod reach;
 pub mod relay;
 pub mod text;
 pub mod time;
+pub mod upload;
 pub mod transfer;
 pub mod vivaldi;
 
