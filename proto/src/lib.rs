@@ -24,8 +24,8 @@ pub mod reach;
 pub mod relay;
 pub mod text;
 pub mod time;
-pub mod upload;
 pub mod transfer;
+pub mod upload;
 pub mod vivaldi;
 
 pub use identity::{Identity, NodeId, PeerId};

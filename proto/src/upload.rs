@@ -116,9 +116,10 @@ impl UploadReport {
             return Err("samples out of order".into());
         }
         match self.samples.last() {
-            Some(s) if s.bytes > MAX_PROBE_BYTES => {
-                Err(format!("{} bytes counted (at most {MAX_PROBE_BYTES})", s.bytes))
-            }
+            Some(s) if s.bytes > MAX_PROBE_BYTES => Err(format!(
+                "{} bytes counted (at most {MAX_PROBE_BYTES})",
+                s.bytes
+            )),
             _ => Ok(()),
         }
     }
@@ -203,7 +204,10 @@ impl UploadMeter {
     }
 
     fn sample(&mut self, now: Duration) {
-        let micros = now.saturating_sub(self.start).as_micros().min(u32::MAX as u128) as u32;
+        let micros = now
+            .saturating_sub(self.start)
+            .as_micros()
+            .min(u32::MAX as u128) as u32;
         let s = Sample {
             micros,
             bytes: self.received,

@@ -77,7 +77,13 @@ fn bytes_past_the_limit_or_the_deadline_are_not_counted() {
     two.handle_data(Duration::from_millis(2), 70_000);
     two.handle_end(Duration::from_millis(900));
     let r = two.report(Duration::from_secs(1));
-    assert_eq!(r.samples.last(), Some(&Sample { micros: 2_000, bytes: 140_000 }));
+    assert_eq!(
+        r.samples.last(),
+        Some(&Sample {
+            micros: 2_000,
+            bytes: 140_000
+        })
+    );
 }
 
 #[test]
@@ -172,14 +178,26 @@ fn the_guard_limits_probes_per_key_per_ip_and_in_size() {
     let big = UploadProbe {
         max_bytes: MAX_PROBE_BYTES + 1,
     };
-    assert_eq!(code(g.admit(t, at, a, ip, false, &big)), Err(RefusalCode::Malformed));
+    assert_eq!(
+        code(g.admit(t, at, a, ip, false, &big)),
+        Err(RefusalCode::Malformed)
+    );
     let empty = UploadProbe { max_bytes: 0 };
-    assert_eq!(code(g.admit(t, at, a, ip, false, &empty)), Err(RefusalCode::Malformed));
-    assert_eq!(code(g.admit(t, at, a, ip, true, &probe)), Err(RefusalCode::Malformed));
+    assert_eq!(
+        code(g.admit(t, at, a, ip, false, &empty)),
+        Err(RefusalCode::Malformed)
+    );
+    assert_eq!(
+        code(g.admit(t, at, a, ip, true, &probe)),
+        Err(RefusalCode::Malformed)
+    );
     // Per key: 2 at once, then one per 15 min.
     assert_eq!(code(g.admit(t, at, a, ip, false, &probe)), Ok(()));
     assert_eq!(code(g.admit(t, at, a, ip, false, &probe)), Ok(()));
-    assert_eq!(code(g.admit(t, at, a, ip, false, &probe)), Err(RefusalCode::Overloaded));
+    assert_eq!(
+        code(g.admit(t, at, a, ip, false, &probe)),
+        Err(RefusalCode::Overloaded)
+    );
     let later = t + Duration::from_secs(15 * 60);
     assert_eq!(code(g.admit(later, at, a, ip, false, &probe)), Ok(()));
     // Per IP: 4 at once whatever the keys (a key refused by its own quota took none).
