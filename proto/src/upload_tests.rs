@@ -226,3 +226,38 @@ fn the_guard_limits_probes_per_key_per_ip_and_in_size() {
         .expect("admitted");
     assert_eq!(m.poll_timeout(), limits.duration);
 }
+
+proptest::proptest! {
+    /// Any report a supernode could send decodes strictly or not at all, and its rate
+    /// never panics (no overflow, no division by zero) and never exceeds what its
+    /// bytes over its shortest interval allow.
+    #[test]
+    fn any_report_is_checked_and_its_rate_never_panics(
+        raw in proptest::collection::vec((0u32..5_000_000, 0u32..5_000_000), 0..140),
+        sort in proptest::bool::ANY,
+    ) {
+        let mut samples: Vec<Sample> = raw.iter().map(|&(micros, bytes)| Sample { micros, bytes }).collect();
+        if sort {
+            samples.sort_by_key(|s| (s.micros, s.bytes));
+            let mut top = 0;
+            for s in &mut samples {
+                top = top.max(s.bytes);
+                s.bytes = top;
+            }
+        }
+        let report = UploadReport { samples };
+        let reply = UploadReply::Measured(report.clone());
+        match UploadReply::decode_checked(&reply.encode()) {
+            Ok(UploadReply::Measured(r)) => {
+                proptest::prop_assert!(r.check().is_ok());
+                if let Some(kbps) = r.kbps() {
+                    // At most every byte in one microsecond.
+                    let cap = u64::from(r.bytes()) * 8 * 1_000_000 / 1024;
+                    proptest::prop_assert!(u64::from(kbps) <= cap);
+                }
+            }
+            Ok(other) => proptest::prop_assert!(false, "{other:?}"),
+            Err(_) => proptest::prop_assert!(report.check().is_err()),
+        }
+    }
+}
