@@ -330,7 +330,6 @@ impl NatLab {
             Some(router) => (router, "wan"),
             None => (&host.ns, "eth0"),
         };
-        let router = ns;
         let out = Command::new("tc")
             .args(["-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf"])
             .args(["rate", &format!("{kbit_per_s}kbit"), "burst", "16kb"])
@@ -339,7 +338,7 @@ impl NatLab {
             .context("running tc (iproute2)")?;
         if !out.status.success() {
             bail!(
-                "tc qdisc tbf on {router}: {}",
+                "tc qdisc tbf on {ns} {dev}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
