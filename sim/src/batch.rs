@@ -23,7 +23,7 @@ use crate::phase::kind_index;
 use crate::world::{Msg, OpKind, Sim, Supernode};
 use parley_proto::messages::SupernodeToSupernode;
 use parley_proto::overlay::{OpId, OutgoingRpc, Overlay, OverlayEvent};
-use parley_proto::presence::{PresenceRecord, SignedPresence};
+use parley_proto::presence::{Contact, PresenceRecord, SignedPresence};
 use parley_proto::{PeerId, Timestamp};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -109,6 +109,7 @@ struct World<'a> {
     colluders: &'a HashSet<PeerId>,
     index: &'a HashMap<PeerId, u32>,
     places: &'a [Place],
+    contacts: &'a [Contact],
     network: &'a Network,
     clients: &'a [Client],
     /// The first millisecond after the window.
@@ -177,12 +178,9 @@ impl Share<'_> {
         };
         match msg {
             Msg::Request {
-                from,
-                sender,
-                id,
-                request,
-                ..
+                from, id, request, ..
             } => {
+                let sender = world.contacts[from as usize];
                 if matches!(request, SupernodeToSupernode::Store(_)) {
                     self.stores[usize::from(node.malicious.is_some())] += 1;
                 }
@@ -270,7 +268,6 @@ impl Share<'_> {
             };
             let msg = Msg::Request {
                 from: self.index,
-                sender: self.node.contact,
                 to,
                 id: rpc.id,
                 request: rpc.request,
@@ -399,6 +396,7 @@ impl Sim {
             colluders: &self.colluders,
             index: &self.index,
             places: &self.places,
+            contacts: &self.contacts,
             network: &self.network,
             clients: &self.clients,
             end,

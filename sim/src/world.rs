@@ -79,8 +79,6 @@ pub enum Msg {
     Request {
         /// Sender.
         from: u32,
-        /// The sender's contact, as its authenticated connection shows it.
-        sender: Contact,
         /// Receiver.
         to: u32,
         /// The sender's RPC id.
@@ -182,6 +180,10 @@ pub struct Sim {
     /// Where each supernode ever started sits (as `Supernode::place`, in one array so
     /// that every core can read it while supernodes take their messages).
     pub places: Vec<Place>,
+    /// Each supernode's contact, by index (as `Supernode::contact`, for the same
+    /// reason): a request's receiver learns its sender's from here, as a real one
+    /// does from the authenticated connection, so messages need not carry it.
+    pub contacts: Vec<Contact>,
     /// Live supernodes, unordered (for random choice).
     pub live: Vec<u32>,
     live_pos: HashMap<u32, usize>,
@@ -234,6 +236,7 @@ impl Sim {
             nodes: Vec::new(),
             index: HashMap::new(),
             places: Vec::new(),
+            contacts: Vec::new(),
             live: Vec::new(),
             live_pos: HashMap::new(),
             clients: Vec::new(),
@@ -287,6 +290,7 @@ impl Sim {
             Overlay::with_verifier(contact, self.config.clone(), self.now, seed, verifier);
         let place = Place::random(&mut self.rng);
         self.places.push(place);
+        self.contacts.push(contact);
         self.nodes.push(Supernode {
             overlay: Some(overlay),
             contact,
@@ -454,17 +458,13 @@ impl Sim {
         let Some(&to) = self.index.get(&rpc.to.id) else {
             return;
         };
-        let (from_place, sender) = {
-            let node = &self.nodes[i as usize];
-            (node.place, node.contact)
-        };
+        let from_place = self.nodes[i as usize].place;
         let to_place = self.nodes[to as usize].place;
         self.post(
             &from_place,
             &to_place,
             Msg::Request {
                 from: i,
-                sender,
                 to,
                 id: rpc.id,
                 request: rpc.request,

@@ -50,6 +50,12 @@ use crate::identity::{NodeId, PeerId};
 use crate::presence::{Contact, SignedPresence};
 use std::collections::HashMap;
 
+/// A lookup's own small maps (at most a few hundred entries, gone when it ends) hash
+/// with foldhash rather than SipHash: they are asked for every contact of every
+/// reply, and a flood of colliding keys could slow one lookup, bounded by its
+/// candidate cap, not the supernode.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Not-yet-queried candidates beyond this many times `k` are dropped, farthest first,
 /// so a flood of contacts in replies cannot grow a lookup without bound.
 const CANDIDATES_PER_K: usize = 4;
@@ -150,7 +156,7 @@ pub struct Lookup {
     per_path: Vec<usize>,
     /// Each candidate's key by identity. Replies name the same nodes over and over,
     /// and this spares hashing each one into its node id every time.
-    keys: HashMap<PeerId, [u8; 32]>,
+    keys: FastMap<PeerId, [u8; 32]>,
     found: Option<(SignedPresence, usize)>,
     /// Every holder that answered with a record, and that record's sequence number.
     /// (Their distance to the target is kept: the quorum compares it on every answer.)
@@ -158,7 +164,7 @@ pub struct Lookup {
     /// Whether the per-network limit applies (see the module docs).
     diversity: bool,
     /// Candidates that have not failed, per network (the limited ones only).
-    groups: HashMap<IpGroup, usize>,
+    groups: FastMap<IpGroup, usize>,
 }
 
 impl Lookup {
@@ -196,11 +202,11 @@ impl Lookup {
             dealt: 0,
             candidates: Candidates::default(),
             per_path: vec![0; paths.clamp(1, MAX_PATHS)],
-            keys: HashMap::new(),
+            keys: FastMap::default(),
             found: None,
             holders: Vec::new(),
             diversity: true,
-            groups: HashMap::new(),
+            groups: FastMap::default(),
         };
         let mut seeds: Vec<(_, Contact)> = seeds
             .into_iter()
