@@ -65,7 +65,7 @@ impl Directory {
 
     /// Adds a Sybil once it has an address.
     pub fn add(&self, contact: Contact) {
-        let id = contact.id.node_id();
+        let id = contact.node_id();
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         let at = members.partition_point(|(m, _)| m.0 < id.0);
         members.insert(at, (id, contact));
@@ -286,7 +286,7 @@ pub fn place(
         (2 * targets).min(clients.len()),
     )
     .into_iter()
-    .map(|c| (c as u32, clients[c].peer_id().node_id()))
+    .map(|c| (c as u32, clients[c].peer_id().record_key()))
     .collect();
     let chosen: Vec<(NodeId, usize)> = choose_targets(candidates, &honest, targets)
         .into_iter()
@@ -330,7 +330,7 @@ mod tests {
             let key = contact(10_000 + probe).id.node_id();
             let except = all[probe as usize].id;
             let mut expect: Vec<Contact> = all.iter().filter(|c| c.id != except).copied().collect();
-            expect.sort_by_key(|c| c.id.node_id().distance(&key));
+            expect.sort_by_key(|c| c.node_id().distance(&key));
             expect.truncate(8);
             assert_eq!(dir.closest(&key, 8, &except), expect);
         }

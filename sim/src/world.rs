@@ -587,6 +587,6 @@ impl Sim {
 
     /// The node id of supernode `i`.
     pub fn node_id(&self, i: u32) -> NodeId {
-        self.nodes[i as usize].contact.id.node_id()
+        self.nodes[i as usize].contact.node_id()
     }
 }

@@ -8,8 +8,8 @@
 //! so a lost message needs no special handling by the shell (or by a simulation).
 //!
 //! Key facts the rest of the system relies on:
-//! - A supernode's position is `contact.id.node_id()`; a record's key is
-//!   `record.id.node_id()`.
+//! - A supernode's position is `contact.node_id()`; a record's key is
+//!   `record.id.record_key()`.
 //! - A record is stored on the publishing supernode and on the `k` closest
 //!   supernodes an iterative `FIND_NODE` finds. Within every `republish_interval`
 //!   the holders that count themselves among the `k` closest push it again to the
@@ -34,6 +34,7 @@
 pub mod diversity;
 pub mod lookup;
 mod node;
+pub mod position;
 pub mod routing;
 pub mod store;
 #[cfg(test)]

@@ -25,9 +25,9 @@ fn supernodes_joining_a_small_overlay_get_every_record_held_before() {
             .unwrap();
     }
     net.settle();
-    let ids = [net.nodes[0].me().id.node_id(), contact(1).id.node_id()];
+    let ids = [net.nodes[0].me().node_id(), contact(1).node_id()];
     let closer_to = |o: &Identity, n: usize| {
-        let key = o.peer_id().node_id();
+        let key = o.peer_id().record_key();
         ids[n].distance(&key) < ids[1 - n].distance(&key)
     };
     assert!(early.iter().any(|o| closer_to(o, 0)) && late.iter().any(|o| closer_to(o, 1)));
@@ -120,7 +120,7 @@ fn joins_while_a_join_runs_seed_it_instead_of_starting_another() {
         .map(|rpc| {
             assert_eq!(
                 rpc.request,
-                SupernodeToSupernode::FindNode(contact(0).id.node_id())
+                SupernodeToSupernode::FindNode(contact(0).node_id())
             );
             rpc.to
         })
