@@ -97,7 +97,7 @@ impl Overlay {
             publish_paths: config.publish_paths.max(1),
             ..config
         };
-        let my_id = me.id.record_key();
+        let my_id = me.node_id();
         let newly_started_until = now + config.rpc_timeout;
         Overlay {
             me,
@@ -438,7 +438,7 @@ impl Overlay {
         if self.store.is_empty() {
             return;
         }
-        let theirs = newcomer.id.record_key();
+        let theirs = newcomer.node_id();
         let k = self.config.k;
         let mut due: Vec<(NodeId, SignedPresence)> = self
             .store

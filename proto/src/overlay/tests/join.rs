@@ -127,3 +127,18 @@ fn joins_while_a_join_runs_seed_it_instead_of_starting_another() {
         .collect();
     assert_eq!(asked.len(), 3, "every bootstrap asked: {asked:?}");
 }
+
+/// A supernode at a public address sits where everyone else computes it: its
+/// self-lookup looks for its BEP 42 position, not its key's hash.
+#[test]
+fn a_supernode_at_a_public_address_looks_itself_up_at_its_bep42_position() {
+    let me = Contact {
+        addr: "203.0.113.7:7000".parse().unwrap(),
+        ..contact(0)
+    };
+    assert_ne!(me.node_id(), me.id.record_key());
+    let mut node = Overlay::new(me, OverlayConfig::default(), T0, 0);
+    node.join(T0, contact(1));
+    let rpc = node.poll_transmit().unwrap();
+    assert_eq!(rpc.request, SupernodeToSupernode::FindNode(me.node_id()));
+}
