@@ -10,7 +10,7 @@
 
 use crate::limits::Limits;
 use parley_net::clock::mono;
-use parley_net::{dial, request, NetError};
+use parley_net::{canonical, dial, request, NetError};
 use parley_proto::messages::{SupernodeReply, SupernodeToSupernode, ALPN_OVERLAY};
 use parley_proto::overlay::RpcFailure;
 use parley_proto::presence::Contact;
@@ -51,11 +51,17 @@ impl Pool {
         }
     }
 
-    fn cached(&self, id: &PeerId) -> Option<Connection> {
+    /// The cached live connection to `to`'s key *at `to`'s address*. A contact is
+    /// a key at an address, and a supernode's overlay position follows the IP
+    /// (BEP 42): a contact naming a key we are connected to elsewhere must be
+    /// dialed at its own address (where QUIC proves the key, or fails), never
+    /// answered over the other connection, or anyone could name himself at an
+    /// address whose position lands next to a victim's key.
+    fn cached(&self, to: &Contact) -> Option<Connection> {
         let mut conns = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
-        let (conn, used) = conns
-            .get_mut(id)
-            .filter(|(c, _)| c.close_reason().is_none())?;
+        let (conn, used) = conns.get_mut(&to.id).filter(|(c, _)| {
+            c.close_reason().is_none() && canonical(c.remote_address()) == canonical(to.addr)
+        })?;
         *used = mono();
         Some(conn.clone())
     }
@@ -123,11 +129,11 @@ impl Pool {
 
     /// A cached live connection to `to`, or a new one.
     async fn connection(&self, to: Contact) -> Result<Connection, NetError> {
-        if let Some(c) = self.cached(&to.id) {
+        if let Some(c) = self.cached(&to) {
             return Ok(c);
         }
         self.connect(to.addr, Some(to.id)).await?;
-        self.cached(&to.id).ok_or(NetError::NoPeerIdentity)
+        self.cached(&to).ok_or(NetError::NoPeerIdentity)
     }
 
     /// A new bidirectional stream to `to` (for call signalling).
@@ -193,7 +199,7 @@ mod tests {
         let mut conns = Vec::new();
         for s in &servers {
             let c = pool.connect(s.local_addr().unwrap(), None).await.unwrap();
-            conns.push(pool.cached(&c.id).unwrap());
+            conns.push(pool.cached(&c).unwrap());
             // Last use is kept in milliseconds: dials in the same one would tie.
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -205,5 +211,42 @@ mod tests {
         pool.sweep(mono() + limits.pool_idle);
         assert_eq!(pool.len(), 0);
         assert!(conns[2].close_reason().is_some());
+    }
+
+    /// A key we are connected to, named at another address (where another key
+    /// answers): the RPC goes to that address and fails; the cached connection
+    /// is not used for it.
+    #[tokio::test]
+    async fn a_key_named_at_another_address_is_dialed_there() {
+        let alpns: [&[u8]; 1] = [ALPN_OVERLAY];
+        let mut addrs = Vec::new();
+        for _ in 0..2 {
+            let id = Identity::generate();
+            let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &id, &alpns).unwrap();
+            addrs.push(ep.local_addr().unwrap());
+            tokio::spawn(async move {
+                while let Some(inc) = ep.accept().await {
+                    tokio::spawn(async move {
+                        if let Ok(c) = inc.await {
+                            c.closed().await;
+                        }
+                    });
+                }
+            });
+        }
+        let me = Identity::generate();
+        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &me, &alpns).unwrap();
+        let pool = Pool::new(ep, me, &Limits::default());
+        let real = pool.connect(addrs[0], None).await.unwrap();
+        assert!(pool.connection(real).await.is_ok());
+        let elsewhere = Contact {
+            id: real.id,
+            addr: addrs[1],
+        };
+        assert!(pool.cached(&elsewhere).is_none());
+        assert!(
+            pool.connection(elsewhere).await.is_err(),
+            "another key answers there"
+        );
     }
 }
