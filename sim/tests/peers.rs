@@ -10,7 +10,10 @@ use std::time::Duration;
 
 fn scenario(median_session: Duration) -> Scenario {
     Scenario {
-        seed: 11,
+        // A seed whose departures include a crash: with about 9 of them at a crash
+        // share of 0.2, about one seed in eight has none (seed 11 did, once supernode
+        // positions followed BEP 42 and the run changed).
+        seed: 12,
         bootstraps: 3,
         peers: Some(PeerConfig {
             share: 0.8,
