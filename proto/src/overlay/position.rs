@@ -150,11 +150,11 @@ mod tests {
     /// BEP 42's table: IP, `rand` (its low 3 bits are `r`), and the first three
     /// bytes of the example id, whose first 21 bits are the prefix.
     const VECTORS: [(&str, u8, u32); 5] = [
-        ("124.31.75.21", 1, 0x5f_bf_bf),
-        ("21.75.31.124", 86, 0x5a_3c_e9),
-        ("65.23.51.170", 22, 0xa5_d4_32),
-        ("84.124.73.14", 65, 0x1b_03_21),
-        ("43.213.53.83", 90, 0xe5_6f_6c),
+        ("124.31.75.21", 1, 0x005f_bfbf),
+        ("21.75.31.124", 86, 0x005a_3ce9),
+        ("65.23.51.170", 22, 0x00a5_d432),
+        ("84.124.73.14", 65, 0x001b_0321),
+        ("43.213.53.83", 90, 0x00e5_6f6c),
     ];
 
     #[test]
