@@ -170,27 +170,31 @@ mod tests {
     use super::*;
     use parley_net::make_endpoint;
 
+    const ALPNS: [&[u8]; 1] = [ALPN_OVERLAY];
+
+    /// An overlay endpoint with a new identity on loopback that accepts every
+    /// connection and holds it until the peer closes it; returns its address.
+    fn accepting_server() -> SocketAddr {
+        let id = Identity::generate();
+        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &id, &ALPNS).unwrap();
+        let addr = ep.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Some(inc) = ep.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(c) = inc.await {
+                        c.closed().await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
     #[tokio::test]
     async fn the_pool_closes_idle_connections_and_stays_under_its_cap() {
-        let alpns: [&[u8]; 1] = [ALPN_OVERLAY];
-        let mut servers = Vec::new();
-        for _ in 0..3 {
-            let id = Identity::generate();
-            let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &id, &alpns).unwrap();
-            let accepting = ep.clone();
-            tokio::spawn(async move {
-                while let Some(inc) = accepting.accept().await {
-                    tokio::spawn(async move {
-                        if let Ok(c) = inc.await {
-                            c.closed().await;
-                        }
-                    });
-                }
-            });
-            servers.push(ep);
-        }
+        let servers: Vec<SocketAddr> = (0..3).map(|_| accepting_server()).collect();
         let me = Identity::generate();
-        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &me, &alpns).unwrap();
+        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &me, &ALPNS).unwrap();
         let limits = Limits {
             pool_max: 2,
             ..Limits::default()
@@ -198,7 +202,7 @@ mod tests {
         let pool = Pool::new(ep, me, &limits);
         let mut conns = Vec::new();
         for s in &servers {
-            let c = pool.connect(s.local_addr().unwrap(), None).await.unwrap();
+            let c = pool.connect(*s, None).await.unwrap();
             conns.push(pool.cached(&c).unwrap());
             // Last use is kept in milliseconds: dials in the same one would tie.
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -218,24 +222,9 @@ mod tests {
     /// is not used for it.
     #[tokio::test]
     async fn a_key_named_at_another_address_is_dialed_there() {
-        let alpns: [&[u8]; 1] = [ALPN_OVERLAY];
-        let mut addrs = Vec::new();
-        for _ in 0..2 {
-            let id = Identity::generate();
-            let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &id, &alpns).unwrap();
-            addrs.push(ep.local_addr().unwrap());
-            tokio::spawn(async move {
-                while let Some(inc) = ep.accept().await {
-                    tokio::spawn(async move {
-                        if let Ok(c) = inc.await {
-                            c.closed().await;
-                        }
-                    });
-                }
-            });
-        }
+        let addrs: Vec<SocketAddr> = (0..2).map(|_| accepting_server()).collect();
         let me = Identity::generate();
-        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &me, &alpns).unwrap();
+        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &me, &ALPNS).unwrap();
         let pool = Pool::new(ep, me, &Limits::default());
         let real = pool.connect(addrs[0], None).await.unwrap();
         assert!(pool.connection(real).await.is_ok());
