@@ -33,7 +33,7 @@ bin_dir=fuzz/target/x86_64-unknown-linux-gnu/release
 all=(relay_channel parse_peer_id stun_answer tunnel_frames relay_messages media_frame
   decode_supernode_reply decode_supernode_to_client decode_client_to_supernode call_signal
   decode_supernode_to_supernode decode_presence relay_token transfer_manifest
-  transfer_peer_messages)
+  transfer_peer_messages reach_messages upload_messages)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 mkdir -p "$SCRATCH/logs"

@@ -77,11 +77,13 @@ pub enum Command {
         /// How long `--serve auto` waits online before checking reachability.
         #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(0..=86_400 * 7))]
         promote_after: u64,
-        /// Upload budget for relaying others' calls, in kbit/s (each relayed leg may use
-        /// 256; at least 512, one call). Default 2048: a quarter of a typical 8 Mbit/s
-        /// residential upload (the upload is not measured).
-        #[arg(long, value_name = "KBPS", default_value_t = parley_proto::relay::peer::DEFAULT_RELAY_KBPS, value_parser = clap::value_parser!(u32).range(512..=10_000_000))]
-        relay_kbps: u32,
+        /// Upload budget for relaying others' calls, in kbit/s of 1,024 bit (each relayed
+        /// leg may use 256; at least 512, one call). Default: a quarter of the upload,
+        /// measured against a supernode before serving (at least 512, at most 8192);
+        /// `auto` does not serve without a measurement, or when a quarter of it is under
+        /// 512. Given, nothing is measured.
+        #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(512..=10_000_000))]
+        relay_kbps: Option<u32>,
         #[command(flatten)]
         call: CallArgs,
     },

@@ -125,6 +125,19 @@ pub fn reach_messages(data: &[u8]) {
     wire_message::<ProbeAck>(data);
 }
 
+/// The upload probe messages (issue 10, kinds 0x35-0x36): each as [`wire_message`];
+/// a reply the checked decoder accepts passes its own check and yields a rate without
+/// panicking (no overflow, no division by zero).
+pub fn upload_messages(data: &[u8]) {
+    use parley_proto::upload::{UploadProbe, UploadReply};
+    wire_message::<UploadProbe>(data);
+    wire_message::<UploadReply>(data);
+    if let Ok(UploadReply::Measured(report)) = UploadReply::decode_checked(data) {
+        assert!(report.check().is_ok());
+        let _ = report.kbps();
+    }
+}
+
 /// A bare postcard `SignedRelayToken`, verified at [`NOW`] as the relay would
 /// (its own id: the token's relay; trusted issuers: the token's issuer).
 pub fn relay_token(data: &[u8]) {

@@ -19,6 +19,7 @@ pub mod metrics_http;
 pub mod signal;
 pub mod tcp_tunnel;
 pub mod tls;
+pub mod upload;
 
 pub use endpoint::{
     dial, dial_with, make_endpoint, make_endpoint_on, make_endpoint_with, peer_id_of, Liveness,

@@ -25,6 +25,7 @@ pub mod relay;
 pub mod text;
 pub mod time;
 pub mod transfer;
+pub mod upload;
 pub mod vivaldi;
 
 pub use identity::{Identity, NodeId, PeerId};

@@ -9,7 +9,12 @@
 //! - it has been online `promote_after` (`auto`, default 30 min) or at all (`always`);
 //! - a reachability dial-back passed ([`crate::reach`]): a probe carrying the nonce of
 //!   the current check arrived at its serving socket over a connection whose key and
-//!   address are not those of the supernode it asked.
+//!   address are not those of the supernode it asked;
+//! - it has bandwidth to spare: `--relay-kbps` given, or its upload measured
+//!   ([`crate::upload`], against the asked supernode, once per network) and, in `auto`,
+//!   a quarter of it at least one relayed call (512 kbit/s). A client with no
+//!   measurement is never promoted in `auto` on a made-up figure; in `always` it serves
+//!   at the minimum (512, one call) when the measurement fails.
 //!
 //! A failed check (no probe within `probe_timeout`, or the supernode said it failed or
 //! refused) is retried after `retry_every`, through the next attached supernode.
@@ -21,6 +26,7 @@
 use crate::presence::{Contact, NatType};
 use crate::reach::Nonce;
 use crate::time::Mono;
+use crate::upload::{default_relay_kbps, spares_a_call, MIN_RELAY_KBPS};
 use crate::PeerId;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -53,6 +59,13 @@ pub struct PromotionConfig {
     /// How long the serving roles may stay over their caps before the client demotes
     /// itself: 5 min.
     pub overload_for: Duration,
+    /// `--relay-kbps`, if given: the relay budget, and no upload measurement.
+    pub relay_kbps: Option<u32>,
+    /// How long an upload measurement may take once asked for: 15 s.
+    pub measure_timeout: Duration,
+    /// After `auto` measured too little upload to spare a call, how long before it
+    /// checks (and measures) again: 1 h (a busy link measures low).
+    pub remeasure_after: Duration,
 }
 
 impl Default for PromotionConfig {
@@ -63,6 +76,9 @@ impl Default for PromotionConfig {
             probe_timeout: Duration::from_secs(10),
             retry_every: Duration::from_secs(30),
             overload_for: Duration::from_secs(5 * 60),
+            relay_kbps: None,
+            measure_timeout: Duration::from_secs(15),
+            remeasure_after: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -89,6 +105,40 @@ impl DemoteReason {
     }
 }
 
+/// Where a promoted client's relay budget came from (the `relay_kbps_source` field
+/// of the `promoted` event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetSource {
+    /// `--relay-kbps`.
+    Flag,
+    /// [`default_relay_kbps`] of the measured upload.
+    Measured,
+    /// `--serve always` whose measurement failed: one relayed call.
+    Minimum,
+}
+
+impl BudgetSource {
+    /// `"flag"`, `"measured"`, `"minimum"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetSource::Flag => "flag",
+            BudgetSource::Measured => "measured",
+            BudgetSource::Minimum => "minimum",
+        }
+    }
+}
+
+/// The upload a promoted client gives to relaying, and how it was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayBudget {
+    /// kbit/s (1,024 bit/s), as `--relay-kbps`.
+    pub kbps: u32,
+    /// Where it came from.
+    pub source: BudgetSource,
+    /// The measured upload (kbit/s), if it was measured.
+    pub upload_kbps: Option<u32>,
+}
+
 /// What the shell must do, or report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -99,10 +149,19 @@ pub enum Action {
         /// The check's nonce.
         nonce: Nonce,
     },
+    /// Measure the upload against the attached supernode `via`
+    /// ([`crate::upload`]) and report it with
+    /// [`handle_upload`](Promotion::handle_upload).
+    MeasureUpload {
+        /// The supernode to send the probe to.
+        via: Contact,
+    },
     /// The check passed: start serving.
     Promote {
         /// The supernode whose probe proved it.
         prober: PeerId,
+        /// The relay's budget.
+        budget: RelayBudget,
     },
     /// Stop serving.
     Demote(DemoteReason),
@@ -124,6 +183,12 @@ enum State {
         nonce: Nonce,
         deadline: Mono,
     },
+    /// Reachable (proved by `prober`); measuring the upload through `via`.
+    Measuring {
+        via: Contact,
+        prober: PeerId,
+        deadline: Mono,
+    },
     Promoted {
         overloaded_since: Option<Mono>,
     },
@@ -139,6 +204,8 @@ pub struct Promotion {
     attached: Vec<Contact>,
     /// Round-robin over the attached supernodes across checks.
     next_via: usize,
+    /// The upload measured on this network (kbit/s).
+    upload: Option<u32>,
     actions: VecDeque<Action>,
 }
 
@@ -151,6 +218,7 @@ impl Promotion {
             state: State::Done,
             attached: Vec::new(),
             next_via: 0,
+            upload: None,
             actions: VecDeque::new(),
         };
         let blocker = match (config.mode, nat) {
@@ -215,12 +283,82 @@ impl Promotion {
                     ),
                 );
             }
+            State::Measuring { deadline, .. } if now >= deadline => {
+                let why = format!(
+                    "no upload measurement within {} s",
+                    self.config.measure_timeout.as_secs()
+                );
+                self.handle_upload(now, Err(why));
+            }
             State::Promoted {
                 overloaded_since: Some(since),
             } if now.since(since) >= self.config.overload_for => {
                 self.demote(now, DemoteReason::Overloaded);
             }
             _ => {}
+        }
+    }
+
+    fn promote(&mut self, prober: PeerId, budget: RelayBudget) {
+        self.state = State::Promoted {
+            overloaded_since: None,
+        };
+        self.actions.push_back(Action::Promote { prober, budget });
+    }
+
+    /// The budget known without measuring: the flag's, or the measured one's.
+    fn known_budget(&self) -> Option<RelayBudget> {
+        if let Some(kbps) = self.config.relay_kbps {
+            return Some(RelayBudget {
+                kbps,
+                source: BudgetSource::Flag,
+                upload_kbps: None,
+            });
+        }
+        self.upload.map(|up| RelayBudget {
+            kbps: default_relay_kbps(up),
+            source: BudgetSource::Measured,
+            upload_kbps: Some(up),
+        })
+    }
+
+    /// The upload measurement asked for with [`Action::MeasureUpload`] ended: the rate
+    /// in kbit/s, or why there is none. `auto` promotes only when a quarter of it
+    /// spares a relayed call (else checks again after `remeasure_after`), and fails
+    /// the check without a rate (retried after `retry_every`); `always` promotes
+    /// either way, at the minimum budget without a rate.
+    pub fn handle_upload(&mut self, now: Mono, measured: Result<u32, String>) {
+        let State::Measuring { prober, .. } = self.state else {
+            return;
+        };
+        let always = self.config.mode == ServeMode::Always;
+        match measured {
+            Ok(up) if always || spares_a_call(up) => {
+                self.upload = Some(up);
+                let budget = self.known_budget().expect("measured");
+                self.promote(prober, budget);
+            }
+            Ok(up) => {
+                self.state = State::Waiting {
+                    at: now + self.config.remeasure_after,
+                };
+                self.actions.push_back(Action::CheckFailed(format!(
+                    "upload measured at {up} kbit/s: a quarter of it is less than one relayed call ({MIN_RELAY_KBPS}); measuring again in {} min",
+                    self.config.remeasure_after.as_secs() / 60
+                )));
+            }
+            // The shell reports the failure itself as it happens.
+            Err(_) if always => {
+                self.promote(
+                    prober,
+                    RelayBudget {
+                        kbps: MIN_RELAY_KBPS,
+                        source: BudgetSource::Minimum,
+                        upload_kbps: None,
+                    },
+                );
+            }
+            Err(why) => self.fail(now, format!("upload measurement failed: {why}")),
         }
     }
 
@@ -248,7 +386,16 @@ impl Promotion {
     /// A probe connection arrived on the serving socket, from key `prober` at `from`,
     /// carrying `nonce`. Returns whether to acknowledge it (it is the current check's).
     /// It proves reachability only if it is not the asked supernode's own dial.
-    pub fn handle_probe(&mut self, nonce: Nonce, prober: PeerId, from: SocketAddr) -> bool {
+    ///
+    /// Without a known budget (no `--relay-kbps`, nothing measured on this network)
+    /// it asks for [`Action::MeasureUpload`] through the same supernode before promoting.
+    pub fn handle_probe(
+        &mut self,
+        now: Mono,
+        nonce: Nonce,
+        prober: PeerId,
+        from: SocketAddr,
+    ) -> bool {
         let State::Checking {
             via, nonce: want, ..
         } = self.state
@@ -262,10 +409,17 @@ impl Promotion {
             // The asked supernode dialing itself proves nothing about other networks.
             return true;
         }
-        self.state = State::Promoted {
-            overloaded_since: None,
-        };
-        self.actions.push_back(Action::Promote { prober });
+        match self.known_budget() {
+            Some(budget) => self.promote(prober, budget),
+            None => {
+                self.state = State::Measuring {
+                    via,
+                    prober,
+                    deadline: now + self.config.measure_timeout,
+                };
+                self.actions.push_back(Action::MeasureUpload { via });
+            }
+        }
         true
     }
 
@@ -301,11 +455,16 @@ impl Promotion {
 
     /// The address the check proved is no longer ours (the supernodes see us at another
     /// IP, or the local IP changed): demote if serving, and check again on the new
-    /// network after `retry_every`; a check in progress fails.
+    /// network after `retry_every`; a check in progress fails, and the upload is
+    /// measured again.
     pub fn handle_network_changed(&mut self, now: Mono) {
+        // Another network's upload is another upload.
+        self.upload = None;
         match self.state {
             State::Promoted { .. } => self.demote(now, DemoteReason::NetworkChanged),
-            State::Checking { .. } => self.fail(now, "the network changed during the check".into()),
+            State::Checking { .. } | State::Measuring { .. } => {
+                self.fail(now, "the network changed during the check".into())
+            }
             _ => {}
         }
     }
@@ -322,7 +481,7 @@ impl Promotion {
     pub fn poll_timeout(&self) -> Option<Mono> {
         match self.state {
             State::Waiting { at } => Some(at),
-            State::Checking { deadline, .. } => Some(deadline),
+            State::Checking { deadline, .. } | State::Measuring { deadline, .. } => Some(deadline),
             State::Promoted {
                 overloaded_since: Some(since),
             } => Some(since + self.config.overload_for),

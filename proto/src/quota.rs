@@ -17,20 +17,29 @@ use std::time::Duration;
 pub struct Quota {
     /// How many may be taken at once by a key that was quiet.
     pub burst: u32,
-    /// Sustained allowance per minute.
-    pub per_minute: u32,
+    /// Sustained allowance per hour.
+    pub per_hour: u32,
 }
 
 impl Quota {
     /// `burst` at once, `per_minute` sustained.
     pub const fn new(burst: u32, per_minute: u32) -> Quota {
-        Quota { burst, per_minute }
+        Quota {
+            burst,
+            per_hour: per_minute.saturating_mul(60),
+        }
+    }
+
+    /// `burst` at once, `per_hour` sustained (for rare, costly requests such as
+    /// upload probes).
+    pub const fn hourly(burst: u32, per_hour: u32) -> Quota {
+        Quota { burst, per_hour }
     }
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
-    /// Tokens available, in 1/60000 of a token (one per_minute token per ms).
+    /// Tokens available, in 1/3,600,000 of a token (one per_hour token per ms).
     level: u64,
     at: Mono,
 }
@@ -43,9 +52,9 @@ pub struct KeyedQuota<K> {
     buckets: HashMap<K, Bucket>,
 }
 
-/// Units per token: a minute in milliseconds, so refilling `per_minute` tokens per
-/// minute adds exactly `per_minute` units per millisecond.
-const UNIT: u64 = 60_000;
+/// Units per token: an hour in milliseconds, so refilling `per_hour` tokens per hour
+/// adds exactly `per_hour` units per millisecond.
+const UNIT: u64 = 3_600_000;
 
 impl<K: Eq + Hash + Clone> KeyedQuota<K> {
     /// Empty; at most `max_keys` keys tracked at once.
@@ -64,7 +73,7 @@ impl<K: Eq + Hash + Clone> KeyedQuota<K> {
     fn refilled(&self, b: Bucket, now: Mono) -> u64 {
         let add = now.since(b.at).as_millis().min(u64::MAX as u128) as u64;
         b.level
-            .saturating_add(add.saturating_mul(u64::from(self.quota.per_minute)))
+            .saturating_add(add.saturating_mul(u64::from(self.quota.per_hour)))
             .min(self.depth())
     }
 
@@ -112,7 +121,7 @@ impl<K: Eq + Hash + Clone> KeyedQuota<K> {
         self.buckets.retain(|_, b| {
             let add = now.since(b.at).as_millis().min(u64::MAX as u128) as u64;
             b.level
-                .saturating_add(add.saturating_mul(u64::from(quota.per_minute)))
+                .saturating_add(add.saturating_mul(u64::from(quota.per_hour)))
                 < depth
         });
     }
@@ -133,10 +142,10 @@ impl<K: Eq + Hash + Clone> KeyedQuota<K> {
             return Duration::ZERO;
         };
         let level = self.refilled(*b, now);
-        if level >= UNIT || self.quota.per_minute == 0 {
+        if level >= UNIT || self.quota.per_hour == 0 {
             return Duration::ZERO;
         }
-        let ms = (UNIT - level).div_ceil(u64::from(self.quota.per_minute));
+        let ms = (UNIT - level).div_ceil(u64::from(self.quota.per_hour));
         Duration::from_millis(ms)
     }
 }
@@ -169,5 +178,17 @@ mod tests {
         // A second later both buckets are full again and may be forgotten.
         assert!(q.take(&3, t + Duration::from_secs(1)));
         assert!(q.len() <= 2);
+    }
+
+    #[test]
+    fn an_hourly_quota_refills_per_hour() {
+        let mut q = KeyedQuota::new(Quota::hourly(2, 4), 10);
+        let t = Mono(0);
+        assert!(q.take(&"a", t) && q.take(&"a", t));
+        assert!(!q.take(&"a", t));
+        // 4 an hour: one every 15 min.
+        assert_eq!(q.wait(&"a", t), Duration::from_secs(15 * 60));
+        assert!(!q.take(&"a", t + Duration::from_secs(14 * 60)));
+        assert!(q.take(&"a", t + Duration::from_secs(15 * 60)));
     }
 }

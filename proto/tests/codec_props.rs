@@ -17,6 +17,7 @@ use parley_proto::presence::{
     AddressKind, CandidateAddr, Contact, NatType, PresenceRecord, SignedPresence, MAX_ADDRESSES,
     MAX_DISPLAY_NAME, MAX_SUPERNODES, MAX_TTL,
 };
+use parley_proto::upload::{UploadProbe, UploadReply};
 use parley_proto::{Identity, NodeId, PeerId, Timestamp};
 use proptest::prelude::*;
 use std::fmt::Debug;
@@ -333,6 +334,12 @@ fn decode_everything(bytes: &[u8]) -> Result<(), TestCaseError> {
     one::<SupernodeToClient>(bytes)?;
     one::<SupernodeToSupernode>(bytes)?;
     one::<SupernodeReply>(bytes)?;
+    one::<UploadProbe>(bytes)?;
+    one::<UploadReply>(bytes)?;
+    if let Ok(UploadReply::Measured(r)) = UploadReply::decode_checked(bytes) {
+        prop_assert!(r.check().is_ok());
+        let _ = r.kbps();
+    }
     if let Ok(p) = postcard::from_bytes::<SignedPresence>(bytes) {
         let again = postcard::to_stdvec(&p).expect("encode");
         prop_assert_eq!(

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use parley_net::make_endpoint;
 use parley_proto::presence::Contact;
-use parley_proto::relay::peer::{peer_config, DEFAULT_RELAY_KBPS};
+use parley_proto::relay::peer::{peer_config, TYPICAL_RELAY_KBPS};
 use parley_proto::relay::{CallId, RelayRefusalCode, RelayToken, SignedRelayToken};
 use parley_proto::Identity;
 use parley_relay::{join_relay, Bound, MediaLeg, RelayClientError, RelayLeg, RelayParams};
@@ -37,7 +37,7 @@ impl Peer {
                     key.clone(),
                     "127.0.0.1:0".parse().unwrap(),
                     vec![key.peer_id()],
-                    peer_config(DEFAULT_RELAY_KBPS).unwrap(),
+                    peer_config(TYPICAL_RELAY_KBPS).unwrap(),
                 )
             },
             stop_rx,

@@ -1,34 +1,97 @@
-//! One millisecond's messages, delivered to their supernodes on every core.
+//! One window of simulated time, run on every core.
 //!
-//! No message arrives less than 5 ms after it was sent (the latency model's floor), so
-//! the messages due in one millisecond cannot depend on one another: each receiving
-//! supernode takes its own share of them, in the order they were queued, on any core.
-//! The machines share nothing but the verified-record cache (thread-safe, and what it
+//! No message arrives less than [`LOOKAHEAD_MS`] after it was sent (the latency
+//! model's floor), so nothing a supernode does inside a window of that length can
+//! reach another supernode inside the same window: each supernode takes its own
+//! inputs of the window — messages, its own deadlines (`poll_timeout`) and what
+//! clients asked of it (publications, lookups) — in time order, on any core. The
+//! machines share nothing but the verified-record cache (thread-safe, and what it
 //! answers does not depend on the order of use). What they produce is kept per
 //! supernode and applied afterwards on one thread, supernodes in index order, so a run
 //! gives the same result on one core or many (conservative parallel discrete-event
 //! simulation with the network's smallest delay as lookahead; Fujimoto, "Parallel
 //! discrete event simulation", CACM 1990).
+//!
+//! Clients decide on one thread, in time order, before the window runs (which
+//! supernodes to attach to, what to publish, whom to look up): they see the world as
+//! it was when the window began, at most [`LOOKAHEAD_MS`] old. Their records are
+//! signed and verified by the supernode's share, on any core.
 
+use crate::clients::Client;
 use crate::latency::{Network, Place};
 use crate::phase::kind_index;
-use crate::world::{Msg, Sim, Supernode};
+use crate::world::{Msg, OpKind, Sim, Supernode};
 use parley_proto::messages::SupernodeToSupernode;
-use parley_proto::overlay::{OutgoingRpc, Overlay, OverlayEvent};
+use parley_proto::overlay::{OpId, OutgoingRpc, Overlay, OverlayEvent};
+use parley_proto::presence::{Contact, PresenceRecord, SignedPresence};
 use parley_proto::{PeerId, Timestamp};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Below this many receiving supernodes a batch runs on the calling thread: handing
-/// work to other cores costs more than it saves. See [`set_parallel_from`].
+/// Length of a window in milliseconds: the smallest delay of the latency model
+/// (`latency::Network`), so that no message sent in a window arrives in it.
+pub const LOOKAHEAD_MS: u64 = 5;
+
+/// Most deadlines a supernode handles before one input (a machine that asked to be
+/// woken again at once would otherwise stop the run; none does).
+const MAX_TIMEOUTS_PER_INPUT: usize = 64;
+
+/// Below this many supernodes with inputs a window runs on the calling thread:
+/// handing work to other cores costs more than it saves. See [`set_parallel_from`].
 static PARALLEL_FROM: AtomicUsize = AtomicUsize::new(24);
 
-/// Sets from how many receiving supernodes a batch is spread over the cores (default
-/// 24; 1 spreads every batch, `usize::MAX` none). Results do not depend on it, only
-/// the time taken: tests set it to check exactly that.
+/// Sets from how many supernodes with inputs a window is spread over the cores
+/// (default 24; 1 spreads every window, `usize::MAX` none). Results do not depend on
+/// it, only the time taken: tests set it to check exactly that.
 pub fn set_parallel_from(supernodes: usize) {
     PARALLEL_FROM.store(supernodes, Ordering::Relaxed);
+}
+
+/// What a client asked of a supernode.
+pub enum Local {
+    /// Publish a record: signed already, or to be signed by the share.
+    Publish {
+        /// The client.
+        client: u32,
+        /// The record's sequence number.
+        seq: u64,
+        /// The record.
+        record: Record,
+    },
+    /// Look a client up.
+    Lookup {
+        /// The client looked up.
+        target: u32,
+        /// The oldest sequence number that counts as current.
+        min_seq: u64,
+        /// Its key.
+        id: PeerId,
+    },
+}
+
+/// A record to publish.
+pub enum Record {
+    /// Signed ahead of time.
+    Signed(SignedPresence),
+    /// To be signed with the client's key when published.
+    Unsigned(PresenceRecord),
+}
+
+/// One input of a supernode in a window.
+enum Input {
+    Msg(Msg),
+    Local(Local),
+}
+
+impl Input {
+    /// Order within one millisecond: messages, then deadlines, then clients.
+    fn rank(&self) -> u8 {
+        match self {
+            Input::Msg(_) => 0,
+            Input::Local(_) => 2,
+        }
+    }
 }
 
 /// What a supernode produced while taking its share, in the order produced.
@@ -37,22 +100,29 @@ enum Output {
     Send(Option<u64>, Msg),
     /// Something it reports.
     Event(OverlayEvent),
+    /// An operation a client asked for began (`None`: refused at once).
+    Started(OpKind, Option<OpId>),
 }
 
-/// What every share reads and nobody changes during a batch.
+/// What every share reads and nobody changes during a window.
 struct World<'a> {
-    now: Timestamp,
     colluders: &'a HashSet<PeerId>,
     index: &'a HashMap<PeerId, u32>,
     places: &'a [Place],
+    contacts: &'a [Contact],
     network: &'a Network,
+    clients: &'a [Client],
+    /// The first millisecond after the window.
+    end: u64,
 }
 
-/// One supernode's share of a batch and what came of it.
+/// One supernode's share of a window and what came of it.
 struct Share<'a> {
     index: u32,
     node: &'a mut Supernode,
-    msgs: Vec<Msg>,
+    inputs: Vec<(u64, Input)>,
+    /// The supernode's clock: the time of the input it is taking.
+    now: Timestamp,
     out: Vec<Output>,
     next_timeout: Option<Timestamp>,
     /// `Store` requests delivered while it was honest, and while malicious.
@@ -65,54 +135,117 @@ struct Share<'a> {
 
 impl Share<'_> {
     fn run(&mut self, world: &World<'_>) {
-        let now = world.now;
-        for msg in std::mem::take(&mut self.msgs) {
-            let node = &mut *self.node;
-            let Some(overlay) = node.overlay.as_mut() else {
-                return;
-            };
-            match msg {
-                Msg::Request {
-                    from,
-                    sender,
-                    id,
-                    request,
-                    ..
-                } => {
-                    if matches!(request, SupernodeToSupernode::Store(_)) {
-                        self.stores[usize::from(node.malicious.is_some())] += 1;
-                    }
-                    let reply = match node.malicious.as_mut() {
-                        Some(liar) => liar.answer(
-                            overlay,
-                            now,
-                            sender,
-                            request,
-                            world.colluders,
-                            &mut node.rng,
-                        ),
-                        None => Some(overlay.handle_request(now, sender, request)),
-                    };
-                    self.drain(world);
-                    if let Some(reply) = reply {
-                        self.send(
-                            world,
-                            from,
-                            Msg::Reply {
-                                to: from,
-                                id,
-                                reply,
-                            },
-                        );
-                    }
-                }
-                Msg::Reply { id, reply, .. } => {
-                    overlay.handle_reply(now, id, Ok(reply));
-                    self.drain(world);
-                }
+        // Stable: one millisecond's messages stay in queue order, clients in theirs.
+        self.inputs.sort_by_key(|(at, input)| (*at, input.rank()));
+        // Drained rather than consumed: the emptied list is used again.
+        let mut inputs = std::mem::take(&mut self.inputs);
+        for (at, input) in inputs.drain(..) {
+            self.timeouts_until(world, at, input.rank() > 1);
+            self.now = self.now.max(Timestamp(at));
+            match input {
+                Input::Msg(msg) => self.deliver(world, msg),
+                Input::Local(local) => self.local(world, local),
             }
         }
+        self.inputs = inputs;
+        self.timeouts_until(world, world.end, false);
         self.next_timeout = self.node.overlay.as_ref().and_then(Overlay::poll_timeout);
+    }
+
+    /// Handles the overlay's deadlines before `at` (and at `at` if `inclusive`).
+    fn timeouts_until(&mut self, world: &World<'_>, at: u64, inclusive: bool) {
+        for _ in 0..MAX_TIMEOUTS_PER_INPUT {
+            let Some(overlay) = self.node.overlay.as_mut() else {
+                return;
+            };
+            let Some(due) = overlay.poll_timeout() else {
+                return;
+            };
+            if due.0 > at || (due.0 == at && !inclusive) {
+                return;
+            }
+            self.now = self.now.max(due);
+            overlay.handle_timeout(self.now);
+            self.drain(world);
+        }
+    }
+
+    fn deliver(&mut self, world: &World<'_>, msg: Msg) {
+        let now = self.now;
+        let node = &mut *self.node;
+        let Some(overlay) = node.overlay.as_mut() else {
+            return;
+        };
+        match msg {
+            Msg::Request {
+                from, id, request, ..
+            } => {
+                let sender = world.contacts[from as usize];
+                if matches!(request, SupernodeToSupernode::Store(_)) {
+                    self.stores[usize::from(node.malicious.is_some())] += 1;
+                }
+                let reply = match node.malicious.as_mut() {
+                    Some(liar) => liar.answer(
+                        overlay,
+                        now,
+                        sender,
+                        request,
+                        world.colluders,
+                        &mut node.rng,
+                    ),
+                    None => Some(overlay.handle_request(now, sender, request)),
+                };
+                self.drain(world);
+                if let Some(reply) = reply {
+                    self.send(
+                        world,
+                        from,
+                        Msg::Reply {
+                            to: from,
+                            id,
+                            reply,
+                        },
+                    );
+                }
+            }
+            Msg::Reply { id, reply, .. } => {
+                overlay.handle_reply(now, id, Ok(reply));
+                self.drain(world);
+            }
+        }
+    }
+
+    /// Starts what a client asked for.
+    fn local(&mut self, world: &World<'_>, local: Local) {
+        let now = self.now;
+        let Some(overlay) = self.node.overlay.as_mut() else {
+            return;
+        };
+        let started = match local {
+            Local::Publish {
+                client,
+                seq,
+                record,
+            } => {
+                let record = match record {
+                    Record::Signed(r) => r,
+                    Record::Unsigned(r) => r.sign(&world.clients[client as usize].identity),
+                };
+                let op = overlay.publish(now, record).ok();
+                (OpKind::Publish { client, seq }, op)
+            }
+            Local::Lookup {
+                target,
+                min_seq,
+                id,
+            } => (
+                OpKind::Lookup { target, min_seq },
+                Some(overlay.lookup(now, id)),
+            ),
+        };
+        // Before the drain: a lookup answered from the local store reports at once.
+        self.out.push(Output::Started(started.0, started.1));
+        self.drain(world);
     }
 
     /// Takes the overlay's RPCs and events after an input.
@@ -135,7 +268,6 @@ impl Share<'_> {
             };
             let msg = Msg::Request {
                 from: self.index,
-                sender: self.node.contact,
                 to,
                 id: rpc.id,
                 request: rpc.request,
@@ -155,7 +287,8 @@ impl Share<'_> {
         let at = world
             .network
             .delay(&mut self.node.rng, a, b)
-            .map(|ms| world.now.0 + u64::from(ms));
+            .map(|ms| self.now.0 + u64::from(ms));
+        debug_assert!(at.is_none_or(|at| at >= world.end), "inside the lookahead");
         self.out.push(Output::Send(at, msg));
     }
 }
@@ -178,35 +311,105 @@ fn pick_mut<'a, T>(mut items: &'a mut [T], sorted: &[u32]) -> Vec<&'a mut T> {
     picked
 }
 
-impl Sim {
-    /// Delivers every message of one millisecond (see the module docs).
-    pub(crate) fn deliver_batch(&mut self, mut batch: Vec<Msg>) {
-        // Stable: each supernode's messages stay in queue order.
-        batch.sort_by_key(Msg::receiver);
-        let mut indices = Vec::new();
-        let mut groups: Vec<Vec<Msg>> = Vec::new();
-        for msg in batch.drain(..) {
-            if indices.last() != Some(&msg.receiver()) {
-                indices.push(msg.receiver());
-                groups.push(Vec::new());
-            }
-            groups.last_mut().expect("pushed above").push(msg);
+/// Every supernode's inputs of one window, gathered before it runs.
+#[derive(Default)]
+pub(crate) struct Gathered {
+    /// Input list of each supernode with inputs, by position in `order`.
+    inputs: Vec<Vec<(u64, Input)>>,
+    /// Supernode of each input list.
+    order: Vec<u32>,
+    /// Position in `order` by supernode (`u32::MAX`: none yet; all `u32::MAX`
+    /// between windows).
+    slot: Vec<u32>,
+    /// Emptied input and output lists of earlier windows, used again: growing
+    /// thousands of new ones per window took a tenth of the event loop's time.
+    spare_inputs: Vec<Vec<(u64, Input)>>,
+    spare_outputs: Vec<Vec<Output>>,
+}
+
+/// Most emptied lists kept for use again, of each kind.
+const SPARE_LISTS: usize = 4096;
+
+impl Gathered {
+    fn list(&mut self, node: u32) -> &mut Vec<(u64, Input)> {
+        if self.slot.len() <= node as usize {
+            self.slot.resize(node as usize + 1, u32::MAX);
         }
+        let slot = &mut self.slot[node as usize];
+        if *slot == u32::MAX {
+            *slot = self.order.len() as u32;
+            self.order.push(node);
+            let list = self.spare_inputs.pop().unwrap_or_default();
+            self.inputs.push(list);
+        }
+        &mut self.inputs[*slot as usize]
+    }
+
+    /// A message arrives at `at`.
+    pub(crate) fn message(&mut self, at: u64, msg: Msg) {
+        self.list(msg.receiver()).push((at, Input::Msg(msg)));
+    }
+
+    /// Supernode `node` is asked `local` at `at`.
+    pub(crate) fn local(&mut self, node: u32, at: u64, local: Local) {
+        self.list(node).push((at, Input::Local(local)));
+    }
+
+    /// Supernode `node` has a deadline in the window.
+    pub(crate) fn wake(&mut self, node: u32) {
+        self.list(node);
+    }
+
+    /// Keeps emptied lists for use again.
+    fn recycle(&mut self, inputs: Vec<(u64, Input)>, outputs: Vec<Output>) {
+        if self.spare_inputs.len() < SPARE_LISTS {
+            self.spare_inputs.push(inputs);
+        }
+        if self.spare_outputs.len() < SPARE_LISTS {
+            self.spare_outputs.push(outputs);
+        }
+    }
+
+    /// The supernodes with inputs, in index order, each with its inputs.
+    fn take(&mut self) -> (Vec<u32>, Vec<Vec<(u64, Input)>>) {
+        for &node in &self.order {
+            self.slot[node as usize] = u32::MAX;
+        }
+        let mut pairs: Vec<_> = std::mem::take(&mut self.order)
+            .into_iter()
+            .zip(std::mem::take(&mut self.inputs))
+            .collect();
+        pairs.sort_unstable_by_key(|(node, _)| *node);
+        pairs.into_iter().unzip()
+    }
+}
+
+impl Sim {
+    /// Runs every supernode's inputs gathered for the window ending before
+    /// millisecond `end` (see the module docs), then applies what they produced.
+    pub(crate) fn run_window(&mut self, start: Timestamp, end: u64) {
+        let (indices, inputs) = self.gathered.take();
+        let mut outputs: Vec<Vec<Output>> = (0..indices.len())
+            .map(|_| self.gathered.spare_outputs.pop().unwrap_or_default())
+            .collect();
         let world = World {
-            now: self.now,
             colluders: &self.colluders,
             index: &self.index,
             places: &self.places,
+            contacts: &self.contacts,
             network: &self.network,
+            clients: &self.clients,
+            end,
         };
         let mut shares: Vec<Share<'_>> = pick_mut(&mut self.nodes, &indices)
             .into_iter()
-            .zip(indices.iter().zip(groups))
-            .map(|(node, (&index, msgs))| Share {
+            .zip(indices.iter().zip(inputs))
+            .map(|(node, (&index, inputs))| Share {
                 index,
                 node,
-                msgs,
-                out: Vec::new(),
+                inputs,
+                now: start,
+                out: outputs.pop().unwrap_or_default(),
                 next_timeout: None,
                 stores: [0; 2],
                 rpcs: [0; 4],
@@ -223,9 +426,11 @@ impl Sim {
         }
         let done: Vec<_> = shares
             .into_iter()
-            .map(|s| (s.index, s.out, s.next_timeout, s.stores, s.rpcs))
+            .map(|s| (s.index, s.inputs, s.out, s.next_timeout, s.stores, s.rpcs))
             .collect();
-        for (index, out, next_timeout, stores, rpcs) in done {
+        // What they report happened by the window's last millisecond.
+        self.now = Timestamp(end - 1).max(self.now);
+        for (index, inputs, mut out, next_timeout, stores, rpcs) in done {
             self.stats.stores[0] += stores[0];
             self.stats.stores[1] += stores[1];
             for (kind, n) in rpcs.into_iter().enumerate() {
@@ -233,13 +438,18 @@ impl Sim {
                 self.stats.by_phase[self.phase as usize][kind] += n;
             }
             self.arm(index, next_timeout);
-            for output in out {
+            for output in out.drain(..) {
                 match output {
                     Output::Send(Some(at), msg) => self.enqueue(at, msg),
                     Output::Send(None, _) => self.stats.lost += 1,
                     Output::Event(event) => self.on_event(index, event),
+                    Output::Started(kind, Some(op)) => {
+                        self.ops.insert((index, op), kind);
+                    }
+                    Output::Started(_, None) => self.stats.publish_refused += 1,
                 }
             }
+            self.gathered.recycle(inputs, out);
         }
     }
 }

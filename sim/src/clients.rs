@@ -3,7 +3,8 @@
 //! before it expires, and re-attaches when a supernode dies. Every timer that fires
 //! for many clients at once is spread with jitter.
 
-use crate::world::{OpKind, Sim};
+use crate::batch::{Local, Record};
+use crate::world::Sim;
 use parley_proto::presence::{AddressKind, CandidateAddr, NatType, PresenceRecord, SignedPresence};
 use parley_proto::Identity;
 use rand::Rng;
@@ -168,12 +169,12 @@ impl Sim {
                 let Some(from) = self.random_live(true) else {
                     return;
                 };
-                if let Some(op) = self.with_overlay_quiet(from, |o, now| o.lookup(now, id)) {
-                    self.ops
-                        .insert((from, op), OpKind::Lookup { target: c, min_seq });
-                }
-                // A lookup answered from the local store reports at once.
-                self.touch(from);
+                let local = Local::Lookup {
+                    target: c,
+                    min_seq,
+                    id,
+                };
+                self.gathered.local(from, self.now.0, local);
             }
         }
     }
@@ -218,27 +219,22 @@ impl Sim {
                         .zip(client.attached)
                         .all(|(a, s)| s != NONE && *a == self.nodes[s as usize].contact) =>
             {
-                r
+                Record::Signed(r)
             }
-            _ => {
-                let expires = self.now + RECORD_TTL;
-                client.record(self, seq, expires).sign(&client.identity)
-            }
+            // Signed by the supernode's share of the window, on any core.
+            _ => Record::Unsigned(client.record(self, seq, self.now + RECORD_TTL)),
         };
         let publisher = client
             .attached
             .into_iter()
             .find(|&s| s != NONE && self.nodes[s as usize].alive());
         if let Some(s) = publisher {
-            let r = record;
-            match self.with_overlay_quiet(s, |o, now| o.publish(now, r)) {
-                Some(Ok(op)) => {
-                    self.ops.insert((s, op), OpKind::Publish { client: c, seq });
-                }
-                Some(Err(_)) => self.stats.publish_refused += 1,
-                None => {}
-            }
-            self.touch(s);
+            let local = Local::Publish {
+                client: c,
+                seq,
+                record,
+            };
+            self.gathered.local(s, self.now.0, local);
         }
     }
 

@@ -6,6 +6,7 @@
 //! nothing (a lost message or a dead peer lets the machine's own RPC deadline fire),
 //! `handle_timeout` when `poll_timeout` asked for it.
 
+use crate::batch::LOOKAHEAD_MS;
 use crate::clients::{Client, ClientAction};
 use crate::latency::{Network, Place};
 use crate::malice;
@@ -79,8 +80,6 @@ pub enum Msg {
     Request {
         /// Sender.
         from: u32,
-        /// The sender's contact, as its authenticated connection shows it.
-        sender: Contact,
         /// Receiver.
         to: u32,
         /// The sender's RPC id.
@@ -106,17 +105,6 @@ impl Msg {
             Msg::Request { to, .. } | Msg::Reply { to, .. } => *to,
         }
     }
-}
-
-/// Things that happen at a set time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Timer {
-    /// A supernode's `poll_timeout`.
-    Node(u32),
-    /// A supernode's session ends.
-    Leave(u32),
-    /// A client does something.
-    Client(u32, ClientAction),
 }
 
 /// What an operation started on a supernode's overlay was for.
@@ -193,6 +181,10 @@ pub struct Sim {
     /// Where each supernode ever started sits (as `Supernode::place`, in one array so
     /// that every core can read it while supernodes take their messages).
     pub places: Vec<Place>,
+    /// Each supernode's contact, by index (as `Supernode::contact`, for the same
+    /// reason): a request's receiver learns its sender's from here, as a real one
+    /// does from the authenticated connection, so messages need not carry it.
+    pub contacts: Vec<Contact>,
     /// Live supernodes, unordered (for random choice).
     pub live: Vec<u32>,
     live_pos: HashMap<u32, usize>,
@@ -203,7 +195,12 @@ pub struct Sim {
     /// The network model.
     pub network: Network,
     wheel: Wheel<Msg>,
-    timers: Timers<Timer>,
+    /// Supernodes' deadlines (`poll_timeout`), clients' actions and supernodes'
+    /// session ends, each by time.
+    node_timers: Timers<u32>,
+    client_timers: Timers<(u32, ClientAction)>,
+    leave_timers: Timers<u32>,
+    pub(crate) gathered: crate::batch::Gathered,
     /// Operations in progress on overlays, by (supernode, op).
     pub ops: HashMap<(u32, OpId), OpKind>,
     /// The malicious supernodes, which name only each other in their replies.
@@ -244,13 +241,17 @@ impl Sim {
             nodes: Vec::new(),
             index: HashMap::new(),
             places: Vec::new(),
+            contacts: Vec::new(),
             live: Vec::new(),
             live_pos: HashMap::new(),
             clients: Vec::new(),
             attached_to: Vec::new(),
             network,
             wheel: Wheel::new(T0.0),
-            timers: Timers::default(),
+            node_timers: Timers::default(),
+            client_timers: Timers::default(),
+            leave_timers: Timers::default(),
+            gathered: Default::default(),
             ops: HashMap::new(),
             colluders: Default::default(),
             verified: Arc::new(VerifiedRecords::new(cache)),
@@ -296,6 +297,7 @@ impl Sim {
             Overlay::with_verifier(contact, self.config.clone(), self.now, seed, verifier);
         let place = Place::random(&mut self.rng);
         self.places.push(place);
+        self.contacts.push(contact);
         self.nodes.push(Supernode {
             overlay: Some(overlay),
             contact,
@@ -374,13 +376,13 @@ impl Sim {
     /// Schedules supernode `i` to leave at `at`.
     pub fn set_lifetime(&mut self, i: u32, at: Timestamp) {
         self.nodes[i as usize].leaves_at = Some(at);
-        self.timers.push(at.0, Timer::Leave(i));
+        self.leave_timers.push(at.0, i);
     }
 
     /// Schedules a client action.
     pub fn schedule(&mut self, at: Timestamp, client: u32, action: ClientAction) {
-        self.timers
-            .push(at.0.max(self.now.0), Timer::Client(client, action));
+        self.client_timers
+            .push(at.0.max(self.now.0), (client, action));
     }
 
     /// A random live supernode, honest if `honest`.
@@ -450,7 +452,7 @@ impl Sim {
         if next.is_some() && next != node.armed {
             node.armed = next;
             if let Some(t) = next {
-                self.timers.push(t.0.max(self.now.0), Timer::Node(i));
+                self.node_timers.push(t.0.max(self.now.0), i);
             }
         }
     }
@@ -468,17 +470,13 @@ impl Sim {
         if self.nodes[to as usize].contact.addr != rpc.to.addr {
             return;
         }
-        let (from_place, sender) = {
-            let node = &self.nodes[i as usize];
-            (node.place, node.contact)
-        };
+        let from_place = self.nodes[i as usize].place;
         let to_place = self.nodes[to as usize].place;
         self.post(
             &from_place,
             &to_place,
             Msg::Request {
                 from: i,
-                sender,
                 to,
                 id: rpc.id,
                 request: rpc.request,
@@ -546,49 +544,71 @@ impl Sim {
         }
     }
 
-    /// Runs every message and timer due up to `until`, then sets the clock there.
+    /// Runs every message and timer due up to `until`, then sets the clock there:
+    /// windows of at most [`LOOKAHEAD_MS`] (see `batch`), each ending before the next
+    /// supernode's session ends (those change the world for everyone, so they run
+    /// alone, on this thread).
     pub fn run_until(&mut self, until: Timestamp) {
         loop {
-            let msg_at = self.wheel.next_time();
-            let timer_at = self.timers.next_time();
-            let t = match (msg_at, timer_at) {
-                (Some(m), Some(t)) => m.min(t),
-                (Some(m), None) => m,
-                (None, Some(t)) => t,
-                (None, None) => break,
+            let next = [
+                self.wheel.next_time(),
+                self.node_timers.next_time(),
+                self.client_timers.next_time(),
+                self.leave_timers.next_time(),
+            ];
+            let Some(t) = next.into_iter().flatten().min() else {
+                break;
             };
             if t > until.0 {
                 break;
             }
-            self.now = Timestamp(t.max(self.now.0));
-            if msg_at == Some(t) {
-                let batch = self.wheel.take(t);
-                self.deliver_batch(batch);
-            } else if let Some((_, timer)) = self.timers.pop() {
-                self.fire(timer);
+            let t = t.max(self.now.0);
+            self.now = Timestamp(t);
+            if self.leave_timers.next_time().is_some_and(|at| at <= t) {
+                if let Some((_, i)) = self.leave_timers.pop() {
+                    if self.nodes[i as usize]
+                        .leaves_at
+                        .is_some_and(|at| at <= self.now)
+                    {
+                        self.supernode_leaves(i);
+                    }
+                }
+                continue;
             }
+            let mut end = (t + LOOKAHEAD_MS).min(until.0 + 1);
+            if let Some(at) = self.leave_timers.next_time() {
+                end = end.min(at);
+            }
+            self.gather(end);
+            self.run_window(Timestamp(t), end);
         }
         self.now = self.now.max(until);
     }
 
-    fn fire(&mut self, timer: Timer) {
-        match timer {
-            Timer::Node(i) => {
+    /// Collects every input of the window ending before `end`: clients act (in time
+    /// order, here), messages arrive, deadlines fall due.
+    fn gather(&mut self, end: u64) {
+        while let Some(at) = self.client_timers.next_time().filter(|&at| at < end) {
+            if let Some((_, (c, action))) = self.client_timers.pop() {
+                self.now = self.now.max(Timestamp(at));
+                self.client_act(c, action);
+            }
+        }
+        while let Some(at) = self.wheel.next_time().filter(|&at| at < end) {
+            let mut msgs = self.wheel.take(at);
+            for msg in msgs.drain(..) {
+                self.gathered.message(at, msg);
+            }
+            self.wheel.recycle(at, msgs);
+        }
+        while self.node_timers.next_time().is_some_and(|at| at < end) {
+            if let Some((_, i)) = self.node_timers.pop() {
                 let node = &mut self.nodes[i as usize];
-                if node.armed.is_some_and(|t| t <= self.now) {
+                if node.armed.is_some_and(|armed| armed.0 < end) {
                     node.armed = None;
-                    self.with_overlay(i, |o, now| o.handle_timeout(now));
+                    self.gathered.wake(i);
                 }
             }
-            Timer::Leave(i) => {
-                if self.nodes[i as usize]
-                    .leaves_at
-                    .is_some_and(|t| t <= self.now)
-                {
-                    self.supernode_leaves(i);
-                }
-            }
-            Timer::Client(c, action) => self.client_act(c, action),
         }
     }
 

@@ -24,6 +24,7 @@ pub mod server;
 mod stun;
 mod stun_limit;
 mod stun_service;
+mod upload;
 
 pub use server::{Bound, ServerParams};
 

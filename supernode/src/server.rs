@@ -8,6 +8,7 @@ use crate::pool::Pool;
 use crate::reach::Reach;
 use crate::relay_watch::{poll_relay, serve_reports};
 use crate::relays::RelayDirectory;
+use crate::upload::Upload;
 use anyhow::{Context, Result};
 use parley_net::canonical;
 use parley_net::limits::{ConnLimiter, ConnPermit};
@@ -25,6 +26,7 @@ use parley_proto::overlay::{Overlay, OverlayConfig};
 use parley_proto::presence::Contact;
 use parley_proto::reach::{DialBack, ProbeOrder, ProbeReply};
 use parley_proto::relay::ALPN_RELAY_REPORT;
+use parley_proto::upload::{UploadLimits, UploadProbe};
 use parley_proto::{Identity, PeerId};
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, Endpoint, TransportConfig, VarInt};
@@ -251,6 +253,7 @@ pub async fn start_with(
         tunnel_peers: params.tunnel_peers.clone(),
         limits,
         reach,
+        upload: Upload::new(UploadLimits::default()),
     };
 
     let serve = async move {
@@ -324,6 +327,8 @@ struct Ctx {
     limits: Limits,
     /// Reachability dial-backs (promotion, issue 10).
     reach: Reach,
+    /// Upload probes (a promoted client's default relay budget, issue 10).
+    upload: Upload,
 }
 
 async fn accept_loop(endpoint: &Endpoint, ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
@@ -479,6 +484,11 @@ async fn serve_stream(
         };
     }
     match (envelope_kind(&first), overlay) {
+        (Some(UploadProbe::KIND), false) => {
+            let seen = conn.remote_address();
+            let tunnelled = ctx.tunnel_peers.real(seen) != seen;
+            return ctx.upload.serve(from, tunnelled, &first, send, recv).await;
+        }
         (Some(DialBack::KIND), false) => {
             let reply = match DialBack::decode(&first) {
                 Ok(req) => {

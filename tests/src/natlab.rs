@@ -321,24 +321,24 @@ impl NatLab {
         Ok(())
     }
 
-    /// Limits what `host` sends to the internet to `kbit_per_s`, queueing up to
-    /// `buffer_ms` of it (a home uplink with a deep buffer: a token bucket filter on
-    /// its router's WAN port). Only for hosts behind a router.
+    /// Limits what `host` sends to the internet to `kbit_per_s` (tc's kbit: 1,000
+    /// bit/s), queueing up to `buffer_ms` of it (a home uplink with a deep buffer: a
+    /// token bucket filter on its router's WAN port, or on a public host's own
+    /// interface).
     pub fn set_uplink(&mut self, host: &Host, kbit_per_s: u32, buffer_ms: u32) -> Result<()> {
-        let Some(router) = &host.router_ns else {
-            bail!("{} has no router to limit", host.name);
+        let (ns, dev) = match &host.router_ns {
+            Some(router) => (router, "wan"),
+            None => (&host.ns, "eth0"),
         };
         let out = Command::new("tc")
-            .args([
-                "-n", router, "qdisc", "replace", "dev", "wan", "root", "tbf",
-            ])
+            .args(["-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf"])
             .args(["rate", &format!("{kbit_per_s}kbit"), "burst", "16kb"])
             .args(["latency", &format!("{buffer_ms}ms")])
             .output()
             .context("running tc (iproute2)")?;
         if !out.status.success() {
             bail!(
-                "tc qdisc tbf on {router}: {}",
+                "tc qdisc tbf on {ns} {dev}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }

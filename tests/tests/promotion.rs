@@ -9,6 +9,7 @@ use parley_e2e::calls::{answering, call_end, calling, loopback};
 use parley_e2e::client::{online, run};
 use parley_e2e::promotion::{promoted, Promoted};
 use parley_e2e::{ClientHome, Supernode};
+use parley_proto::upload::default_relay_kbps;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -31,6 +32,18 @@ fn the_overlay_lives_on_promoted_peers_after_the_operators_go() -> anyhow::Resul
         // The proof came from a supernode, and the roles serve on their own addresses.
         assert!(p.event["prober"].as_str().is_some_and(|s| !s.is_empty()));
         assert_ne!(p.quic, p.relay);
+        // No --relay-kbps: the budget is a quarter of the upload measured against a
+        // supernode (loopback is fast: the ceiling), and the relay's legs follow it.
+        assert_eq!(p.event["relay_kbps_source"], "measured", "{}", p.line);
+        let upload = p.event["upload_kbps"].as_u64().expect("a measured upload");
+        let kbps = p.event["relay_kbps"].as_u64().expect("relay_kbps");
+        assert_eq!(
+            kbps,
+            u64::from(default_relay_kbps(upload as u32)),
+            "{}",
+            p.line
+        );
+        assert_eq!(p.event["max_legs"].as_u64(), Some(kbps / 256), "{}", p.line);
     }
 
     // An ordinary user (default --serve auto: not promoted within the test), online
@@ -96,7 +109,13 @@ fn a_promoted_peer_that_quits_demotes_and_its_clients_move_within_seconds() -> a
     let sn2 = Supernode::start("sn2", &[sn1.quic])?;
     let (s1, s2) = (sn1.quic.to_string(), sn2.quic.to_string());
     let boot = ["--supernode", s1.as_str(), "--supernode", s2.as_str()];
-    let mut peer = promoted("peer", &boot, Duration::from_secs(60))?;
+    // An explicit --relay-kbps is used as given, and nothing is measured.
+    let flagged = [&boot[..], &["--relay-kbps", "1024"]].concat();
+    let mut peer = promoted("peer", &flagged, Duration::from_secs(60))?;
+    assert_eq!(peer.event["relay_kbps"], 1024, "{}", peer.line);
+    assert_eq!(peer.event["relay_kbps_source"], "flag", "{}", peer.line);
+    assert!(peer.event["upload_kbps"].is_null(), "{}", peer.line);
+    assert_eq!(peer.event["max_legs"], 4, "{}", peer.line);
     let at_peer = peer.quic.to_string();
     let home = ClientHome::new("carol")?;
     let mut carol = online("carol", &home, &["--supernode", &at_peer], &[])?;

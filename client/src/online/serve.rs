@@ -9,6 +9,10 @@
 //! ephemeral port) is bound first and answers only probes (ALPN `parley-probe/1`); once
 //! a probe from another supernode proves it reachable, the socket is handed to the
 //! supernode role (rebinding the same port) and a relay starts beside it.
+//!
+//! Without `--relay-kbps` the relay's budget comes from the upload, measured against the
+//! asked supernode once the dial-back passed (`parley_proto::upload`; the probe is
+//! `parley_net::upload::measure_upload`).
 
 use super::lock;
 use crate::home::Home;
@@ -20,9 +24,12 @@ use parley_net::clock::{mono, mono_until};
 use parley_net::{make_endpoint_on, peer_id_of, read_frame, request, write_frame};
 use parley_proto::keyfile;
 use parley_proto::presence::{Contact, NatType};
-use parley_proto::promotion::{Action, DemoteReason, Promotion, PromotionConfig, ServeMode};
+use parley_proto::promotion::{
+    Action, DemoteReason, Promotion, PromotionConfig, RelayBudget, ServeMode,
+};
 use parley_proto::reach::{DialBack, Nonce, Probe, ProbeAck, ProbeReply, ALPN_PROBE};
 use parley_proto::relay::peer::peer_config;
+use parley_proto::upload::{UploadReply, MAX_PROBE_BYTES};
 use parley_proto::{Identity, PeerId};
 use parley_relay::RelayParams;
 use parley_supernode::limits::Limits;
@@ -45,13 +52,16 @@ const SERVE_CONNS: usize = 1_000;
 /// records over first (at most `parley_supernode::server::HAND_OVER_WAIT`, 2 s), then
 /// closes its connections (at most 2 s more).
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long an upload probe may take in all (the supernode counts for at most 2 s).
+const MEASURE_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// `--serve`, `--promote-after`, `--relay-kbps`.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeConfig {
     pub mode: ServeMode,
     pub promote_after: Duration,
-    pub relay_kbps: u32,
+    /// `--relay-kbps`; `None`: a share of the measured upload.
+    pub relay_kbps: Option<u32>,
 }
 
 /// Where the roles serve while promoted (the `promoted` event's fields), for `status`.
@@ -162,20 +172,19 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
     serving: &Serving,
 ) -> Result<()> {
-    let Some(relay_config) = peer_config(cfg.relay_kbps) else {
-        anyhow::bail!(
-            "--relay-kbps {} is too small for one relayed call (at least 512)",
-            cfg.relay_kbps
-        );
-    };
+    if let Some(kbps) = cfg.relay_kbps.filter(|k| peer_config(*k).is_none()) {
+        anyhow::bail!("--relay-kbps {kbps} is too small for one relayed call (at least 512)");
+    }
     let config = PromotionConfig {
         mode: cfg.mode,
         promote_after: cfg.promote_after,
+        relay_kbps: cfg.relay_kbps,
         ..PromotionConfig::default()
     };
     let mut machine = Promotion::new(config, nat, mono());
     let (arrived_tx, mut arrived) = mpsc::channel(8);
     let (replies_tx, mut replies) = mpsc::channel::<(Nonce, Option<String>)>(8);
+    let (measured_tx, mut measured) = mpsc::channel::<Result<u32, String>>(2);
     let mut roles: Option<Roles> = None;
     // Bound at the first check (a client that never checks writes no key, binds nothing).
     let mut socket: Option<Socket> = None;
@@ -215,19 +224,30 @@ async fn run(
                     asked_ip = req.addr.ip();
                     tokio::spawn(ask_dial_back(link, req, replies_tx.clone()));
                 }
-                Action::Promote { prober } => {
+                Action::MeasureUpload { via } => {
+                    match links.iter().find(|l| l.addr == via.addr).cloned() {
+                        Some(link) => {
+                            tokio::spawn(measure(link, cfg.mode, out, measured_tx.clone()));
+                        }
+                        None => machine.handle_upload(mono(), Err(format!("{} is gone", via.addr))),
+                    }
+                }
+                Action::Promote { prober, budget } => {
                     // The port goes to the supernode role; a later check (after an
                     // overload demotion) binds a new one.
                     let Some(sock) = socket.take() else { continue };
                     let (identity, proven_at) = sock.release().await;
                     let join = join_targets(home, &links, &identity.peer_id());
                     let proven = asked_ip;
-                    match start_roles(&identity, proven_at, proven, join, relay_config.clone())
-                        .await
-                    {
+                    let started = match peer_config(budget.kbps) {
+                        Some(relay_config) => {
+                            start_roles(&identity, proven_at, proven, join, relay_config).await
+                        }
+                        None => Err(anyhow::anyhow!("a relay budget of {} kbit/s", budget.kbps)),
+                    };
+                    match started {
                         Ok(r) => {
-                            let fields =
-                                announce_promoted(out, &r, &identity, prober, cfg.relay_kbps);
+                            let fields = announce_promoted(out, &r, &identity, prober, budget);
                             *lock(serving) = Some(fields);
                             roles = Some(r);
                         }
@@ -275,10 +295,11 @@ async fn run(
                 return Ok(());
             }
             Some(a) = arrived.recv() => {
-                let ok = machine.handle_probe(a.nonce, a.prober, a.from);
+                let ok = machine.handle_probe(mono(), a.nonce, a.prober, a.from);
                 let _ = a.ack.send(ok);
             }
             Some((nonce, failure)) = replies.recv() => machine.handle_reply(mono(), nonce, failure),
+            Some(result) = measured.recv() => machine.handle_upload(mono(), result),
             _ = tokio::time::sleep(wake) => {
                 if let Some(r) = &roles {
                     let load = r.relay.load();
@@ -320,6 +341,53 @@ async fn ask_dial_back(
         Err(e) => Some(format!("{}: {e}", link.addr)),
     };
     let _ = replies.send((req.nonce, failure)).await;
+}
+
+/// Measures the upload against `link`'s supernode; reports the rate (kbit/s) or why
+/// there is none (printed as `upload_measured`; a failure is printed here only for
+/// `always`, which then serves at the minimum: `auto` reports it as a failed check).
+async fn measure(
+    link: SupernodeLink,
+    mode: ServeMode,
+    out: Printer,
+    result: mpsc::Sender<Result<u32, String>>,
+) {
+    let outcome = match parley_net::upload::measure_upload(
+        &link.conn,
+        MAX_PROBE_BYTES,
+        MEASURE_TIMEOUT,
+    )
+    .await
+    {
+        Ok(UploadReply::Measured(report)) => match report.kbps() {
+            Some(kbps) => {
+                let ms = report.samples.last().map_or(0, |s| s.micros / 1000);
+                out.event(
+                    "upload_measured",
+                    json!({ "supernode": link.addr.to_string(), "upload_kbps": kbps, "bytes": report.bytes(), "ms": ms }),
+                    format!("upload measured through {}: {kbps} kbit/s ({} bytes in {ms} ms)", link.addr, report.bytes()),
+                );
+                Ok(kbps)
+            }
+            None => Err(format!(
+                "{}: too little arrived to tell a rate ({} bytes)",
+                link.addr,
+                report.bytes()
+            )),
+        },
+        Ok(UploadReply::Refused(r)) => Err(format!("{} refused: {}", link.addr, r.message)),
+        Err(e) => Err(format!("{}: {e}", link.addr)),
+    };
+    if let (Err(why), ServeMode::Always) = (&outcome, mode) {
+        out.event(
+            "upload_measurement_failed",
+            json!({ "reason": why }),
+            format!(
+                "could not measure the upload ({why}); serving at the minimum, one relayed call"
+            ),
+        );
+    }
+    let _ = result.send(outcome).await;
 }
 
 /// Answers probes on the serving socket: each connection carries one [`Probe`],
@@ -480,8 +548,9 @@ fn announce_promoted(
     r: &Roles,
     identity: &Identity,
     prober: PeerId,
-    kbps: u32,
+    budget: RelayBudget,
 ) -> serde_json::Value {
+    let kbps = budget.kbps;
     let load = r.relay.load();
     let fields = vec![
         ("roles", json!(["supernode", "relay"])),
@@ -490,6 +559,8 @@ fn announce_promoted(
         ("id", json!(identity.peer_id().to_string())),
         ("prober", json!(prober.to_string())),
         ("relay_kbps", json!(kbps)),
+        ("relay_kbps_source", json!(budget.source.as_str())),
+        ("upload_kbps", json!(budget.upload_kbps)),
         ("max_legs", json!(load.max_legs)),
     ];
     let text = format!(

@@ -48,11 +48,21 @@
 use super::diversity::{ip_group, IpGroup, MAX_PER_GROUP_IN_LOOKUP};
 use crate::identity::{NodeId, PeerId};
 use crate::presence::{Contact, SignedPresence};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+/// A lookup's own small maps (at most a few hundred entries, gone when it ends) hash
+/// with foldhash rather than SipHash: they are asked for every contact of every
+/// reply, and a flood of colliding keys could slow one lookup, bounded by its
+/// candidate cap, not the supernode.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Not-yet-queried candidates beyond this many times `k` are dropped, farthest first,
 /// so a flood of contacts in replies cannot grow a lookup without bound.
 const CANDIDATES_PER_K: usize = 4;
+
+/// Most disjoint paths a lookup runs: more would each start from fewer than one
+/// seed of a routing table's closest bucket.
+pub const MAX_PATHS: usize = 8;
 
 /// A value lookup's frontier is this many times `k` wide (see the module docs).
 pub const VALUE_WIDTH: usize = 2;
@@ -91,6 +101,43 @@ struct Candidate {
     group: Option<IpGroup>,
 }
 
+/// A lookup's candidates sorted by key (XOR distance to the target). A lookup holds
+/// at most about `CANDIDATES_PER_K × k` per path, so one sorted vector beats a
+/// B-tree: every answer scans the closest of them, and a contiguous block is what
+/// the cache wants; binary search finds one.
+#[derive(Clone, Debug, Default)]
+struct Candidates(Vec<Candidate>);
+
+impl Candidates {
+    fn get_mut(&mut self, key: &[u8; 32]) -> Option<&mut Candidate> {
+        let i = self.0.binary_search_by(|c| c.key.cmp(key)).ok()?;
+        self.0.get_mut(i)
+    }
+
+    /// Adds `c`, replacing any candidate with its key.
+    fn insert(&mut self, c: Candidate) {
+        match self.0.binary_search_by(|held| held.key.cmp(&c.key)) {
+            Ok(i) => self.0[i] = c,
+            Err(i) => self.0.insert(i, c),
+        }
+    }
+
+    fn remove(&mut self, key: &[u8; 32]) -> Option<Candidate> {
+        let i = self.0.binary_search_by(|c| c.key.cmp(key)).ok()?;
+        Some(self.0.remove(i))
+    }
+
+    /// Closest first.
+    fn values(&self) -> std::slice::Iter<'_, Candidate> {
+        self.0.iter()
+    }
+
+    /// Those closer to the target than `bound`.
+    fn closer_than(&self, bound: &[u8; 32]) -> &[Candidate] {
+        &self.0[..self.0.partition_point(|c| c.key < *bound)]
+    }
+}
+
 /// An iterative lookup of one key.
 #[derive(Clone, Debug)]
 pub struct Lookup {
@@ -103,13 +150,13 @@ pub struct Lookup {
     /// Seeds dealt to the paths so far.
     dealt: usize,
     /// Keyed by XOR distance to the target, which is unique per node id.
-    candidates: BTreeMap<[u8; 32], Candidate>,
+    candidates: Candidates,
     /// Candidates per path (kept, so that `trim` looks at them only when a path
     /// is over its cap).
     per_path: Vec<usize>,
     /// Each candidate's key by identity. Replies name the same nodes over and over,
     /// and this spares hashing each one into its node id every time.
-    keys: HashMap<PeerId, [u8; 32]>,
+    keys: FastMap<PeerId, [u8; 32]>,
     found: Option<(SignedPresence, usize)>,
     /// Every holder that answered with a record, and that record's sequence number.
     /// (Their distance to the target is kept: the quorum compares it on every answer.)
@@ -117,7 +164,7 @@ pub struct Lookup {
     /// Whether the per-network limit applies (see the module docs).
     diversity: bool,
     /// Candidates that have not failed, per network (the limited ones only).
-    groups: HashMap<IpGroup, usize>,
+    groups: FastMap<IpGroup, usize>,
 }
 
 impl Lookup {
@@ -151,15 +198,15 @@ impl Lookup {
             local,
             k: k.max(1),
             alpha: alpha.max(1),
-            paths: paths.max(1),
+            paths: paths.clamp(1, MAX_PATHS),
             dealt: 0,
-            candidates: BTreeMap::new(),
-            per_path: vec![0; paths.max(1)],
-            keys: HashMap::new(),
+            candidates: Candidates::default(),
+            per_path: vec![0; paths.clamp(1, MAX_PATHS)],
+            keys: FastMap::default(),
             found: None,
             holders: Vec::new(),
             diversity: true,
-            groups: HashMap::new(),
+            groups: FastMap::default(),
         };
         let mut seeds: Vec<(_, Contact)> = seeds
             .into_iter()
@@ -225,17 +272,14 @@ impl Lookup {
         let key = id.distance(&self.target);
         self.keys.insert(contact.id, key);
         self.per_path[path] += 1;
-        self.candidates.insert(
+        self.candidates.insert(Candidate {
             key,
-            Candidate {
-                key,
-                contact,
-                depth,
-                state: State::Waiting,
-                path,
-                group,
-            },
-        );
+            contact,
+            depth,
+            state: State::Waiting,
+            path,
+            group,
+        });
     }
 
     /// A candidate of `group` failed or left: another of its network may come in.
@@ -256,10 +300,10 @@ impl Lookup {
         }
         let count = &mut self.per_path;
         let mut victims = Vec::new();
-        for (key, c) in self.candidates.iter().rev() {
+        for c in self.candidates.values().rev() {
             if c.state == State::Waiting && count[c.path] > cap {
                 count[c.path] -= 1;
-                victims.push(*key);
+                victims.push(c.key);
             }
         }
         for key in victims {
@@ -301,10 +345,11 @@ impl Lookup {
         let bound = self.quorum_bound();
         let width = self.width();
         // One pass over the candidates, closest first, for every path at once (this
-        // runs after every answer).
-        let mut seen = vec![0usize; self.paths];
-        let mut in_flight = vec![0usize; self.paths];
-        let mut waiting: Vec<Vec<[u8; 32]>> = vec![Vec::new(); self.paths];
+        // runs after every answer), counting on the stack.
+        let mut seen = [0usize; MAX_PATHS];
+        let mut in_flight = [0usize; MAX_PATHS];
+        let mut waiting = [0usize; MAX_PATHS];
+        let mut picked: Vec<(usize, [u8; 32])> = Vec::new();
         let mut open = self.paths;
         for c in self.candidates.values() {
             if c.state == State::Failed || seen[c.path] >= width {
@@ -314,9 +359,10 @@ impl Lookup {
             match c.state {
                 State::InFlight => in_flight[c.path] += 1,
                 State::Waiting
-                    if bound.is_none_or(|b| c.key < b) && waiting[c.path].len() < self.alpha =>
+                    if bound.is_none_or(|b| c.key < b) && waiting[c.path] < self.alpha =>
                 {
-                    waiting[c.path].push(c.key)
+                    waiting[c.path] += 1;
+                    picked.push((c.path, c.key));
                 }
                 _ => {}
             }
@@ -327,12 +373,16 @@ impl Lookup {
                 }
             }
         }
-        let mut chosen = Vec::new();
-        for (path, keys) in waiting.into_iter().enumerate() {
-            let free = self.alpha.saturating_sub(in_flight[path]);
-            chosen.extend(keys.into_iter().take(free));
-        }
-        chosen
+        // Each path's closest waiting candidates, as many as it has room in flight
+        // for; path by path.
+        let mut taken = [0usize; MAX_PATHS];
+        picked.retain(|&(path, _)| {
+            let room = taken[path] < self.alpha.saturating_sub(in_flight[path]);
+            taken[path] += usize::from(room);
+            room
+        });
+        picked.sort_by_key(|&(path, _)| path);
+        picked.into_iter().map(|(_, key)| key).collect()
     }
 
     /// Whether the lookup has finished (see the module docs): the quorum is reached,
@@ -352,7 +402,7 @@ impl Lookup {
     /// stopping at the first that has not).
     fn frontiers_answered(&self) -> bool {
         let width = self.width();
-        let mut seen = vec![0usize; self.paths];
+        let mut seen = [0usize; MAX_PATHS];
         for c in self.candidates.values() {
             if c.state == State::Failed || seen[c.path] >= width {
                 continue;
@@ -373,8 +423,9 @@ impl Lookup {
         self.quorum_bound().is_some_and(|farthest| {
             !self
                 .candidates
-                .range(..farthest)
-                .any(|(_, c)| matches!(c.state, State::Waiting | State::InFlight))
+                .closer_than(&farthest)
+                .iter()
+                .any(|c| matches!(c.state, State::Waiting | State::InFlight))
         })
     }
 

@@ -318,7 +318,7 @@ fn a_flood_of_contacts_is_capped() {
     );
     lookup.next_queries();
     lookup.on_nodes(&all[0].id, &all[1..]);
-    assert!(lookup.candidates.len() <= 5 * CANDIDATES_PER_K + 1);
+    assert!(lookup.candidates.values().len() <= 5 * CANDIDATES_PER_K + 1);
 }
 
 /// A value lookup whose quorum waits on a candidate outside its path's frontier

@@ -34,6 +34,7 @@
 //!   back. A supernode holds at most [`store::MAX_RECORDS`] records; beyond that,
 //!   `Store`s of new keys are refused as `Overloaded`.
 
+mod deadlines;
 pub mod diversity;
 pub mod lookup;
 mod node;
@@ -64,14 +65,14 @@ pub struct OverlayConfig {
     /// How many disjoint paths each lookup runs (S/Kademlia's `d`; see
     /// [`lookup`]): colluding supernodes that name only each other capture the paths
     /// they are asked on, not the others. 1 is plain Kademlia. Values below 1 are
-    /// treated as 1.
+    /// treated as 1, above [`lookup::MAX_PATHS`] (8) as 8.
     pub disjoint_paths: usize,
     /// How many disjoint paths a caller's publication runs to find the `k` closest
     /// supernodes to store on (republication always runs one, see `node`). Fewer
     /// than `disjoint_paths` trades the spread of a publication's stores among
     /// polluted routing tables for RPCs: each path costs about `k` more. Lookups of
     /// records, the join and bucket refreshes still run `disjoint_paths`. Values
-    /// below 1 are treated as 1.
+    /// below 1 are treated as 1, above [`lookup::MAX_PATHS`] as 8.
     pub publish_paths: usize,
     /// How long an RPC may go unanswered before it counts as failed.
     pub rpc_timeout: Duration,

@@ -1,11 +1,12 @@
 //! The presence store: at most one signed record per identity, verified on the way in,
 //! with the timers for its expiry and republication.
 
+use super::deadlines::Deadlines;
 use super::verified::Verifier;
 use crate::identity::NodeId;
 use crate::presence::{RecordError, SignedPresence};
 use crate::time::Timestamp;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,8 +38,8 @@ struct Held {
 pub struct RecordStore {
     verifier: Verifier,
     records: HashMap<NodeId, Held>,
-    expiries: BTreeSet<(Timestamp, NodeId)>,
-    republish: BTreeSet<(Timestamp, NodeId)>,
+    expiries: Deadlines,
+    republish: Deadlines,
 }
 
 impl RecordStore {
@@ -86,8 +87,8 @@ impl RecordStore {
         };
         let (record, outcome) = outcome;
         self.remove(&key);
-        self.expiries.insert((record.record.lapses_at(), key));
-        self.republish.insert((republish_at, key));
+        self.expiries.insert(record.record.lapses_at(), key);
+        self.republish.insert(republish_at, key);
         self.records.insert(
             key,
             Held {
@@ -127,10 +128,9 @@ impl RecordStore {
     /// Drops the record under `key`.
     pub fn remove(&mut self, key: &NodeId) -> Option<Arc<SignedPresence>> {
         let held = self.records.remove(key)?;
-        self.expiries
-            .remove(&(held.record.record.lapses_at(), *key));
+        self.expiries.remove(held.record.record.lapses_at(), key);
         if let Some(at) = held.republish_at {
-            self.republish.remove(&(at, *key));
+            self.republish.remove(at, key);
         }
         Some(held.record)
     }
@@ -153,10 +153,10 @@ impl RecordStore {
             return;
         };
         if let Some(old) = held.republish_at.take() {
-            self.republish.remove(&(old, *key));
+            self.republish.remove(old, key);
         }
         if let Some(at) = at {
-            self.republish.insert((at, *key));
+            self.republish.insert(at, *key);
             held.republish_at = Some(at);
         }
     }
@@ -164,7 +164,7 @@ impl RecordStore {
     /// Drops every record expired at `now`; returns how many.
     pub fn expire(&mut self, now: Timestamp) -> usize {
         let mut dropped = 0;
-        while let Some(&(at, key)) = self.expiries.first() {
+        while let Some((at, key)) = self.expiries.first() {
             if at > now {
                 break;
             }
@@ -179,7 +179,7 @@ impl RecordStore {
     /// left to expire instead; their owners republish on their own schedule.
     pub fn take_due(&mut self, now: Timestamp, min_life: Duration) -> Vec<Arc<SignedPresence>> {
         let mut due = Vec::new();
-        while let Some(&(at, key)) = self.republish.first() {
+        while let Some((at, key)) = self.republish.first() {
             if at > now {
                 break;
             }
@@ -196,8 +196,8 @@ impl RecordStore {
 
     /// The next expiry or republication.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        let expiry = self.expiries.first().map(|(at, _)| *at);
-        let republish = self.republish.first().map(|(at, _)| *at);
+        let expiry = self.expiries.first().map(|(at, _)| at);
+        let republish = self.republish.first().map(|(at, _)| at);
         expiry.into_iter().chain(republish).min()
     }
 

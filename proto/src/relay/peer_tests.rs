@@ -74,18 +74,18 @@ impl Peer {
 
 #[test]
 fn the_budget_sets_hard_limits() {
-    let c = peer_config(DEFAULT_RELAY_KBPS).expect("config");
+    let c = peer_config(TYPICAL_RELAY_KBPS).expect("config");
     assert_eq!(c.max_legs, 8);
     // Every leg at its cap together stays within the budget.
     let total_kbps = u64::from(c.max_legs) * u64::from(c.rate.bytes_per_sec) * 8 / 1024;
-    assert!(total_kbps <= u64::from(DEFAULT_RELAY_KBPS), "{total_kbps}");
+    assert!(total_kbps <= u64::from(TYPICAL_RELAY_KBPS), "{total_kbps}");
     assert_eq!(peer_config(511), None);
     assert_eq!(peer_config(512).map(|c| c.max_legs), Some(2));
 }
 
 #[test]
 fn a_leg_of_a_call_the_peer_did_not_grant_is_refused() {
-    let mut p = Peer::new(DEFAULT_RELAY_KBPS);
+    let mut p = Peer::new(TYPICAL_RELAY_KBPS);
     let (alice, bob, mallory) = (id(), id(), id());
     // Another supernode's token (any key can be a supernode): not trusted.
     let stranger = Identity::generate();
@@ -113,7 +113,7 @@ fn a_leg_of_a_call_the_peer_did_not_grant_is_refused() {
 
 #[test]
 fn quotas_per_key_per_ip_and_in_total_refuse_with_a_reason() {
-    let mut p = Peer::new(DEFAULT_RELAY_KBPS);
+    let mut p = Peer::new(TYPICAL_RELAY_KBPS);
     let alice = id();
     // Per key: two legs (one call and a rejoin), whatever the IP.
     assert!(p
@@ -161,7 +161,7 @@ fn quotas_per_key_per_ip_and_in_total_refuse_with_a_reason() {
 
 #[test]
 fn media_goes_only_between_the_proven_legs_within_the_leg_cap() {
-    let mut p = Peer::new(DEFAULT_RELAY_KBPS);
+    let mut p = Peer::new(TYPICAL_RELAY_KBPS);
     let (alice, bob) = (id(), id());
     let t = p.token(1, [alice, bob], None);
     assert_eq!(p.join(1, alice, ip(1), &t), Ok(None));
