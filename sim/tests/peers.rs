@@ -10,10 +10,10 @@ use std::time::Duration;
 
 fn scenario(median_session: Duration) -> Scenario {
     Scenario {
-        // A seed whose departures include a crash: with about 9 of them at a crash
-        // share of 0.2, about one seed in eight has none (seed 11 did, once supernode
-        // positions followed BEP 42 and the run changed).
-        seed: 12,
+        // A seed whose departures include a crash (seed 11's had none once supernode
+        // positions followed BEP 42): over seeds 12-19 the hand-over stored 89.5-98.5 %
+        // and this one sits in the middle (94.8 %).
+        seed: 15,
         bootstraps: 3,
         peers: Some(PeerConfig {
             share: 0.8,
