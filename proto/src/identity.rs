@@ -66,8 +66,13 @@ impl PeerId {
         &self.0
     }
 
-    /// The DHT key of this identity.
-    pub fn node_id(&self) -> NodeId {
+    /// The DHT key a record of this identity is stored under: `SHA-256(domain ‖
+    /// key)`. A *supernode's* position is not this but [`Contact::node_id`], which
+    /// also depends on the IP it is reached at (BEP 42, see
+    /// [`crate::overlay::position`]).
+    ///
+    /// [`Contact::node_id`]: crate::presence::Contact::node_id
+    pub fn record_key(&self) -> NodeId {
         NodeId::of(self)
     }
 
@@ -199,12 +204,14 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// A 256-bit position in the DHT's key space: SHA-256 over the identity key.
+/// A 256-bit position in the DHT's key space: a record's key ([`NodeId::of`]) or a
+/// supernode's position ([`NodeId::of_supernode`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeId(pub [u8; 32]);
 
 impl NodeId {
-    /// The DHT position of an identity.
+    /// The record key of an identity: SHA-256 over a domain and the key. Also the
+    /// position of a supernode reached at a non-routable address.
     pub fn of(peer: &PeerId) -> NodeId {
         let digest = Sha256::new()
             .chain_update(NODE_ID_DOMAIN)

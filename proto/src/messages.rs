@@ -13,8 +13,11 @@ use std::net::SocketAddr;
 
 /// ALPN of a client's attachment to a supernode.
 pub const ALPN_CLIENT: &[u8] = b"parley-client/1";
-/// ALPN of a supernode-to-supernode connection.
-pub const ALPN_OVERLAY: &[u8] = b"parley-overlay/1";
+/// ALPN of a supernode-to-supernode connection. Version 2: a supernode's position
+/// follows its key *and* its IP (BEP 42, [`crate::overlay::position`]); `/1`
+/// supernodes placed it by the key alone, so the two versions disagree on who is
+/// closest to a key and do not mix (there was never a deployed `/1` network).
+pub const ALPN_OVERLAY: &[u8] = b"parley-overlay/2";
 
 /// Most contacts in one reply.
 pub const MAX_CONTACTS: usize = 32;

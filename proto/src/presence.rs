@@ -4,7 +4,7 @@
 //! the [`PresenceRecord`], so a presence signature can never be mistaken for a
 //! signature over any other Parley message.
 
-use crate::identity::PeerId;
+use crate::identity::{NodeId, PeerId};
 use crate::time::{check_expiry, ExpiryFault, Timestamp, MAX_CLOCK_SKEW};
 use crate::Identity;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,17 @@ pub struct Contact {
     pub id: PeerId,
     /// Where it listens.
     pub addr: SocketAddr,
+}
+
+impl Contact {
+    /// The supernode's position in the key space: its key's hash with a BEP 42
+    /// prefix from its IP ([`NodeId::of_supernode`]; the key's hash alone for a
+    /// non-routable IP). Not a record key: that is [`PeerId::record_key`].
+    ///
+    /// [`PeerId::record_key`]: crate::identity::PeerId::record_key
+    pub fn node_id(&self) -> NodeId {
+        NodeId::of_supernode(&self.id, self.addr.ip())
+    }
 }
 
 /// How an address was learned.

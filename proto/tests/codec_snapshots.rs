@@ -133,7 +133,7 @@ fn supernode_to_supernode() -> Vec<(&'static str, SupernodeToSupernode)> {
         ("ping", SupernodeToSupernode::Ping),
         (
             "find_node",
-            SupernodeToSupernode::FindNode(alice().peer_id().node_id()),
+            SupernodeToSupernode::FindNode(alice().peer_id().record_key()),
         ),
         (
             "find_value",
@@ -248,10 +248,26 @@ fn identity_snapshots() {
         "printed ids changed"
     );
     assert_snapshot(
-        "alice's node id",
-        &alice.node_id().0,
+        "alice's record key",
+        &alice.record_key().0,
         "5a93b2355c98b107f8387c09ab50e53187e7ab56ae64162e5a368eba8335a737",
     );
+    // As a supernode at a public IP (BEP 42): the first 21 bits change, the rest is
+    // the record key's; at a private IP it is the record key.
+    let public = Contact {
+        id: alice,
+        addr: "203.0.113.7:7000".parse().unwrap(),
+    };
+    assert_snapshot(
+        "alice's position at 203.0.113.7",
+        &public.node_id().0,
+        "8340aa355c98b107f8387c09ab50e53187e7ab56ae64162e5a368eba8335a737",
+    );
+    let private = Contact {
+        id: alice,
+        addr: "10.0.0.7:7000".parse().unwrap(),
+    };
+    assert_eq!(private.node_id(), alice.record_key());
 }
 
 #[test]

@@ -66,7 +66,7 @@ impl Liar {
         };
         match request {
             SupernodeToSupernode::Store(record) => {
-                let key = record.record.id.node_id();
+                let key = record.record.id.record_key();
                 let seq = record.record.seq;
                 self.old.entry(key).or_insert(record);
                 Some(SupernodeReply::Refused(Refusal {

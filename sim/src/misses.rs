@@ -48,7 +48,10 @@ impl Sim {
         min_seq: u64,
         record: Option<&SignedPresence>,
     ) {
-        let key = self.clients[target as usize].identity.peer_id().node_id();
+        let key = self.clients[target as usize]
+            .identity
+            .peer_id()
+            .record_key();
         let now = self.now;
         // Live supernodes by distance to the key, with what each holds.
         let mut holders: Vec<([u8; 32], Option<u64>, bool)> = self
@@ -62,7 +65,7 @@ impl Sim {
                     .and_then(|o| o.stored(now, &key))
                     .map(|r| r.record.seq);
                 (
-                    n.contact.id.node_id().distance(&key),
+                    n.contact.node_id().distance(&key),
                     held,
                     n.malicious.is_none(),
                 )

@@ -147,12 +147,16 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     if s.sybil_pct > 0.0 {
         let clients = identities(&mut sim.rng, s.clients);
         let started = Instant::now();
-        sybils = sybil::place(s.sybil_pct, s.config.k, &mut sim, &liars, &ids, &clients);
+        let placed;
+        (sybils, placed) = sybil::place(s.sybil_pct, s.config.k, &mut sim, &liars, &ids, &clients);
         log(format!(
-            "minted {} Sybils next to {} target clients in {:.1} s",
+            "minted {} Sybils next to {} target clients in {:.1} s; placed closer than every honest supernode: {} (per target {}-{})",
             sybils.iter().flatten().count(),
             sim.targets.len(),
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            placed.iter().sum::<usize>(),
+            placed.iter().min().unwrap_or(&0),
+            placed.iter().max().unwrap_or(&0),
         ));
         client_ids = Some(clients);
     }

@@ -26,8 +26,9 @@ use std::sync::Arc;
 
 /// Supernode `i`'s address: a public IPv4 address (first octet 11–99), spread over
 /// about 22,800 /16 networks by a multiplicative hash, so the routing tables'
-/// diversity limits (`parley_proto::overlay::diversity`) apply as on the internet.
-fn public_addr(i: u32) -> SocketAddr {
+/// diversity limits (`parley_proto::overlay::diversity`) apply as on the internet,
+/// and so that its position follows BEP 42 (`parley_proto::overlay::position`).
+pub(crate) fn public_addr(i: u32) -> SocketAddr {
     let h = (u64::from(i)
         .wrapping_add(1)
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -224,6 +225,10 @@ pub struct Sim {
     pub targets: std::collections::HashSet<u32>,
     /// Promoted peers among the supernodes, when on (see `peers`).
     pub peers: Option<Box<crate::peers::Peers>>,
+    /// Addresses chosen for particular supernodes (Sybils run where their BEP 42
+    /// prefix lands next to a target, see `sybil`); others get `public_addr` or
+    /// `attacker_addr`.
+    pub addresses: HashMap<PeerId, SocketAddr>,
 }
 
 impl Sim {
@@ -259,6 +264,7 @@ impl Sim {
             attacker_networks: None,
             targets: Default::default(),
             peers: None,
+            addresses: HashMap::new(),
         }
     }
 
@@ -279,8 +285,9 @@ impl Sim {
     ) -> u32 {
         let malicious = liar.is_some();
         let i = u32::try_from(self.nodes.len()).expect("fewer than 2^32 supernodes");
-        let addr = match self.attacker_networks {
-            Some(n) if malicious => attacker_addr(i, n),
+        let addr = match (self.addresses.get(&id), self.attacker_networks) {
+            (Some(chosen), _) => *chosen,
+            (None, Some(n)) if malicious => attacker_addr(i, n),
             _ => public_addr(i),
         };
         let contact = Contact { id, addr };
@@ -454,10 +461,15 @@ impl Sim {
     pub(crate) fn send_rpc(&mut self, i: u32, rpc: parley_proto::overlay::OutgoingRpc) {
         self.stats.rpcs += 1;
         self.stats.by_phase[self.phase as usize][kind_index(&rpc.request)] += 1;
-        // A contact nobody runs (a lie) cannot be reached: the RPC times out.
+        // A contact nobody runs (a lie), or a key named at an address it does not
+        // run at (QUIC proves the key at the address dialed), cannot be reached:
+        // the RPC times out.
         let Some(&to) = self.index.get(&rpc.to.id) else {
             return;
         };
+        if self.nodes[to as usize].contact.addr != rpc.to.addr {
+            return;
+        }
         let from_place = self.nodes[i as usize].place;
         let to_place = self.nodes[to as usize].place;
         self.post(
@@ -607,6 +619,6 @@ impl Sim {
 
     /// The node id of supernode `i`.
     pub fn node_id(&self, i: u32) -> NodeId {
-        self.nodes[i as usize].contact.id.node_id()
+        self.nodes[i as usize].contact.node_id()
     }
 }

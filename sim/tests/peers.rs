@@ -10,7 +10,10 @@ use std::time::Duration;
 
 fn scenario(median_session: Duration) -> Scenario {
     Scenario {
-        seed: 11,
+        // A seed whose departures include a crash (seed 11's had none once supernode
+        // positions followed BEP 42): over seeds 12-19 the hand-over stored 89.5-98.5 %
+        // and this one sits in the middle (94.8 %).
+        seed: 15,
         bootstraps: 3,
         peers: Some(PeerConfig {
             share: 0.8,

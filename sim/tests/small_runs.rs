@@ -56,10 +56,11 @@ fn spreading_batches_over_cores_changes_nothing() {
 /// bootstraps each, as operators are told to configure, at least 99 % are found.
 #[test]
 fn disjoint_paths_and_several_bootstraps_keep_liars_from_hiding_records() {
-    let malicious = |paths: usize, bootstraps: usize| {
+    let malicious = |seed: u64, paths: usize, bootstraps: usize| {
         let s = scenario();
         run(
             &Scenario {
+                seed,
                 malicious_pct: 20.0,
                 bootstraps,
                 config: OverlayConfig {
@@ -71,9 +72,12 @@ fn disjoint_paths_and_several_bootstraps_keep_liars_from_hiding_records() {
             &mut |_| {},
         )
     };
-    let (one, three) = (malicious(1, 1), malicious(3, 1));
-    assert!(three.found > one.found, "{} vs {}", three.found, one.found);
-    let r = malicious(3, 3);
+    // One small run is noisy (over seeds 1-10, three paths found more in 7, about
+    // 1.3 % more in all): compare four runs' totals.
+    let found = |paths: usize| -> u64 { (1..=4).map(|seed| malicious(seed, paths, 1).found).sum() };
+    let (one, three) = (found(1), found(3));
+    assert!(three > one, "{three} vs {one}");
+    let r = malicious(scenario().seed, 3, 3);
     assert!(r.found * 100 >= r.total * 99, "{} of {}", r.found, r.total);
 }
 

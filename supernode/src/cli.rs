@@ -76,6 +76,12 @@ pub struct RunArgs {
     /// docs/performance.md, "Supernode capacity"); raise this only with the memory for it.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// The public IP other supernodes reach this one at, when --listen is a wildcard
+    /// (0.0.0.0, [::]) or a private address behind a port forward. The overlay
+    /// position follows the IP (BEP 42): without it this supernode places itself by
+    /// its key alone while others place it by the IP they see. Default: the --listen IP.
+    #[arg(long, value_name = "IP")]
+    pub public_ip: Option<IpAddr>,
 }
 
 /// STUN's port (RFC 8489 §18.6): the default STUN address's, advertised like any other.
@@ -101,6 +107,7 @@ pub struct FileConfig {
     pub tcp_listen: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
     pub max_connections: Option<usize>,
+    pub public_ip: Option<IpAddr>,
 }
 
 /// Settings after merging flags over the file.
@@ -120,6 +127,8 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     /// Admission caps, timeouts and quotas: the defaults with `--max-connections` applied.
     pub limits: Limits,
+    /// `--public-ip`: the IP the overlay position is computed from, if not `listen`'s.
+    pub public_ip: Option<IpAddr>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -176,6 +185,7 @@ impl RunArgs {
             limits.conns_total = n;
         }
         Ok(Settings {
+            public_ip: self.public_ip.or(file.public_ip),
             limits,
             relay_keys,
             stun_alternate_ip: self.stun_alternate_ip.or(file.stun_alternate_ip),
@@ -237,6 +247,26 @@ mod tests {
         assert_eq!(cli.run.settings().unwrap().limits.conns_total, 60000);
         let cli = Cli::parse_from(flags.iter().copied().chain(["0"]));
         assert!(cli.run.settings().is_err());
+        // --public-ip: none by default, from the file, the flag over the file.
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:7000\"\npublic_ip = \"203.0.113.7\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["supernode", "--config", path.to_str().unwrap()]);
+        let s = cli.run.settings().unwrap();
+        assert_eq!(s.public_ip, Some("203.0.113.7".parse().unwrap()));
+        let cli = Cli::parse_from([
+            "supernode",
+            "--config",
+            path.to_str().unwrap(),
+            "--public-ip",
+            "198.51.100.1",
+        ]);
+        let s = cli.run.settings().unwrap();
+        assert_eq!(s.public_ip, Some("198.51.100.1".parse().unwrap()));
+        let cli = Cli::parse_from(["supernode", "--listen", "127.0.0.1:1"]);
+        assert_eq!(cli.run.settings().unwrap().public_ip, None);
         std::fs::write(&path, "listen = \"127.0.0.1:7000\"\nbogus = 1\n").unwrap();
         let cli = Cli::parse_from(["supernode", "--config", path.to_str().unwrap()]);
         assert!(cli.run.settings().is_err());

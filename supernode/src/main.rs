@@ -41,6 +41,7 @@ async fn main() -> Result<()> {
         tcp: None,
         tunnel_peers: Default::default(),
         limits: settings.limits,
+        public_ip: settings.public_ip,
     };
     let tcp_listen = settings.tcp_listen.unwrap_or(settings.listen);
     let (bound, tcp, serve) =

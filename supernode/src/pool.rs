@@ -10,7 +10,7 @@
 
 use crate::limits::Limits;
 use parley_net::clock::mono;
-use parley_net::{dial, request, NetError};
+use parley_net::{canonical, dial, request, NetError};
 use parley_proto::messages::{SupernodeReply, SupernodeToSupernode, ALPN_OVERLAY};
 use parley_proto::overlay::RpcFailure;
 use parley_proto::presence::Contact;
@@ -51,11 +51,17 @@ impl Pool {
         }
     }
 
-    fn cached(&self, id: &PeerId) -> Option<Connection> {
+    /// The cached live connection to `to`'s key *at `to`'s address*. A contact is
+    /// a key at an address, and a supernode's overlay position follows the IP
+    /// (BEP 42): a contact naming a key we are connected to elsewhere must be
+    /// dialed at its own address (where QUIC proves the key, or fails), never
+    /// answered over the other connection, or anyone could name himself at an
+    /// address whose position lands next to a victim's key.
+    fn cached(&self, to: &Contact) -> Option<Connection> {
         let mut conns = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
-        let (conn, used) = conns
-            .get_mut(id)
-            .filter(|(c, _)| c.close_reason().is_none())?;
+        let (conn, used) = conns.get_mut(&to.id).filter(|(c, _)| {
+            c.close_reason().is_none() && canonical(c.remote_address()) == canonical(to.addr)
+        })?;
         *used = mono();
         Some(conn.clone())
     }
@@ -123,11 +129,11 @@ impl Pool {
 
     /// A cached live connection to `to`, or a new one.
     async fn connection(&self, to: Contact) -> Result<Connection, NetError> {
-        if let Some(c) = self.cached(&to.id) {
+        if let Some(c) = self.cached(&to) {
             return Ok(c);
         }
         self.connect(to.addr, Some(to.id)).await?;
-        self.cached(&to.id).ok_or(NetError::NoPeerIdentity)
+        self.cached(&to).ok_or(NetError::NoPeerIdentity)
     }
 
     /// A new bidirectional stream to `to` (for call signalling).
@@ -164,27 +170,31 @@ mod tests {
     use super::*;
     use parley_net::make_endpoint;
 
+    const ALPNS: [&[u8]; 1] = [ALPN_OVERLAY];
+
+    /// An overlay endpoint with a new identity on loopback that accepts every
+    /// connection and holds it until the peer closes it; returns its address.
+    fn accepting_server() -> SocketAddr {
+        let id = Identity::generate();
+        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &id, &ALPNS).unwrap();
+        let addr = ep.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Some(inc) = ep.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(c) = inc.await {
+                        c.closed().await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
     #[tokio::test]
     async fn the_pool_closes_idle_connections_and_stays_under_its_cap() {
-        let alpns: [&[u8]; 1] = [ALPN_OVERLAY];
-        let mut servers = Vec::new();
-        for _ in 0..3 {
-            let id = Identity::generate();
-            let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &id, &alpns).unwrap();
-            let accepting = ep.clone();
-            tokio::spawn(async move {
-                while let Some(inc) = accepting.accept().await {
-                    tokio::spawn(async move {
-                        if let Ok(c) = inc.await {
-                            c.closed().await;
-                        }
-                    });
-                }
-            });
-            servers.push(ep);
-        }
+        let servers: Vec<SocketAddr> = (0..3).map(|_| accepting_server()).collect();
         let me = Identity::generate();
-        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &me, &alpns).unwrap();
+        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &me, &ALPNS).unwrap();
         let limits = Limits {
             pool_max: 2,
             ..Limits::default()
@@ -192,8 +202,8 @@ mod tests {
         let pool = Pool::new(ep, me, &limits);
         let mut conns = Vec::new();
         for s in &servers {
-            let c = pool.connect(s.local_addr().unwrap(), None).await.unwrap();
-            conns.push(pool.cached(&c.id).unwrap());
+            let c = pool.connect(*s, None).await.unwrap();
+            conns.push(pool.cached(&c).unwrap());
             // Last use is kept in milliseconds: dials in the same one would tie.
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -205,5 +215,27 @@ mod tests {
         pool.sweep(mono() + limits.pool_idle);
         assert_eq!(pool.len(), 0);
         assert!(conns[2].close_reason().is_some());
+    }
+
+    /// A key we are connected to, named at another address (where another key
+    /// answers): the RPC goes to that address and fails; the cached connection
+    /// is not used for it.
+    #[tokio::test]
+    async fn a_key_named_at_another_address_is_dialed_there() {
+        let addrs: Vec<SocketAddr> = (0..2).map(|_| accepting_server()).collect();
+        let me = Identity::generate();
+        let ep = make_endpoint("127.0.0.1:0".parse().unwrap(), &me, &ALPNS).unwrap();
+        let pool = Pool::new(ep, me, &Limits::default());
+        let real = pool.connect(addrs[0], None).await.unwrap();
+        assert!(pool.connection(real).await.is_ok());
+        let elsewhere = Contact {
+            id: real.id,
+            addr: addrs[1],
+        };
+        assert!(pool.cached(&elsewhere).is_none());
+        assert!(
+            pool.connection(elsewhere).await.is_err(),
+            "another key answers there"
+        );
     }
 }

@@ -88,6 +88,10 @@ pub struct ServerParams {
     pub tunnel_peers: TunnelPeers,
     /// Admission caps, timeouts and quotas (see `limits.rs`, docs/security.md).
     pub limits: Limits,
+    /// The public IP others reach this supernode at, if `listen`'s is a wildcard or
+    /// a private address behind a port forward: its overlay position is computed
+    /// from it (BEP 42, `parley_proto::overlay::position`), as the others compute it.
+    pub public_ip: Option<std::net::IpAddr>,
 }
 
 impl ServerParams {
@@ -107,6 +111,7 @@ impl ServerParams {
             tcp: None,
             tunnel_peers: TunnelPeers::default(),
             limits: Limits::default(),
+            public_ip: None,
         }
     }
 }
@@ -192,7 +197,16 @@ pub async fn start_with(
     };
     let stun = stun_sockets.layout.primary;
     let id = params.identity.peer_id();
-    let me = Contact { id, addr: quic };
+    // The overlay's own position, as other supernodes compute it from the address
+    // they reach us at (BEP 42): a wildcard or private bound IP places us by the key
+    // alone, which is right only on a LAN or loopback.
+    let me = Contact {
+        id,
+        addr: SocketAddr::new(params.public_ip.unwrap_or(quic.ip()), quic.port()),
+    };
+    if params.public_ip.is_none() && quic.ip().is_unspecified() {
+        tracing::warn!("--listen {quic} is a wildcard and no --public-ip was given: the overlay position is this supernode's key alone, while supernodes reaching it at a public IP place it there (BEP 42)");
+    }
     let mut overlay = Overlay::new(me, OverlayConfig::default(), driver::now(), rand::random());
     if !params.join.is_empty() {
         // Clients may ask before the join connects: their first requests wait for it.

@@ -459,6 +459,9 @@ async fn start_roles(
             conns_total: SERVE_CONNS,
             ..Limits::default()
         },
+        // The IP the dial-back proved others reach us at (behind a port-forwarding
+        // NAT, not the bound one): the overlay position follows it (BEP 42).
+        public_ip: Some(proven),
         ..ServerParams::new(identity.clone(), quic, SocketAddr::new(quic.ip(), 0))
     };
     // The probe endpoint just released the port: retry its bind for up to 2 s.

@@ -95,7 +95,7 @@ mod tests {
     fn in_bucket(me: &NodeId, bucket: usize, ip: impl Fn(u64) -> String) -> Vec<Contact> {
         (1..)
             .map(|i| at(i, &ip(i)))
-            .filter(|c| me.bucket_index(&c.id.node_id()) == Some(bucket))
+            .filter(|c| me.bucket_index(&c.node_id()) == Some(bucket))
             .take(10)
             .collect()
     }
@@ -116,7 +116,7 @@ mod tests {
         // Seeing an admitted entry again is not a newcomer.
         let first = table.entries().next().unwrap().contact;
         table.seen(Timestamp(2), first);
-        assert!(table.get(&first.id).is_some());
+        assert!(table.get(&first).is_some());
     }
 
     #[test]
@@ -145,19 +145,24 @@ mod tests {
         }
         let admitted: Vec<Contact> = table.entries().map(|e| e.contact).collect();
         assert_eq!(admitted.len(), MAX_PER_GROUP_IN_TABLE);
-        // Two move to other networks (a new address), two fail twice, one is removed.
+        // Two move to other networks (a new address: a new position, BEP 42) and
+        // their old addresses fail twice, two fail twice, one is removed.
         for (n, c) in admitted[..2].iter().enumerate() {
             let moved = Contact {
                 addr: format!("198.{}.0.1:7000", n + 1).parse().unwrap(),
                 ..*c
             };
             table.seen(Timestamp(2), moved);
+            assert!(table.get(&moved).is_some(), "admitted at its new position");
+            table.failed(c);
+            table.failed(c);
+            assert!(table.get(c).is_none());
         }
         for c in &admitted[2..4] {
-            table.failed(&c.id);
-            table.failed(&c.id);
+            table.failed(c);
+            table.failed(c);
         }
-        table.remove(&admitted[4].id);
+        table.remove(&admitted[4]);
         assert_eq!(table.len(), MAX_PER_GROUP_IN_TABLE - 3);
         assert_eq!(table.len(), table.entries().count());
         // Five places of 203.0/16 are free again, and only five.

@@ -210,7 +210,7 @@ impl Lookup {
         };
         let mut seeds: Vec<(_, Contact)> = seeds
             .into_iter()
-            .map(|c| (c.id.node_id().distance(&target), c))
+            .map(|c| (c.node_id().distance(&target), c))
             .collect();
         seeds.sort_unstable_by_key(|(d, _)| *d);
         for (_, seed) in seeds {
@@ -257,7 +257,7 @@ impl Lookup {
             }
             return;
         }
-        let id = contact.id.node_id();
+        let id = contact.node_id();
         if id == self.local {
             return;
         }
@@ -482,7 +482,7 @@ impl Lookup {
     fn held_by(&mut self, holder: Contact, record: SignedPresence, depth: usize) {
         let distance = match self.keys.get(&holder.id) {
             Some(key) => *key,
-            None => holder.id.node_id().distance(&self.target),
+            None => holder.node_id().distance(&self.target),
         };
         self.holders.push((holder, record.record.seq, distance));
         let better = self
@@ -516,7 +516,7 @@ impl Lookup {
         };
         self.holders
             .iter()
-            .filter(|(c, seq, _)| *seq < best.record.seq && c.id.node_id() != self.local)
+            .filter(|(c, seq, _)| *seq < best.record.seq && c.node_id() != self.local)
             .map(|(c, _, _)| *c)
             .collect()
     }

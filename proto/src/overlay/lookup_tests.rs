@@ -18,7 +18,7 @@ fn contacts(n: u64) -> Vec<Contact> {
 
 fn sorted_by_distance(all: &[Contact], target: &NodeId) -> Vec<Contact> {
     let mut v = all.to_vec();
-    v.sort_by_key(|c| c.id.node_id().distance(target));
+    v.sort_by_key(|c| c.node_id().distance(target));
     v
 }
 
@@ -121,7 +121,7 @@ fn at_most_alpha_in_flight_and_an_empty_lookup_is_done() {
 #[test]
 fn the_local_node_is_never_a_candidate() {
     let all = contacts(3);
-    let local = all[0].id.node_id();
+    let local = all[0].node_id();
     let mut lookup = Lookup::new(
         NodeId([1; 32]),
         LookupKind::FindNode,
@@ -153,7 +153,7 @@ fn a_value_lookup_ends_after_a_quorum_with_the_newest_record() {
     let all = contacts(8);
     let owner = Identity::from_seed(&[9; 32]);
     let (old, new) = (presence(&owner, 1), presence(&owner, 2));
-    let target = owner.peer_id().node_id();
+    let target = owner.peer_id().record_key();
     let mut lookup = Lookup::new(
         target,
         LookupKind::FindValue,
@@ -187,7 +187,7 @@ fn a_value_lookup_ends_after_a_quorum_with_the_newest_record() {
 #[test]
 fn far_old_copies_answering_first_do_not_outvote_a_closer_holder() {
     let owner = Identity::from_seed(&[9; 32]);
-    let target = owner.peer_id().node_id();
+    let target = owner.peer_id().record_key();
     let near = sorted_by_distance(&contacts(12), &target);
     let mut lookup = Lookup::new(
         target,
@@ -220,7 +220,7 @@ fn a_value_lookup_short_of_a_quorum_ends_with_the_frontier() {
     let all = contacts(2);
     let owner = Identity::from_seed(&[9; 32]);
     let mut lookup = Lookup::new(
-        owner.peer_id().node_id(),
+        owner.peer_id().record_key(),
         LookupKind::FindValue,
         NodeId([0; 32]),
         20,
@@ -241,7 +241,7 @@ fn a_value_lookup_short_of_a_quorum_ends_with_the_frontier() {
 fn lookup_among_liars(paths: usize) -> Option<SignedPresence> {
     let all = contacts(40);
     let owner = Identity::from_seed(&[7; 32]);
-    let target = owner.peer_id().node_id();
+    let target = owner.peer_id().record_key();
     let sorted = sorted_by_distance(&all, &target);
     let (liars, holder, honest) = (&sorted[..12], sorted[12], sorted[20]);
     let mut lookup = Lookup::disjoint(
@@ -329,7 +329,7 @@ fn a_flood_of_contacts_is_capped() {
 #[test]
 fn a_value_lookup_with_nobody_left_to_ask_ends() {
     let owner = Identity::from_seed(&[9; 32]);
-    let target = owner.peer_id().node_id();
+    let target = owner.peer_id().record_key();
     let s = sorted_by_distance(&contacts(10), &target);
     let record = presence(&owner, 1);
     // k = 1 (a frontier of 2 per path), alpha = 1, two paths: s0, s1, s2 on path 0,
@@ -360,22 +360,35 @@ fn a_value_lookup_with_nobody_left_to_ask_ends() {
     assert_eq!(lookup.found(), Some(&record));
 }
 
-/// `all` with public addresses: the first `sybils` in one /16 (203.0/16), the
-/// others each in a /16 of its own.
-fn on_networks(all: &[Contact], sybils: usize) -> Vec<Contact> {
-    all.iter()
+/// `honest` supernodes each in a public /16 of its own, and `sybils` more of one
+/// /16 (203.0/16) whose addresses and keys were chosen next to `target` (BEP 42):
+/// all sorted by distance to `target`, the Sybils first.
+fn on_networks(honest: u64, sybils: usize, target: &NodeId) -> Vec<Contact> {
+    let honest: Vec<Contact> = contacts(honest)
+        .iter()
         .enumerate()
         .map(|(i, c)| Contact {
-            addr: if i < sybils {
-                format!("203.0.0.{}:7000", i + 1)
-            } else {
-                format!("11.{}.0.1:7000", i + 1)
-            }
-            .parse()
-            .unwrap(),
+            addr: format!("11.{}.0.1:7000", i + 1).parse().unwrap(),
             ..*c
         })
-        .collect()
+        .collect();
+    let bound = honest
+        .iter()
+        .map(|c| c.node_id().distance(target))
+        .min()
+        .unwrap();
+    let keys = (1000u64..).map(|i| {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&i.to_le_bytes());
+        Identity::from_seed(&seed).peer_id()
+    });
+    let near =
+        crate::overlay::position::mint::sybils_next_to([203, 0], target, sybils, bound, keys);
+    let all = sorted_by_distance(&[near, honest].concat(), target);
+    assert!(all[..sybils]
+        .iter()
+        .all(|c| c.addr.ip().to_string().starts_with("203.0.")));
+    all
 }
 
 /// Runs a one-path `FindNode` lookup of `target` (k = 8) with the per-network limit
@@ -386,7 +399,7 @@ fn on_networks(all: &[Contact], sybils: usize) -> Vec<Contact> {
 /// the honest supernodes closest to the target.
 fn sybils_among_closest(diversity: bool) -> (usize, bool) {
     let target = NodeId([0x33; 32]);
-    let all = on_networks(&sorted_by_distance(&contacts(60), &target), 12);
+    let all = on_networks(48, 12, &target);
     let (sybils, honest) = all.split_at(12);
     let mut lookup = Lookup::disjoint(target, LookupKind::FindNode, NodeId([0; 32]), 8, 3, 1, [])
         .with_diversity(diversity);
@@ -438,7 +451,7 @@ fn a_network_fills_at_most_two_places_of_a_lookup() {
 #[test]
 fn a_failed_candidate_makes_room_for_another_of_its_network() {
     let target = NodeId([0x44; 32]);
-    let all = on_networks(&sorted_by_distance(&contacts(6), &target), 4);
+    let all = on_networks(2, 4, &target);
     let mut lookup = Lookup::new(
         target,
         LookupKind::FindNode,

@@ -8,8 +8,11 @@
 //! so a lost message needs no special handling by the shell (or by a simulation).
 //!
 //! Key facts the rest of the system relies on:
-//! - A supernode's position is `contact.id.node_id()`; a record's key is
-//!   `record.id.node_id()`.
+//! - A supernode's position is `contact.node_id()`: its key's hash with a prefix
+//!   from the IP it is reached at (BEP 42, see [`position`]), so nobody can put a
+//!   supernode next to a key without holding and answering at an address whose
+//!   prefix lands there. A record's key is `record.id.record_key()`, the hash of
+//!   the client's key alone.
 //! - A record is stored on the publishing supernode and on the `k` closest
 //!   supernodes an iterative `FIND_NODE` finds. Within every `republish_interval`
 //!   the holders that count themselves among the `k` closest push it again to the
@@ -35,6 +38,7 @@ mod deadlines;
 pub mod diversity;
 pub mod lookup;
 mod node;
+pub mod position;
 pub mod routing;
 pub mod store;
 #[cfg(test)]

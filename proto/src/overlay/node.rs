@@ -97,7 +97,7 @@ impl Overlay {
             publish_paths: config.publish_paths.max(1),
             ..config
         };
-        let my_id = me.id.node_id();
+        let my_id = me.node_id();
         let newly_started_until = now + config.rpc_timeout;
         Overlay {
             me,
@@ -170,7 +170,7 @@ impl Overlay {
                 None => SupernodeReply::Nodes(self.closest_for(&key, &from)),
             },
             SupernodeToSupernode::Store(record) => {
-                let key = record.record.id.node_id();
+                let key = record.record.id.record_key();
                 if self.store.is_full() && !self.store.contains(&key) {
                     return SupernodeReply::Refused(Refusal {
                         code: RefusalCode::Overloaded,
@@ -238,7 +238,7 @@ impl Overlay {
         // lookup that re-replicates it; its owner will have published a new one.
         let min_life = self.config.republish_interval / 2;
         for record in self.store.take_due(now, min_life) {
-            let key = record.record.id.node_id();
+            let key = record.record.id.record_key();
             let at = self.republish_at(now, &key);
             self.store.schedule_republish(&key, Some(at));
             // With k supernodes we know of closer to the key than us, the replicas
@@ -286,7 +286,7 @@ impl Overlay {
     /// it is stored locally and replicated with `Store` to the `k` closest supernodes
     /// an iterative `FIND_NODE` finds; completes with [`OverlayEvent::Published`].
     pub fn publish(&mut self, now: Timestamp, record: SignedPresence) -> Result<OpId, RecordError> {
-        let key = record.record.id.node_id();
+        let key = record.record.id.record_key();
         let at = self.republish_at(now, &key);
         self.store.offer(now, record, at)?;
         let shared = self
@@ -307,7 +307,7 @@ impl Overlay {
     /// holder before the client published again). With nobody to ask, the local
     /// record is the answer at once.
     pub fn lookup(&mut self, now: Timestamp, id: PeerId) -> OpId {
-        let key = id.node_id();
+        let key = id.record_key();
         let local = self.store.get(now, &key).map(|r| SignedPresence::clone(r));
         if let (Some(record), true) = (&local, self.table.is_empty()) {
             let op = self.new_op();
@@ -438,7 +438,7 @@ impl Overlay {
         if self.store.is_empty() {
             return;
         }
-        let theirs = newcomer.id.node_id();
+        let theirs = newcomer.node_id();
         let k = self.config.k;
         let mut due: Vec<(NodeId, SignedPresence)> = self
             .store

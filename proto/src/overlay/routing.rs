@@ -18,7 +18,7 @@
 //!   [`diversity`](super::diversity): at most 2 per /16 in a bucket, 8 in the table).
 
 use super::diversity::{ip_group, IpGroup, MAX_PER_GROUP_IN_BUCKET, MAX_PER_GROUP_IN_TABLE};
-use crate::identity::{NodeId, PeerId};
+use crate::identity::NodeId;
 use crate::presence::Contact;
 use crate::time::Timestamp;
 use rand::Rng;
@@ -193,11 +193,14 @@ impl RoutingTable {
         }
     }
 
-    /// Records that `contact` talked to us directly at `now`. Returns a contact the
+    /// Records that `contact` talked to us directly at `now`: an entry is its
+    /// position, [`Contact::node_id`] (key and IP, BEP 42), so a supernode whose IP
+    /// changed is a new entry and its old one goes as RPCs to the old address fail.
+    /// Returns a contact the
     /// caller should ping: the least-recently-seen entry of a full bucket that has
     /// gone quiet, whose failure to answer will let a newcomer in.
     pub fn seen(&mut self, now: Timestamp, contact: Contact) -> Option<Contact> {
-        let node_id = contact.id.node_id();
+        let node_id = contact.node_id();
         let index = self.me.bucket_index(&node_id)?;
         let k = self.k;
         let known = self.buckets[index]
@@ -263,7 +266,9 @@ impl RoutingTable {
     }
 
     /// Records that an RPC to `peer` failed; may evict it (see the module docs).
-    pub fn failed(&mut self, peer: &PeerId) {
+    /// An entry is a contact's position (its key and IP), so a supernode seen at
+    /// another IP since is another entry.
+    pub fn failed(&mut self, peer: &Contact) {
         let node_id = peer.node_id();
         let Some(index) = self.me.bucket_index(&node_id) else {
             return;
@@ -290,7 +295,7 @@ impl RoutingTable {
     }
 
     /// Forgets `peer` entirely; the newest replacement, if any, takes its place.
-    pub fn remove(&mut self, peer: &PeerId) {
+    pub fn remove(&mut self, peer: &Contact) {
         let node_id = peer.node_id();
         if let Some(index) = self.me.bucket_index(&node_id) {
             let bucket = &mut self.buckets[index];
@@ -308,7 +313,7 @@ impl RoutingTable {
     }
 
     /// The entry for `peer`, if it is in a bucket (not merely a replacement).
-    pub fn get(&self, peer: &PeerId) -> Option<&Entry> {
+    pub fn get(&self, peer: &Contact) -> Option<&Entry> {
         let node_id = peer.node_id();
         let index = self.me.bucket_index(&node_id)?;
         self.buckets[index]

@@ -33,7 +33,7 @@ struct Held {
     republish_at: Option<Timestamp>,
 }
 
-/// Presence records held by one supernode, keyed by `record.id.node_id()`.
+/// Presence records held by one supernode, keyed by `record.id.record_key()`.
 #[derive(Clone, Debug, Default)]
 pub struct RecordStore {
     verifier: Verifier,
@@ -66,7 +66,7 @@ impl RecordStore {
         record: SignedPresence,
         republish_at: Timestamp,
     ) -> Result<Accepted, RecordError> {
-        let key = record.record.id.node_id();
+        let key = record.record.id.record_key();
         let outcome = match self.records.get(&key) {
             Some(held) if *held.record == record => {
                 // Verified in full when it first arrived; only the clock has moved.
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn keeps_one_record_per_identity_and_refuses_replays() {
         let bob = Identity::from_seed(&[1; 32]);
-        let key = bob.peer_id().node_id();
+        let key = bob.peer_id().record_key();
         let mut store = RecordStore::new();
         let now = Timestamp(0);
         let one = signed(&bob, 1, 10 * MIN);
@@ -298,7 +298,7 @@ mod tests {
         );
         assert_eq!(
             store
-                .get(Timestamp(0), &bob.peer_id().node_id())
+                .get(Timestamp(0), &bob.peer_id().record_key())
                 .map(|r| &**r),
             Some(&good)
         );
@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn expired_records_are_hidden_then_dropped() {
         let bob = Identity::from_seed(&[1; 32]);
-        let key = bob.peer_id().node_id();
+        let key = bob.peer_id().record_key();
         let mut store = RecordStore::new();
         let r = signed(&bob, 1, 5 * MIN);
         store
@@ -346,7 +346,7 @@ mod tests {
         );
         // Taken records are unscheduled until the caller reschedules them.
         assert!(store.take_due(at(2 * MIN), MIN_HALF).is_empty());
-        store.schedule_republish(&bob.peer_id().node_id(), Some(at(2 * MIN)));
+        store.schedule_republish(&bob.peer_id().record_key(), Some(at(2 * MIN)));
         // Receiving the same record from another holder postpones ours.
         store.offer(at(MIN), long, at(3 * MIN)).unwrap();
         assert!(store.take_due(at(2 * MIN), MIN_HALF).is_empty());
@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn removal_only_if_still_the_same_seq() {
         let bob = Identity::from_seed(&[1; 32]);
-        let key = bob.peer_id().node_id();
+        let key = bob.peer_id().record_key();
         let mut store = RecordStore::new();
         store
             .offer(Timestamp(0), signed(&bob, 2, 10 * MIN), Timestamp(MIN))

@@ -71,10 +71,11 @@ struct Args {
     /// attacker with few addresses would; by default they are spread like honest ones.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
     attacker_networks: Option<u8>,
-    /// Percentage of supernodes that are Sybils: ids minted next to target clients'
-    /// keys (k + 4 per target, closer than any honest supernode), in
-    /// --attacker-networks /16s (default 2 with --sybil), accepting stores and
-    /// dropping them, naming only fellow Sybils. Adds pct_targeted, found_targeted,
+    /// Percentage of supernodes that are Sybils placed next to target clients' keys
+    /// (k + 4 per target, closer than any honest supernode where the attacker's
+    /// addresses allow: a position follows the key and the IP, BEP 42), at addresses
+    /// of --attacker-networks /16s (default 2 with --sybil) whose prefixes land
+    /// there, accepting stores and dropping them, naming only fellow Sybils. Adds pct_targeted, found_targeted,
     /// total_targeted and targets to the RESULT line.
     #[arg(long, default_value_t = 0.0, value_parser = percent)]
     sybil: f64,

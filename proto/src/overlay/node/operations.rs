@@ -230,7 +230,7 @@ impl Overlay {
                     // them now (the replies are only counted, like any store),
                     // and our own copy if it is one of them.
                     self.store_to(now, op, newest, &stale);
-                    let key = newest.record.id.node_id();
+                    let key = newest.record.id.record_key();
                     if let Some(ours) = self.store.get(now, &key).map(|r| SignedPresence::clone(r))
                     {
                         self.take_newer(now, &ours, newest.clone());
@@ -280,7 +280,7 @@ impl Overlay {
     ) {
         match reply {
             Ok(_) => self.saw(now, pending.to),
-            Err(_) => self.table.failed(&pending.to.id),
+            Err(_) => self.table.failed(&pending.to),
         }
         match pending.purpose {
             Purpose::Lookup(op) => self.on_lookup_reply(now, op, pending.to, reply),
@@ -307,7 +307,7 @@ impl Overlay {
             }
             Ok(SupernodeReply::Value(record))
                 if lookup.kind() == LookupKind::FindValue
-                    && record.record.id.node_id() == lookup.target() =>
+                    && record.record.id.record_key() == lookup.target() =>
             {
                 match self.verifier.verify(now, record) {
                     Ok(record) => lookup.on_value(&from.id, SignedPresence::clone(&record)),
@@ -370,7 +370,7 @@ impl Overlay {
         if newer.record.id != ours.record.id || newer.record.seq <= ours.record.seq {
             return;
         }
-        let key = ours.record.id.node_id();
+        let key = ours.record.id.record_key();
         let at = self.republish_at(now, &key);
         if let Err(error) = self.store.offer(now, newer, at) {
             self.refused(None, error);

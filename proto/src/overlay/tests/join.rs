@@ -25,9 +25,9 @@ fn supernodes_joining_a_small_overlay_get_every_record_held_before() {
             .unwrap();
     }
     net.settle();
-    let ids = [net.nodes[0].me().id.node_id(), contact(1).id.node_id()];
+    let ids = [net.nodes[0].me().node_id(), contact(1).node_id()];
     let closer_to = |o: &Identity, n: usize| {
-        let key = o.peer_id().node_id();
+        let key = o.peer_id().record_key();
         ids[n].distance(&key) < ids[1 - n].distance(&key)
     };
     assert!(early.iter().any(|o| closer_to(o, 0)) && late.iter().any(|o| closer_to(o, 1)));
@@ -120,10 +120,25 @@ fn joins_while_a_join_runs_seed_it_instead_of_starting_another() {
         .map(|rpc| {
             assert_eq!(
                 rpc.request,
-                SupernodeToSupernode::FindNode(contact(0).id.node_id())
+                SupernodeToSupernode::FindNode(contact(0).node_id())
             );
             rpc.to
         })
         .collect();
     assert_eq!(asked.len(), 3, "every bootstrap asked: {asked:?}");
+}
+
+/// A supernode at a public address sits where everyone else computes it: its
+/// self-lookup looks for its BEP 42 position, not its key's hash.
+#[test]
+fn a_supernode_at_a_public_address_looks_itself_up_at_its_bep42_position() {
+    let me = Contact {
+        addr: "203.0.113.7:7000".parse().unwrap(),
+        ..contact(0)
+    };
+    assert_ne!(me.node_id(), me.id.record_key());
+    let mut node = Overlay::new(me, OverlayConfig::default(), T0, 0);
+    node.join(T0, contact(1));
+    let rpc = node.poll_transmit().unwrap();
+    assert_eq!(rpc.request, SupernodeToSupernode::FindNode(me.node_id()));
 }

@@ -7,7 +7,7 @@ use crate::NodeId;
 /// The `k` live supernodes closest to `key`, by index.
 fn closest(net: &Net, key: &NodeId, k: usize) -> Vec<usize> {
     let mut all: Vec<usize> = (0..net.nodes.len()).filter(|&i| !net.dead[i]).collect();
-    all.sort_by_key(|&i| net.nodes[i].me().id.node_id().distance(key));
+    all.sort_by_key(|&i| net.nodes[i].me().node_id().distance(key));
     all.truncate(k);
     all
 }
@@ -22,7 +22,7 @@ fn handed_over(net: &Net, node: usize) -> Option<(usize, usize)> {
 /// Stores `r` on exactly the `k` supernodes closest to its key, as a publication
 /// from outside the overlay would.
 fn place_on_closest(net: &mut Net, r: &SignedPresence, k: usize) -> Vec<usize> {
-    let holders = closest(net, &r.record.id.node_id(), k);
+    let holders = closest(net, &r.record.id.record_key(), k);
     // Sent by a supernode of the overlay that is not a holder (a publisher).
     let from = (0..net.nodes.len())
         .find(|i| !holders.contains(i))
@@ -82,7 +82,7 @@ fn a_leaving_holders_records_stay_findable_with_the_other_holders_down() {
     let leaver = 7;
     let owners: Vec<Identity> = (2000..)
         .map(identity)
-        .filter(|o| closest(&net, &o.peer_id().node_id(), k).contains(&leaver))
+        .filter(|o| closest(&net, &o.peer_id().record_key(), k).contains(&leaver))
         .take(6)
         .collect();
     let records: Vec<SignedPresence> = owners
@@ -103,7 +103,7 @@ fn a_leaving_holders_records_stay_findable_with_the_other_holders_down() {
     );
     net.dead[leaver] = true;
     for (r, before) in records.iter().zip(&holders) {
-        let key = r.record.id.node_id();
+        let key = r.record.id.record_key();
         let now_held = holding(&net, &key);
         let fresh: Vec<usize> = now_held
             .iter()
@@ -127,7 +127,7 @@ fn a_leaving_holders_records_stay_findable_with_the_other_holders_down() {
 #[test]
 fn a_leave_sends_nothing_for_records_held_far_from_their_key_and_ends_at_once() {
     let (mut net, r, holders) = one_record_on_the_k_closest(3000);
-    let key = r.record.id.node_id();
+    let key = r.record.id.record_key();
     // A supernode outside the k closest holds a copy too (its client published it).
     let far = (0..40).find(|i| !holders.contains(i)).expect("40 > k");
     let now = net.now;
@@ -147,7 +147,7 @@ fn a_leave_sends_nothing_for_records_held_far_from_their_key_and_ends_at_once() 
 fn a_leave_reports_within_the_rpc_timeout_when_its_targets_are_dead() {
     let k = OverlayConfig::default().k;
     let (mut net, r, holders) = one_record_on_the_k_closest(3001);
-    let key = r.record.id.node_id();
+    let key = r.record.id.record_key();
     let leaver = holders[0];
     assert_eq!(holders, closest(&net, &key, k));
     // Everyone but the holders is down and nobody noticed yet: the one that would
