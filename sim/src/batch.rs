@@ -266,6 +266,11 @@ impl Share<'_> {
             let Some(&to) = world.index.get(&rpc.to.id) else {
                 continue;
             };
+            // Nor a key named at an address it does not run at: QUIC proves the key
+            // at the address dialed (as `Sim::send_rpc`).
+            if world.contacts[to as usize].addr != rpc.to.addr {
+                continue;
+            }
             let msg = Msg::Request {
                 from: self.index,
                 to,
