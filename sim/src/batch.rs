@@ -20,7 +20,7 @@
 use crate::clients::Client;
 use crate::latency::{Network, Place};
 use crate::phase::kind_index;
-use crate::world::{Msg, OpKind, Sim, Supernode};
+use crate::world::{reachable, Msg, OpKind, Sim, Supernode};
 use parley_proto::messages::SupernodeToSupernode;
 use parley_proto::overlay::{OpId, OutgoingRpc, Overlay, OverlayEvent};
 use parley_proto::presence::{Contact, PresenceRecord, SignedPresence};
@@ -85,12 +85,10 @@ enum Input {
 }
 
 impl Input {
-    /// Order within one millisecond: messages, then deadlines, then clients.
-    fn rank(&self) -> u8 {
-        match self {
-            Input::Msg(_) => 0,
-            Input::Local(_) => 2,
-        }
+    /// Order within one millisecond: messages, then deadlines (not inputs: see
+    /// [`Share::timeouts_until`]), then clients.
+    fn after_deadlines(&self) -> bool {
+        matches!(self, Input::Local(_))
     }
 }
 
@@ -136,11 +134,12 @@ struct Share<'a> {
 impl Share<'_> {
     fn run(&mut self, world: &World<'_>) {
         // Stable: one millisecond's messages stay in queue order, clients in theirs.
-        self.inputs.sort_by_key(|(at, input)| (*at, input.rank()));
+        self.inputs
+            .sort_by_key(|(at, input)| (*at, input.after_deadlines()));
         // Drained rather than consumed: the emptied list is used again.
         let mut inputs = std::mem::take(&mut self.inputs);
         for (at, input) in inputs.drain(..) {
-            self.timeouts_until(world, at, input.rank() > 1);
+            self.timeouts_until(world, at, input.after_deadlines());
             self.now = self.now.max(Timestamp(at));
             match input {
                 Input::Msg(msg) => self.deliver(world, msg),
@@ -262,15 +261,9 @@ impl Share<'_> {
         }
         for rpc in rpcs.drain(..) {
             self.rpcs[kind_index(&rpc.request)] += 1;
-            // A contact nobody runs (a lie) cannot be reached: the RPC times out.
-            let Some(&to) = world.index.get(&rpc.to.id) else {
+            let Some(to) = reachable(world.index, world.contacts, &rpc.to) else {
                 continue;
             };
-            // Nor a key named at an address it does not run at: QUIC proves the key
-            // at the address dialed (as `Sim::send_rpc`).
-            if world.contacts[to as usize].addr != rpc.to.addr {
-                continue;
-            }
             let msg = Msg::Request {
                 from: self.index,
                 to,
@@ -438,10 +431,7 @@ impl Sim {
         for (index, inputs, mut out, next_timeout, stores, rpcs) in done {
             self.stats.stores[0] += stores[0];
             self.stats.stores[1] += stores[1];
-            for (kind, n) in rpcs.into_iter().enumerate() {
-                self.stats.rpcs += n;
-                self.stats.by_phase[self.phase as usize][kind] += n;
-            }
+            self.count_rpcs(rpcs);
             self.arm(index, next_timeout);
             for output in out.drain(..) {
                 match output {

@@ -30,7 +30,7 @@
 
 use crate::world::{public_addr, Sim};
 use parley_proto::messages::{SupernodeReply, SupernodeToSupernode};
-use parley_proto::overlay::position::{self, bep42_prefix, PREFIX_BITS};
+use parley_proto::overlay::position::{self, bep42_prefix};
 use parley_proto::overlay::Overlay;
 use parley_proto::presence::Contact;
 use parley_proto::{Identity, NodeId, PeerId, Timestamp};
@@ -194,11 +194,6 @@ fn offers(networks: u8) -> Vec<(u32, Ipv4Addr, u8)> {
         .collect()
 }
 
-/// The first [`PREFIX_BITS`] bits of `id`.
-fn top_bits(id: &NodeId) -> u32 {
-    u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) >> (32 - PREFIX_BITS)
-}
-
 /// The Sybils of a run, honest to BEP 42: for each of `targets` (a record key and
 /// how many Sybils it gets), the attacker searches the addresses of its `networks`
 /// /16s for the prefixes closest to the key (one Sybil per address, every address
@@ -223,7 +218,7 @@ pub fn plan(
     let ranked: Vec<Vec<u32>> = targets
         .par_iter()
         .map(|(key, n)| {
-            let want = top_bits(key);
+            let want = position::prefix_of(key);
             let mut scored: Vec<(u32, u32)> = offers
                 .iter()
                 .enumerate()

@@ -107,6 +107,18 @@ impl Msg {
     }
 }
 
+/// The supernode an RPC to `to` reaches, if any: a contact nobody runs (a lie), or a
+/// key named at an address it does not run at (QUIC proves the key at the address
+/// dialed), cannot be reached, and the RPC times out.
+pub(crate) fn reachable(
+    index: &HashMap<PeerId, u32>,
+    contacts: &[Contact],
+    to: &Contact,
+) -> Option<u32> {
+    let &i = index.get(&to.id)?;
+    (contacts[i as usize].addr == to.addr).then_some(i)
+}
+
 /// What an operation started on a supernode's overlay was for.
 #[derive(Clone, Copy, Debug)]
 pub enum OpKind {
@@ -410,17 +422,6 @@ impl Sim {
         Some(out)
     }
 
-    /// Lets supernode `i`'s overlay act without collecting its output yet: the
-    /// caller records the operation it started, then calls [`Sim::touch`].
-    pub fn with_overlay_quiet<T>(
-        &mut self,
-        i: u32,
-        f: impl FnOnce(&mut Overlay, Timestamp) -> T,
-    ) -> Option<T> {
-        let now = self.now;
-        Some(f(self.nodes[i as usize].overlay.as_mut()?, now))
-    }
-
     /// Collects RPCs and events from supernode `i` after an input, and re-arms its timer.
     pub fn touch(&mut self, i: u32) {
         let Some(overlay) = self.nodes[i as usize].overlay.as_mut() else {
@@ -459,17 +460,12 @@ impl Sim {
 
     /// Puts supernode `i`'s RPC on the network.
     pub(crate) fn send_rpc(&mut self, i: u32, rpc: parley_proto::overlay::OutgoingRpc) {
-        self.stats.rpcs += 1;
-        self.stats.by_phase[self.phase as usize][kind_index(&rpc.request)] += 1;
-        // A contact nobody runs (a lie), or a key named at an address it does not
-        // run at (QUIC proves the key at the address dialed), cannot be reached:
-        // the RPC times out.
-        let Some(&to) = self.index.get(&rpc.to.id) else {
+        let mut sent = [0; 4];
+        sent[kind_index(&rpc.request)] = 1;
+        self.count_rpcs(sent);
+        let Some(to) = reachable(&self.index, &self.contacts, &rpc.to) else {
             return;
         };
-        if self.nodes[to as usize].contact.addr != rpc.to.addr {
-            return;
-        }
         let from_place = self.nodes[i as usize].place;
         let to_place = self.nodes[to as usize].place;
         self.post(
@@ -482,6 +478,14 @@ impl Sim {
                 request: rpc.request,
             },
         );
+    }
+
+    /// Counts RPCs sent, by request kind (`phase::kind_index`), in the current phase.
+    pub(crate) fn count_rpcs(&mut self, by_kind: [u64; 4]) {
+        for (kind, n) in by_kind.into_iter().enumerate() {
+            self.stats.rpcs += n;
+            self.stats.by_phase[self.phase as usize][kind] += n;
+        }
     }
 
     fn post(&mut self, a: &Place, b: &Place, msg: Msg) {

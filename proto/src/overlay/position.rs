@@ -65,6 +65,12 @@ pub fn r_of(hash: &NodeId) -> u8 {
     hash.0[31] & 7
 }
 
+/// The first [`PREFIX_BITS`] bits of `id` (in the low bits): what a BEP 42 prefix
+/// must match to put a position next to `id`.
+pub fn prefix_of(id: &NodeId) -> u32 {
+    u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) >> (32 - PREFIX_BITS)
+}
+
 /// `hash` with its first [`PREFIX_BITS`] bits replaced by `prefix` (in the low bits).
 pub fn with_prefix(hash: &NodeId, prefix: u32) -> NodeId {
     let [a, b, c, _] = (prefix << (32 - PREFIX_BITS)).to_be_bytes();
@@ -100,7 +106,7 @@ pub(crate) mod mint {
     /// The `n` addresses of the /16 `net` (distinct IPs, each with the `r` that suits
     /// it best) whose BEP 42 prefix is closest to `key`'s first bits, closest first.
     pub(crate) fn addresses_next_to(net: [u8; 2], key: &NodeId, n: usize) -> Vec<(IpAddr, u8)> {
-        let want = u32::from_be_bytes([0, key.0[0], key.0[1], key.0[2]]) >> 3;
+        let want = prefix_of(key);
         let mut all: Vec<(u32, IpAddr, u8)> = (0..=u16::MAX)
             .filter_map(|low| {
                 let [c, d] = low.to_be_bytes();
