@@ -131,8 +131,14 @@ fn main() -> anyhow::Result<()> {
         pool = pool.num_threads(n);
     }
     let pool = pool.build()?;
-    if args.malicious + args.sybil > 100.0 {
-        anyhow::bail!("--malicious and --sybil together exceed 100 % of the supernodes");
+    if args.malicious + args.sybil >= 100.0 {
+        anyhow::bail!(
+            "--malicious and --sybil together leave no honest supernode (they must add up \
+             to less than 100 %)"
+        );
+    }
+    if args.churn && args.crash > 0.0 {
+        anyhow::bail!("--churn replaces supernodes all the time: not with --crash");
     }
     if args.peers.is_some() && (args.churn || args.crash > 0.0) {
         anyhow::bail!("--peers is its own kind of churn: not with --churn or --crash");
@@ -211,5 +217,9 @@ fn main() -> anyhow::Result<()> {
         r.total_targeted,
         r.targets
     );
+    // A run that looked nobody up measured nothing: not a success.
+    if r.total == 0 && args.clients > 0 {
+        anyhow::bail!("no lookup was started (no client had a confirmed publication)");
+    }
     Ok(())
 }

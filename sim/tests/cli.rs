@@ -1,0 +1,38 @@
+//! `overlay-sim` refuses inputs that would measure nothing or ignore a flag, with a
+//! message and a non-zero exit, before it builds any world.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_overlay-sim"))
+        .args(["--supernodes", "20", "--clients", "50"])
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("overlay-sim runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn runs_without_an_honest_supernode_or_with_ignored_flags_are_refused() {
+    for (args, says) in [
+        (&["--sybil", "100"][..], "no honest supernode"),
+        (
+            &["--malicious", "50", "--sybil", "50"][..],
+            "no honest supernode",
+        ),
+        (&["--churn", "--crash", "20"][..], "not with --crash"),
+        (
+            &["--peers", "80", "--crash", "20"][..],
+            "not with --churn or --crash",
+        ),
+        (&["--sybil", "150"][..], "not a percentage"),
+    ] {
+        let (code, stderr) = run(args);
+        assert!(code.is_some_and(|c| c != 0), "{args:?} exited {code:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
