@@ -80,7 +80,7 @@ pub enum Record {
 
 /// One input of a supernode in a window.
 enum Input {
-    Msg(Msg),
+    Msg(Box<Msg>),
     Local(Local),
 }
 
@@ -95,7 +95,7 @@ impl Input {
 /// What a supernode produced while taking its share, in the order produced.
 enum Output {
     /// A message it put on the network, arriving at this millisecond (`None`: lost).
-    Send(Option<u64>, Msg),
+    Send(Option<u64>, Box<Msg>),
     /// Something it reports.
     Event(OverlayEvent),
     /// An operation a client asked for began (`None`: refused at once).
@@ -169,13 +169,13 @@ impl Share<'_> {
         }
     }
 
-    fn deliver(&mut self, world: &World<'_>, msg: Msg) {
+    fn deliver(&mut self, world: &World<'_>, msg: Box<Msg>) {
         let now = self.now;
         let node = &mut *self.node;
         let Some(overlay) = node.overlay.as_mut() else {
             return;
         };
-        match msg {
+        match *msg {
             Msg::Request {
                 from, id, request, ..
             } => {
@@ -287,7 +287,7 @@ impl Share<'_> {
             .delay(&mut self.node.rng, a, b)
             .map(|ms| self.now.0 + u64::from(ms));
         debug_assert!(at.is_none_or(|at| at >= world.end), "inside the lookahead");
-        self.out.push(Output::Send(at, msg));
+        self.out.push(Output::Send(at, Box::new(msg)));
     }
 }
 
@@ -344,7 +344,7 @@ impl Gathered {
     }
 
     /// A message arrives at `at`.
-    pub(crate) fn message(&mut self, at: u64, msg: Msg) {
+    pub(crate) fn message(&mut self, at: u64, msg: Box<Msg>) {
         self.list(msg.receiver()).push((at, Input::Msg(msg)));
     }
 

@@ -122,9 +122,10 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     sim.peers = s.peers.map(|c| Box::new(Peers::new(c)));
     let stamp = |sim: &Sim| {
         format!(
-            "[virtual {:.0} s, wall {:.1} s, rpcs {}]",
+            "[virtual {:.0} s, wall {:.1} s, cpu {:.1} s, rpcs {}]",
             sim.now.since(crate::world::T0).as_secs_f64(),
             started.elapsed().as_secs_f64(),
+            crate::cpu_seconds(),
             sim.stats.rpcs
         )
     };

@@ -206,7 +206,9 @@ pub struct Sim {
     pub attached_to: Vec<Vec<u32>>,
     /// The network model.
     pub network: Network,
-    wheel: Wheel<Msg>,
+    /// Messages in flight, boxed: a window moves each several times (queue, inbox,
+    /// time order), and a box moves 8 bytes where a message moves 216.
+    wheel: Wheel<Box<Msg>>,
     /// Supernodes' deadlines (`poll_timeout`), clients' actions and supernodes'
     /// session ends, each by time.
     node_timers: Timers<u32>,
@@ -471,12 +473,12 @@ impl Sim {
         self.post(
             &from_place,
             &to_place,
-            Msg::Request {
+            Box::new(Msg::Request {
                 from: i,
                 to,
                 id: rpc.id,
                 request: rpc.request,
-            },
+            }),
         );
     }
 
@@ -488,7 +490,7 @@ impl Sim {
         }
     }
 
-    fn post(&mut self, a: &Place, b: &Place, msg: Msg) {
+    fn post(&mut self, a: &Place, b: &Place, msg: Box<Msg>) {
         match self.network.delay(&mut self.rng, a, b) {
             Some(ms) => self.enqueue(self.now.0 + u64::from(ms), msg),
             None => self.stats.lost += 1,
@@ -496,7 +498,7 @@ impl Sim {
     }
 
     /// Queues `msg` to arrive at millisecond `at`.
-    pub(crate) fn enqueue(&mut self, at: u64, msg: Msg) {
+    pub(crate) fn enqueue(&mut self, at: u64, msg: Box<Msg>) {
         self.wheel.push(self.now.0, at, msg);
     }
 

@@ -46,15 +46,25 @@
 //! is the lookup's hop count.
 
 use super::diversity::{ip_group, IpGroup, MAX_PER_GROUP_IN_LOOKUP};
+use super::FastMap;
 use crate::identity::{NodeId, PeerId};
 use crate::presence::{Contact, SignedPresence};
-use std::collections::HashMap;
 
-/// A lookup's own small maps (at most a few hundred entries, gone when it ends) hash
-/// with foldhash rather than SipHash: they are asked for every contact of every
-/// reply, and a flood of colliding keys could slow one lookup, bounded by its
-/// candidate cap, not the supernode.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// A candidate's XOR distance to the target as four big-endian words: it orders
+/// like [`NodeId::distance`] and compares word by word, where the bytes took a
+/// `memcmp` call per comparison (a lookup compares keys on every answer).
+type Key = [u64; 4];
+
+fn key_of(id: &NodeId, target: &NodeId) -> Key {
+    let distance = id.distance(target);
+    let mut key = [0u64; 4];
+    for (word, chunk) in key.iter_mut().zip(distance.chunks_exact(8)) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        *word = u64::from_be_bytes(bytes);
+    }
+    key
+}
 
 /// Not-yet-queried candidates beyond this many times `k` are dropped, farthest first,
 /// so a flood of contacts in replies cannot grow a lookup without bound.
@@ -91,7 +101,7 @@ enum State {
 #[derive(Clone, Debug)]
 struct Candidate {
     /// XOR distance to the target: the candidate's key in the map.
-    key: [u8; 32],
+    key: Key,
     contact: Contact,
     depth: usize,
     state: State,
@@ -104,37 +114,56 @@ struct Candidate {
 /// A lookup's candidates sorted by key (XOR distance to the target). A lookup holds
 /// at most about `CANDIDATES_PER_K × k` per path, so one sorted vector beats a
 /// B-tree: every answer scans the closest of them, and a contiguous block is what
-/// the cache wants; binary search finds one.
+/// the cache wants; binary search finds one. An answer's contacts are appended
+/// unsorted and merged in once ([`Candidates::settle`]): inserting each in place
+/// moved half the vector per contact.
 #[derive(Clone, Debug, Default)]
-struct Candidates(Vec<Candidate>);
+struct Candidates {
+    list: Vec<Candidate>,
+    /// `list[..settled]` is sorted; what follows was pushed since.
+    settled: usize,
+}
 
 impl Candidates {
-    fn get_mut(&mut self, key: &[u8; 32]) -> Option<&mut Candidate> {
-        let i = self.0.binary_search_by(|c| c.key.cmp(key)).ok()?;
-        self.0.get_mut(i)
+    /// The settled candidate with `key`.
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Candidate> {
+        let i = self.list[..self.settled]
+            .binary_search_by(|c| c.key.cmp(key))
+            .ok()?;
+        self.list.get_mut(i)
     }
 
-    /// Adds `c`, replacing any candidate with its key.
-    fn insert(&mut self, c: Candidate) {
-        match self.0.binary_search_by(|held| held.key.cmp(&c.key)) {
-            Ok(i) => self.0[i] = c,
-            Err(i) => self.0.insert(i, c),
+    /// Appends `c` (whose key no candidate has); it is found by key, scanned and
+    /// removed only after the next [`Candidates::settle`].
+    fn push(&mut self, c: Candidate) {
+        self.list.push(c);
+    }
+
+    /// Sorts what was pushed into place (one merge of two sorted runs).
+    fn settle(&mut self) {
+        if self.settled < self.list.len() {
+            self.list.sort_by_key(|c| c.key);
+            self.settled = self.list.len();
         }
     }
 
-    fn remove(&mut self, key: &[u8; 32]) -> Option<Candidate> {
-        let i = self.0.binary_search_by(|c| c.key.cmp(key)).ok()?;
-        Some(self.0.remove(i))
+    fn remove(&mut self, key: &Key) -> Option<Candidate> {
+        debug_assert_eq!(self.settled, self.list.len());
+        let i = self.list.binary_search_by(|c| c.key.cmp(key)).ok()?;
+        self.settled -= 1;
+        Some(self.list.remove(i))
     }
 
     /// Closest first.
     fn values(&self) -> std::slice::Iter<'_, Candidate> {
-        self.0.iter()
+        debug_assert_eq!(self.settled, self.list.len());
+        self.list.iter()
     }
 
     /// Those closer to the target than `bound`.
-    fn closer_than(&self, bound: &[u8; 32]) -> &[Candidate] {
-        &self.0[..self.0.partition_point(|c| c.key < *bound)]
+    fn closer_than(&self, bound: &Key) -> &[Candidate] {
+        debug_assert_eq!(self.settled, self.list.len());
+        &self.list[..self.list.partition_point(|c| c.key < *bound)]
     }
 }
 
@@ -156,11 +185,11 @@ pub struct Lookup {
     per_path: Vec<usize>,
     /// Each candidate's key by identity. Replies name the same nodes over and over,
     /// and this spares hashing each one into its node id every time.
-    keys: FastMap<PeerId, [u8; 32]>,
+    keys: FastMap<PeerId, Key>,
     found: Option<(SignedPresence, usize)>,
     /// Every holder that answered with a record, and that record's sequence number.
     /// (Their distance to the target is kept: the quorum compares it on every answer.)
-    holders: Vec<(Contact, u64, [u8; 32])>,
+    holders: Vec<(Contact, u64, Key)>,
     /// Whether the per-network limit applies (see the module docs).
     diversity: bool,
     /// Candidates that have not failed, per network (the limited ones only).
@@ -232,6 +261,7 @@ impl Lookup {
     /// contact already known is left where it is.
     pub fn add_seed(&mut self, contact: Contact) {
         self.add(contact, 1, self.dealt % self.paths);
+        self.candidates.settle();
         self.dealt += 1;
         self.trim();
     }
@@ -269,10 +299,10 @@ impl Lookup {
             }
             *held += 1;
         }
-        let key = id.distance(&self.target);
+        let key = key_of(&id, &self.target);
         self.keys.insert(contact.id, key);
         self.per_path[path] += 1;
-        self.candidates.insert(Candidate {
+        self.candidates.push(Candidate {
             key,
             contact,
             depth,
@@ -338,7 +368,7 @@ impl Lookup {
     /// The keys of the candidates to ask now (see [`Lookup::next_queries`]): on each
     /// path, the closest waiting frontier candidates (within the quorum's bound, once
     /// there is one), as many as leave at most `alpha` of its frontier in flight.
-    fn askable(&self) -> Vec<[u8; 32]> {
+    fn askable(&self) -> Vec<Key> {
         if self.quorum() {
             return Vec::new();
         }
@@ -349,7 +379,7 @@ impl Lookup {
         let mut seen = [0usize; MAX_PATHS];
         let mut in_flight = [0usize; MAX_PATHS];
         let mut waiting = [0usize; MAX_PATHS];
-        let mut picked: Vec<(usize, [u8; 32])> = Vec::new();
+        let mut picked: Vec<(usize, Key)> = Vec::new();
         let mut open = self.paths;
         for c in self.candidates.values() {
             if c.state == State::Failed || seen[c.path] >= width {
@@ -431,7 +461,7 @@ impl Lookup {
 
     /// Once [`VALUE_QUORUM`] holders answered, the distance of the farthest of them:
     /// only supernodes closer than that are still worth asking.
-    fn quorum_bound(&self) -> Option<[u8; 32]> {
+    fn quorum_bound(&self) -> Option<Key> {
         if self.holders.len() < VALUE_QUORUM {
             return None;
         }
@@ -457,6 +487,7 @@ impl Lookup {
         for contact in contacts {
             self.add(*contact, depth, path);
         }
+        self.candidates.settle();
         self.trim();
     }
 
@@ -482,7 +513,7 @@ impl Lookup {
     fn held_by(&mut self, holder: Contact, record: SignedPresence, depth: usize) {
         let distance = match self.keys.get(&holder.id) {
             Some(key) => *key,
-            None => holder.node_id().distance(&self.target),
+            None => key_of(&holder.node_id(), &self.target),
         };
         self.holders.push((holder, record.record.seq, distance));
         let better = self

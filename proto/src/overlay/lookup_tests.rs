@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::Identity;
+use std::collections::HashMap;
 
 fn contacts(n: u64) -> Vec<Contact> {
     (1..=n)

@@ -52,6 +52,12 @@ use crate::messages::SupernodeToSupernode;
 use crate::presence::{Contact, RecordError, SignedPresence};
 use std::time::Duration;
 
+/// Maps keyed by what this supernode chose or hashed itself (its own RPC and
+/// operation ids, a lookup's contacts) hash with foldhash rather than SipHash:
+/// they are touched on every RPC, and nobody else can choose their keys to collide
+/// (a lookup's contacts are bounded by its candidate cap, not the supernode).
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Tunables of the overlay. The defaults suit a public network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OverlayConfig {

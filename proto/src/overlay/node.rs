@@ -6,14 +6,14 @@ use super::lookup::LookupKind;
 use super::routing::RoutingTable;
 use super::store::RecordStore;
 use super::verified::Verifier;
-use super::{OpId, OutgoingRpc, OverlayConfig, OverlayEvent, RpcFailure, RpcId};
+use super::{FastMap, OpId, OutgoingRpc, OverlayConfig, OverlayEvent, RpcFailure, RpcId};
 use crate::identity::{NodeId, PeerId};
 use crate::messages::{Refusal, RefusalCode, SupernodeReply, SupernodeToSupernode, MAX_CONTACTS};
 use crate::presence::{Contact, RecordError, SignedPresence};
 use crate::time::Timestamp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,8 +51,8 @@ pub struct Overlay {
     verifier: Verifier,
     table: RoutingTable,
     store: RecordStore,
-    ops: HashMap<OpId, Operation>,
-    rpcs: HashMap<RpcId, Pending>,
+    ops: FastMap<OpId, Operation>,
+    rpcs: FastMap<RpcId, Pending>,
     /// RPC deadlines in the order they were set, which is their time order: every
     /// RPC gets the same `rpc_timeout` and `now` does not go back (if it did, an RPC
     /// would time out no earlier than the one sent before it). Answered RPCs are
@@ -108,8 +108,8 @@ impl Overlay {
             rng: StdRng::seed_from_u64(seed),
             store: RecordStore::with_verifier(verifier.clone()),
             verifier,
-            ops: HashMap::new(),
-            rpcs: HashMap::new(),
+            ops: FastMap::default(),
+            rpcs: FastMap::default(),
             deadlines: VecDeque::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),

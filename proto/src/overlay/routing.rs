@@ -18,11 +18,11 @@
 //!   [`diversity`](super::diversity): at most 2 per /16 in a bucket, 8 in the table).
 
 use super::diversity::{ip_group, IpGroup, MAX_PER_GROUP_IN_BUCKET, MAX_PER_GROUP_IN_TABLE};
+use super::FastMap;
 use crate::identity::NodeId;
 use crate::presence::Contact;
 use crate::time::Timestamp;
 use rand::Rng;
-use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -40,15 +40,14 @@ const BUCKETS: usize = 256;
 pub struct Entry {
     /// How to reach it.
     pub contact: Contact,
-    /// Its position in the key space.
-    pub node_id: NodeId,
     /// When it last talked to us.
     pub last_seen: Timestamp,
     /// RPCs to it that failed since it last answered.
     pub failures: u32,
     /// A liveness ping is out for it.
     pinging: bool,
-    /// `node_id` as words, for cheap distance comparisons.
+    /// Its position in the key space as words: distances and equality compare
+    /// word by word (see [`Entry::node_id`]); scans read one copy, not two.
     words: Words,
     /// The network of its address, for the diversity limits.
     group: Option<IpGroup>,
@@ -73,16 +72,24 @@ fn xor(a: &Words, b: &Words) -> Words {
 }
 
 impl Entry {
-    fn new(now: Timestamp, contact: Contact, node_id: NodeId) -> Entry {
+    fn new(now: Timestamp, contact: Contact, node_id: &NodeId) -> Entry {
         Entry {
             contact,
-            node_id,
             last_seen: now,
             failures: 0,
             pinging: false,
-            words: words(&node_id),
+            words: words(node_id),
             group: ip_group(contact.addr.ip()),
         }
+    }
+
+    /// Its position in the key space ([`Contact::node_id`] of its contact).
+    pub fn node_id(&self) -> NodeId {
+        let mut id = [0u8; 32];
+        for (chunk, word) in id.chunks_exact_mut(8).zip(self.words) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        NodeId(id)
     }
 }
 
@@ -127,7 +134,7 @@ pub struct RoutingTable {
     occupied: [u64; 4],
     /// Entries per network, for the table-wide diversity limit (kept, not counted:
     /// every request from a supernode not in the table asks).
-    groups: HashMap<IpGroup, usize>,
+    groups: FastMap<IpGroup, usize>,
 }
 
 impl RoutingTable {
@@ -145,7 +152,7 @@ impl RoutingTable {
             diversity: true,
             len: 0,
             occupied: [0; 4],
-            groups: HashMap::new(),
+            groups: FastMap::default(),
         }
     }
 
@@ -203,11 +210,12 @@ impl RoutingTable {
         let node_id = contact.node_id();
         let index = self.me.bucket_index(&node_id)?;
         let k = self.k;
+        let id = words(&node_id);
         let known = self.buckets[index]
             .entries
             .iter()
-            .position(|e| e.node_id == node_id);
-        if known.is_none() && !self.admits(index, &contact, &node_id) {
+            .position(|e| e.words == id);
+        if known.is_none() && !self.admits(index, &contact, &id) {
             return None;
         }
         let bucket = &mut self.buckets[index];
@@ -226,16 +234,16 @@ impl RoutingTable {
             }
             return None;
         }
-        bucket.replacements.retain(|e| e.node_id != node_id);
+        bucket.replacements.retain(|e| e.words != id);
         if bucket.entries.len() < k {
-            let entry = Entry::new(now, contact, node_id);
+            let entry = Entry::new(now, contact, &node_id);
             let group = entry.group;
             bucket.entries.push(entry);
             self.entered(group);
             self.mark(index);
             return None;
         }
-        bucket.replacements.push(Entry::new(now, contact, node_id));
+        bucket.replacements.push(Entry::new(now, contact, &node_id));
         if bucket.replacements.len() > k {
             bucket.replacements.remove(0);
         }
@@ -252,11 +260,11 @@ impl RoutingTable {
 
     /// Whether a newcomer at `contact` may enter bucket `index` (as an entry or a
     /// replacement) without its network passing the diversity limits.
-    fn admits(&self, index: usize, contact: &Contact, node_id: &NodeId) -> bool {
+    fn admits(&self, index: usize, contact: &Contact, id: &Words) -> bool {
         let Some(group) = ip_group(contact.addr.ip()).filter(|_| self.diversity) else {
             return true;
         };
-        let same = |e: &&Entry| e.group == Some(group) && e.node_id != *node_id;
+        let same = |e: &&Entry| e.group == Some(group) && e.words != *id;
         let bucket = &self.buckets[index];
         let in_bucket = bucket.entries.iter().chain(&bucket.replacements);
         // The newcomer is not an entry (the caller checked), so every entry of its
@@ -273,10 +281,11 @@ impl RoutingTable {
         let Some(index) = self.me.bucket_index(&node_id) else {
             return;
         };
+        let id = words(&node_id);
         let bucket = &mut self.buckets[index];
         // A replacement that fails is not worth promoting later.
-        bucket.replacements.retain(|e| e.node_id != node_id);
-        let Some(pos) = bucket.entries.iter().position(|e| e.node_id == node_id) else {
+        bucket.replacements.retain(|e| e.words != id);
+        let Some(pos) = bucket.entries.iter().position(|e| e.words == id) else {
             return;
         };
         let entry = &mut bucket.entries[pos];
@@ -298,9 +307,10 @@ impl RoutingTable {
     pub fn remove(&mut self, peer: &Contact) {
         let node_id = peer.node_id();
         if let Some(index) = self.me.bucket_index(&node_id) {
+            let id = words(&node_id);
             let bucket = &mut self.buckets[index];
-            bucket.replacements.retain(|e| e.node_id != node_id);
-            if let Some(pos) = bucket.entries.iter().position(|e| e.node_id == node_id) {
+            bucket.replacements.retain(|e| e.words != id);
+            if let Some(pos) = bucket.entries.iter().position(|e| e.words == id) {
                 let gone = bucket.entries.remove(pos).group;
                 let promoted = bucket.promote_replacement();
                 self.left(gone);
@@ -316,10 +326,8 @@ impl RoutingTable {
     pub fn get(&self, peer: &Contact) -> Option<&Entry> {
         let node_id = peer.node_id();
         let index = self.me.bucket_index(&node_id)?;
-        self.buckets[index]
-            .entries
-            .iter()
-            .find(|e| e.node_id == node_id)
+        let id = words(&node_id);
+        self.buckets[index].entries.iter().find(|e| e.words == id)
     }
 
     /// Up to `n` contacts closest to `target`, closest first, of the entries `keep`

@@ -163,7 +163,7 @@ fn rank_counts_entries_closer_to_a_key() {
         let mine = me.distance(&key);
         let closer = table
             .entries()
-            .filter(|e| e.node_id.distance(&key) < mine)
+            .filter(|e| e.node_id().distance(&key) < mine)
             .count();
         assert_eq!(table.closer_than_me(&key, 500), closer);
         assert_eq!(table.closer_than_me(&key, 3), closer.min(3));
