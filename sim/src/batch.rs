@@ -20,13 +20,13 @@
 use crate::clients::Client;
 use crate::latency::{Network, Place};
 use crate::phase::kind_index;
-use crate::world::{reachable, Msg, OpKind, Sim, Supernode};
+use crate::world::{reachable, FastMap, Msg, OpKind, Sim, Supernode};
 use parley_proto::messages::SupernodeToSupernode;
 use parley_proto::overlay::{OpId, OutgoingRpc, Overlay, OverlayEvent};
 use parley_proto::presence::{Contact, PresenceRecord, SignedPresence};
 use parley_proto::{PeerId, Timestamp};
 use rayon::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Length of a window in milliseconds: the smallest delay of the latency model
@@ -105,7 +105,7 @@ enum Output {
 /// What every share reads and nobody changes during a window.
 struct World<'a> {
     colluders: &'a HashSet<PeerId>,
-    index: &'a HashMap<PeerId, u32>,
+    index: &'a FastMap<PeerId, u32>,
     places: &'a [Place],
     contacts: &'a [Contact],
     network: &'a Network,

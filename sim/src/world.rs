@@ -111,7 +111,7 @@ impl Msg {
 /// key named at an address it does not run at (QUIC proves the key at the address
 /// dialed), cannot be reached, and the RPC times out.
 pub(crate) fn reachable(
-    index: &HashMap<PeerId, u32>,
+    index: &FastMap<PeerId, u32>,
     contacts: &[Contact],
     to: &Contact,
 ) -> Option<u32> {
@@ -178,6 +178,11 @@ pub struct Stats {
     pub by_phase: [[u64; 4]; Phase::COUNT],
 }
 
+/// The simulator's own maps, asked on every message (who runs this key, which
+/// operation finished): foldhash rather than SipHash; their keys are the
+/// simulator's, not an adversary's.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The whole simulation.
 pub struct Sim {
     /// Seeded randomness of the world (not of the machines: each has its own seed).
@@ -189,7 +194,7 @@ pub struct Sim {
     /// Every supernode ever started, by index.
     pub nodes: Vec<Supernode>,
     /// Supernode index by identity.
-    pub index: HashMap<PeerId, u32>,
+    pub index: FastMap<PeerId, u32>,
     /// Where each supernode ever started sits (as `Supernode::place`, in one array so
     /// that every core can read it while supernodes take their messages).
     pub places: Vec<Place>,
@@ -216,7 +221,7 @@ pub struct Sim {
     leave_timers: Timers<u32>,
     pub(crate) gathered: crate::batch::Gathered,
     /// Operations in progress on overlays, by (supernode, op).
-    pub ops: HashMap<(u32, OpId), OpKind>,
+    pub ops: FastMap<(u32, OpId), OpKind>,
     /// The malicious supernodes, which name only each other in their replies.
     pub colluders: std::collections::HashSet<PeerId>,
     /// The verified-record cache the overlays share.
@@ -253,7 +258,7 @@ impl Sim {
             now: T0,
             config,
             nodes: Vec::new(),
-            index: HashMap::new(),
+            index: FastMap::default(),
             places: Vec::new(),
             contacts: Vec::new(),
             live: Vec::new(),
@@ -266,7 +271,7 @@ impl Sim {
             client_timers: Timers::default(),
             leave_timers: Timers::default(),
             gathered: Default::default(),
-            ops: HashMap::new(),
+            ops: FastMap::default(),
             colluders: Default::default(),
             verified: Arc::new(VerifiedRecords::new(cache)),
             stats: Stats::default(),

@@ -231,7 +231,12 @@ impl Lookup {
             dealt: 0,
             candidates: Candidates::default(),
             per_path: vec![0; paths.clamp(1, MAX_PATHS)],
-            keys: FastMap::default(),
+            // Sized for a typical lookup's candidates: growing it step by step
+            // rehashed it five times per lookup.
+            keys: FastMap::with_capacity_and_hasher(
+                k.max(1) * paths.clamp(1, MAX_PATHS) * 2,
+                Default::default(),
+            ),
             found: None,
             holders: Vec::new(),
             diversity: true,
