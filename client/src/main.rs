@@ -22,7 +22,6 @@ mod tui;
 use anyhow::{bail, Context, Result};
 use call::answer::AnswerMode;
 use call::audio::{self, CallControl};
-use clap::Parser;
 use cli::{Cli, Command, ContactCommand, IdCommand};
 use contacts::Contacts;
 use control::{InstanceLock, Request};
@@ -35,7 +34,7 @@ use std::time::Duration;
 
 fn main() {
     parley_net::init_logging("warn");
-    let cli = Cli::parse();
+    let cli = Cli::parse_or_exit();
     let out = Printer::local(cli.json);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -2,7 +2,7 @@
 //! that say what happened and name the right command.
 
 use anyhow::Result;
-use parley_e2e::{bin, ClientHome, Supernode};
+use parley_e2e::{bin, parley, ClientHome, Supernode};
 use parley_proto::presence::Contact;
 use parley_proto::PeerId;
 use std::process::Command;
@@ -145,5 +145,57 @@ fn the_second_stun_port_is_the_one_configured() -> Result<()> {
     let alt: std::net::SocketAddr = alt.parse()?;
     assert_eq!(alt.ip(), sn.stun.ip());
     assert_ne!(alt.port(), sn.stun.port());
+    Ok(())
+}
+
+/// The one JSON line `out` printed, which must be an `error` event with exit code 2.
+fn usage_error_event(out: &std::process::Output) -> Result<String> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(lines[0])?;
+    assert_eq!(v["event"], "error", "{v}");
+    assert_eq!(v["exit_code"], 2, "{v}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(v["error"].as_str().unwrap_or_default().to_string())
+}
+
+/// With `--json` anywhere on the command line, clap's argument errors are `error`
+/// events like every other error (stdout, exit 2); without it they stay clap's text
+/// on stderr; `--help` and `--version` stay text and exit 0 either way.
+#[test]
+fn argument_errors_under_json_are_error_events() -> Result<()> {
+    let home = tempfile::tempdir()?;
+    let home = home.path();
+    let e = usage_error_event(&parley(home, &["--json", "online", "--relay-kbps", "100"])?)?;
+    assert!(
+        e.contains("'--relay-kbps <KBPS>'") && e.contains("512"),
+        "{e}"
+    );
+    let e = usage_error_event(&parley(home, &["online", "--bogus", "--json"])?)?;
+    assert!(e.contains("--bogus"), "{e}");
+    let e = usage_error_event(&parley(home, &["call", "--json"])?)?;
+    assert!(e.contains("<ID_OR_NAME>"), "{e}");
+
+    let out = parley(home, &["online", "--relay-kbps", "100"])?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: invalid value '100'") && err.contains("--help"),
+        "{err}"
+    );
+
+    let out = parley(home, &["--json", "--help"])?;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: parley"));
+    let out = parley(home, &["--json", "--version"])?;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("parley "));
     Ok(())
 }
