@@ -116,7 +116,8 @@ pub enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(0..=86_400 * 7))]
         promote_after: u64,
         /// Upload budget for relaying others' calls, in kbit/s of 1,024 bit (each relayed
-        /// leg may use 256; at least 512, one call). Default: a quarter of the upload,
+        /// leg may use 256): 512 (one call) to 10,000,000; refused with `--serve never`,
+        /// which relays nothing. Default: a quarter of the upload,
         /// measured against a supernode before serving (at least 512, at most 8192);
         /// `auto` does not serve without a measurement, or when a quarter of it is under
         /// 512. Given, nothing is measured.

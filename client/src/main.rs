@@ -134,6 +134,12 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             relay_kbps,
             call,
         } => {
+            if serve == cli::ServeArg::Never && relay_kbps.is_some() {
+                // Like --echo with --auto-answer: a flag that would be ignored is refused.
+                return Err(Failure::usage(
+                    "--relay-kbps sets the budget for relaying others' calls, and --serve never relays nothing: drop one of the two",
+                ));
+            }
             // Before anything else: one client per identity.
             let _lock = InstanceLock::acquire(&home, "online")?;
             let identity = keyfile::load(&home.key_path())?;

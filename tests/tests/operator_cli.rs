@@ -2,7 +2,7 @@
 //! that say what happened and name the right command.
 
 use anyhow::Result;
-use parley_e2e::{bin, parley, ClientHome, Supernode};
+use parley_e2e::{bin, parley, ClientHome, Proc, Supernode};
 use parley_proto::presence::Contact;
 use parley_proto::PeerId;
 use std::process::Command;
@@ -197,5 +197,36 @@ fn argument_errors_under_json_are_error_events() -> Result<()> {
     let out = parley(home, &["--json", "--version"])?;
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("parley "));
+    Ok(())
+}
+
+/// `--relay-kbps` with `--serve never` would be ignored: refused as a usage error
+/// (exit 2) before the client goes online, like the CLI's other contradictions.
+#[test]
+fn relay_kbps_with_serve_never_is_refused() -> Result<()> {
+    let home = ClientHome::new("never")?;
+    let args = [
+        "--home",
+        home.path(),
+        "online",
+        "--json",
+        "--serve",
+        "never",
+    ];
+    let args: Vec<&str> = args.into_iter().chain(["--relay-kbps", "1024"]).collect();
+    let mut p = Proc::spawn("never", "parley", &args)?;
+    let line = p.wait_for(Duration::from_secs(20), |l| l.contains("\"event\""))?;
+    assert_eq!(p.wait_exit(Duration::from_secs(20))?.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_str(&line)?;
+    assert_eq!(
+        (&v["event"], &v["exit_code"]),
+        (&"error".into(), &2.into()),
+        "{v}"
+    );
+    let e = v["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("--relay-kbps") && e.contains("--serve never"),
+        "{e}"
+    );
     Ok(())
 }
