@@ -205,15 +205,8 @@ fn argument_errors_under_json_are_error_events() -> Result<()> {
 #[test]
 fn relay_kbps_with_serve_never_is_refused() -> Result<()> {
     let home = ClientHome::new("never")?;
-    let args = [
-        "--home",
-        home.path(),
-        "online",
-        "--json",
-        "--serve",
-        "never",
-    ];
-    let args: Vec<&str> = args.into_iter().chain(["--relay-kbps", "1024"]).collect();
+    let mut args = vec!["--home", home.path(), "online", "--json"];
+    args.extend(["--serve", "never", "--relay-kbps", "1024"]);
     let mut p = Proc::spawn("never", "parley", &args)?;
     let line = p.wait_for(Duration::from_secs(20), |l| l.contains("\"event\""))?;
     assert_eq!(p.wait_exit(Duration::from_secs(20))?.code(), Some(2));
