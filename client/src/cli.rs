@@ -23,6 +23,44 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+impl Cli {
+    /// The command line, or exit: `--help` and `--version` as clap prints them (exit 0);
+    /// an argument error as clap prints it (stderr, exit 2), or with `--json` on the
+    /// command line as the `error` event every other error is (stdout, exit 2).
+    pub fn parse_or_exit() -> Cli {
+        let e = match Cli::try_parse() {
+            Ok(cli) => return cli,
+            Err(e) => e,
+        };
+        let json = std::env::args_os()
+            .take_while(|a| a != "--")
+            .any(|a| a == "--json");
+        if !json || !e.use_stderr() {
+            e.exit();
+        }
+        crate::output::Printer::local(true).error(&clap_message(&e), e.exit_code());
+        std::process::exit(e.exit_code());
+    }
+}
+
+/// A clap error as one line: its text without the `error: ` prefix, the usage and the
+/// `--help` hint (e.g. `invalid value '100' for '--relay-kbps <KBPS>': 100 is not in
+/// 512..=10000000`).
+fn clap_message(e: &clap::Error) -> String {
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "a subcommand or argument is missing (see --help)".into();
+    }
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = lines.join(" ");
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
+}
+
 /// `--serve`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServeArg {
@@ -78,7 +116,8 @@ pub enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(0..=86_400 * 7))]
         promote_after: u64,
         /// Upload budget for relaying others' calls, in kbit/s of 1,024 bit (each relayed
-        /// leg may use 256; at least 512, one call). Default: a quarter of the upload,
+        /// leg may use 256): 512 (one call) to 10,000,000; refused with `--serve never`,
+        /// which relays nothing. Default: a quarter of the upload,
         /// measured against a supernode before serving (at least 512, at most 8192);
         /// `auto` does not serve without a measurement, or when a quarter of it is under
         /// 512. Given, nothing is measured.
@@ -312,4 +351,29 @@ pub enum IdCommand {
         /// The new name.
         name: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(["parley"].iter().chain(args)).unwrap_err();
+        clap_message(&e)
+    }
+
+    #[test]
+    fn clap_errors_become_one_line_without_usage() {
+        let m = message(&["online", "--relay-kbps", "100"]);
+        assert!(
+            m.starts_with("invalid value '100' for '--relay-kbps"),
+            "{m}"
+        );
+        assert!(m.contains("512..=10000000") && !m.contains('\n'), "{m}");
+        let m = message(&["call"]);
+        assert!(m.contains("required") && m.contains("<ID_OR_NAME>"), "{m}");
+        assert!(!m.contains("Usage") && !m.contains("--help"), "{m}");
+        let m = message(&["--bogus"]);
+        assert!(m.starts_with("unexpected argument '--bogus'"), "{m}");
+    }
 }

@@ -22,7 +22,6 @@ mod tui;
 use anyhow::{bail, Context, Result};
 use call::answer::AnswerMode;
 use call::audio::{self, CallControl};
-use clap::Parser;
 use cli::{Cli, Command, ContactCommand, IdCommand};
 use contacts::Contacts;
 use control::{InstanceLock, Request};
@@ -35,7 +34,7 @@ use std::time::Duration;
 
 fn main() {
     parley_net::init_logging("warn");
-    let cli = Cli::parse();
+    let cli = Cli::parse_or_exit();
     let out = Printer::local(cli.json);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -135,6 +134,12 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             relay_kbps,
             call,
         } => {
+            if serve == cli::ServeArg::Never && relay_kbps.is_some() {
+                // Like --echo with --auto-answer: a flag that would be ignored is refused.
+                return Err(Failure::usage(
+                    "--relay-kbps sets the budget for relaying others' calls, and --serve never relays nothing: drop one of the two",
+                ));
+            }
             // Before anything else: one client per identity.
             let _lock = InstanceLock::acquire(&home, "online")?;
             let identity = keyfile::load(&home.key_path())?;

@@ -245,6 +245,14 @@ impl NodeId {
     }
 }
 
+/// All 32 bytes in lowercase hex (64 characters), as operators see a supernode's
+/// position (`supernode ready ... position=`).
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&data_encoding::HEXLOWER.encode(&self.0))
+    }
+}
+
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -266,6 +274,16 @@ mod tests {
         assert_eq!(text.len(), 58);
         assert_eq!(text.parse::<PeerId>().unwrap(), id);
         assert_eq!(text.to_uppercase().parse::<PeerId>().unwrap(), id);
+    }
+
+    #[test]
+    fn a_node_id_prints_as_64_hex_digits() {
+        let mut bytes = [0u8; 32];
+        bytes[0] = 0xab;
+        bytes[31] = 0x05;
+        let text = NodeId(bytes).to_string();
+        assert_eq!(text.len(), 64);
+        assert!(text.starts_with("ab00") && text.ends_with("0005"), "{text}");
     }
 
     #[test]

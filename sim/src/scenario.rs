@@ -312,7 +312,9 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         for v in victims {
             sim.kill(v);
         }
-        log(format!("crashed {n} supernodes {}", stamp(&sim)));
+        if n > 0 {
+            log(format!("crashed {n} supernodes {}", stamp(&sim)));
+        }
         lookups_from = sim.now + Duration::from_secs(90);
         lookups_span = spread(s.clients);
     }
@@ -370,7 +372,9 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
         sim.stats.refused,
         stamp(&sim)
     ));
-    log(format!("misses by cause: {}", sim.misses.summary()));
+    if !sim.misses.causes.is_empty() {
+        log(format!("misses by cause: {}", sim.misses.summary()));
+    }
     log(format!(
         "lookups started {}, finished {}; not started: {} clients offline, {} never \
          confirmed a publication",

@@ -27,6 +27,33 @@ fn after_a_20_percent_crash_almost_everyone_is_found_with_few_hops() {
     assert!(r.rpcs_per_sn_min_idle < 5.0, "{}", r.rpcs_per_sn_min_idle);
 }
 
+/// Progress lines say something: no `crashed 0 supernodes` in a run without a crash,
+/// no `misses by cause:` without a cause (with a crash, the crash is said).
+#[test]
+fn a_run_without_a_crash_or_misses_prints_no_empty_lines() {
+    let mut lines = Vec::new();
+    let r = run(&scenario(), &mut |line| lines.push(line));
+    assert!(
+        !lines.iter().any(|l| l.starts_with("crashed")),
+        "{lines:#?}"
+    );
+    let misses: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("misses by cause:"))
+        .collect();
+    assert!(misses.iter().all(|l| l.contains('=')), "{misses:?}");
+    if r.found == r.total {
+        assert!(misses.is_empty(), "{misses:?}");
+    }
+    let mut lines = Vec::new();
+    let crash = Scenario {
+        crash_pct: 20.0,
+        ..scenario()
+    };
+    run(&crash, &mut |line| lines.push(line));
+    assert!(lines.iter().any(|l| l.starts_with("crashed 12 supernodes")));
+}
+
 #[test]
 fn equal_seeds_give_equal_runs() {
     let a = run(&scenario(), &mut |_| {});

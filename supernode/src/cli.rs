@@ -52,6 +52,11 @@ pub struct RunArgs {
     /// on two IPs and two ports with OTHER-ADDRESS. Needs --stun-listen on a specific IP.
     #[arg(long, value_name = "IP")]
     pub stun_alternate_ip: Option<IpAddr>,
+    /// The second STUN port, on --stun-listen's IP (and --stun-alternate-ip's), for
+    /// RFC 5780 change-port answers: open it in the firewall too. Default: the STUN
+    /// port + 1 (3479); 0 means any free port (the default when the STUN port is 0).
+    #[arg(long, value_name = "PORT")]
+    pub stun_alternate_port: Option<u16>,
     /// A relay to hand out to calls (repeatable); relays can also report in themselves.
     #[arg(long = "relay", value_name = "HOST:PORT")]
     pub relay: Vec<String>,
@@ -79,7 +84,8 @@ pub struct RunArgs {
     /// The public IP other supernodes reach this one at, when --listen is a wildcard
     /// (0.0.0.0, [::]) or a private address behind a port forward. The overlay
     /// position follows the IP (BEP 42): without it this supernode places itself by
-    /// its key alone while others place it by the IP they see. Default: the --listen IP.
+    /// its key alone while others place it by the IP they see. Must be of --listen's
+    /// family (only [::], dual stack, takes either). Default: the --listen IP.
     #[arg(long, value_name = "IP")]
     pub public_ip: Option<IpAddr>,
 }
@@ -100,6 +106,7 @@ pub struct FileConfig {
     pub key: Option<PathBuf>,
     pub stun_listen: Option<SocketAddr>,
     pub stun_alternate_ip: Option<IpAddr>,
+    pub stun_alternate_port: Option<u16>,
     #[serde(default)]
     pub relay: Vec<String>,
     #[serde(default)]
@@ -121,6 +128,8 @@ pub struct Settings {
     /// taken, STUN may answer on an ephemeral port instead (it is advertised).
     pub stun_default: bool,
     pub stun_alternate_ip: Option<IpAddr>,
+    /// `--stun-alternate-port` (0: any free port); `None`: the STUN port + 1.
+    pub stun_alternate_port: Option<u16>,
     pub relays: Vec<String>,
     pub relay_keys: Vec<parley_proto::PeerId>,
     pub tcp_listen: Option<SocketAddr>,
@@ -161,6 +170,13 @@ impl RunArgs {
             let port = if listen.port() == 0 { 0 } else { STUN_PORT };
             SocketAddr::new(listen.ip(), port)
         });
+        let stun_alternate_port = self.stun_alternate_port.or(file.stun_alternate_port);
+        if let Some(port) = stun_alternate_port.filter(|p| *p != 0) {
+            anyhow::ensure!(
+                port != stun_listen.port(),
+                "--stun-alternate-port {port} is the STUN port itself ({stun_listen}): RFC 5780's change-port answers need a second port"
+            );
+        }
         let relays = if self.relay.is_empty() {
             file.relay
         } else {
@@ -184,11 +200,16 @@ impl RunArgs {
             anyhow::ensure!(n > 0, "--max-connections must be at least 1");
             limits.conns_total = n;
         }
+        let public_ip = self.public_ip.or(file.public_ip);
+        if let Some(ip) = public_ip {
+            check_public_ip(ip, listen)?;
+        }
         Ok(Settings {
-            public_ip: self.public_ip.or(file.public_ip),
+            public_ip,
             limits,
             relay_keys,
             stun_alternate_ip: self.stun_alternate_ip.or(file.stun_alternate_ip),
+            stun_alternate_port,
             metrics: self.metrics.or(file.metrics),
             tcp_listen,
             listen,
@@ -199,6 +220,19 @@ impl RunArgs {
             relays,
         })
     }
+}
+
+/// Refuses a `--public-ip` of a family `listen` cannot be reached at: an IPv4
+/// socket has no IPv6 address and a specific IPv6 one no IPv4 address; only the IPv6
+/// wildcard (`[::]`, dual stack) serves both.
+fn check_public_ip(ip: IpAddr, listen: SocketAddr) -> Result<()> {
+    let listen_ip = listen.ip().to_canonical();
+    let dual_stack = listen_ip.is_unspecified() && listen_ip.is_ipv6();
+    anyhow::ensure!(
+        dual_stack || ip.to_canonical().is_ipv4() == listen_ip.is_ipv4(),
+        "--public-ip {ip} is not of the --listen address's family ({listen}): other supernodes could never reach this one there (listen on \"[::]:PORT\" to serve IPv4 and IPv6)"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -267,6 +301,49 @@ mod tests {
         assert_eq!(s.public_ip, Some("198.51.100.1".parse().unwrap()));
         let cli = Cli::parse_from(["supernode", "--listen", "127.0.0.1:1"]);
         assert_eq!(cli.run.settings().unwrap().public_ip, None);
+        // --public-ip of the other family than --listen: refused, from the file too.
+        let settings = |args: &[&str]| {
+            Cli::parse_from(["supernode"].iter().chain(args))
+                .run
+                .settings()
+        };
+        let err = settings(&["--listen", "0.0.0.0:7000", "--public-ip", "::1"]).unwrap_err();
+        assert!(err.to_string().contains("--public-ip ::1"), "{err:#}");
+        assert!(settings(&[
+            "--listen",
+            "[2001:db8::1]:7000",
+            "--public-ip",
+            "203.0.113.7"
+        ])
+        .is_err());
+        assert!(settings(&["--listen", "[::]:7000", "--public-ip", "203.0.113.7"]).is_ok());
+        assert!(settings(&["--listen", "[::]:7000", "--public-ip", "2001:db8::7"]).is_ok());
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:7000\"\npublic_ip = \"2001:db8::7\"\n",
+        )
+        .unwrap();
+        assert!(settings(&["--config", path.to_str().unwrap()]).is_err());
+        // --stun-alternate-port: none by default, from the file, the flag over it, and
+        // never the STUN port itself.
+        assert_eq!(
+            settings(&["--listen", "127.0.0.1:1"])
+                .unwrap()
+                .stun_alternate_port,
+            None
+        );
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\nstun_alternate_port = 3490\n",
+        )
+        .unwrap();
+        let config = ["--config", path.to_str().unwrap()];
+        assert_eq!(settings(&config).unwrap().stun_alternate_port, Some(3490));
+        let flag = [&config[..], &["--stun-alternate-port", "0"]].concat();
+        assert_eq!(settings(&flag).unwrap().stun_alternate_port, Some(0));
+        let same = [&config[..], &["--stun-alternate-port", "3478"]].concat();
+        let err = settings(&same).unwrap_err();
+        assert!(err.to_string().contains("STUN port itself"), "{err:#}");
         std::fs::write(&path, "listen = \"127.0.0.1:7000\"\nbogus = 1\n").unwrap();
         let cli = Cli::parse_from(["supernode", "--config", path.to_str().unwrap()]);
         assert!(cli.run.settings().is_err());

@@ -34,6 +34,7 @@ async fn main() -> Result<()> {
         listen: settings.listen,
         stun_listen: settings.stun_listen,
         stun_fallback: settings.stun_default,
+        stun_alternate_port: settings.stun_alternate_port,
         stun_alternate_ip: settings.stun_alternate_ip,
         join: settings.join,
         relays: settings.relays,
@@ -56,12 +57,27 @@ async fn main() -> Result<()> {
         }
         None => String::new(),
     };
+    let stun_alternate = bound
+        .stun_alternate
+        .map(|a| format!(" stun_alternate={a}"))
+        .unwrap_or_default();
+    let public_ip = settings
+        .public_ip
+        .map(|ip| format!(" public_ip={ip}"))
+        .unwrap_or_default();
     // One machine-readable line on stdout: scripts and tests wait for it.
     println!(
-        "supernode ready id={} quic={} stun={} tcp={tcp}{metrics}",
-        bound.id, bound.quic, bound.stun
+        "supernode ready id={} quic={} stun={}{stun_alternate} tcp={tcp}{metrics}{public_ip} position={}",
+        bound.id, bound.quic, bound.stun, bound.position
     );
-    tracing::info!(id = %bound.id, quic = %bound.quic, stun = %bound.stun, "supernode listening");
+    tracing::info!(
+        id = %bound.id,
+        quic = %bound.quic,
+        stun = %bound.stun,
+        public_ip = ?settings.public_ip,
+        position = %bound.position,
+        "supernode listening"
+    );
     parley_net::serve_until_signal(serve, shutdown_tx).await;
     Ok(())
 }

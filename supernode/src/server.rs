@@ -27,7 +27,7 @@ use parley_proto::presence::Contact;
 use parley_proto::reach::{DialBack, ProbeOrder, ProbeReply};
 use parley_proto::relay::ALPN_RELAY_REPORT;
 use parley_proto::upload::{UploadLimits, UploadProbe};
-use parley_proto::{Identity, PeerId};
+use parley_proto::{Identity, NodeId, PeerId};
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, Endpoint, TransportConfig, VarInt};
 use std::net::SocketAddr;
@@ -41,6 +41,11 @@ pub struct Bound {
     pub id: PeerId,
     pub quic: SocketAddr,
     pub stun: SocketAddr,
+    /// The second STUN port (RFC 5780 change-port), on `stun`'s IP.
+    pub stun_alternate: Option<SocketAddr>,
+    /// Its overlay position (BEP 42, [`Contact::node_id`]): its key at its public IP
+    /// (`--public-ip`, else the QUIC address's), as other supernodes compute it.
+    pub position: NodeId,
     conns: Conns,
 }
 
@@ -70,10 +75,13 @@ pub struct ServerParams {
     pub identity: Identity,
     pub listen: SocketAddr,
     pub stun_listen: SocketAddr,
-    /// If `stun_listen` cannot be bound (the default port 3478 taken by another
-    /// supernode on this host), bind an ephemeral port on its IP instead, with a
-    /// warning: clients use the advertised STUN address, whatever its port.
+    /// If `stun_listen` or the default second port cannot be bound (3478 or 3479 taken
+    /// by another supernode on this host), bind ephemeral ports on its IP instead, with
+    /// a warning: clients use the advertised STUN address, whatever its port.
     pub stun_fallback: bool,
+    /// The second STUN port, for RFC 5780 change-port answers (`--stun-alternate-port`;
+    /// 0: any free port). `None`: `stun_listen`'s port + 1, any free port when that is 0.
+    pub stun_alternate_port: Option<u16>,
     /// A second IP for RFC 5780 change-IP answers (`--stun-alternate-ip`).
     pub stun_alternate_ip: Option<std::net::IpAddr>,
     pub join: Vec<String>,
@@ -104,6 +112,7 @@ impl ServerParams {
             listen,
             stun_listen,
             stun_fallback: false,
+            stun_alternate_port: None,
             stun_alternate_ip: None,
             join: Vec::new(),
             relays: Vec::new(),
@@ -182,20 +191,15 @@ pub async fn start_with(
         .local_addr()
         .context("reading the bound QUIC address")?;
     // RFC 5780: a second port, and with --stun-alternate-ip a second IP.
-    let alt = params.stun_alternate_ip;
-    let stun_sockets = match crate::stun_service::bind(params.stun_listen, alt).await {
-        Err(e) if params.stun_fallback => {
-            let any = SocketAddr::new(params.stun_listen.ip(), 0);
-            let sockets = crate::stun_service::bind(any, alt).await?;
-            tracing::warn!(
-                "{e:#}; STUN answers on {} instead (advertised to clients; --stun-listen chooses)",
-                sockets.layout.primary
-            );
-            sockets
-        }
-        r => r?,
-    };
+    let stun_sockets = crate::stun_service::bind_with_fallback(
+        params.stun_listen,
+        params.stun_alternate_ip,
+        params.stun_alternate_port,
+        params.stun_fallback,
+    )
+    .await?;
     let stun = stun_sockets.layout.primary;
+    let stun_alternate = stun_sockets.layout.addr(crate::stun::Slot::ALL[1]);
     let id = params.identity.peer_id();
     // The overlay's own position, as other supernodes compute it from the address
     // they reach us at (BEP 42): a wildcard or private bound IP places us by the key
@@ -227,6 +231,8 @@ pub async fn start_with(
         id,
         quic,
         stun,
+        stun_alternate,
+        position: me.node_id(),
         conns: Conns(limiter.clone(), limits.conns_total),
     };
     if params.relays.is_empty() && relays.is_unconfigured() {

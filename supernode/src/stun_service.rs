@@ -29,12 +29,60 @@ pub struct StunSockets {
     sockets: Vec<(Slot, UdpSocket)>,
 }
 
-/// Binds the primary socket at `primary`, an alternate port on the same IP, and with
-/// `alt_ip` the same two ports on that IP.
+/// The default second port for a STUN port: the next one (RFC 5780 servers' usual
+/// 3478 and 3479), or any free port (0) when the STUN port is ephemeral or 65535.
+pub fn default_alt_port(stun_port: u16) -> u16 {
+    match stun_port {
+        0 | u16::MAX => 0,
+        p => p + 1,
+    }
+}
+
+/// [`bind`] at `primary` with the second port `alt_port` (`None`: [`default_alt_port`]),
+/// logging both ports at info level (the firewall must let both in). With `fallback`
+/// (`--stun-listen` not given) and `primary` or the default second port taken (a second
+/// supernode on the host), binds ephemeral ports on the same IP instead, with a warning:
+/// clients use the advertised STUN address, whatever its port.
+pub async fn bind_with_fallback(
+    primary: SocketAddr,
+    alt_ip: Option<IpAddr>,
+    alt_port: Option<u16>,
+    fallback: bool,
+) -> Result<StunSockets> {
+    let port = alt_port.unwrap_or_else(|| default_alt_port(primary.port()));
+    let sockets = match bind(primary, alt_ip, port).await {
+        Err(e) if fallback => {
+            let any = SocketAddr::new(primary.ip(), 0);
+            let sockets = bind(any, alt_ip, alt_port.unwrap_or(0)).await?;
+            tracing::warn!(
+                "{e:#}; STUN answers on {} instead (advertised to clients; --stun-listen chooses)",
+                sockets.layout.primary
+            );
+            sockets
+        }
+        r => r?,
+    };
+    let layout = sockets.layout;
+    let second = layout.addr(Slot::ALL[1]).unwrap_or(layout.primary);
+    tracing::info!(
+        stun = %layout.primary,
+        stun_alternate = %second,
+        alternate_ip = ?layout.alt_ip,
+        "STUN answers on two UDP ports (RFC 5780 change-port; --stun-alternate-port): open both"
+    );
+    Ok(sockets)
+}
+
+/// Binds the primary socket at `primary`, the second port `alt_port` on the same IP
+/// (0: any free port), and with `alt_ip` the same two ports on that IP.
 ///
 /// Errors: a socket cannot be bound; `alt_ip` with an unspecified primary IP (OTHER-ADDRESS
 /// must name real addresses), or of another address family, or equal to the primary.
-pub async fn bind(primary: SocketAddr, alt_ip: Option<IpAddr>) -> Result<StunSockets> {
+pub async fn bind(
+    primary: SocketAddr,
+    alt_ip: Option<IpAddr>,
+    alt_port: u16,
+) -> Result<StunSockets> {
     if let Some(alt) = alt_ip {
         if primary.ip().is_unspecified() {
             bail!("--stun-alternate-ip needs --stun-listen on a specific IP, not {primary}");
@@ -48,8 +96,10 @@ pub async fn bind(primary: SocketAddr, alt_ip: Option<IpAddr>) -> Result<StunSoc
         .with_context(|| format!("cannot bind the STUN port {primary}"))?;
     let primary = main.local_addr()?;
     let mut last_error = None;
-    for _ in 0..BIND_ATTEMPTS {
-        match bind_alternates(primary, alt_ip).await {
+    // An ephemeral second port may be taken on the alternate IP: try another one.
+    let attempts = if alt_port == 0 { BIND_ATTEMPTS } else { 1 };
+    for _ in 0..attempts {
+        match bind_alternates(primary, alt_ip, alt_port).await {
             Ok((alt_port, mut rest)) => {
                 let mut sockets = vec![(Slot::PRIMARY, main)];
                 sockets.append(&mut rest);
@@ -68,14 +118,17 @@ pub async fn bind(primary: SocketAddr, alt_ip: Option<IpAddr>) -> Result<StunSoc
     Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no alternate STUN port")))
 }
 
-/// The alternate port on the primary IP (ephemeral), and with `alt_ip` both ports there.
+/// The second port `port` (0: ephemeral) on the primary IP, and with `alt_ip` both
+/// ports there.
 async fn bind_alternates(
     primary: SocketAddr,
     alt_ip: Option<IpAddr>,
+    port: u16,
 ) -> Result<(u16, Vec<(Slot, UdpSocket)>)> {
-    let second = UdpSocket::bind(SocketAddr::new(primary.ip(), 0))
-        .await
-        .with_context(|| format!("cannot bind a second STUN port on {}", primary.ip()))?;
+    let addr = SocketAddr::new(primary.ip(), port);
+    let second = UdpSocket::bind(addr).await.with_context(|| {
+        format!("cannot bind the second STUN port {addr} (RFC 5780 change-port; --stun-alternate-port chooses, 0 any free port)")
+    })?;
     let alt_port = second.local_addr()?.port();
     let mut sockets = vec![(Slot::ALL[1], second)];
     if let Some(ip) = alt_ip {
@@ -231,7 +284,7 @@ mod tests {
     async fn four_sockets_answer_with_response_origin_and_other_address() {
         let primary: SocketAddr = (Ipv4Addr::LOCALHOST, 0).into();
         let alt_ip = IpAddr::from([127, 0, 0, 2]);
-        let stun = bind(primary, Some(alt_ip))
+        let stun = bind(primary, Some(alt_ip), 0)
             .await
             .expect("bind four sockets");
         let layout = stun.layout;
@@ -280,7 +333,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_an_alternate_ip_change_ip_gets_no_answer_and_no_other_address() {
-        let stun = bind((Ipv4Addr::LOCALHOST, 0).into(), None)
+        let stun = bind((Ipv4Addr::LOCALHOST, 0).into(), None, 0)
             .await
             .expect("bind");
         let p = stun.layout.primary;
@@ -304,7 +357,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flooding_source_is_rate_limited_over_udp_and_others_still_answered() {
-        let stun = bind((Ipv4Addr::LOCALHOST, 0).into(), None)
+        let stun = bind((Ipv4Addr::LOCALHOST, 0).into(), None, 0)
             .await
             .expect("bind");
         let p = stun.layout.primary;
@@ -332,18 +385,63 @@ mod tests {
     #[tokio::test]
     async fn alternate_ip_mistakes_are_errors() {
         let alt = Some(IpAddr::from([127, 0, 0, 2]));
-        assert!(bind((Ipv4Addr::UNSPECIFIED, 0).into(), alt).await.is_err());
+        assert!(bind((Ipv4Addr::UNSPECIFIED, 0).into(), alt, 0)
+            .await
+            .is_err());
         assert!(bind(
             (Ipv4Addr::LOCALHOST, 0).into(),
-            Some(IpAddr::from([127, 0, 0, 1]))
+            Some(IpAddr::from([127, 0, 0, 1])),
+            0
         )
         .await
         .is_err());
         assert!(bind(
             (Ipv4Addr::LOCALHOST, 0).into(),
-            Some("::1".parse().expect("ip"))
+            Some("::1".parse().expect("ip")),
+            0
         )
         .await
         .is_err());
+    }
+
+    #[tokio::test]
+    async fn the_second_port_is_the_one_asked_for_or_the_default_or_an_error() {
+        assert_eq!((default_alt_port(3478), default_alt_port(0)), (3479, 0));
+        assert_eq!(default_alt_port(u16::MAX), 0);
+        let free = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe");
+        let port = free.local_addr().expect("addr").port();
+        drop(free);
+        let stun = bind((Ipv4Addr::LOCALHOST, 0).into(), None, port)
+            .await
+            .expect("bind");
+        assert_eq!(stun.layout.alt_port, Some(port));
+        let p = stun.layout.primary;
+        let (_stop, stopped) = watch::channel(false);
+        tokio::spawn(serve(stun, StunLimits::default(), stopped));
+        let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
+        let change_port = request(&[ChangeRequestFlags::ChangePort]);
+        let (from, _) = exchange(&client, p, &change_port).await.expect("answer");
+        assert_eq!(from, SocketAddr::new(p.ip(), port));
+        // Taken: an error naming the setting, not another port.
+        let err = bind((Ipv4Addr::LOCALHOST, 0).into(), None, port)
+            .await
+            .err()
+            .expect("the port is taken");
+        assert!(
+            format!("{err:#}").contains("--stun-alternate-port"),
+            "{err:#}"
+        );
+        // The default with a fixed STUN port is the next port; with fallback and it
+        // taken, both ports move (with a warning) rather than fail.
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("taken");
+        let taken_port = taken.local_addr().expect("addr").port();
+        let before = SocketAddr::new(p.ip(), taken_port - 1);
+        if let Ok(s) = bind_with_fallback(before, None, None, false).await {
+            panic!("bound {:?} though the next port is taken", s.layout);
+        }
+        let s = bind_with_fallback(before, None, None, true)
+            .await
+            .expect("falls back");
+        assert_ne!(s.layout.alt_port, Some(taken_port));
     }
 }
