@@ -36,6 +36,7 @@ pub mod phase;
 pub mod queue;
 pub mod relay_choice;
 pub mod scenario;
+pub mod stats;
 pub mod sybil;
 pub mod world;
 
