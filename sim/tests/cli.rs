@@ -4,9 +4,16 @@
 use std::process::Command;
 
 fn run(args: &[&str]) -> (Option<i32>, String) {
+    // A small world unless the case sets its size itself.
+    let mut all: Vec<&str> = Vec::new();
+    for (flag, value) in [("--supernodes", "20"), ("--clients", "50")] {
+        if !args.contains(&flag) {
+            all.extend([flag, value]);
+        }
+    }
+    all.extend(args);
     let out = Command::new(env!("CARGO_BIN_EXE_overlay-sim"))
-        .args(["--supernodes", "20", "--clients", "50"])
-        .args(args)
+        .args(all)
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("overlay-sim runs");
@@ -30,6 +37,16 @@ fn runs_without_an_honest_supernode_or_with_ignored_flags_are_refused() {
             "not with --churn or --crash",
         ),
         (&["--sybil", "150"][..], "not a percentage"),
+        (
+            &["--crash", "100"][..],
+            "no supernode to look anybody up from",
+        ),
+        (&["--supernodes", "0"][..], "0 is less than 2"),
+        (&["--clients", "0"][..], "0 is less than 1"),
+        (&["--k", "0"][..], "0 is less than 1"),
+        (&["--paths", "0"][..], "0 is less than 1"),
+        (&["--paths", "9"][..], "more than 8 paths"),
+        (&["--bootstraps", "0"][..], "0 is less than 1"),
     ] {
         let (code, stderr) = run(args);
         assert!(code.is_some_and(|c| c != 0), "{args:?} exited {code:?}");
