@@ -96,6 +96,7 @@ impl RecordStore {
                 republish_at: Some(republish_at),
             },
         );
+        self.settle();
         Ok(outcome)
     }
 
@@ -128,10 +129,7 @@ impl RecordStore {
     /// Drops the record under `key`.
     pub fn remove(&mut self, key: &NodeId) -> Option<Arc<SignedPresence>> {
         let held = self.records.remove(key)?;
-        self.expiries.remove(held.record.record.lapses_at(), key);
-        if let Some(at) = held.republish_at {
-            self.republish.remove(at, key);
-        }
+        self.settle();
         Some(held.record)
     }
 
@@ -152,13 +150,29 @@ impl RecordStore {
         let Some(held) = self.records.get_mut(key) else {
             return;
         };
-        if let Some(old) = held.republish_at.take() {
-            self.republish.remove(old, key);
-        }
+        held.republish_at = at;
         if let Some(at) = at {
             self.republish.insert(at, *key);
-            held.republish_at = Some(at);
         }
+        self.settle();
+    }
+
+    /// Drops deadline entries no longer meant from the front of both queues (see
+    /// [`Deadlines::settle`]): an expiry is meant while its record is held, a
+    /// republication while it is the record's scheduled one.
+    fn settle(&mut self) {
+        let records = &self.records;
+        let live = records.len();
+        self.expiries.settle(live, |at, key| {
+            records
+                .get(key)
+                .is_some_and(|held| held.record.record.lapses_at() == at)
+        });
+        self.republish.settle(live, |at, key| {
+            records
+                .get(key)
+                .is_some_and(|held| held.republish_at == Some(at))
+        });
     }
 
     /// Drops every record expired at `now`; returns how many.
@@ -190,6 +204,7 @@ impl RecordStore {
                     due.push(held.record.clone());
                 }
             }
+            self.settle();
         }
         due
     }
