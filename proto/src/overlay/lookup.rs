@@ -246,7 +246,7 @@ impl Lookup {
         }
         for key in victims {
             if let Some(c) = self.candidates.remove(&key) {
-                let (contact, group) = self.candidates.contacts[c.slot as usize];
+                let (contact, group) = self.candidates.at(c.slot);
                 self.keys.remove(&contact.id);
                 self.release(group);
             }
@@ -268,8 +268,8 @@ impl Lookup {
         for key in chosen {
             if let Some(c) = self.candidates.get_mut(&key) {
                 c.state = State::InFlight;
-                let slot = c.slot as usize;
-                out.push(self.candidates.contacts[slot].0);
+                let slot = c.slot;
+                out.push(self.candidates.at(slot).0);
             }
         }
         out
@@ -406,8 +406,8 @@ impl Lookup {
             return;
         };
         c.state = State::Answered;
-        let (slot, depth) = (c.slot as usize, c.depth());
-        let contact = self.candidates.contacts[slot].0;
+        let (slot, depth) = (c.slot, c.depth());
+        let contact = self.candidates.at(slot).0;
         self.held_by(contact, record, depth);
     }
 
@@ -438,8 +438,8 @@ impl Lookup {
     pub fn on_failure(&mut self, from: &PeerId) {
         if let Some(c) = self.in_flight(from) {
             c.state = State::Failed;
-            let slot = c.slot as usize;
-            let group = self.candidates.contacts[slot].1;
+            let slot = c.slot;
+            let group = self.candidates.at(slot).1;
             self.release(group);
         }
     }
@@ -488,7 +488,7 @@ impl Lookup {
             .values()
             .filter(|c| c.state == State::Answered)
             .take(n)
-            .map(|c| self.candidates.contact(c))
+            .map(|c| self.candidates.at(c.slot).0)
             .collect()
     }
 }

@@ -86,7 +86,8 @@ impl RecordStore {
             None => (self.verifier.verify(now, record)?, Accepted::New),
         };
         let (record, outcome) = outcome;
-        self.remove(&key);
+        // The held record (if any) is replaced below; its deadline entries go stale
+        // and the one settle at the end drops them from the front.
         self.expiries.insert(record.record.lapses_at(), key);
         self.republish.insert(republish_at, key);
         self.records.insert(

@@ -21,9 +21,9 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 /// Keeps freed memory in the process: mimalloc returns it to the system 10 ms after
 /// it is freed (its `purge_delay`), and a run that frees and allocates all the time
-/// got it back as fresh pages the kernel zeroed, 5.6 % of the CPU at 10,000
-/// supernodes / 100,000 clients (`clear_page_erms` in profiles); the peak RSS is
-/// what it was. mimalloc reads its options from the environment when the process
+/// got it back as fresh pages the kernel zeroed (`clear_page_erms`, 4.6 % of the
+/// samples at 10,000 supernodes / 100,000 clients; 3–6 % less CPU without it in two
+/// side-by-side runs, docs/performance.md); the peak RSS is what it was. mimalloc reads its options from the environment when the process
 /// starts (and this crate forbids the `unsafe` its API needs), so the run starts
 /// itself again with `MIMALLOC_PURGE_DELAY=-1` unless the caller chose a value.
 /// If that fails the run goes on as it is.

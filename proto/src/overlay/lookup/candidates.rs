@@ -71,7 +71,7 @@ pub(super) struct Candidates {
     /// Every candidate's contact and network (when the diversity limit applies to
     /// it), by [`Candidate::slot`]; kept after a candidate is trimmed (a lookup
     /// adds a few hundred at most).
-    pub(super) contacts: Vec<(Contact, Option<IpGroup>)>,
+    contacts: Vec<(Contact, Option<IpGroup>)>,
 }
 
 impl Candidates {
@@ -104,9 +104,10 @@ impl Candidates {
         });
     }
 
-    /// The contact of `c`.
-    pub(super) fn contact(&self, c: &Candidate) -> Contact {
-        self.contacts[c.slot as usize].0
+    /// The contact and network (when the diversity limit applies) in `slot`
+    /// ([`Candidate::slot`]).
+    pub(super) fn at(&self, slot: u32) -> (Contact, Option<IpGroup>) {
+        self.contacts[slot as usize]
     }
 
     /// The settled candidate at `key` if it is `from`'s and in flight.
