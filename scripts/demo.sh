@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo build --bins --quiet
-bin=target/debug
+# cargo builds into $CARGO_TARGET_DIR when it is set.
+bin=${CARGO_TARGET_DIR:-target}/debug
 speech=audio/fixtures/speech.wav
 out=$(mktemp -d /tmp/parley-demo.XXXXXX)
 pids=()
