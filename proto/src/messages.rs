@@ -10,6 +10,7 @@ use crate::identity::{NodeId, PeerId};
 use crate::presence::{Contact, SignedPresence};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// ALPN of a client's attachment to a supernode.
 pub const ALPN_CLIENT: &[u8] = b"parley-client/1";
@@ -113,8 +114,9 @@ pub enum SupernodeToSupernode {
     FindNode(NodeId),
     /// The record stored under a key, or else the closest supernodes.
     FindValue(NodeId),
-    /// Store a presence record (replication or publication).
-    Store(SignedPresence),
+    /// Store a presence record (replication or publication). Shared, not copied, by
+    /// the `k` stores of one publication (the wire carries the record itself).
+    Store(Arc<SignedPresence>),
 }
 
 /// A reply to a [`SupernodeToSupernode`] request.
@@ -124,8 +126,8 @@ pub enum SupernodeReply {
     Pong,
     /// Closest contacts known to the replier.
     Nodes(Vec<Contact>),
-    /// The record asked for.
-    Value(SignedPresence),
+    /// The record asked for (the holder's copy, shared).
+    Value(Arc<SignedPresence>),
     /// The record was stored.
     Stored,
     /// The request was refused.
@@ -134,7 +136,7 @@ pub enum SupernodeReply {
     /// proof. The requester verifies it before acting on it: a bare claim of
     /// staleness (a `Refused` with [`RefusalCode::Stale`]) never makes anyone drop
     /// a valid record.
-    Superseded(SignedPresence),
+    Superseded(Arc<SignedPresence>),
 }
 
 /// Why a request was refused, for the requester to act on.

@@ -198,7 +198,7 @@ fn supernode_to_supernode() -> impl Strategy<Value = SupernodeToSupernode> {
         Just(SupernodeToSupernode::Ping),
         node_id().prop_map(SupernodeToSupernode::FindNode),
         node_id().prop_map(SupernodeToSupernode::FindValue),
-        any_presence().prop_map(SupernodeToSupernode::Store),
+        any_presence().prop_map(|p| SupernodeToSupernode::Store(p.into())),
     ]
 }
 
@@ -206,7 +206,7 @@ fn supernode_reply() -> impl Strategy<Value = SupernodeReply> {
     prop_oneof![
         Just(SupernodeReply::Pong),
         contacts().prop_map(SupernodeReply::Nodes),
-        any_presence().prop_map(SupernodeReply::Value),
+        any_presence().prop_map(|p| SupernodeReply::Value(p.into())),
         Just(SupernodeReply::Stored),
         refusal().prop_map(SupernodeReply::Refused),
     ]

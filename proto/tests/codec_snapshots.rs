@@ -139,7 +139,10 @@ fn supernode_to_supernode() -> Vec<(&'static str, SupernodeToSupernode)> {
             "find_value",
             SupernodeToSupernode::FindValue(NodeId([0xab; 32])),
         ),
-        ("store", SupernodeToSupernode::Store(minimal_presence())),
+        (
+            "store",
+            SupernodeToSupernode::Store(minimal_presence().into()),
+        ),
     ]
 }
 
@@ -147,7 +150,7 @@ fn supernode_reply() -> Vec<(&'static str, SupernodeReply)> {
     vec![
         ("pong", SupernodeReply::Pong),
         ("nodes", SupernodeReply::Nodes(vec![contact_b()])),
-        ("value", SupernodeReply::Value(minimal_presence())),
+        ("value", SupernodeReply::Value(minimal_presence().into())),
         ("stored", SupernodeReply::Stored),
         (
             "refused",

@@ -142,7 +142,7 @@ impl Share<'_> {
             self.timeouts_until(world, at, input.after_deadlines());
             self.now = self.now.max(Timestamp(at));
             match input {
-                Input::Msg(msg) => self.deliver(world, msg),
+                Input::Msg(msg) => self.deliver(world, *msg),
                 Input::Local(local) => self.local(world, local),
             }
         }
@@ -169,13 +169,13 @@ impl Share<'_> {
         }
     }
 
-    fn deliver(&mut self, world: &World<'_>, msg: Box<Msg>) {
+    fn deliver(&mut self, world: &World<'_>, msg: Msg) {
         let now = self.now;
         let node = &mut *self.node;
         let Some(overlay) = node.overlay.as_mut() else {
             return;
         };
-        match *msg {
+        match msg {
             Msg::Request {
                 from, id, request, ..
             } => {

@@ -27,7 +27,7 @@ pub const DROP_SHARE: f64 = 0.3;
 /// One liar's memory: the first record it saw per key.
 #[derive(Default)]
 pub struct Liar {
-    old: HashMap<NodeId, SignedPresence>,
+    old: HashMap<NodeId, Arc<SignedPresence>>,
     /// Set for a Sybil: every Sybil of the run.
     sybils: Option<Arc<crate::sybil::Directory>>,
 }

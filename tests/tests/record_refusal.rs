@@ -92,7 +92,7 @@ async fn forged_replayed_and_expired_records_are_refused() {
     let store = |r: SignedPresence| {
         let overlay = overlay.clone();
         async move {
-            request::<_, SupernodeReply>(&overlay, &SupernodeToSupernode::Store(r), T)
+            request::<_, SupernodeReply>(&overlay, &SupernodeToSupernode::Store(r.into()), T)
                 .await
                 .unwrap()
         }
@@ -104,7 +104,7 @@ async fn forged_replayed_and_expired_records_are_refused() {
     );
     // A replay is refused as stale, with the newer record held as proof.
     let replay = record(&alice, 3, later).sign(&alice);
-    assert!(matches!(store(replay).await, SupernodeReply::Superseded(r) if r == five));
+    assert!(matches!(store(replay).await, SupernodeReply::Superseded(r) if *r == five));
     let expired = record(&alice, 60, Timestamp(now().as_millis() - skew - 1)).sign(&alice);
     assert!(
         matches!(store(expired).await, SupernodeReply::Refused(r) if r.code == RefusalCode::Expired)

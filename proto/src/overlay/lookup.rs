@@ -50,6 +50,7 @@ use super::FastMap;
 use crate::identity::{NodeId, PeerId};
 use crate::presence::{Contact, SignedPresence};
 use candidates::{key_of, Candidate, Candidates, Key, State};
+use std::sync::Arc;
 
 mod candidates;
 
@@ -96,7 +97,7 @@ pub struct Lookup {
     /// Each candidate's key by identity. Replies name the same nodes over and over,
     /// and this spares hashing each one into its node id every time.
     keys: FastMap<PeerId, Key>,
-    found: Option<(SignedPresence, usize)>,
+    found: Option<(Arc<SignedPresence>, usize)>,
     /// Every holder that answered with a record, and that record's sequence number.
     /// (Their distance to the target is kept: the quorum compares it on every answer.)
     holders: Vec<(Contact, u64, Key)>,
@@ -401,25 +402,25 @@ impl Lookup {
 
     /// `from` answered with a record the caller has verified and matched to the
     /// target. The highest sequence number wins if several arrive.
-    pub fn on_value(&mut self, from: &PeerId, record: SignedPresence) {
+    pub fn on_value(&mut self, from: &PeerId, record: impl Into<Arc<SignedPresence>>) {
         let Some(c) = self.in_flight(from) else {
             return;
         };
         c.state = State::Answered;
         let (slot, depth) = (c.slot, c.depth());
         let contact = self.candidates.at(slot).0;
-        self.held_by(contact, record, depth);
+        self.held_by(contact, record.into(), depth);
     }
 
     /// The local supernode `me` holds `record` (verified, of the target): it counts
     /// as one holder (hop 0) and the lookup goes on to its quorum, because a local
     /// copy may be older than the one the key's closest supernodes hold.
-    pub fn on_local_value(&mut self, me: Contact, record: SignedPresence) {
-        self.held_by(me, record, 0);
+    pub fn on_local_value(&mut self, me: Contact, record: impl Into<Arc<SignedPresence>>) {
+        self.held_by(me, record.into(), 0);
     }
 
     /// `holder`, at `depth`, holds `record`: the highest sequence number wins.
-    fn held_by(&mut self, holder: Contact, record: SignedPresence, depth: usize) {
+    fn held_by(&mut self, holder: Contact, record: Arc<SignedPresence>, depth: usize) {
         let distance = match self.keys.get(&holder.id) {
             Some(key) => *key,
             None => key_of(&holder.node_id(), &self.target),
@@ -446,7 +447,7 @@ impl Lookup {
 
     /// The record found, if any.
     pub fn found(&self) -> Option<&SignedPresence> {
-        self.found.as_ref().map(|(record, _)| record)
+        self.found.as_ref().map(|(record, _)| &**record)
     }
 
     /// Holders that answered with an older record than the one found: they missed
@@ -463,7 +464,7 @@ impl Lookup {
     }
 
     /// Takes the record found, if any.
-    pub fn take_found(&mut self) -> Option<SignedPresence> {
+    pub fn take_found(&mut self) -> Option<Arc<SignedPresence>> {
         self.found.take().map(|(record, _)| record)
     }
 

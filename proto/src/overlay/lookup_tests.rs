@@ -3,6 +3,7 @@
 use super::*;
 use crate::Identity;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 fn contacts(n: u64) -> Vec<Contact> {
     (1..=n)
@@ -178,7 +179,7 @@ fn a_value_lookup_ends_after_a_quorum_with_the_newest_record() {
     assert!(lookup.next_queries().is_empty());
     assert_eq!(lookup.hops(), 2);
     assert_eq!(lookup.stale_holders(), vec![second[0], fourth[0]]);
-    assert_eq!(lookup.take_found(), Some(new));
+    assert_eq!(lookup.take_found(), Some(new.into()));
 }
 
 /// Under churn, supernodes just past the key's `k` closest keep an older copy until it
@@ -273,7 +274,7 @@ fn lookup_among_liars(paths: usize) -> Option<SignedPresence> {
         }
     }
     assert!(lookup.is_done());
-    lookup.take_found()
+    lookup.take_found().map(Arc::unwrap_or_clone)
 }
 
 #[test]

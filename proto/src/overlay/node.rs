@@ -166,7 +166,7 @@ impl Overlay {
                 SupernodeReply::Nodes(self.closest_for(&target, &from))
             }
             SupernodeToSupernode::FindValue(key) => match self.store.get(now, &key) {
-                Some(record) => SupernodeReply::Value(SignedPresence::clone(record)),
+                Some(record) => SupernodeReply::Value(Arc::clone(record)),
                 None => SupernodeReply::Nodes(self.closest_for(&key, &from)),
             },
             SupernodeToSupernode::Store(record) => {
@@ -182,7 +182,7 @@ impl Overlay {
                     Ok(_) => SupernodeReply::Stored,
                     Err(error @ RecordError::Stale { .. }) => {
                         // Prove it: the sender checks the newer record itself.
-                        let held = self.store.get(now, &key).map(|r| SignedPresence::clone(r));
+                        let held = self.store.get(now, &key).cloned();
                         let refusal = Refusal::from(&error);
                         self.refused(Some(from), error);
                         match held {
@@ -308,12 +308,12 @@ impl Overlay {
     /// record is the answer at once.
     pub fn lookup(&mut self, now: Timestamp, id: PeerId) -> OpId {
         let key = id.record_key();
-        let local = self.store.get(now, &key).map(|r| SignedPresence::clone(r));
+        let local = self.store.get(now, &key).cloned();
         if let (Some(record), true) = (&local, self.table.is_empty()) {
             let op = self.new_op();
             self.events.push_back(OverlayEvent::LookupDone {
                 op,
-                record: Some(record.clone()),
+                record: Some(SignedPresence::clone(record)),
                 hops: 0,
             });
             return op;
@@ -440,7 +440,7 @@ impl Overlay {
         }
         let theirs = newcomer.node_id();
         let k = self.config.k;
-        let mut due: Vec<(NodeId, SignedPresence)> = self
+        let mut due: Vec<(NodeId, Arc<SignedPresence>)> = self
             .store
             .iter(now)
             .filter(|(key, _)| {
@@ -452,7 +452,7 @@ impl Overlay {
                 let me_closer = self.my_id.distance(key) < theirs.distance(key);
                 self.table.closer_than(key, &theirs, k) + usize::from(me_closer) < k
             })
-            .map(|(key, r)| (*key, SignedPresence::clone(r)))
+            .map(|(key, r)| (*key, Arc::clone(r)))
             .collect();
         // In key order, so equal inputs give equal runs.
         due.sort_unstable_by_key(|(key, _)| *key);

@@ -63,12 +63,13 @@ impl RecordStore {
     pub fn offer(
         &mut self,
         now: Timestamp,
-        record: SignedPresence,
+        record: impl Into<Arc<SignedPresence>>,
         republish_at: Timestamp,
     ) -> Result<Accepted, RecordError> {
+        let record = record.into();
         let key = record.record.id.record_key();
         let outcome = match self.records.get(&key) {
-            Some(held) if *held.record == record => {
+            Some(held) if Arc::ptr_eq(&held.record, &record) || *held.record == *record => {
                 // Verified in full when it first arrived; only the clock has moved.
                 if record.record.lapses_at() <= now {
                     return Err(RecordError::Expired {

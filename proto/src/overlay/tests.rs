@@ -204,7 +204,7 @@ fn bad_stores_are_refused_with_a_reason_and_an_event() {
     let carol = identity(1000);
     let now = net.now;
     let two = record(&carol, 2, now + MINUTE);
-    let store = |r: SignedPresence| SupernodeToSupernode::Store(r);
+    let store = |r: SignedPresence| SupernodeToSupernode::Store(r.into());
     assert_eq!(
         node.handle_request(now, from, store(two.clone())),
         SupernodeReply::Stored
@@ -218,7 +218,7 @@ fn bad_stores_are_refused_with_a_reason_and_an_event() {
     let reply = node.handle_request(now, from, store(one));
     assert_eq!(
         reply,
-        SupernodeReply::Superseded(two.clone()),
+        SupernodeReply::Superseded(two.clone().into()),
         "proved stale"
     );
     // A forgery.
@@ -401,14 +401,14 @@ fn a_forged_stale_refusal_does_not_delete_a_valid_record() {
         SupernodeReply::Superseded({
             let mut forged = record(&mallory, 9, T0 + 10 * MINUTE);
             forged.record.id = carol.peer_id();
-            forged
+            forged.into()
         }),
         // A valid, newer record, but of someone else.
-        SupernodeReply::Superseded(record(&mallory, 9, T0 + 10 * MINUTE)),
+        SupernodeReply::Superseded(record(&mallory, 9, T0 + 10 * MINUTE).into()),
         // Carol's own, validly signed, but older: a replay.
-        SupernodeReply::Superseded(record(&carol, 4, T0 + 10 * MINUTE)),
+        SupernodeReply::Superseded(record(&carol, 4, T0 + 10 * MINUTE).into()),
         // Carol's own, validly signed and newer, but long expired.
-        SupernodeReply::Superseded(record(&carol, 9, Timestamp(T0.as_millis() - 3_600_000))),
+        SupernodeReply::Superseded(record(&carol, 9, Timestamp(T0.as_millis() - 3_600_000)).into()),
     ];
     for (store, reply) in stores.iter().zip(refusals) {
         node.handle_reply(now, store.id, Ok(reply.clone()));
@@ -417,7 +417,7 @@ fn a_forged_stale_refusal_does_not_delete_a_valid_record() {
     }
     // A real newer record replaces ours (it does not merely delete it).
     let r2 = record(&carol, 6, T0 + 10 * MINUTE);
-    node.handle_reply(now, stores[5].id, Ok(SupernodeReply::Superseded(r2)));
+    node.handle_reply(now, stores[5].id, Ok(SupernodeReply::Superseded(r2.into())));
     assert_eq!(held_seq(&mut node, &carol, now), Some(6));
 }
 
@@ -448,7 +448,7 @@ fn a_lookup_racing_a_forged_newer_record_returns_the_valid_newest() {
             t = t + Duration::from_millis(20);
             let r = answers.next().expect("asked more holders than there are");
             asked.push((f.to.id, r.record.seq));
-            node.handle_reply(t, f.id, Ok(SupernodeReply::Value(r)));
+            node.handle_reply(t, f.id, Ok(SupernodeReply::Value(r.into())));
         }
     };
     // The forgery (seq 99) neither wins nor counts towards the quorum: a fourth
@@ -460,7 +460,7 @@ fn a_lookup_racing_a_forged_newer_record_returns_the_valid_newest() {
     );
     // Repairs go to the holders of the old record, not to the forger.
     let repaired: Vec<PeerId> = std::iter::from_fn(|| node.poll_transmit())
-        .filter(|r| r.request == SupernodeToSupernode::Store(new.clone()))
+        .filter(|r| r.request == SupernodeToSupernode::Store(new.clone().into()))
         .map(|r| r.to.id)
         .collect();
     let mut stale: Vec<PeerId> = asked
@@ -490,7 +490,7 @@ fn a_lookup_racing_an_old_and_a_new_record_returns_the_new_one_and_repairs() {
     let answers = [old.clone(), new.clone(), old];
     for (i, (f, r)) in finds.iter().zip(answers).enumerate() {
         let at = T0 + Duration::from_millis(20 * (i as u64 + 1));
-        node.handle_reply(at, f.id, Ok(SupernodeReply::Value(r)));
+        node.handle_reply(at, f.id, Ok(SupernodeReply::Value(r.into())));
     }
     let done = std::iter::from_fn(|| node.poll_event())
         .find(|e| matches!(e, OverlayEvent::LookupDone { .. }));
@@ -506,7 +506,7 @@ fn a_lookup_racing_an_old_and_a_new_record_returns_the_new_one_and_repairs() {
     assert_eq!(to, expect);
     assert!(repairs
         .iter()
-        .all(|r| r.request == SupernodeToSupernode::Store(new.clone())));
+        .all(|r| r.request == SupernodeToSupernode::Store(new.clone().into())));
 }
 
 /// Issue 9 (churn): a supernode that still holds an older copy (it was a holder or
@@ -524,7 +524,7 @@ fn a_lookup_from_a_holder_of_an_old_copy_returns_the_newest_record() {
     // Only supernode 1 got carol's next record.
     let from = net.nodes[0].me();
     let newer = record(&carol, 2, now + 10 * MINUTE);
-    net.nodes[1].handle_request(now, from, SupernodeToSupernode::Store(newer));
+    net.nodes[1].handle_request(now, from, SupernodeToSupernode::Store(newer.into()));
     assert_eq!(held_seq(&mut net.nodes[0], &carol, now), Some(1));
     let (found, _) = net.lookup(0, carol.peer_id());
     assert_eq!(found.map(|r| r.record.seq), Some(2));

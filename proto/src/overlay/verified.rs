@@ -48,14 +48,14 @@ impl VerifiedRecords {
     pub fn verify(
         &self,
         now: Timestamp,
-        record: SignedPresence,
+        record: impl Into<Arc<SignedPresence>>,
     ) -> Result<Arc<SignedPresence>, RecordError> {
+        let record = record.into();
         if let Some(held) = self.cached(&record) {
             held.check_time(now)?;
             return Ok(held);
         }
         record.verify(now)?;
-        let record = Arc::new(record);
         let mut records = self.lock();
         if records.len() >= self.capacity {
             records.clear();
@@ -74,11 +74,13 @@ impl VerifiedRecords {
         self.len() == 0
     }
 
-    fn cached(&self, record: &SignedPresence) -> Option<Arc<SignedPresence>> {
+    /// The cached copy equal to `record`: the very copy (a record passed on within
+    /// the process, checked by pointer) or one equal byte for byte.
+    fn cached(&self, record: &Arc<SignedPresence>) -> Option<Arc<SignedPresence>> {
         let records = self.lock();
         records
             .get(&record.signature)
-            .filter(|held| ***held == *record)
+            .filter(|held| Arc::ptr_eq(held, record) || ***held == **record)
             .cloned()
     }
 
@@ -105,12 +107,13 @@ impl Verifier {
     pub fn verify(
         &self,
         now: Timestamp,
-        record: SignedPresence,
+        record: impl Into<Arc<SignedPresence>>,
     ) -> Result<Arc<SignedPresence>, RecordError> {
+        let record = record.into();
         match self {
             Verifier::Alone => {
                 record.verify(now)?;
-                Ok(Arc::new(record))
+                Ok(record)
             }
             Verifier::Shared(cache) => cache.verify(now, record),
         }

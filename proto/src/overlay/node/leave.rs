@@ -76,7 +76,7 @@ impl Overlay {
             reported: false,
         });
         for (to, record) in &sends {
-            let request = SupernodeToSupernode::Store(SignedPresence::clone(record));
+            let request = SupernodeToSupernode::Store(Arc::clone(record));
             self.send(now, *to, request, Purpose::Leave);
         }
         self.leave_done_if_over();

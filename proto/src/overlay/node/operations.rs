@@ -94,7 +94,7 @@ impl Overlay {
     }
 
     /// Counts our own copy `record` as one holder of value lookup `op`, if it runs.
-    pub(super) fn add_local_value(&mut self, op: OpId, record: SignedPresence) {
+    pub(super) fn add_local_value(&mut self, op: OpId, record: Arc<SignedPresence>) {
         let me = self.me;
         if let Some(lookup) = self.ops.get_mut(&op).and_then(|o| o.lookup.as_mut()) {
             lookup.on_local_value(me, record);
@@ -176,7 +176,13 @@ impl Overlay {
     }
 
     /// Sends `record` to each of `targets` not yet sent it, on behalf of `op`.
-    fn store_to(&mut self, now: Timestamp, op: OpId, record: &SignedPresence, targets: &[Contact]) {
+    fn store_to(
+        &mut self,
+        now: Timestamp,
+        op: OpId,
+        record: &Arc<SignedPresence>,
+        targets: &[Contact],
+    ) {
         let Some(operation) = self.ops.get_mut(&op) else {
             return;
         };
@@ -188,7 +194,7 @@ impl Overlay {
         operation.stored_to.extend(fresh.iter().map(|c| c.id));
         operation.outstanding += fresh.len();
         for to in fresh {
-            let request = SupernodeToSupernode::Store(record.clone());
+            let request = SupernodeToSupernode::Store(Arc::clone(record));
             self.send(now, to, request, Purpose::Store(op));
         }
     }
@@ -231,11 +237,11 @@ impl Overlay {
                     // and our own copy if it is one of them.
                     self.store_to(now, op, newest, &stale);
                     let key = newest.record.id.record_key();
-                    if let Some(ours) = self.store.get(now, &key).map(|r| SignedPresence::clone(r))
-                    {
-                        self.take_newer(now, &ours, newest.clone());
+                    if let Some(ours) = self.store.get(now, &key).cloned() {
+                        self.take_newer(now, &ours, Arc::clone(newest));
                     }
                 }
+                let record = record.map(Arc::unwrap_or_clone);
                 self.events
                     .push_back(OverlayEvent::LookupDone { op, record, hops });
             }
@@ -310,7 +316,7 @@ impl Overlay {
                     && record.record.id.record_key() == lookup.target() =>
             {
                 match self.verifier.verify(now, record) {
-                    Ok(record) => lookup.on_value(&from.id, SignedPresence::clone(&record)),
+                    Ok(record) => lookup.on_value(&from.id, record),
                     Err(error) => {
                         lookup.on_failure(&from.id);
                         self.refused(Some(from), error);
@@ -366,7 +372,7 @@ impl Overlay {
 
     /// Replaces our copy of `ours` with `newer` if `newer` is a valid, newer record
     /// of the same identity (verification and supersession are checked by the store).
-    fn take_newer(&mut self, now: Timestamp, ours: &SignedPresence, newer: SignedPresence) {
+    fn take_newer(&mut self, now: Timestamp, ours: &SignedPresence, newer: Arc<SignedPresence>) {
         if newer.record.id != ours.record.id || newer.record.seq <= ours.record.seq {
             return;
         }

@@ -30,7 +30,8 @@ fn place_on_closest(net: &mut Net, r: &SignedPresence, k: usize) -> Vec<usize> {
         .expect("more supernodes than k");
     for &h in &holders {
         let now = net.now;
-        let reply = net.nodes[h].handle_request(now, from, SupernodeToSupernode::Store(r.clone()));
+        let reply =
+            net.nodes[h].handle_request(now, from, SupernodeToSupernode::Store(r.clone().into()));
         assert_eq!(reply, SupernodeReply::Stored);
     }
     net.settle();
