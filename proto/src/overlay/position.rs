@@ -86,12 +86,74 @@ impl NodeId {
     /// the BEP 42 prefix of `ip` (see the module docs); the key's hash alone when
     /// `ip` is not globally routable. One SHA-256 and, for a public address, one
     /// CRC-32C over 4 or 8 bytes.
+    ///
+    /// Remembered per thread (see [`memo`]): a supernode meets the same few thousand
+    /// contacts in every reply, and the hash was the hottest part of handling one.
     pub fn of_supernode(peer: &PeerId, ip: IpAddr) -> NodeId {
-        let hash = NodeId::of(peer);
-        match bep42_prefix(ip, r_of(&hash)) {
-            Some(prefix) => with_prefix(&hash, prefix),
-            None => hash,
-        }
+        memo::position(peer, ip, || {
+            let hash = NodeId::of(peer);
+            match bep42_prefix(ip, r_of(&hash)) {
+                Some(prefix) => with_prefix(&hash, prefix),
+                None => hash,
+            }
+        })
+    }
+}
+
+/// The positions computed lately on this thread, in a direct-mapped table: a
+/// position is a pure function of (key, IP), so a remembered one is the computed
+/// one, and a slot two contacts share only costs the loser a new SHA-256. The table
+/// is made on a thread's first use (a client that computes no positions pays
+/// nothing) and is [`SLOTS`](memo::SLOTS) × 96 bytes.
+mod memo {
+    use crate::identity::{NodeId, PeerId};
+    use std::cell::RefCell;
+    use std::net::IpAddr;
+
+    /// Slots of the table (a power of two): more than the contacts a routing table
+    /// and its lookups meet at 10,000 supernodes.
+    pub(super) const SLOTS: usize = 1 << 14;
+
+    type Slot = Option<(PeerId, IpAddr, NodeId)>;
+
+    thread_local! {
+        static TABLE: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The position of `peer` at `ip`: remembered, or `compute`d and remembered.
+    pub(super) fn position(peer: &PeerId, ip: IpAddr, compute: impl FnOnce() -> NodeId) -> NodeId {
+        let slot = slot_of(peer, ip);
+        TABLE.with(|table| {
+            let mut table = table.borrow_mut();
+            if table.is_empty() {
+                table.resize(SLOTS, None);
+            }
+            match table[slot] {
+                Some((p, i, id)) if p == *peer && i == ip => id,
+                _ => {
+                    let id = compute();
+                    table[slot] = Some((*peer, ip, id));
+                    id
+                }
+            }
+        })
+    }
+
+    /// A key's bytes are a curve point's encoding, spread enough to index by; the
+    /// IP's bits are mixed in so one key at two addresses takes two slots.
+    fn slot_of(peer: &PeerId, ip: IpAddr) -> usize {
+        let bytes = peer.as_bytes();
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[..8]);
+        let ip_bits = match ip {
+            IpAddr::V4(v4) => u64::from(u32::from(v4)),
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                (bits as u64) ^ ((bits >> 64) as u64)
+            }
+        };
+        let mixed = (u64::from_le_bytes(word) ^ ip_bits).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> 32) as usize & (SLOTS - 1)
     }
 }
 
@@ -162,6 +224,31 @@ mod tests {
         ("84.124.73.14", 65, 0x001b_0321),
         ("43.213.53.83", 90, 0x00e5_6f6c),
     ];
+
+    /// The position computed afresh, past the memo.
+    fn computed(peer: &PeerId, ip: IpAddr) -> NodeId {
+        let hash = NodeId::of(peer);
+        bep42_prefix(ip, r_of(&hash)).map_or(hash, |prefix| with_prefix(&hash, prefix))
+    }
+
+    #[test]
+    fn remembered_positions_are_the_computed_ones_even_when_slots_are_shared() {
+        // More contacts than slots, each key at two addresses: slots are shared
+        // and overwritten, and every answer is still the computed position.
+        let contacts: Vec<(PeerId, IpAddr)> = (0..2 * memo::SLOTS as u32)
+            .flat_map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..4].copy_from_slice(&(i / 2).to_le_bytes());
+                let ip = IpAddr::from([81, (i % 2) as u8, (i >> 8) as u8, i as u8]);
+                [(Identity::from_seed(&seed).peer_id(), ip)]
+            })
+            .collect();
+        for _ in 0..2 {
+            for (peer, ip) in &contacts {
+                assert_eq!(NodeId::of_supernode(peer, *ip), computed(peer, *ip));
+            }
+        }
+    }
 
     #[test]
     fn the_prefix_matches_bep42s_table() {
