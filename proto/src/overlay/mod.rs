@@ -36,6 +36,7 @@
 
 mod deadlines;
 pub mod diversity;
+mod in_flight;
 pub mod lookup;
 mod node;
 pub mod position;

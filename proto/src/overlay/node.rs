@@ -2,6 +2,7 @@
 //! machine's state, its public interface, request handling and timers; the
 //! operations it runs (lookups, publication, republication) are in `operations`.
 
+use super::in_flight::InFlight;
 use super::lookup::LookupKind;
 use super::routing::RoutingTable;
 use super::store::RecordStore;
@@ -52,15 +53,12 @@ pub struct Overlay {
     table: RoutingTable,
     store: RecordStore,
     ops: FastMap<OpId, Operation>,
-    rpcs: FastMap<RpcId, Pending>,
-    /// RPC deadlines in the order they were set, which is their time order: every
-    /// RPC gets the same `rpc_timeout` and `now` does not go back (if it did, an RPC
-    /// would time out no earlier than the one sent before it). Answered RPCs are
-    /// dropped from the front as they reach it, so the front is always one in flight.
-    deadlines: VecDeque<(Timestamp, RpcId)>,
+    /// RPCs in flight with their deadlines, in the order sent, which is their
+    /// deadlines' order: every RPC gets the same `rpc_timeout` and `now` does not go
+    /// back (if it did, an RPC would time out no earlier than the one sent before it).
+    rpcs: InFlight<Pending>,
     transmit: VecDeque<OutgoingRpc>,
     events: VecDeque<OverlayEvent>,
-    next_rpc: u64,
     next_op: u64,
     next_refresh: Timestamp,
     /// A join is on its way (see [`Overlay::expect_join`]).
@@ -109,11 +107,9 @@ impl Overlay {
             store: RecordStore::with_verifier(verifier.clone()),
             verifier,
             ops: FastMap::default(),
-            rpcs: FastMap::default(),
-            deadlines: VecDeque::new(),
+            rpcs: InFlight::new(1),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
-            next_rpc: 0,
             next_op: 0,
             awaiting_join: false,
             newly_started_until,
@@ -208,25 +204,17 @@ impl Overlay {
         id: RpcId,
         reply: Result<SupernodeReply, RpcFailure>,
     ) {
-        let Some(pending) = self.rpcs.remove(&id) else {
+        let Some(pending) = self.rpcs.remove(id.0) else {
             return;
         };
-        self.drop_answered_deadlines();
         self.complete(now, pending, reply);
     }
 
     /// Runs every timer due at `now`: RPC deadlines, record expiry, republication
     /// and bucket refresh.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        while let Some(&(deadline, id)) = self.deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_front();
-            if let Some(pending) = self.rpcs.remove(&id) {
-                self.complete(now, pending, Err(RpcFailure::Timeout));
-            }
-            self.drop_answered_deadlines();
+        while let Some(pending) = self.rpcs.pop_due(now) {
+            self.complete(now, pending, Err(RpcFailure::Timeout));
         }
         self.unpark(now, Some(now));
         self.store.expire(now);
@@ -254,7 +242,7 @@ impl Overlay {
 
     /// When [`Overlay::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let rpc = self.deadlines.front().map(|(at, _)| *at);
+        let rpc = self.rpcs.next_deadline();
         let parked = self.parked.front().map(|p| p.until);
         if self.leaving.is_some() {
             // No republication or refresh any more: only RPCs and parked requests.
@@ -395,16 +383,6 @@ impl Overlay {
         now + Duration::from_millis(delay)
     }
 
-    /// Drops deadlines of answered RPCs from the front of the queue.
-    fn drop_answered_deadlines(&mut self) {
-        while let Some((_, id)) = self.deadlines.front() {
-            if self.rpcs.contains_key(id) {
-                break;
-            }
-            self.deadlines.pop_front();
-        }
-    }
-
     fn refused(&mut self, from: Option<Contact>, error: RecordError) {
         self.events
             .push_back(OverlayEvent::RecordRefused { from, error });
@@ -469,11 +447,9 @@ impl Overlay {
         request: SupernodeToSupernode,
         purpose: Purpose,
     ) {
-        self.next_rpc += 1;
-        let id = RpcId(self.next_rpc);
+        let id = RpcId(self.rpcs.next_id());
         let deadline = now + self.config.rpc_timeout;
-        self.rpcs.insert(id, Pending { to, purpose });
-        self.deadlines.push_back((deadline, id));
+        self.rpcs.push(deadline, Pending { to, purpose });
         self.transmit.push_back(OutgoingRpc { id, to, request });
     }
 
