@@ -34,6 +34,7 @@
 //!   back. A supernode holds at most [`store::MAX_RECORDS`] records; beyond that,
 //!   `Store`s of new keys are refused as `Overloaded`.
 
+mod bucket_set;
 mod deadlines;
 pub mod diversity;
 mod in_flight;

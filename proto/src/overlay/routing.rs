@@ -17,6 +17,7 @@
 //! - A newcomer from a network already well represented is not admitted at all (see
 //!   [`diversity`](super::diversity): at most 2 per /16 in a bucket, 8 in the table).
 
+use super::bucket_set::BucketSet;
 use super::diversity::{ip_group, IpGroup, MAX_PER_GROUP_IN_BUCKET, MAX_PER_GROUP_IN_TABLE};
 use super::FastMap;
 use crate::identity::NodeId;
@@ -129,9 +130,9 @@ pub struct RoutingTable {
     diversity: bool,
     /// Entries in all buckets (kept, not counted: every request asks).
     len: usize,
-    /// Bit `i` is set when bucket `i` has entries: walks over the buckets skip the
-    /// empty ones (most of the 256) without reading them.
-    occupied: [u64; 4],
+    /// The buckets that have entries: walks over the buckets skip the empty ones
+    /// (most of the 256) without reading them.
+    occupied: BucketSet,
     /// Entries per network, for the table-wide diversity limit (kept, not counted:
     /// every request from a supernode not in the table asks).
     groups: FastMap<IpGroup, usize>,
@@ -151,7 +152,7 @@ impl RoutingTable {
             buckets: vec![bucket; BUCKETS],
             diversity: true,
             len: 0,
-            occupied: [0; 4],
+            occupied: BucketSet::default(),
             groups: FastMap::default(),
         }
     }
@@ -174,17 +175,11 @@ impl RoutingTable {
 
     /// Notes whether bucket `index` has entries now (after one came or went).
     fn mark(&mut self, index: usize) {
-        let bit = 1u64 << (index % 64);
         if self.buckets[index].entries.is_empty() {
-            self.occupied[index / 64] &= !bit;
+            self.occupied.remove(index);
         } else {
-            self.occupied[index / 64] |= bit;
+            self.occupied.insert(index);
         }
-    }
-
-    /// Whether bucket `index` has entries.
-    fn is_occupied(&self, index: usize) -> bool {
-        self.occupied[index / 64] >> (index % 64) & 1 == 1
     }
 
     /// Counts an entry of network `group` leaving the buckets.
@@ -348,15 +343,12 @@ impl RoutingTable {
             if out.len() >= n {
                 break;
             }
-            if !self.is_occupied(i) {
-                continue;
-            }
             self.extend_sorted(i, &target_words, n, keep, &mut out);
         }
         out
     }
 
-    /// Bucket indices in order of their entries' distance to `target`: every entry of
+    /// Occupied buckets, in order of their entries' distance to `target`: every entry of
     /// a bucket is closer to `target` than every entry of the buckets after it, so a
     /// search for the closest entries can stop at the bucket where it has enough.
     ///
@@ -367,18 +359,22 @@ impl RoutingTable {
     /// and the higher such bit the closer), buckets where `D` has a 0 set it (farther,
     /// and the higher the farther). Above `b` the distance's highest bit is `i` itself.
     fn buckets_by_distance(&self, target: &NodeId) -> impl Iterator<Item = usize> {
-        let d = xor(&words(&self.me), &words(target));
-        let bit = move |i: usize| d[3 - i / 64] >> (i % 64) & 1 == 1;
+        let d = BucketSet::from_big_endian(&xor(&words(&self.me), &words(target)));
+        let occupied = self.occupied;
         let b = self.me.bucket_index(target);
-        let (first, below) = match b {
-            Some(b) => (Some(b), b),
-            None => (None, 0),
+        let (first, lower, above) = match b {
+            Some(b) => (
+                Some(b).filter(|&b| occupied.contains(b)),
+                occupied.and(BucketSet::below(b)),
+                occupied.minus(BucketSet::below(b + 1)),
+            ),
+            None => (None, BucketSet::default(), occupied),
         };
         first
             .into_iter()
-            .chain((0..below).rev().filter(move |&i| bit(i)))
-            .chain((0..below).filter(move |&i| !bit(i)))
-            .chain(b.map_or(0, |b| b + 1)..BUCKETS)
+            .chain(lower.and(d).descending())
+            .chain(lower.minus(d).ascending())
+            .chain(above.ascending())
     }
 
     fn extend_sorted(
@@ -415,7 +411,7 @@ impl RoutingTable {
         let key = words(key);
         let mine = xor(&words(&self.me), &key);
         let mut count = self.buckets[b].entries.len();
-        for i in (0..b).rev().filter(|&i| self.is_occupied(i)) {
+        for i in self.occupied.and(BucketSet::below(b)).descending() {
             if count >= cap {
                 break;
             }
@@ -455,7 +451,9 @@ impl RoutingTable {
 
     /// Every entry, bucket by bucket.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.buckets.iter().flat_map(|b| b.entries.iter())
+        self.occupied
+            .ascending()
+            .flat_map(|i| self.buckets[i].entries.iter())
     }
 
     /// Number of entries (replacements not counted).
@@ -479,7 +477,7 @@ impl RoutingTable {
     /// the farthest. Closer buckets are empty because no such nodes exist, and a
     /// self-lookup already covers them.
     fn refreshable(&self) -> Range<usize> {
-        let lowest = self.buckets.iter().position(|b| !b.entries.is_empty());
+        let lowest = self.occupied.ascending().next();
         lowest.unwrap_or(BUCKETS)..BUCKETS
     }
 
