@@ -32,3 +32,50 @@ pub fn print_server_id(
     println!("{}", identity.peer_id());
     Ok(())
 }
+
+/// The exit of a server or tool binary: success, or `error: ` and the error with its
+/// causes on one line ("outer: inner: root", a cause left out when the message before
+/// it already quotes it, as `thiserror` messages with `{source}` do) and exit status 1.
+/// Returning the error from `main` instead prints its `Debug` form, which adds a
+/// backtrace of the reporting code whenever `RUST_BACKTRACE` is set: noise after an
+/// ordinary refusal such as a busy port or a bad flag.
+pub fn exit_status(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", one_line(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `error` and its causes joined with ": ", skipping a cause already quoted.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn causes_join_on_one_line_without_repeats() {
+        let io = std::io::Error::other("address in use");
+        let quoted = anyhow::Error::new(io).context("cannot bind 1.2.3.4:5: address in use");
+        let error = quoted.context("cannot start the STUN service");
+        assert_eq!(
+            one_line(&error),
+            "cannot start the STUN service: cannot bind 1.2.3.4:5: address in use"
+        );
+        let plain = anyhow::anyhow!("root").context("outer");
+        assert_eq!(one_line(&plain), "outer: root");
+    }
+}

@@ -9,7 +9,11 @@ use parley_relay::server::{self, RelayParams};
 use tokio::sync::watch;
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
+    parley_net::logging::exit_status(run().await)
+}
+
+async fn run() -> Result<()> {
     parley_net::init_logging("info");
     let cli = cli::Cli::parse();
     if let Some(cli::Command::Id { key }) = cli.command {

@@ -87,78 +87,74 @@ impl NodeId {
     /// `ip` is not globally routable. One SHA-256 and, for a public address, one
     /// CRC-32C over 4 or 8 bytes.
     ///
-    /// Remembered per thread (see [`memo`]): a supernode meets the same few thousand
-    /// contacts in every reply, and the hash was the hottest part of handling one.
+    /// The key's hash is remembered per thread (see [`memo`]): a supernode meets the
+    /// same few thousand contacts in every reply, and the hash was the hottest part of
+    /// handling one.
     pub fn of_supernode(peer: &PeerId, ip: IpAddr) -> NodeId {
-        memo::position(peer, ip, || {
-            let hash = NodeId::of(peer);
-            match bep42_prefix(ip, r_of(&hash)) {
-                Some(prefix) => with_prefix(&hash, prefix),
-                None => hash,
-            }
-        })
+        let hash = memo::hash_of(peer);
+        match bep42_prefix(ip, r_of(&hash)) {
+            Some(prefix) => with_prefix(&hash, prefix),
+            None => hash,
+        }
     }
 }
 
-/// The positions computed lately on this thread, in a direct-mapped table: a
-/// position is a pure function of (key, IP), so a remembered one is the computed
-/// one, and a slot two contacts share only costs the loser a new SHA-256. The table
-/// is made on a thread's first use (a client that computes no positions pays
-/// nothing) and is [`SLOTS`](memo::SLOTS) × 96 bytes.
+/// The key hashes ([`NodeId::of`]) computed lately on this thread, in a
+/// direct-mapped table of one cache line per key: the hash is a pure function of the
+/// key, so a remembered one is the computed one, and a slot two keys share only costs
+/// the loser a new SHA-256. The table is made on a thread's first use (a client that
+/// computes no positions pays nothing) and is [`SLOTS`](memo::SLOTS) × 64 bytes.
 mod memo {
     use crate::identity::{NodeId, PeerId};
     use std::cell::RefCell;
-    use std::net::IpAddr;
 
-    /// Slots of the table (a power of two): more than the contacts a routing table
+    /// Slots of the table (a power of two): more than the supernodes a routing table
     /// and its lookups meet at 10,000 supernodes.
     pub(super) const SLOTS: usize = 1 << 14;
 
-    type Slot = Option<(PeerId, IpAddr, NodeId)>;
+    /// A key and its hash, in one cache line.
+    #[derive(Clone, Copy)]
+    #[repr(align(64))]
+    struct Slot {
+        key: [u8; 32],
+        hash: NodeId,
+    }
 
     thread_local! {
         static TABLE: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
     }
 
-    /// The position of `peer` at `ip`: remembered, or `compute`d and remembered.
-    pub(super) fn position(peer: &PeerId, ip: IpAddr, compute: impl FnOnce() -> NodeId) -> NodeId {
-        let slot = slot_of(peer, ip);
+    /// [`NodeId::of`] `peer`: remembered, or computed and remembered.
+    pub(super) fn hash_of(peer: &PeerId) -> NodeId {
+        let key = peer.as_bytes();
         TABLE.with(|table| {
             let mut table = table.borrow_mut();
+            let slot = slot_of(key);
+            if let Some(held) = table.get(slot).filter(|held| held.key == *key) {
+                return held.hash;
+            }
+            let fresh = Slot {
+                key: *key,
+                hash: NodeId::of(peer),
+            };
             if table.is_empty() {
-                table.resize(SLOTS, None);
+                // Every slot starts as a true pair, so none needs a "used" flag.
+                table.resize(SLOTS, fresh);
             }
-            match table[slot] {
-                Some((p, i, id)) if p == *peer && i == ip => id,
-                _ => {
-                    let id = compute();
-                    table[slot] = Some((*peer, ip, id));
-                    id
-                }
-            }
+            table[slot] = fresh;
+            fresh.hash
         })
     }
 
-    /// A key's bytes are a curve point's encoding, spread enough to index by; the
-    /// IP's bits are mixed in so one key at two addresses takes two slots.
-    fn slot_of(peer: &PeerId, ip: IpAddr) -> usize {
-        let bytes = peer.as_bytes();
+    /// A key's bytes are a curve point's encoding, spread enough to index by.
+    fn slot_of(key: &[u8; 32]) -> usize {
         let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[..8]);
-        let ip_bits = match ip {
-            IpAddr::V4(v4) => u64::from(u32::from(v4)),
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6);
-                (bits as u64) ^ ((bits >> 64) as u64)
-            }
-        };
-        let mixed = (u64::from_le_bytes(word) ^ ip_bits).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        word.copy_from_slice(&key[..8]);
+        let mixed = u64::from_le_bytes(word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (mixed >> 32) as usize & (SLOTS - 1)
     }
 }
 
-/// What an attacker holding a /16 does under BEP 42 (for tests): search its
-/// addresses for prefixes next to a key, then grind keys for the rest.
 #[cfg(test)]
 pub(crate) mod mint {
     use super::*;

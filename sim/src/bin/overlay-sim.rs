@@ -163,7 +163,11 @@ fn percent(s: &str) -> Result<f64, String> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    parley_net::logging::exit_status(simulate())
+}
+
+fn simulate() -> anyhow::Result<()> {
     never_purge();
     let args = Args::parse();
     // The event loop itself runs on one of the pool's threads (`install`), so that it

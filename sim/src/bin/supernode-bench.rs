@@ -62,7 +62,11 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    parley_net::logging::exit_status(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
     anyhow::ensure!(
