@@ -3,7 +3,6 @@
 use super::*;
 use crate::Identity;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 fn contacts(n: u64) -> Vec<Contact> {
     (1..=n)
