@@ -286,6 +286,11 @@ pub struct TunnelListener {
     pub addr: SocketAddr,
 }
 
+/// What a server says when [`bind`] fails: the port is `--tcp-listen`'s, which by
+/// default is the `--listen` port (so a busy `--listen` port shows here first).
+pub const BIND_FAILED: &str =
+    "cannot bind the TCP port for clients without UDP (--tcp-listen, by default the --listen port)";
+
 /// Binds the tunnel's TCP port at `addr` (the server's `--tcp-listen`; any port, it is
 /// advertised, never derived from the QUIC port).
 pub async fn bind(addr: SocketAddr) -> Result<TunnelListener, crate::NetError> {

@@ -30,7 +30,7 @@ async fn run() -> Result<()> {
     // Bound first, so that load reports advertise it (any port: clients never derive it).
     let tunnel = parley_net::tcp_tunnel::bind(settings.tcp_listen.unwrap_or(settings.listen))
         .await
-        .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+        .context(parley_net::tcp_tunnel::BIND_FAILED)?;
     let tcp = tunnel.addr;
     let tunnel_peers = parley_net::tcp_tunnel::TunnelPeers::default();
     let (bound, serve) = server::start(
@@ -50,7 +50,8 @@ async fn run() -> Result<()> {
         },
         shutdown_rx.clone(),
     )
-    .await?;
+    .await
+    .context("cannot start the relay's QUIC socket (--listen)")?;
     tunnel
         .serve(bound.quic, &tunnel_identity, tunnel_peers, shutdown_rx)
         .context("cannot serve the TCP tunnel")?;

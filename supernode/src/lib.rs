@@ -51,7 +51,7 @@ pub async fn start_with_tunnel(
     // Bound first, so that Welcome advertises it.
     let tunnel = parley_net::tcp_tunnel::bind(tcp_listen)
         .await
-        .context("cannot bind the TCP port for clients without UDP (--tcp-listen)")?;
+        .context(parley_net::tcp_tunnel::BIND_FAILED)?;
     let tcp = tunnel.addr;
     let tunnel_peers = parley_net::tcp_tunnel::TunnelPeers::default();
     params.tcp = Some(tcp);
