@@ -151,7 +151,7 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             }
             let (tx, commands) = tokio::sync::mpsc::channel(16);
             control::serve(&home, tx)?;
-            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
+            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes, out).await?;
             let nat_type = nat.map(|n| n.nat).unwrap_or_default();
             let session =
                 ClientSession::start(&home, identity, endpoint, &supernodes, nat, out).await?;
@@ -244,7 +244,7 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
             audio::check_call_audio(&opts)?;
             let _lock = InstanceLock::acquire(&home, "call")?;
             let (audio, _) = audio::open(&opts, opts.output.clone(), out)?;
-            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
+            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes, out).await?;
             let mut session =
                 ClientSession::start(&home, identity, endpoint, &supernodes, nat, out).await?;
             let handle = session.handle();
@@ -284,7 +284,7 @@ async fn run(cli: Cli, out: Printer) -> Result<i32> {
                 return control::remote(stream, &Request::Send { req }, out).await;
             }
             let _lock = InstanceLock::acquire(&home, "send")?;
-            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes).await?;
+            let (endpoint, nat) = open_endpoint(&identity, &home, &supernodes, out).await?;
             let session =
                 ClientSession::start(&home, identity, endpoint, &supernodes, nat, out).await?;
             let handle = session.handle();
@@ -525,13 +525,16 @@ async fn open_endpoint(
     identity: &Identity,
     home: &Home,
     supernodes: &[String],
+    out: Printer,
 ) -> Result<(quinn::Endpoint, Option<parley_proto::nat::NatReport>)> {
     let boot = supernode_link::resolve_bootstrap(supernodes).await?;
     let (socket, discovery) = nat::bind_and_detect(&boot, &home.known_hosts()).await?;
     let report = match discovery {
         nat::Discovery::Found(r) => Some(r),
         nat::Discovery::Unreachable => {
-            tracing::warn!("no supernode answered over UDP or TCP; will keep trying");
+            // Said to the user (a `warning` event under --json), not only logged: a
+            // script waiting for `published` should learn why it does not come.
+            out.warning("no supernode answered over UDP or TCP; will keep trying");
             None
         }
         nat::Discovery::Unknown => None,
@@ -540,7 +543,7 @@ async fn open_endpoint(
     let endpoint =
         if report.is_some_and(|r| r.nat == parley_proto::presence::NatType::UdpBlocked) {
             // No UDP gets out: run QUIC over TCP to the servers (see parley_net::tcp_tunnel).
-            tracing::warn!("UDP is blocked here; reaching supernodes and relays over TCP");
+            out.warning("UDP is blocked here; reaching supernodes and relays over TCP");
             let tunnel = parley_net::tcp_tunnel::TcpTunnelSocket::new(identity)?;
             parley_net::make_endpoint_with(tunnel, identity, &alpns)
         } else {

@@ -54,8 +54,8 @@ pub struct TunnelLimits {
     /// Live tunnels in total.
     pub total: usize,
     /// A tunnel that carries nothing either way for this long is closed. QUIC inside
-    /// sends keep-alives every 10 s (0.5 s on attachments), so only dead or abandoned
-    /// tunnels get this quiet.
+    /// sends keep-alives at least every 15 s (13.5–15 s on attachments, 10 s on other
+    /// connections), so only dead or abandoned tunnels get this quiet.
     pub idle: Duration,
 }
 

@@ -72,7 +72,9 @@ async fn run() -> Result<()> {
         "relay ready id={} quic={} tcp={tcp} data={}{metrics}",
         bound.id, bound.quic, bound.data
     );
-    tracing::info!(id = %bound.id, quic = %bound.quic, "relay listening");
+    // The same fields in the log as on the ready line (a log shipped elsewhere has them).
+    tracing::info!(id = %bound.id, quic = %bound.quic, tcp = %tcp, data = %bound.data,
+        metrics = metrics.trim_start_matches(" metrics="), "relay listening");
     parley_net::serve_until_signal(serve, shutdown_tx).await;
     Ok(())
 }

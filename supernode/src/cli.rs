@@ -146,12 +146,27 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
 }
 
+/// How an error names a setting: the flag when it was given on the command line,
+/// else its key in the config file (`max_connections` in /etc/parley/supernode.toml), so
+/// an operator looks in the right place.
+fn setting(flag: &str, from_flag: bool, config: Option<&Path>) -> String {
+    match config {
+        Some(path) if !from_flag => format!(
+            "`{}` in {}",
+            flag.trim_start_matches("--").replace('-', "_"),
+            path.display()
+        ),
+        _ => flag.to_string(),
+    }
+}
+
 impl RunArgs {
     pub fn settings(self) -> Result<Settings> {
         let file = match &self.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let config = self.config.as_deref();
         let listen = self
             .listen
             .or(file.listen)
@@ -174,7 +189,8 @@ impl RunArgs {
         if let Some(port) = stun_alternate_port.filter(|p| *p != 0) {
             anyhow::ensure!(
                 port != stun_listen.port(),
-                "--stun-alternate-port {port} is the STUN port itself ({stun_listen}): RFC 5780's change-port answers need a second port"
+                "{} {port} is the STUN port itself ({stun_listen}): RFC 5780's change-port answers need a second port",
+                setting("--stun-alternate-port", self.stun_alternate_port.is_some(), config)
             );
         }
         let relays = if self.relay.is_empty() {
@@ -183,6 +199,7 @@ impl RunArgs {
             self.relay
         };
         let tcp_listen = self.tcp_listen.or(file.tcp_listen);
+        let relay_key_flag = setting("--relay-key", !self.relay_key.is_empty(), config);
         let relay_key = if self.relay_key.is_empty() {
             file.relay_key
         } else {
@@ -192,17 +209,22 @@ impl RunArgs {
             .iter()
             .map(|k| {
                 k.parse()
-                    .with_context(|| format!("bad --relay-key {k:?} (expected a relay id)"))
+                    .with_context(|| format!("bad {relay_key_flag} {k:?} (expected a relay id)"))
             })
             .collect::<Result<Vec<_>>>()?;
         let mut limits = Limits::default();
         if let Some(n) = self.max_connections.or(file.max_connections) {
-            anyhow::ensure!(n > 0, "--max-connections must be at least 1");
+            anyhow::ensure!(
+                n > 0,
+                "{} must be at least 1",
+                setting("--max-connections", self.max_connections.is_some(), config)
+            );
             limits.conns_total = n;
         }
         let public_ip = self.public_ip.or(file.public_ip);
         if let Some(ip) = public_ip {
-            check_public_ip(ip, listen)?;
+            let flag = setting("--public-ip", self.public_ip.is_some(), config);
+            check_public_ip(ip, listen, &flag)?;
         }
         Ok(Settings {
             public_ip,
@@ -225,12 +247,12 @@ impl RunArgs {
 /// Refuses a `--public-ip` of a family `listen` cannot be reached at: an IPv4
 /// socket has no IPv6 address and a specific IPv6 one no IPv4 address; only the IPv6
 /// wildcard (`[::]`, dual stack) serves both.
-fn check_public_ip(ip: IpAddr, listen: SocketAddr) -> Result<()> {
+fn check_public_ip(ip: IpAddr, listen: SocketAddr, flag: &str) -> Result<()> {
     let listen_ip = listen.ip().to_canonical();
     let dual_stack = listen_ip.is_unspecified() && listen_ip.is_ipv6();
     anyhow::ensure!(
         dual_stack || ip.to_canonical().is_ipv4() == listen_ip.is_ipv4(),
-        "--public-ip {ip} is not of the --listen address's family ({listen}): other supernodes could never reach this one there (listen on \"[::]:PORT\" to serve IPv4 and IPv6)"
+        "{flag} {ip} is not of the listen address's family ({listen}): other supernodes could never reach this one there (listen on \"[::]:PORT\" to serve IPv4 and IPv6)"
     );
     Ok(())
 }
@@ -347,5 +369,37 @@ mod tests {
         std::fs::write(&path, "listen = \"127.0.0.1:7000\"\nbogus = 1\n").unwrap();
         let cli = Cli::parse_from(["supernode", "--config", path.to_str().unwrap()]);
         assert!(cli.run.settings().is_err());
+    }
+
+    #[test]
+    fn an_error_names_the_config_key_when_the_value_came_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("sn-cfg-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sn.toml");
+        let p = path.to_str().unwrap();
+        let settings = |args: &[&str]| {
+            Cli::parse_from(["supernode"].iter().chain(args))
+                .run
+                .settings()
+        };
+        let file_says = |body: &str| {
+            std::fs::write(&path, format!("listen = \"0.0.0.0:7000\"\n{body}\n")).unwrap();
+            settings(&["--config", p]).unwrap_err().to_string()
+        };
+        let err = file_says("max_connections = 0");
+        assert!(err.contains(&format!("`max_connections` in {p}")), "{err}");
+        let err = file_says("public_ip = \"2001:db8::7\"");
+        assert!(err.contains(&format!("`public_ip` in {p}")), "{err}");
+        let err = file_says("stun_alternate_port = 3478");
+        assert!(
+            err.contains(&format!("`stun_alternate_port` in {p}")),
+            "{err}"
+        );
+        let err = file_says("relay_key = [\"nonsense\"]");
+        assert!(err.contains(&format!("`relay_key` in {p}")), "{err}");
+        // The flag, when the flag gave the value (even with a config file).
+        std::fs::write(&path, "listen = \"0.0.0.0:7000\"\n").unwrap();
+        let err = settings(&["--config", p, "--max-connections", "0"]).unwrap_err();
+        assert!(err.to_string().starts_with("--max-connections"), "{err}");
     }
 }

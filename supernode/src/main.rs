@@ -57,9 +57,9 @@ async fn run() -> Result<()> {
                 .await
                 .context("cannot serve metrics (--metrics)")?;
             parley_supernode::describe_metrics();
-            format!(" metrics={bound}")
+            Some(bound)
         }
-        None => String::new(),
+        None => None,
     };
     let stun_alternate = bound
         .stun_alternate
@@ -69,15 +69,20 @@ async fn run() -> Result<()> {
         .public_ip
         .map(|ip| format!(" public_ip={ip}"))
         .unwrap_or_default();
+    let metrics_field = metrics.map(|a| format!(" metrics={a}")).unwrap_or_default();
     // One machine-readable line on stdout: scripts and tests wait for it.
     println!(
-        "supernode ready id={} quic={} stun={}{stun_alternate} tcp={tcp}{metrics}{public_ip} position={}",
+        "supernode ready id={} quic={} stun={}{stun_alternate} tcp={tcp}{metrics_field}{public_ip} position={}",
         bound.id, bound.quic, bound.stun, bound.position
     );
+    // The same fields in the log as on the ready line (a log shipped elsewhere has them).
     tracing::info!(
         id = %bound.id,
         quic = %bound.quic,
         stun = %bound.stun,
+        stun_alternate = ?bound.stun_alternate,
+        tcp = %tcp,
+        metrics = ?metrics,
         public_ip = ?settings.public_ip,
         position = %bound.position,
         "supernode listening"

@@ -58,7 +58,7 @@ pub async fn call(
     let _lock = InstanceLock::acquire(home, "call")?;
     let identity = keyfile::load(&home.key_path())?;
     let (audio, _) = audio::open(&opts, opts.output.clone(), out)?;
-    let (endpoint, nat) = crate::open_endpoint(&identity, home, supernodes).await?;
+    let (endpoint, nat) = crate::open_endpoint(&identity, home, supernodes, out).await?;
     let mut session = ClientSession::start(home, identity, endpoint, supernodes, nat, out).await?;
     let direct_in = std::mem::replace(&mut session.direct, tokio::sync::mpsc::channel(1).1);
     let (handle, requests) = Handle::new();

@@ -110,7 +110,9 @@ struct Args {
     /// buys against --sybil).
     #[arg(long)]
     no_lookup_diversity: bool,
-    /// Threads for the parallel parts (key generation, signing, verification).
+    /// Threads for the parallel parts: key generation, signing, verification, and each
+    /// 5 ms window's deliveries to the supernodes (default: one per core; 1 runs the
+    /// whole simulation on one thread, with the same result).
     #[arg(long)]
     threads: Option<usize>,
     /// Percentage of supernodes that are promoted peers (issue 10); the rest are an
