@@ -16,7 +16,7 @@
 //! re-attach), `churn` (heavy-tailed sessions), `peers` (promoted peers: an operator
 //! tier plus peers that are demoted or crash and are replaced), `malice` (colluding liars),
 //! `sybil` (Sybils minted next to target clients' keys),
-//! `scenario` (the runs and their report).
+//! `scenario` (the runs and their report), `memory` (refusing a run that cannot fit).
 //!
 //! `relay_choice` (binary `relay-choice`) measures how close the relay a call picks by
 //! Vivaldi coordinates, pings and load comes to the best one, on the same latency model.
@@ -30,6 +30,7 @@ pub mod churn;
 pub mod clients;
 pub mod latency;
 pub mod malice;
+pub mod memory;
 pub mod misses;
 pub mod peers;
 pub mod phase;

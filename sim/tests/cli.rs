@@ -47,6 +47,10 @@ fn runs_without_an_honest_supernode_or_with_ignored_flags_are_refused() {
         (&["--paths", "0"][..], "0 is less than 1"),
         (&["--paths", "9"][..], "more than 8 paths"),
         (&["--bootstraps", "0"][..], "0 is less than 1"),
+        (
+            &["--supernodes", "100000000", "--clients", "5"][..],
+            "GiB is available",
+        ),
     ] {
         let (code, stderr) = run(args);
         assert!(code.is_some_and(|c| c != 0), "{args:?} exited {code:?}");

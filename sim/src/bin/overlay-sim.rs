@@ -195,6 +195,11 @@ fn simulate() -> anyhow::Result<()> {
     if args.peers.is_some() && (args.churn || args.crash > 0.0) {
         anyhow::bail!("--peers is its own kind of churn: not with --churn or --crash");
     }
+    parley_sim::memory::check_fits(
+        args.supernodes as u64,
+        args.clients as u64,
+        parley_sim::memory::available_mib(),
+    )?;
     let started = Instant::now();
     let scenario = Scenario {
         supernodes: args.supernodes,
