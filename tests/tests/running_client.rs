@@ -186,12 +186,19 @@ fn audio_at_one_end_only_completes_a_call() -> anyhow::Result<()> {
     assert_eq!(call.code, 0, "{call:?}");
     assert!(call.stdout.contains("no speaker"), "{call:?}");
     assert_eq!(call.event("call_end").unwrap()["outcome"], "completed");
-    bob_proc.wait_for(Duration::from_secs(10), |l| {
+    let bob_end = bob_proc.wait_for(Duration::from_secs(10), |l| {
         l.contains("\"event\":\"call_end\"")
     })?;
     bob_proc.wait_for(Duration::from_secs(1), |l| l.contains("no microphone"))?;
     let s = similarity(&parley_audio::speech_fixture(), &heard)?;
-    eprintln!("one-ended call: correlation {:.3}", s.correlation);
+    // Both summaries: a low score is told apart by them (frames concealed, discarded,
+    // the longest gap between frames: docs/performance.md, "Session 12").
+    eprintln!(
+        "one-ended call: correlation {:.3} lag {}; alice {}; bob {bob_end}",
+        s.correlation,
+        s.lag_samples,
+        call.event("call_end").unwrap()
+    );
     assert!(
         s.correlation >= 0.9,
         "bob's recording correlates only {s:?}"
