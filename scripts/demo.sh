@@ -5,7 +5,9 @@
 #   supernode 1) looks him up, then calls him twice with a speech sample shipped in the
 #   repo: once through the relay, once direct. Bob records what he hears; the report
 #   compares it with what alice sent.
-# Usage: scripts/demo.sh   (from a fresh clone; installs what it needs)
+# Usage: scripts/demo.sh   (from a fresh clone; installs what it needs). Exits 1, saying
+# why, when a call does not complete or bob hears next to nothing of the speech; a call
+# that completed with gaps in the speech is reported as degraded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -27,9 +29,16 @@ wait_line() { # file pattern timeout_s
   grep -m1 "$2" "$1"
 }
 field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
-# A call passes when bob's recording correlates at least this well with the speech sent
-# (docs/performance.md, "Session 12: speech under CPU load").
-min_similarity=0.9
+# Bob's recording against the speech sent: at least $good_similarity is a clean call (what
+# the tests require; an idle machine scores about 0.96); below it the call is reported
+# as degraded (a busy machine's process stalls cost speech: docs/performance.md, the
+# paragraph on load-sensitive tests); below $min_similarity the speech was not
+# delivered and the demo fails.
+good_similarity=0.9
+min_similarity=0.5
+at_least() { # value threshold: whether value is a number >= threshold
+  python3 -c 'import sys; v = sys.argv[1]; sys.exit(0 if v != "-" and float(v) >= float(sys.argv[2]) else 1)' "$1" "$2"
+}
 json() { # line key
   python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print("-" if v is None else v)' "$1" "$2"
 }
@@ -64,6 +73,7 @@ echo "alice looks bob up through supernode 1:"
 
 results=()
 failures=()
+degraded=()
 n=0
 for mode in relay direct; do
   n=$((n + 1))
@@ -81,8 +91,10 @@ for mode in relay direct; do
     for _ in $(seq 1 50); do [ "$(grep -c '"event":"call_end"' "$out/bob.out")" -ge "$n" ] && break; sleep 0.1; done
     sim=$("$bin/wav-similarity" "$speech" "$heard") || sim='{}'
     corr=$(json "$sim" correlation)
-    if ! python3 -c 'import sys; v = sys.argv[1]; sys.exit(0 if v != "-" and float(v) >= float(sys.argv[2]) else 1)' "$corr" "$min_similarity"; then
-      failures+=("$mode call: bob's recording correlates $corr with the speech sent, below $min_similarity (see $heard, $out/bob.out)")
+    if ! at_least "$corr" "$min_similarity"; then
+      failures+=("$mode call: bob's recording correlates $corr with the speech sent, below $min_similarity: the speech was not delivered (see $heard, $out/bob.out)")
+    elif ! at_least "$corr" "$good_similarity"; then
+      degraded+=("$mode call: bob's recording correlates $corr, below $good_similarity: speech was cut or shifted (is the machine busy? see $heard)")
     fi
   else
     failures+=("$mode call did not complete: exit code $rc, outcome $outcome (see $out/alice-$mode.out and .log)")
@@ -98,7 +110,7 @@ printf '%-7s %-7s %8s %8s %8s %8s %8s %12s\n' forced path setup_ms sent loss_% r
 for r in "${results[@]}"; do echo "$r"; done
 echo
 echo "similarity: Pearson correlation of bob's recording with the sent speech, aligned by"
-echo "cross-correlation (1.0 = identical; ≥ $min_similarity passes, as the tests require)."
+echo "cross-correlation (1.0 = identical; ≥ $good_similarity is a clean call, as the tests require)."
 echo "safety code of the first call: $code (both sides showed it)"
 echo "recordings: $out/bob-heard.wav (relay), $out/bob-heard-2.wav (direct)"
 if [ "${#failures[@]}" -gt 0 ]; then
@@ -107,4 +119,10 @@ if [ "${#failures[@]}" -gt 0 ]; then
   for f in "${failures[@]}"; do echo "$f"; done
   exit 1
 fi
-echo "both calls completed and carried the speech."
+if [ "${#degraded[@]}" -gt 0 ]; then
+  echo
+  echo "== DEGRADED (both calls completed; the speech arrived with gaps)"
+  for d in "${degraded[@]}"; do echo "$d"; done
+else
+  echo "both calls completed and carried the speech."
+fi
