@@ -192,7 +192,8 @@ fn audio_at_one_end_only_completes_a_call() -> anyhow::Result<()> {
     bob_proc.wait_for(Duration::from_secs(1), |l| l.contains("no microphone"))?;
     let s = similarity(&parley_audio::speech_fixture(), &heard)?;
     // Both summaries: a low score is told apart by them (frames concealed, discarded,
-    // the longest gap between frames: docs/performance.md, "Session 12").
+    // the longest gap between frames: docs/performance.md, "Session 11", the paragraph
+    // on load-sensitive tests).
     eprintln!(
         "one-ended call: correlation {:.3} lag {}; alice {}; bob {bob_end}",
         s.correlation,
