@@ -13,7 +13,10 @@
 pub fn estimate_mib(supernodes: u64, clients: u64) -> u64 {
     const SUPERNODE_KIB: u64 = 140;
     const CLIENT_KIB: u64 = 43; // 4.3 KiB, in tenths below
-    (supernodes * SUPERNODE_KIB * 10 + clients * CLIENT_KIB) / 10 / 1024
+    let kib_x10 = supernodes
+        .saturating_mul(SUPERNODE_KIB * 10)
+        .saturating_add(clients.saturating_mul(CLIENT_KIB));
+    kib_x10 / 10 / 1024
 }
 
 /// Memory available to a new process now, in MiB (Linux `MemAvailable`), or `None` if
@@ -78,5 +81,7 @@ mod tests {
             check_fits(100_000_000, 5, None).is_ok(),
             "unknown: not refused"
         );
+        // Sizes near the type's end saturate rather than overflow.
+        assert!(check_fits(u64::MAX, u64::MAX, Some(16_000)).is_err());
     }
 }

@@ -39,7 +39,7 @@ fn runs_without_an_honest_supernode_or_with_ignored_flags_are_refused() {
         (&["--sybil", "150"][..], "not a percentage"),
         (
             &["--crash", "100"][..],
-            "no supernode to look anybody up from",
+            "no supernode is left to look anybody up from",
         ),
         (&["--supernodes", "0"][..], "0 is less than 2"),
         (&["--clients", "0"][..], "0 is less than 1"),
@@ -51,6 +51,17 @@ fn runs_without_an_honest_supernode_or_with_ignored_flags_are_refused() {
             &["--supernodes", "100000000", "--clients", "5"][..],
             "GiB is available",
         ),
+        (
+            &["--supernodes", "18446744073709551615", "--clients", "5"][..],
+            "GiB is available",
+        ),
+        (
+            &["--supernodes", "10", "--crash", "96"][..],
+            "crashes all of them",
+        ),
+        (&["--loss", "100"][..], "loses every message"),
+        (&["--k", "1000000000"][..], "is more than 64"),
+        (&["--alpha", "65"][..], "is more than 64"),
     ] {
         let (code, stderr) = run(args);
         assert!(code.is_some_and(|c| c != 0), "{args:?} exited {code:?}");

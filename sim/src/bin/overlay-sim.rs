@@ -67,17 +67,17 @@ struct Args {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Replication factor and bucket size (see docs/performance.md for why the
+    /// Replication factor and bucket size, 1–64 (see docs/performance.md for why the
     /// simulator's default is Mainline DHT's 8 rather than the supernode's 20).
-    #[arg(long, default_value_t = 8, value_parser = at_least::<1>)]
+    #[arg(long, default_value_t = 8, value_parser = at_most::<64>)]
     k: usize,
     /// Disjoint paths per lookup (S/Kademlia's d; the supernode's default is 3;
     /// 1–8).
     #[arg(long, default_value_t = 3, value_parser = paths)]
     paths: usize,
-    /// RPCs each lookup path keeps in flight (Kademlia's alpha; the supernode's
-    /// default is 3).
-    #[arg(long, default_value_t = 3, value_parser = at_least::<1>)]
+    /// RPCs each lookup path keeps in flight (Kademlia's alpha, 1–64; the
+    /// supernode's default is 3).
+    #[arg(long, default_value_t = 3, value_parser = at_most::<64>)]
     alpha: usize,
     /// Disjoint paths of a client's publication (the supernode's default is 3; see
     /// docs/performance.md for why the simulator's is 1).
@@ -147,6 +147,15 @@ fn at_least<const MIN: usize>(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A count from 1 to `MAX`: larger ones would size per-lookup and per-bucket
+/// structures beyond any memory (`--k 1000000000` aborted allocating 520 GiB).
+fn at_most<const MAX: usize>(s: &str) -> Result<usize, String> {
+    match at_least::<1>(s)? {
+        n if n <= MAX => Ok(n),
+        n => Err(format!("{n} is more than {MAX}")),
+    }
+}
+
 /// Disjoint paths: 1 to `lookup::MAX_PATHS` (the overlay would clamp others).
 fn paths(s: &str) -> Result<usize, String> {
     let max = parley_proto::overlay::lookup::MAX_PATHS;
@@ -186,8 +195,19 @@ fn simulate() -> anyhow::Result<()> {
              to less than 100 %)"
         );
     }
-    if args.crash >= 100.0 {
-        anyhow::bail!("--crash 100 leaves no supernode to look anybody up from");
+    // The scenario crashes round(PCT % of the supernodes): a share that rounds up to
+    // all of them leaves nobody to look anybody up from, as --crash 100 would.
+    let crashed = (args.crash / 100.0 * args.supernodes as f64).round();
+    if args.crash >= 100.0 || crashed >= args.supernodes as f64 {
+        anyhow::bail!(
+            "--crash {} of {} supernodes crashes all of them: no supernode is left to look \
+             anybody up from",
+            args.crash,
+            args.supernodes
+        );
+    }
+    if args.loss >= 100.0 {
+        anyhow::bail!("--loss 100 loses every message: nothing would be measured");
     }
     if args.churn && args.crash > 0.0 {
         anyhow::bail!("--churn replaces supernodes all the time: not with --crash");
