@@ -53,7 +53,14 @@ pub struct Scenario {
     pub peers: Option<PeerConfig>,
     /// Calls sampled between online clients for the relay choice (with `peers`).
     pub relay_calls: usize,
+    /// How long the overlay runs idle after publication, measuring its background
+    /// RPCs ([`DEFAULT_IDLE`]: 120 s; a whole republish interval, 30 min, or more
+    /// includes the clients' 20-min refreshes and the holders' republications).
+    pub idle: Duration,
 }
+
+/// The idle phase's default length (120 s of virtual time).
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 
 /// What a run measured.
 #[derive(Clone, Debug, Default)]
@@ -96,8 +103,6 @@ pub struct Report {
 const JOIN_GAP: Duration = Duration::from_millis(10);
 /// Clients coming online (and lookups starting) per virtual second.
 const RATE_PER_S: f64 = 5_000.0;
-/// Idle time measured for background traffic.
-const IDLE: Duration = Duration::from_secs(120);
 
 fn identities<R: Rng>(rng: &mut R, n: usize) -> Vec<Identity> {
     let seeds: Vec<[u8; 32]> = (0..n).map(|_| rng.gen()).collect();
@@ -248,10 +253,12 @@ pub fn run(s: &Scenario, log: &mut dyn FnMut(String)) -> Report {
     // 3. Idle: what does staying up cost?
     sim.phase = Phase::Idle;
     let before = sim.stats.rpcs;
-    let at = sim.now + IDLE;
+    let at = sim.now + s.idle;
     sim.run_until(at);
-    report.rpcs_per_sn_min_idle =
-        (sim.stats.rpcs - before) as f64 / sim.live.len().max(1) as f64 / IDLE.as_secs_f64() * 60.0;
+    report.rpcs_per_sn_min_idle = (sim.stats.rpcs - before) as f64
+        / sim.live.len().max(1) as f64
+        / s.idle.as_secs_f64().max(1.0)
+        * 60.0;
     log(format!(
         "idle: {:.1} RPCs per supernode per minute {}",
         report.rpcs_per_sn_min_idle,

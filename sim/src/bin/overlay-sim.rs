@@ -110,6 +110,11 @@ struct Args {
     /// buys against --sybil).
     #[arg(long)]
     no_lookup_diversity: bool,
+    /// Seconds of virtual time the overlay runs idle after publication, to measure its
+    /// background RPCs (`rpcs_per_sn_min_idle`); 1800 or more covers a whole republish
+    /// interval and the clients' 20-min refreshes.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_secs: u64,
     /// Threads for the parallel parts: key generation, signing, verification, and each
     /// 5 ms window's deliveries to the supernodes (default: one per core; 1 runs the
     /// whole simulation on one thread, with the same result).
@@ -242,6 +247,7 @@ fn simulate() -> anyhow::Result<()> {
             malicious: args.malicious / 100.0,
         }),
         relay_calls: args.relay_calls,
+        idle: Duration::from_secs(args.idle_secs),
         config: OverlayConfig {
             k: args.k,
             alpha: args.alpha,

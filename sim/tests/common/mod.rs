@@ -35,6 +35,7 @@ pub fn small_scenario() -> Scenario {
         sybil_pct: 0.0,
         peers: None,
         relay_calls: 0,
+        idle: parley_sim::scenario::DEFAULT_IDLE,
         config: OverlayConfig {
             k: 8,
             ..OverlayConfig::default()
