@@ -120,7 +120,12 @@ impl Supernode {
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(e.context(log_tail(dir.path())))
+                // One line: what went wrong, then what the supernode logged.
+                Err(anyhow::anyhow!(
+                    "{} did not start as a supernode: {e:#}{}",
+                    binary.display(),
+                    log_tail(dir.path())
+                ))
             }
         }
     }
@@ -134,7 +139,7 @@ impl Supernode {
     pub fn sample(&mut self) -> Result<Sample> {
         if let Some(status) = self.child.try_wait()? {
             bail!(
-                "the supernode exited ({status}); {}",
+                "the supernode exited ({status}){}",
                 log_tail(self.dir.path())
             );
         }
@@ -158,9 +163,12 @@ fn log_tail(dir: &Path) -> String {
     if let Ok(mut f) = std::fs::File::open(dir.join("supernode.log")) {
         let _ = f.read_to_string(&mut text);
     }
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(5)..].join("\n");
-    format!("supernode log ends:\n{tail}")
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
+    format!("; its log ends: {tail}")
 }
 
 impl Drop for Supernode {
@@ -171,23 +179,40 @@ impl Drop for Supernode {
 }
 
 /// The `supernode` binary next to this executable (`target/release/supernode` when the
-/// bench runs from `target/release`), built with cargo if it is missing.
+/// bench runs from `target/release`), built with cargo if it is missing or older than
+/// this executable (after a `git pull`, `cargo run` rebuilds only the bench: without
+/// this the bench would measure the old server). An old binary is used, with a
+/// warning, when cargo cannot build it (an installed bench without the sources).
 pub fn default_binary() -> Result<PathBuf> {
     let me = std::env::current_exe()?;
     let path = me.with_file_name("supernode");
-    if path.exists() {
-        return Ok(path);
-    }
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    // Whether an older binary is there to fall back on.
+    let fallback = match (modified(&path), modified(&me)) {
+        (None, _) => false,
+        (Some(server), Some(bench)) if server < bench => true,
+        (Some(_), _) => return Ok(path),
+    };
     let mut args = vec!["build", "-p", "parley-supernode", "--bin", "supernode"];
     if !cfg!(debug_assertions) {
         args.push("--release");
     }
     eprintln!("building the supernode (cargo {})", args.join(" "));
-    let ok = Command::new("cargo").args(&args).status()?.success();
-    if !ok || !path.exists() {
-        bail!("cannot build the supernode binary at {}", path.display());
+    let ok = Command::new("cargo")
+        .args(&args)
+        .status()
+        .is_ok_and(|s| s.success());
+    match (ok && path.exists(), fallback) {
+        (true, _) => Ok(path),
+        (false, true) => {
+            eprintln!(
+                "warning: could not rebuild {}; measuring it although it is older than this bench",
+                path.display()
+            );
+            Ok(path)
+        }
+        (false, false) => bail!("cannot build the supernode binary at {}", path.display()),
     }
-    Ok(path)
 }
 
 #[cfg(test)]
