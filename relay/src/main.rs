@@ -63,18 +63,19 @@ async fn run() -> Result<()> {
                 .await
                 .context("cannot serve metrics (--metrics)")?;
             parley_relay::metrics::observe(&bound);
-            format!(" metrics={at}")
+            Some(at)
         }
-        None => String::new(),
+        None => None,
     };
+    let metrics_field = metrics.map(|a| format!(" metrics={a}")).unwrap_or_default();
     // One machine-readable line on stdout: scripts and tests wait for it.
     println!(
-        "relay ready id={} quic={} tcp={tcp} data={}{metrics}",
+        "relay ready id={} quic={} tcp={tcp} data={}{metrics_field}",
         bound.id, bound.quic, bound.data
     );
     // The same fields in the log as on the ready line (a log shipped elsewhere has them).
     tracing::info!(id = %bound.id, quic = %bound.quic, tcp = %tcp, data = %bound.data,
-        metrics = metrics.trim_start_matches(" metrics="), "relay listening");
+        metrics = ?metrics, "relay listening");
     parley_net::serve_until_signal(serve, shutdown_tx).await;
     Ok(())
 }

@@ -6,43 +6,36 @@
 //! (release build, k = 8, `--crash 20`, docs/performance.md "Session 12"): 10,000
 //! supernodes / 100,000 clients peaked at 1,786 MiB and 10,000 / 1,000,000 at
 //! 5,586 MiB, so a client costs about 4.3 KiB and a supernode about 140 KiB. `--churn`
-//! peaks about 45 % higher (8,096 MiB at a million clients, session 10), so a run is
+//! peaks about 55 % higher (8,649 MiB at a million clients, same session), so a run is
 //! refused only when even the crash run's estimate exceeds what is available.
 
-/// Peak memory of a run with `supernodes` and `clients`, in MiB (see the module docs).
-pub fn estimate_mib(supernodes: u64, clients: u64) -> u64 {
-    const SUPERNODE_KIB: u64 = 140;
-    const CLIENT_KIB: u64 = 43; // 4.3 KiB, in tenths below
-    let kib_x10 = supernodes
-        .saturating_mul(SUPERNODE_KIB * 10)
-        .saturating_add(clients.saturating_mul(CLIENT_KIB));
-    kib_x10 / 10 / 1024
-}
+/// A supernode's share of the peak, in tenths of a KiB (140 KiB).
+const SUPERNODE_DECI_KIB: u64 = 1_400;
+/// A client's share of the peak, in tenths of a KiB (4.3 KiB).
+const CLIENT_DECI_KIB: u64 = 43;
 
-/// Memory available to a new process now, in MiB (Linux `MemAvailable`), or `None` if
-/// it cannot be read (then nothing is refused).
-pub fn available_mib() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    Some(kib / 1024)
+/// Peak memory of a run with `supernodes` and `clients`, in MiB (see the module docs);
+/// saturates instead of overflowing.
+pub fn estimate_mib(supernodes: u64, clients: u64) -> u64 {
+    let deci_kib = supernodes
+        .saturating_mul(SUPERNODE_DECI_KIB)
+        .saturating_add(clients.saturating_mul(CLIENT_DECI_KIB));
+    deci_kib / 10 / 1024
 }
 
 /// An error naming the sizes, the estimate and what is available, when the estimate
-/// exceeds `available_mib`; `Ok` otherwise.
+/// exceeds `available_mib` (MiB, e.g. from
+/// [`crate::capacity::process::mem_available_mib`]; `None`: nothing is refused);
+/// `Ok` otherwise.
 pub fn check_fits(supernodes: u64, clients: u64, available_mib: Option<u64>) -> anyhow::Result<()> {
     let need = estimate_mib(supernodes, clients);
     match available_mib {
         Some(have) if need > have => anyhow::bail!(
             "--supernodes {supernodes} --clients {clients} needs about {} GiB of memory \
-             (about 140 KiB a supernode and 4.3 KiB a client) and {} GiB is available",
+             (about {} KiB a supernode and {} KiB a client) and {} GiB is available",
             gib(need),
+            SUPERNODE_DECI_KIB as f64 / 10.0,
+            CLIENT_DECI_KIB as f64 / 10.0,
             gib(have)
         ),
         _ => Ok(()),

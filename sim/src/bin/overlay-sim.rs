@@ -203,7 +203,7 @@ fn simulate() -> anyhow::Result<()> {
     // The scenario crashes round(PCT % of the supernodes): a share that rounds up to
     // all of them leaves nobody to look anybody up from, as --crash 100 would.
     let crashed = (args.crash / 100.0 * args.supernodes as f64).round();
-    if args.crash >= 100.0 || crashed >= args.supernodes as f64 {
+    if crashed >= args.supernodes as f64 {
         anyhow::bail!(
             "--crash {} of {} supernodes crashes all of them: no supernode is left to look \
              anybody up from",
@@ -223,7 +223,7 @@ fn simulate() -> anyhow::Result<()> {
     parley_sim::memory::check_fits(
         args.supernodes as u64,
         args.clients as u64,
-        parley_sim::memory::available_mib(),
+        parley_sim::capacity::process::mem_available_mib(),
     )?;
     let started = Instant::now();
     let scenario = Scenario {
