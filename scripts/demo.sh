@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+echo "building Parley (a cold build takes 10-15 minutes on 2 cores; later ones seconds)…"
 cargo build --bins --quiet
 # cargo builds into $CARGO_TARGET_DIR when it is set.
 bin=${CARGO_TARGET_DIR:-target}/debug
